@@ -1,0 +1,175 @@
+"""Blocking AF_UNIX client for projctld: one request frame out, one reply frame back.
+
+It uses the C module `_socket` rather than `socket`: `import socket` spends about 7 ms building
+enums, which is a third of what a `projctl status` may cost in all (bench/client_latency.py).
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import struct
+
+from projctl_client import __version__, minipack, paths
+from projctl_client.frames import HEADER_SIZE, PROTOCOL_VERSION, FrameTooLarge, body_length, frame
+
+DEFAULT_TIMEOUT = 10.0
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class ClientError(Exception):
+    """Something the user must act on; `exit_code` follows the README's table."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestions = suggestions or []
+
+
+class DaemonUnavailable(ClientError):
+    """projctld is not running, cannot be reached, or stopped answering (exit code 3)."""
+
+    exit_code = 3
+
+
+class DaemonError(ClientError):
+    """projctld answered with an Error reply."""
+
+    def __init__(
+        self, code: str, message: str, suggestions: list[str], context: dict[str, str]
+    ) -> None:
+        super().__init__(message, suggestions)
+        self.code = code
+        self.context = context
+
+
+def request(kind: str, **fields: object) -> dict[str, object]:
+    """A request as the daemon expects it: tagged, with the protocol and client version."""
+    return {"type": kind, "protocol": PROTOCOL_VERSION, "client": __version__, **fields}
+
+
+class Connection:
+    """One open connection to the daemon; reusable for many requests."""
+
+    def __init__(self, sock: _socket.socket, path: str) -> None:
+        self._sock = sock
+        self.path = path
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, message: dict[str, object]) -> dict[str, object]:
+        """Send one request; return the reply, or raise DaemonError for an Error reply."""
+        reply = minipack.decode(self.exchange(minipack.encode(message)))
+        if not isinstance(reply, dict) or not isinstance(reply.get("type"), str):
+            raise DaemonUnavailable(
+                "projctld sent a reply this client does not understand",
+                ["projctl daemon restart"],
+            )
+        if reply["type"] == "error":
+            raise DaemonError(
+                str(reply.get("code", "error")),
+                str(reply.get("message", "projctld reported an error")),
+                list(reply.get("suggestions") or []),  # type: ignore[call-overload]
+                dict(reply.get("context") or {}),  # type: ignore[call-overload]
+            )
+        return reply
+
+    def exchange(self, body: bytes) -> bytes:
+        """Send one frame and read one frame back."""
+        try:
+            self._sock.sendall(frame(body))
+            length = body_length(self._recv_exactly(HEADER_SIZE))
+            return self._recv_exactly(length)
+        except TimeoutError:
+            raise DaemonUnavailable(
+                f"projctld did not answer within {self._sock.gettimeout():g} s",
+                ["projctl daemon restart"],
+            ) from None
+        except FrameTooLarge as exc:
+            raise DaemonUnavailable(f"projctld sent a reply that is too large: {exc}") from None
+        except OSError as exc:
+            raise DaemonUnavailable(
+                f"lost the connection to projctld: {exc.strerror or exc}",
+                ["projctl daemon status", "projctl daemon restart"],
+            ) from None
+
+    def _recv_exactly(self, size: int) -> bytes:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        received = 0
+        while received < size:
+            count = self._sock.recv_into(view[received:])
+            if count == 0:
+                raise ConnectionResetError(0, "projctld closed the connection")
+            received += count
+        return bytes(buffer)
+
+
+def connect(path: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Connection:
+    """Connect to a running daemon; raise DaemonUnavailable if there is none (no autostart)."""
+    path = path or paths.socket_path()
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        _check_peer(sock, path)
+    except BaseException as exc:
+        sock.close()
+        if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+            raise NotRunning(path) from None
+        if isinstance(exc, PermissionError):
+            raise DaemonUnavailable(
+                f"permission denied on {path}: the socket belongs to another user",
+                ["set PROJCTL_SOCKET to a socket of your own"],
+            ) from None
+        if isinstance(exc, OSError):
+            raise DaemonUnavailable(
+                f"cannot connect to {path}: {exc.strerror or exc}",
+                ["set PROJCTL_SOCKET to a shorter path"] if "too long" in str(exc) else [],
+            ) from None
+        raise
+    return Connection(sock, path)
+
+
+def connect_or_start(path: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Connection:
+    """Connect to the daemon, starting it first unless PROJCTL_NO_AUTOSTART=1."""
+    try:
+        return connect(path, timeout=timeout)
+    except NotRunning as exc:
+        if os.environ.get("PROJCTL_NO_AUTOSTART", "") not in ("", "0"):
+            raise DaemonUnavailable(
+                f"projctld is not running (no daemon at {exc.path}) and "
+                "PROJCTL_NO_AUTOSTART is set",
+                ["projctl daemon start"],
+            ) from None
+    # Imported here: subprocess and select cost milliseconds that a warm call never needs.
+    from projctl_client import daemonctl
+
+    daemonctl.start(path)
+    return connect(path, timeout=timeout)
+
+
+class NotRunning(DaemonUnavailable):
+    """No daemon listens on the socket (no file, or a stale file nobody accepts on)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"projctld is not running (no daemon at {path})", ["projctl daemon start"])
+        self.path = path
+
+
+def _check_peer(sock: _socket.socket, path: str) -> None:
+    # The daemon checks us; we check it too, so another user's socket cannot impersonate it.
+    _pid, uid, _gid = _PEERCRED.unpack(
+        sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _PEERCRED.size)
+    )
+    if uid != os.getuid():
+        raise PermissionError(f"{path} is served by uid {uid}")

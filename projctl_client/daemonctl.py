@@ -1,0 +1,108 @@
+"""Starting and stopping projctld from the client: spawn, bounded readiness wait, ordered stop."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import subprocess
+import sys
+import time
+
+from projctl_client import paths
+from projctl_client.connection import DaemonUnavailable
+
+_LOG_ROTATE_BYTES = 1 << 20
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    try:
+        return float(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+def start(socket: str | None = None) -> int:
+    """Start projctld in the background and wait until it serves; return its pid.
+
+    The daemon reports on an inherited pipe (`--ready-fd`): `ready`, or `error: ...` lines that
+    are shown to the user as they are. Its log goes to paths.log_path().
+    """
+    socket = socket or paths.socket_path()
+    timeout = _seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
+    log = paths.log_path()
+    os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
+    _rotate(log)
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ, PROJCTL_SOCKET=socket)
+    try:
+        with open(log, "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "projctld", "run", "--ready-fd", str(write_fd)],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,), start_new_session=True, env=env,
+            )
+    except OSError as exc:
+        os.close(read_fd)
+        raise DaemonUnavailable(f"could not run projctld: {exc}", ["projctld run"]) from None
+    finally:
+        os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as ready_pipe:
+        report = _read_report(ready_pipe, timeout)
+    if report == "ready":
+        return process.pid
+    # Another client may have started a daemon at the same moment; then that one serves us.
+    if report.startswith("error: another projctld"):
+        return 0
+    if not report:
+        state = "stopped" if process.poll() is not None else "is still starting"
+        raise DaemonUnavailable(
+            f"projctld did not become ready within {timeout:g} s (it {state})",
+            [f"projctld run  # in the foreground, to see why; its log is {log}"],
+        )
+    lines = report.splitlines()
+    message = lines[0].removeprefix("error: ")
+    suggestions = [line.removeprefix("try: ") for line in lines[1:] if line.startswith("try: ")]
+    raise DaemonUnavailable(f"projctld could not start: {message}", suggestions)
+
+
+def _read_report(pipe: object, timeout: float) -> str:
+    """Everything the daemon writes on the ready pipe until it closes it or says `ready`."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    fd = pipe.fileno()  # type: ignore[attr-defined]
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        if data.startswith(b"ready\n"):
+            return "ready"
+    return data.decode(errors="replace").strip()
+
+
+def _rotate(log: str) -> None:
+    try:
+        if os.path.getsize(log) > _LOG_ROTATE_BYTES:
+            os.replace(log, log + ".1")
+    except OSError:
+        pass
+
+
+def wait_until_stopped(socket: str | None = None) -> bool:
+    """Wait (bounded) until the daemon on `socket` has released its lock, i.e. has exited."""
+    lock = paths.lock_path(socket or paths.socket_path())
+    deadline = time.monotonic() + _seconds_from_env("PROJCTL_STOP_TIMEOUT", 15.0)
+    while time.monotonic() < deadline:
+        try:
+            with open(lock, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+        except FileNotFoundError:
+            return True
+        except BlockingIOError:
+            time.sleep(0.02)
+    return False

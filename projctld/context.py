@@ -1,0 +1,38 @@
+"""The handle every daemon component shares: config, state, start time and the shutdown switch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import anyio
+
+from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo
+from projctld import __version__
+from projctld.config import Config
+from projctld.knowledge import Knowledge
+from projctld.store.database import Database
+
+
+@dataclass
+class DaemonContext:
+    config: Config
+    config_path: str
+    config_loaded_at: float
+    socket_path: str
+    db: Database
+    knowledge: Knowledge
+    started_at: float
+    shutdown: anyio.Event = field(default_factory=anyio.Event)
+
+    def info(self) -> DaemonInfo:
+        return DaemonInfo(
+            version=__version__,
+            protocol=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            config_path=self.config_path,
+            config_loaded_at=self.config_loaded_at,
+            socket_path=self.socket_path,
+            state_path=self.db.path,
+        )

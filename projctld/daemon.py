@@ -1,0 +1,72 @@
+"""The daemon's lifecycle: start-up in order, serve until told to stop, shut down in reverse.
+
+Start-up: config, logging, the single-instance lock, the store, the socket, then `on_ready`.
+Shutdown (SIGTERM, SIGINT or a Shutdown request): stop accepting, let requests in flight finish
+within `daemon.shutdown_timeout`, flush and close the store, remove the socket, release the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import SocketListener
+
+from projctl_client import paths
+from projctld import __version__, listener
+from projctld import logging as logs
+from projctld.config import load_config
+from projctld.context import DaemonContext
+from projctld.knowledge import Knowledge
+from projctld.rpc.handlers import Handlers
+from projctld.rpc.server import RpcServer
+from projctld.store.checkouts import CheckoutTable
+from projctld.store.database import Database
+
+log = logs.get_logger(__name__)
+
+
+async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]) -> None:
+    started_at = time.time()
+    config = load_config(config_path)
+    logs.configure(config.daemon.log_level, config.daemon.log_format)
+    with contextlib.ExitStack() as stack:
+        # Registered in reverse of the order they must be undone in.
+        stack.enter_context(listener.instance_lock(socket_path))
+        stack.callback(listener.remove, socket_path)
+        db = Database(paths.database_path())
+        stack.callback(db.close)
+        knowledge = Knowledge(CheckoutTable(db), config)
+        stack.callback(knowledge.flush)
+        ctx = DaemonContext(
+            config=config, config_path=config_path, config_loaded_at=started_at,
+            socket_path=socket_path, db=db, knowledge=knowledge, started_at=started_at,
+        )
+        server = RpcServer(
+            Handlers(ctx),
+            max_connections=config.daemon.max_connections,
+            idle_timeout=config.daemon.idle_timeout,
+            frame_timeout=min(10.0, config.daemon.idle_timeout),
+        )
+        socket_listener = await SocketListener.from_socket(listener.bind(socket_path))
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_stop_on_signal, ctx.shutdown)
+            log.info("serving", socket=socket_path, pid=os.getpid(), version=__version__,
+                     state=db.path, config=config_path)
+            on_ready()
+            await server.serve(socket_listener, ctx.shutdown, config.daemon.shutdown_timeout)
+            tasks.cancel_scope.cancel()
+        log.info("stopping", uptime_s=round(time.time() - started_at, 3))
+    log.info("stopped")
+
+
+async def _stop_on_signal(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal_received", signal=signal.Signals(signum).name,
+                     already_stopping=stop.is_set())
+            stop.set()

@@ -1,0 +1,51 @@
+"""The one exception tree of projctld; every fault a user can meet is one of these.
+
+    ProjctlError           code, message, suggestions (what to type next), context
+    ├── ConfigError        the config file is unreadable, not TOML, or does not validate (exit 2)
+    ├── StartupError       the daemon cannot start: another one serves the socket, the socket
+    │                      directory is unsafe, the socket path is too long            (exit 1)
+    ├── StoreError         the state database cannot be opened, migrated or written     (exit 1)
+    └── RequestError       one client request cannot be served; it becomes an Error reply
+
+Boundaries (sqlite3, sockets, config parsing) translate their exceptions into these, so that
+`projctld` prints one clear message and never a traceback for a fault a user can fix.
+"""
+
+from __future__ import annotations
+
+
+class ProjctlError(Exception):
+    code = "error"
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        suggestions: list[str] | None = None,
+        context: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestions = suggestions or []
+        self.context = context or {}
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(ProjctlError):
+    code = "config"
+    exit_code = 2
+
+
+class StartupError(ProjctlError):
+    code = "startup"
+
+
+class StoreError(ProjctlError):
+    code = "store"
+
+
+class RequestError(ProjctlError):
+    code = "bad_request"

@@ -1,0 +1,96 @@
+"""The daemon's Unix socket: one daemon per socket (a lock), a private directory, no stale file."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import stat
+from collections.abc import Iterator
+
+from projctl_client.paths import InsecureDirectory, ensure_private_dir, lock_path
+from projctld.errors import StartupError
+
+# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+@contextlib.contextmanager
+def instance_lock(socket_path: str) -> Iterator[None]:
+    """Hold the lock beside the socket for as long as this daemon lives.
+
+    flock is released by the kernel when the process dies, however it dies, so whoever holds it
+    owns the socket path, and a socket file found there without a holder is a dead daemon's.
+    """
+    _private_dir(os.path.dirname(socket_path))
+    path = lock_path(socket_path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StartupError(
+            f"another projctld (pid {holder}) already serves {socket_path}",
+            suggestions=["projctl daemon status", "projctl daemon restart"],
+            code="already_running",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def bind(socket_path: str, backlog: int = 512) -> socket.socket:
+    """A listening socket at `socket_path`, mode 0600. Call only while holding instance_lock."""
+    if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
+        raise StartupError(
+            f"the socket path {socket_path} is {len(os.fsencode(socket_path))} bytes; "
+            f"Unix sockets allow {MAX_SOCKET_PATH}",
+            suggestions=["set PROJCTL_SOCKET to a shorter path, e.g. /tmp/projctl-$UID.sock"],
+        )
+    remove_stale(socket_path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The umask makes the socket 0600 from the moment it exists, not just after the chmod.
+    previous = os.umask(0o177)
+    try:
+        sock.bind(socket_path)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot bind {socket_path}: {exc.strerror}") from None
+    finally:
+        os.umask(previous)
+    os.chmod(socket_path, 0o600)
+    sock.listen(backlog)
+    return sock
+
+
+def remove_stale(socket_path: str) -> None:
+    """Remove a socket file left by a dead daemon; refuse to touch anything else."""
+    try:
+        info = os.lstat(socket_path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise StartupError(
+            f"{socket_path} exists and is not a socket",
+            suggestions=[f"move {socket_path} away, or set PROJCTL_SOCKET elsewhere"],
+        )
+    os.unlink(socket_path)
+
+
+def remove(socket_path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+
+
+def _private_dir(path: str) -> None:
+    try:
+        ensure_private_dir(path)
+    except InsecureDirectory as exc:
+        raise StartupError(str(exc), suggestions=["set PROJCTL_SOCKET"]) from None
+    except OSError as exc:
+        raise StartupError(f"cannot create {path}: {exc.strerror}") from None

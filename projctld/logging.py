@@ -1,0 +1,84 @@
+"""structlog set-up: JSON lines off a terminal, console lines on one; secrets never reach a line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+# Keys whose values are secrets whatever they hold, and secret-shaped text anywhere else.
+_SECRET_KEY = re.compile(
+    r"token|authorization|password|passwd|secret|api[_-]?key|cookie|credential", re.I
+)
+_SECRET_TEXT = re.compile(
+    r"(?i)\b(bearer|basic|token)(\s+|=)[A-Za-z0-9._~+/=-]{8,}"
+    r"|\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,})"
+    r"|(?i:private-token|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]+"
+)
+REDACTED = "[redacted]"
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_TEXT.sub(lambda m: (m.group(1) + m.group(2) + REDACTED) if m.group(1)
+                            else REDACTED, text)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A copy of `value` with secret keys blanked and secret-shaped text replaced."""
+    if key and _SECRET_KEY.search(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(item) for item in value]
+    return value
+
+
+def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {key: redact(value, key) for key, value in event.items()}
+
+
+class _RedactingFormatter(logging.Formatter):
+    """For libraries that log through the stdlib (httpx, apscheduler)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # Tracebacks become text first so that the redaction below covers them too.
+            structlog.processors.format_exc_info,
+            _redact_event,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

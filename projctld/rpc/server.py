@@ -1,0 +1,218 @@
+"""The daemon's end of the socket: accept, check the peer, read frames, answer, drain on shutdown.
+
+Every fault a client can cause ends in an Error reply or a closed connection for that client
+only: a frame over MAX_FRAME is refused from its header, a request that does not decode is
+answered with what was wrong, a silent or stalled client is dropped after a timeout, and past
+`max_connections` new clients are told the daemon is busy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+
+import anyio
+import msgspec
+from anyio.abc import SocketAttribute, SocketListener, SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from projctl_client.frames import HEADER_SIZE, FrameTooLarge, body_length, frame
+from projctl_client.protocol import MAX_FRAME, PROTOCOL_VERSION, Envelope, Error, Reply, Request
+from projctld import __version__
+from projctld.errors import ProjctlError
+from projctld.logging import get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[Request], Awaitable[Reply]]
+_PEERCRED = struct.Struct("3i")
+_CLIENT_GONE = (
+    anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+    anyio.ClosedResourceError, ConnectionError,
+)
+
+
+class _Connection:
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.busy = False
+
+
+class RpcServer:
+    def __init__(
+        self,
+        handle: Handler,
+        *,
+        max_connections: int = 256,
+        idle_timeout: float = 60.0,
+        frame_timeout: float = 10.0,
+    ) -> None:
+        self._handle = handle
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._frame_timeout = frame_timeout
+        self._connections: set[_Connection] = set()
+        self._draining = False
+        self._decoder = msgspec.msgpack.Decoder(Request)
+        self._envelope = msgspec.msgpack.Decoder(Envelope)
+        self._encoder = msgspec.msgpack.Encoder()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def serve(self, listener: SocketListener, stop: anyio.Event, grace: float) -> None:
+        """Serve until `stop` is set; then stop accepting, give requests in flight up to
+        `grace` seconds to finish, and close every connection."""
+        async with anyio.create_task_group() as connections:
+            async with anyio.create_task_group() as acceptor:
+                acceptor.start_soon(self._accept, listener, connections)
+                await stop.wait()
+                acceptor.cancel_scope.cancel()
+            await listener.aclose()
+            self._draining = True
+            for conn in list(self._connections):
+                if not conn.busy:
+                    conn.scope.cancel()
+            with anyio.move_on_after(grace):
+                while any(conn.busy for conn in self._connections):
+                    await anyio.sleep(0.01)
+            if self._connections:
+                log.warning("shutdown_cut_requests", requests=len(self._connections))
+            connections.cancel_scope.cancel()
+
+    async def _accept(self, listener: SocketListener, connections: anyio.abc.TaskGroup) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # out of file descriptors, say: wait and keep serving
+                log.warning("accept_failed", error=str(exc))
+                await anyio.sleep(0.1)
+                continue
+            connections.start_soon(self._serve_connection, stream)
+
+    async def _serve_connection(self, stream: SocketStream) -> None:
+        conn = _Connection()
+        with conn.scope:
+            async with stream:
+                refusal = self._refusal(stream)
+                if refusal is not None:
+                    await self._send_quietly(stream, refusal)
+                    return
+                self._connections.add(conn)
+                try:
+                    await self._requests(stream, conn)
+                except (*_CLIENT_GONE, TimeoutError):
+                    pass
+                finally:
+                    self._connections.discard(conn)
+
+    def _refusal(self, stream: SocketStream) -> Error | None:
+        """Why this connection may not send requests, checked before reading anything."""
+        raw = stream.extra(SocketAttribute.raw_socket)
+        _pid, uid, _gid = _PEERCRED.unpack(
+            raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+        if uid != os.getuid():
+            log.warning("peer_refused", uid=uid)
+            return Error(code="forbidden", message=f"this projctld serves uid {os.getuid()} only")
+        if len(self._connections) >= self._max_connections:
+            log.warning("connection_refused_busy", open=len(self._connections))
+            return Error(
+                code="busy",
+                message=f"projctld already has {len(self._connections)} clients connected",
+                suggestions=["try again in a moment"],
+            )
+        return None
+
+    async def _requests(self, stream: SocketStream, conn: _Connection) -> None:
+        reader = BufferedByteReceiveStream(stream)
+        while not self._draining:
+            with anyio.fail_after(self._idle_timeout):
+                header = await reader.receive_exactly(HEADER_SIZE)
+            conn.busy = True
+            try:
+                length = body_length(header)
+            except FrameTooLarge as exc:
+                # The body is never read, so the stream cannot be resynchronised: answer, close.
+                await self._send_quietly(stream, Error(
+                    code="frame_too_large", message=str(exc), context={"limit": str(MAX_FRAME)}
+                ))
+                return
+            with anyio.fail_after(self._frame_timeout):
+                body = await reader.receive_exactly(length)
+            await stream.send(frame(await self._answer(body)))
+            conn.busy = False
+
+    async def _answer(self, body: bytes) -> bytes:
+        try:
+            request = self._decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            reply: Reply = self._malformed(body, exc)
+        else:
+            if request.protocol != PROTOCOL_VERSION:
+                reply = _protocol_mismatch(request.protocol, request.client)
+            else:
+                reply = await self._dispatch(request)
+        encoded = self._encoder.encode(reply)
+        if len(encoded) > MAX_FRAME:
+            log.error("reply_too_large", type=type(reply).__name__, size=len(encoded))
+            encoded = self._encoder.encode(Error(
+                code="internal", message="the reply was larger than the protocol allows",
+                suggestions=["report this as a bug in projctl"],
+            ))
+        return encoded
+
+    async def _dispatch(self, request: Request) -> Reply:
+        try:
+            return await self._handle(request)
+        except ProjctlError as exc:
+            return Error(code=exc.code, message=exc.message, context=exc.context,
+                         suggestions=exc.suggestions)
+        except Exception:
+            log.exception("request_failed", request=type(request).__name__)
+            return Error(
+                code="internal",
+                message="projctld failed while handling this request; its log has the details",
+                suggestions=["projctl daemon status"],
+            )
+
+    def _malformed(self, body: bytes, exc: msgspec.DecodeError) -> Error:
+        # A request from another protocol version may not fit today's union at all; its
+        # envelope still says which version it was, and that is the useful answer.
+        try:
+            envelope = self._envelope.decode(body)
+        except msgspec.DecodeError:
+            envelope = None
+        if envelope is not None and envelope.protocol not in (0, PROTOCOL_VERSION):
+            return _protocol_mismatch(envelope.protocol, envelope.client)
+        return Error(code="bad_request", message=f"malformed request: {exc}")
+
+    async def _send_quietly(self, stream: SocketStream, reply: Reply) -> None:
+        try:
+            with anyio.move_on_after(1.0):
+                await stream.send(frame(self._encoder.encode(reply)))
+        except _CLIENT_GONE:
+            pass
+
+
+def _protocol_mismatch(theirs: int, client: str) -> Error:
+    context = {"client_protocol": str(theirs), "daemon_protocol": str(PROTOCOL_VERSION),
+               "client_version": client, "daemon_version": __version__}
+    if theirs > PROTOCOL_VERSION:
+        return Error(
+            code="unsupported_protocol",
+            message=f"projctl {client} speaks protocol {theirs} but the running projctld "
+            f"{__version__} speaks {PROTOCOL_VERSION}: the daemon is older than the client",
+            context=context,
+            suggestions=["projctl daemon restart"],
+        )
+    return Error(
+        code="unsupported_protocol",
+        message=f"projctl {client} speaks protocol {theirs} but projctld {__version__} speaks "
+        f"{PROTOCOL_VERSION}: this client is older than the daemon",
+        context=context,
+        suggestions=["pip install --upgrade projctl"],
+    )

@@ -1,0 +1,114 @@
+"""The state database: one SQLite file in WAL mode, migrated by numbered .sql files."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from importlib import resources
+
+from projctld.errors import StoreError
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(number, sql) for every file in migrations/, in order; numbers must run 1, 2, 3, ..."""
+    found = []
+    for entry in resources.files("projctld.store").joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    found.sort()
+    if [number for number, _ in found] != list(range(1, len(found) + 1)):
+        raise StoreError("migrations are not numbered 0001, 0002, ... without gaps")
+    return found
+
+
+class Database:
+    """The open state database. One writer (the daemon's event loop); WAL lets readers in."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across application crashes in WAL mode; only power loss can
+            # drop the last transactions, which the next poll or sync restores.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            self.schema_version = self._migrate()
+            self.created_at = self._created_at()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+
+    def error(self, exc: sqlite3.Error) -> StoreError:
+        """Translate a sqlite3 failure into what the user should do about it."""
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            suggestions = [
+                f"mv {self.path} {self.path}.broken  # projctld starts afresh and re-learns "
+                "what it knew from upstream; unsynced records stay in the moved file"
+            ]
+        else:
+            suggestions = [f"check free space and permissions in {os.path.dirname(self.path)}"]
+        return StoreError(
+            f"the state database {self.path} cannot be used: {exc}",
+            suggestions=suggestions,
+            context={"path": self.path},
+        )
+
+    def write_many(self, sql: str, params: list[tuple]) -> None:
+        """Run one statement for every parameter tuple, all in one transaction."""
+        if not params:
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(sql, params)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+
+    def read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+
+    def _migrate(self) -> int:
+        current = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        known = migrations()
+        if current > len(known):
+            raise StoreError(
+                f"the state database {self.path} has schema {current}, newer than this "
+                f"projctld understands ({len(known)})",
+                suggestions=["pip install --upgrade projctl", "projctl daemon restart"],
+            )
+        for number, sql in known[current:]:
+            # executescript commits on its own, so the transaction is part of the script; the
+            # version bump is inside it, so a migration applies entirely or not at all.
+            try:
+                self.conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        return len(known)
+
+    def _created_at(self) -> float:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('created_at', ?)", (str(time.time()),)
+        )
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'created_at'").fetchone()
+        return float(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
