@@ -13,7 +13,14 @@ import struct
 from projctl_client import __version__, minipack, paths
 from projctl_client.frames import HEADER_SIZE, PROTOCOL_VERSION, FrameTooLarge, body_length, frame
 
-DEFAULT_TIMEOUT = 10.0
+
+def default_timeout() -> float:
+    """Seconds to wait for the daemon: $PROJCTL_TIMEOUT, else 10."""
+    try:
+        return float(os.environ["PROJCTL_TIMEOUT"])
+    except (KeyError, ValueError):
+        return 10.0
+
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -114,11 +121,11 @@ class Connection:
         return bytes(buffer)
 
 
-def connect(path: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Connection:
+def connect(path: str | None = None, *, timeout: float | None = None) -> Connection:
     """Connect to a running daemon; raise DaemonUnavailable if there is none (no autostart)."""
     path = path or paths.socket_path()
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    sock.settimeout(timeout or default_timeout())
     try:
         sock.connect(path)
         _check_peer(sock, path)
@@ -140,7 +147,7 @@ def connect(path: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Con
     return Connection(sock, path)
 
 
-def connect_or_start(path: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Connection:
+def connect_or_start(path: str | None = None, *, timeout: float | None = None) -> Connection:
     """Connect to the daemon, starting it first unless PROJCTL_NO_AUTOSTART=1."""
     try:
         return connect(path, timeout=timeout)

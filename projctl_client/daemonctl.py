@@ -10,7 +10,7 @@ import sys
 import time
 
 from projctl_client import paths
-from projctl_client.connection import DaemonUnavailable
+from projctl_client.connection import DaemonUnavailable, connect
 
 _LOG_ROTATE_BYTES = 1 << 20
 
@@ -47,13 +47,14 @@ def start(socket: str | None = None) -> int:
         raise DaemonUnavailable(f"could not run projctld: {exc}", ["projctld run"]) from None
     finally:
         os.close(write_fd)
+    deadline = time.monotonic() + timeout
     with os.fdopen(read_fd, "rb") as ready_pipe:
-        report = _read_report(ready_pipe, timeout)
+        report = _read_report(ready_pipe, deadline)
     if report == "ready":
         return process.pid
-    # Another client may have started a daemon at the same moment; then that one serves us.
-    if report.startswith("error: another projctld"):
-        return 0
+    # Another client started a daemon at the same moment: that one will serve us once ready.
+    if report.startswith("error: another projctld") and _wait_serving(socket, deadline):
+        return process.pid
     if not report:
         state = "stopped" if process.poll() is not None else "is still starting"
         raise DaemonUnavailable(
@@ -66,9 +67,8 @@ def start(socket: str | None = None) -> int:
     raise DaemonUnavailable(f"projctld could not start: {message}", suggestions)
 
 
-def _read_report(pipe: object, timeout: float) -> str:
+def _read_report(pipe: object, deadline: float) -> str:
     """Everything the daemon writes on the ready pipe until it closes it or says `ready`."""
-    deadline = time.monotonic() + timeout
     data = b""
     fd = pipe.fileno()  # type: ignore[attr-defined]
     while (remaining := deadline - time.monotonic()) > 0:
@@ -82,6 +82,16 @@ def _read_report(pipe: object, timeout: float) -> str:
         if data.startswith(b"ready\n"):
             return "ready"
     return data.decode(errors="replace").strip()
+
+
+def _wait_serving(socket: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            connect(socket).close()
+            return True
+        except DaemonUnavailable:
+            time.sleep(0.01)
+    return False
 
 
 def _rotate(log: str) -> None:

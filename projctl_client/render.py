@@ -86,7 +86,7 @@ def status(view: dict, stream: object = None) -> str:
     lines.append(
         f"{dim}projctld {daemon['version']} · up {duration(now - daemon['started_at'])} · "
         f"config read {age(now - daemon['config_loaded_at'])} · "
-        f"{state['checkouts_known']} checkouts known · state kept since "
+        f"{_count(state['checkouts_known'], 'checkout')} known · state kept since "
         f"{age(now - state['created_at'])}{reset}"
     )
     warning = version_warning(daemon)
@@ -125,3 +125,7 @@ def error(exc: Exception) -> str:
     message = getattr(exc, "message", str(exc))
     suggestions = getattr(exc, "suggestions", [])
     return "\n".join([f"projctl: {message}", *(f"  try: {s}" for s in suggestions)])
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

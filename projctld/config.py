@@ -24,7 +24,7 @@ class DaemonConfig(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"
     shutdown_timeout: Seconds = 5.0
-    idle_timeout: Seconds = 300.0
+    idle_timeout: Seconds = 60.0
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 256
 
 

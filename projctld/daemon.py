@@ -37,6 +37,9 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
     with contextlib.ExitStack() as stack:
         # Registered in reverse of the order they must be undone in.
         stack.enter_context(listener.instance_lock(socket_path))
+        # Bound before the store opens so that it is removed only after the store is closed;
+        # clients that connect meanwhile wait in the backlog until we serve.
+        sock = stack.enter_context(listener.bind(socket_path))
         stack.callback(listener.remove, socket_path)
         db = Database(paths.database_path())
         stack.callback(db.close)
@@ -52,7 +55,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             idle_timeout=config.daemon.idle_timeout,
             frame_timeout=min(10.0, config.daemon.idle_timeout),
         )
-        socket_listener = await SocketListener.from_socket(listener.bind(socket_path))
+        socket_listener = await SocketListener.from_socket(sock)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, ctx.shutdown)
             log.info("serving", socket=socket_path, pid=os.getpid(), version=__version__,

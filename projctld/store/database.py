@@ -31,7 +31,14 @@ class Database:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        directory = os.path.dirname(path)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the state directory {directory}: {exc.strerror}",
+                suggestions=[f"check what is at {directory}, or set XDG_STATE_HOME elsewhere"],
+            ) from None
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")

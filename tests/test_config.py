@@ -1,0 +1,119 @@
+"""Config loading: defaults, path resolution, and one clear message for every kind of mistake."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from projctld.config import Config, DaemonConfig, ProjectConfig, load_config
+from projctld.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_missing_file_means_every_default(tmp_path) -> None:
+    assert load_config(str(tmp_path / "absent.toml")) == Config()
+
+
+def test_project_paths_expand_home_and_resolve_relative_to_the_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    config = load_config(write(tmp_path, '[projects.web]\npaths = ["~/src/web", "link"]\n'))
+    assert config.projects["web"].paths == [str(tmp_path / "src" / "web"), str(tmp_path / "real")]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("[daemon]\nlog_level = 'loud'\n", "daemon.log_level",
+         "expected one of debug, info, warning, error"),
+        ("[daemon]\nlog_level = 3\n", "daemon.log_level", "expected one of debug"),
+        ("[daemon]\nshutdown_timeout = '5'\n", "daemon.shutdown_timeout",
+         "expected a number, got a string"),
+        ("[daemon]\nshutdown_timeout = -1\n", "daemon.shutdown_timeout", "expected"),
+        ("[daemon]\nmax_connections = 0\n", "daemon.max_connections", ">= 1"),
+        ("[daemon]\nverbose = true\n", "daemon.verbose", "unknown key; known here: log_level"),
+        ("colour = true\n", "colour", "unknown key; known here: daemon, projects"),
+        ("daemon = 3\n", "daemon", "expected a table, got an integer"),
+        ("projects = 3\n", "projects", "expected a table, got an integer"),
+        ("[projects.web]\npaths = 'src/web'\n", "projects.web.paths",
+         "expected an array, got a string"),
+        ("[projects.web]\npath = ['x']\n", "projects.web.path", "unknown key; known here: paths"),
+        ("[projects.'two words']\n", "projects.two words", "a project name is"),
+    ],
+)
+def test_a_bad_value_names_the_file_the_key_and_what_was_expected(
+    tmp_path, text: str, key: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.message.startswith(f"{path}: `{key}`: ")
+    assert expected in caught.value.message
+    assert caught.value.context == {"file": path, "key": key}
+    assert caught.value.suggestions
+
+
+def test_a_syntax_error_names_the_file_and_the_line(tmp_path) -> None:
+    path = write(tmp_path, "[daemon]\nlog_level = \n")
+    with pytest.raises(ConfigError, match=r"is not valid TOML: .*line 2") as caught:
+        load_config(path)
+    assert caught.value.message.startswith(path)
+
+
+def test_an_unreadable_file_is_a_config_error(tmp_path) -> None:
+    path = write(tmp_path, "")
+    os.chmod(path, 0)
+    if os.access(path, os.R_OK):  # root reads anything: use a directory instead
+        path = str(tmp_path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path)
+
+
+def test_the_example_config_is_valid_and_documents_every_key() -> None:
+    example = os.path.join(REPO, "config.example.toml")
+    with open(example) as handle:
+        text = handle.read()
+    # Every key is present, commented out; uncommented it must load.
+    setting = re.compile(r"^# (\[[\w.]+\]|\w+ = .+)$")
+    uncommented = "\n".join(
+        match[1] if (match := setting.match(line)) else line for line in text.splitlines()
+    )
+    raw = tomllib.loads(uncommented)
+
+    assert set(raw["daemon"]) == set(DaemonConfig.__struct_fields__)
+    (project,) = raw["projects"].values()
+    assert set(project) == set(ProjectConfig.__struct_fields__)
+    defaults = DaemonConfig()
+    for key, value in raw["daemon"].items():
+        assert getattr(defaults, key) == value, f"example shows a wrong default for {key}"
+
+
+def test_projctld_run_reports_a_bad_config_without_a_traceback(sandbox) -> None:
+    sandbox.write_config("[daemon]\nlog_level = 'loud'\n")
+    result = subprocess.run([sys.executable, "-m", "projctld", "run"], env=sandbox.env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{sandbox.config_path}: `daemon.log_level`: expected one of" in result.stderr
+
+
+def test_the_client_shows_the_daemons_config_error_and_exits_3(sandbox) -> None:
+    sandbox.write_config("[daemon\n")
+    result = sandbox.client("status")
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert f"projctld could not start: {sandbox.config_path} is not valid TOML" in result.stderr
+    assert "try: fix the line it names" in result.stderr
