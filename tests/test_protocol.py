@@ -1,4 +1,4 @@
-"""The wire format: minipack agrees with msgspec, client requests fit the schema, frames are bounded."""
+"""The wire format: minipack agrees with msgspec, requests fit the schema, frames are bounded."""
 
 from __future__ import annotations
 
