@@ -66,14 +66,12 @@ def daemon_start() -> None:
     """Start projctld in the background unless it is already running."""
     try:
         info = _running_daemon()
-        if info:
-            click.echo(f"projctld is already running (pid {info['pid']})")
-            return
-        daemonctl.start()
-        info = _running_daemon()
     except ClientError as exc:
         _fail(exc)
-    click.echo(f"started projctld (pid {info['pid']}) on {render.home(paths.socket_path())}")
+    if info:
+        click.echo(f"projctld is already running (pid {info['pid']})")
+        return
+    _start()
 
 
 @daemon.command("stop")
@@ -86,12 +84,7 @@ def daemon_stop() -> None:
 def daemon_restart() -> None:
     """Stop projctld if it runs, then start the installed version."""
     _stop(quiet_if_stopped=True)
-    try:
-        daemonctl.start()
-        info = _running_daemon()
-    except ClientError as exc:
-        _fail(exc)
-    click.echo(f"started projctld (pid {info['pid']}) on {render.home(paths.socket_path())}")
+    _start()
 
 
 @daemon.command("status")
@@ -115,6 +108,17 @@ def _running_daemon() -> dict | None:
             return conn.call(request("ping"))["daemon"]  # type: ignore[return-value]
     except NotRunning:
         return None
+
+
+def _start() -> None:
+    try:
+        daemonctl.start()
+        info = _running_daemon()
+    except ClientError as exc:
+        _fail(exc)
+    if info is None:  # it stopped again at once; its log says why
+        _fail(ClientError("projctld started but stopped again", [f"less {paths.log_path()}"]))
+    click.echo(f"started projctld (pid {info['pid']}) on {render.home(paths.socket_path())}")
 
 
 def _stop(*, quiet_if_stopped: bool) -> None:

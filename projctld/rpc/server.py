@@ -199,20 +199,15 @@ class RpcServer:
 
 
 def _protocol_mismatch(theirs: int, client: str) -> Error:
-    context = {"client_protocol": str(theirs), "daemon_protocol": str(PROTOCOL_VERSION),
-               "client_version": client, "daemon_version": __version__}
     if theirs > PROTOCOL_VERSION:
-        return Error(
-            code="unsupported_protocol",
-            message=f"projctl {client} speaks protocol {theirs} but the running projctld "
-            f"{__version__} speaks {PROTOCOL_VERSION}: the daemon is older than the client",
-            context=context,
-            suggestions=["projctl daemon restart"],
-        )
+        older, suggestion = "the daemon is older than the client", "projctl daemon restart"
+    else:
+        older, suggestion = "this client is older than the daemon", "pip install --upgrade projctl"
     return Error(
         code="unsupported_protocol",
-        message=f"projctl {client} speaks protocol {theirs} but projctld {__version__} speaks "
-        f"{PROTOCOL_VERSION}: this client is older than the daemon",
-        context=context,
-        suggestions=["pip install --upgrade projctl"],
+        message=f"projctl {client} speaks protocol {theirs} but the running projctld "
+        f"{__version__} speaks {PROTOCOL_VERSION}: {older}",
+        context={"client_protocol": str(theirs), "daemon_protocol": str(PROTOCOL_VERSION),
+                 "client_version": client, "daemon_version": __version__},
+        suggestions=[suggestion],
     )
