@@ -28,6 +28,10 @@ log = get_logger(__name__)
 
 Handler = Callable[[Request], Awaitable[Reply]]
 _PEERCRED = struct.Struct("3i")
+# msgspec raises RecursionError, not DecodeError, for maps nested about a thousand deep.
+_UNDECODABLE = (msgspec.DecodeError, RecursionError)
+# Echoed client text is cut so that an error about a huge field still fits in a frame.
+_ECHO_LIMIT = 200
 _CLIENT_GONE = (
     anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
     anyio.ClosedResourceError, ConnectionError,
@@ -106,6 +110,9 @@ class RpcServer:
                     await self._requests(stream, conn)
                 except (*_CLIENT_GONE, TimeoutError):
                     pass
+                except Exception:
+                    # A fault no test foresaw costs this client its connection, never the daemon.
+                    log.exception("connection_failed")
                 finally:
                     self._connections.discard(conn)
 
@@ -143,13 +150,16 @@ class RpcServer:
                 return
             with anyio.fail_after(self._frame_timeout):
                 body = await reader.receive_exactly(length)
-            await stream.send(frame(await self._answer(body)))
+            reply = await self._answer(body)
+            # A client that stops reading would otherwise hold its slot (and the reply) forever.
+            with anyio.fail_after(self._frame_timeout):
+                await stream.send(frame(reply))
             conn.busy = False
 
     async def _answer(self, body: bytes) -> bytes:
         try:
             request = self._decoder.decode(body)
-        except msgspec.DecodeError as exc:
+        except _UNDECODABLE as exc:
             reply: Reply = self._malformed(body, exc)
         else:
             if request.protocol != PROTOCOL_VERSION:
@@ -179,16 +189,17 @@ class RpcServer:
                 suggestions=["projctl daemon status"],
             )
 
-    def _malformed(self, body: bytes, exc: msgspec.DecodeError) -> Error:
+    def _malformed(self, body: bytes, exc: Exception) -> Error:
         # A request from another protocol version may not fit today's union at all; its
         # envelope still says which version it was, and that is the useful answer.
         try:
             envelope = self._envelope.decode(body)
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             envelope = None
         if envelope is not None and envelope.protocol not in (0, PROTOCOL_VERSION):
             return _protocol_mismatch(envelope.protocol, envelope.client)
-        return Error(code="bad_request", message=f"malformed request: {exc}")
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return Error(code="bad_request", message=f"malformed request: {_clip(problem)}")
 
     async def _send_quietly(self, stream: SocketStream, reply: Reply) -> None:
         try:
@@ -198,7 +209,12 @@ class RpcServer:
             pass
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= _ECHO_LIMIT else text[:_ECHO_LIMIT] + "…"
+
+
 def _protocol_mismatch(theirs: int, client: str) -> Error:
+    client = _clip(client)
     if theirs > PROTOCOL_VERSION:
         older, suggestion = "the daemon is older than the client", "projctl daemon restart"
     else:
