@@ -39,7 +39,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(short_help="Show where your work stands, from the daemon's warm state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the view as JSON (see README).")
 def status(as_json: bool) -> None:
     """Show the current checkout, the configured projects and what the daemon knows.
@@ -56,7 +56,7 @@ def ping() -> None:
     sys.exit(hotpath.ping())
 
 
-@cli.group()
+@cli.group(short_help="Start, stop, restart or inspect projctld.")
 def daemon() -> None:
     """Start, stop and inspect projctld (`projctld run` runs it in the foreground)."""
 
@@ -74,7 +74,7 @@ def daemon_start() -> None:
     _start()
 
 
-@daemon.command("stop")
+@daemon.command("stop", short_help="Stop projctld in order.")
 def daemon_stop() -> None:
     """Stop projctld: it finishes requests in flight, closes its state and removes its socket."""
     _stop(quiet_if_stopped=False)
@@ -87,7 +87,7 @@ def daemon_restart() -> None:
     _start()
 
 
-@daemon.command("status")
+@daemon.command("status", short_help="Say whether projctld runs, and its pid, version, paths.")
 def daemon_status() -> None:
     """Say whether projctld runs, with its pid, version, uptime and paths (exit 3 if not)."""
     try:

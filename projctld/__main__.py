@@ -19,7 +19,7 @@ def main() -> None:
     """projctld: the per-user daemon behind projctl.
 
     It keeps projctl's state warm and answers the client over a Unix socket. You rarely run it
-    by hand: `projctl` starts it on first use, or systemd does (see the README).
+    by hand: `projctl` starts it in the background on first use.
     """
 
 
