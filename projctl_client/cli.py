@@ -123,13 +123,13 @@ def _start() -> None:
 
 def _stop(*, quiet_if_stopped: bool) -> None:
     try:
-        info = _running_daemon()
-        if info is None:
-            if not quiet_if_stopped:
-                click.echo("projctld is not running")
-            return
         with connect() as conn:
+            info = conn.call(request("ping"))["daemon"]
             conn.call(request("shutdown"))
+    except NotRunning:
+        if not quiet_if_stopped:
+            click.echo("projctld is not running")
+        return
     except ClientError as exc:
         _fail(exc)
     if not daemonctl.wait_until_stopped():

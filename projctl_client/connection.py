@@ -14,12 +14,12 @@ from projctl_client import __version__, minipack, paths
 from projctl_client.frames import HEADER_SIZE, PROTOCOL_VERSION, FrameTooLarge, body_length, frame
 
 
-def default_timeout() -> float:
-    """Seconds to wait for the daemon: $PROJCTL_TIMEOUT, else 10."""
+def seconds_from_env(name: str, default: float) -> float:
+    """A duration in seconds from the environment variable `name`, else `default`."""
     try:
-        return float(os.environ["PROJCTL_TIMEOUT"])
+        return float(os.environ[name])
     except (KeyError, ValueError):
-        return 10.0
+        return default
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -125,7 +125,7 @@ def connect(path: str | None = None, *, timeout: float | None = None) -> Connect
     """Connect to a running daemon; raise DaemonUnavailable if there is none (no autostart)."""
     path = path or paths.socket_path()
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    sock.settimeout(timeout or default_timeout())
+    sock.settimeout(timeout or seconds_from_env("PROJCTL_TIMEOUT", 10.0))
     try:
         sock.connect(path)
         _check_peer(sock, path)

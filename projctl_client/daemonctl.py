@@ -10,26 +10,19 @@ import sys
 import time
 
 from projctl_client import paths
-from projctl_client.connection import DaemonUnavailable, connect
+from projctl_client.connection import DaemonUnavailable, connect, seconds_from_env
 
 _LOG_ROTATE_BYTES = 1 << 20
 
 
-def _seconds_from_env(name: str, default: float) -> float:
-    try:
-        return float(os.environ[name])
-    except (KeyError, ValueError):
-        return default
-
-
-def start(socket: str | None = None) -> int:
-    """Start projctld in the background and wait until it serves; return its pid.
+def start(socket: str | None = None) -> None:
+    """Start projctld in the background and return once a daemon serves `socket`.
 
     The daemon reports on an inherited pipe (`--ready-fd`): `ready`, or `error: ...` lines that
     are shown to the user as they are. Its log goes to paths.log_path().
     """
     socket = socket or paths.socket_path()
-    timeout = _seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
+    timeout = seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
     log = paths.log_path()
     os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
     _rotate(log)
@@ -51,10 +44,10 @@ def start(socket: str | None = None) -> int:
     with os.fdopen(read_fd, "rb") as ready_pipe:
         report = _read_report(ready_pipe, deadline)
     if report == "ready":
-        return process.pid
+        return
     # Another client started a daemon at the same moment: that one will serve us once ready.
     if report.startswith("error: another projctld") and _wait_serving(socket, deadline):
-        return process.pid
+        return
     if not report:
         state = "stopped" if process.poll() is not None else "is still starting"
         raise DaemonUnavailable(
@@ -105,7 +98,7 @@ def _rotate(log: str) -> None:
 def wait_until_stopped(socket: str | None = None) -> bool:
     """Wait (bounded) until the daemon on `socket` has released its lock, i.e. has exited."""
     lock = paths.lock_path(socket or paths.socket_path())
-    deadline = time.monotonic() + _seconds_from_env("PROJCTL_STOP_TIMEOUT", 15.0)
+    deadline = time.monotonic() + seconds_from_env("PROJCTL_STOP_TIMEOUT", 15.0)
     while time.monotonic() < deadline:
         try:
             with open(lock, "a") as handle:

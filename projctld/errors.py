@@ -4,8 +4,9 @@
     ├── ConfigError        the config file is unreadable, not TOML, or does not validate (exit 2)
     ├── StartupError       the daemon cannot start: another one serves the socket, the socket
     │                      directory is unsafe, the socket path is too long            (exit 1)
-    ├── StoreError         the state database cannot be opened, migrated or written     (exit 1)
-    └── RequestError       one client request cannot be served; it becomes an Error reply
+    └── StoreError         the state database cannot be opened, migrated or written     (exit 1)
+
+A ProjctlError raised while serving a request becomes that request's Error reply.
 
 Boundaries (sqlite3, sockets, config parsing) translate their exceptions into these, so that
 `projctld` prints one clear message and never a traceback for a fault a user can fix.
@@ -45,7 +46,3 @@ class StartupError(ProjctlError):
 
 class StoreError(ProjctlError):
     code = "store"
-
-
-class RequestError(ProjctlError):
-    code = "bad_request"
