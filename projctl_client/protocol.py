@@ -16,9 +16,10 @@ from projctl_client import __version__
 from projctl_client.frames import MAX_FRAME, PROTOCOL_VERSION
 
 __all__ = [
-    "MAX_FRAME", "PROTOCOL_VERSION", "Ack", "Checkout", "CheckoutView", "DaemonInfo", "Envelope",
-    "Error", "Ping", "Pong", "ProjectView", "Reply", "Request", "Shutdown", "StateInfo", "Status",
-    "StatusView",
+    "MAX_FRAME", "PROTOCOL_VERSION", "Ack", "BranchView", "ChangeRequestView", "Checkout",
+    "CheckoutView", "CiView", "DaemonInfo", "Envelope", "Error", "Ping", "PipelineView", "PollResult",
+    "Pong", "ProjectView", "Refresh", "RefreshReport", "Reply", "Request", "Shutdown",
+    "SourceError", "SourceView", "StateInfo", "Status", "StatusView", "TicketView",
 ]
 
 
@@ -56,7 +57,15 @@ class Shutdown(_Request, tag="shutdown"):
     """Stop the daemon in order; answered with Ack before the shutdown begins."""
 
 
-Request = Ping | Status | Shutdown
+class Refresh(_Request, tag="refresh"):
+    """Poll the upstreams of one project (or all) now; answered with RefreshReport after at
+    most `wait` seconds, with the polls still running then reported as pending."""
+
+    project: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    wait: Annotated[float, msgspec.Meta(ge=0, le=600)] = 30.0
+
+
+Request = Ping | Status | Shutdown | Refresh
 
 
 class _Reply(msgspec.Struct, tag_field="type", kw_only=True):
@@ -83,10 +92,109 @@ class CheckoutView(msgspec.Struct, kw_only=True):
     last_seen_at: float
 
 
+class CiView(msgspec.Struct, kw_only=True):
+    """The CI of one commit: its overall state, check counts and the names of failing checks.
+
+    `state` is one of success, failure, running, pending, canceled, skipped, none.
+    """
+
+    state: str
+    url: str | None = None
+    passed: int = 0
+    failed: int = 0
+    running: int = 0
+    failing: list[str] = []
+
+
+class ChangeRequestView(msgspec.Struct, kw_only=True):
+    """A GitHub pull request or GitLab merge request.
+
+    `review` is one of approved, changes_requested, review_required, none.
+    """
+
+    upstream: str
+    repo: str
+    number: int
+    ref: str
+    title: str
+    url: str
+    author: str
+    source_branch: str
+    target_branch: str
+    draft: bool = False
+    review: str = "none"
+    ci: CiView | None = None
+    mine: bool = False
+    review_requested: bool = False
+    assigned: bool = False
+    updated_at: float
+
+
+class PipelineView(msgspec.Struct, kw_only=True):
+    """The latest CI on one of my branches (GitHub Actions runs, GitLab pipelines).
+
+    `state` as in CiView; `name` names the workflows that decided it.
+    """
+
+    upstream: str
+    repo: str
+    branch: str
+    sha: str | None = None
+    state: str
+    name: str = ""
+    url: str | None = None
+    updated_at: float
+
+
+class TicketView(msgspec.Struct, kw_only=True):
+    """A Jira issue; `category` is todo, in_progress or done (Jira's status category)."""
+
+    key: str
+    summary: str
+    status: str
+    category: str
+    priority: str | None = None
+    type: str | None = None
+    assignee: str | None = None
+    url: str
+    updated_at: float
+
+
+class SourceError(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    suggestions: list[str] = []
+
+
+class SourceView(msgspec.Struct, kw_only=True):
+    """How fresh one upstream's data is for a project, and why not if it is not."""
+
+    upstream: str
+    fetched_at: float | None = None
+    attempted_at: float | None = None
+    next_poll_at: float | None = None
+    polling: bool = False
+    stale: bool = False
+    error: SourceError | None = None
+
+
 class ProjectView(msgspec.Struct, kw_only=True):
     name: str
     paths: list[str]
     checkouts: list[CheckoutView]
+    change_requests: list[ChangeRequestView] = []
+    pipelines: list[PipelineView] = []
+    tickets: list[TicketView] = []
+    sources: list[SourceView] = []
+
+
+class BranchView(msgspec.Struct, kw_only=True):
+    """The current checkout's branch upstream: its change request and its latest CI."""
+
+    project: str
+    branch: str
+    change_request: ChangeRequestView | None = None
+    pipeline: PipelineView | None = None
 
 
 class StateInfo(msgspec.Struct, kw_only=True):
@@ -103,6 +211,25 @@ class StatusView(_Reply, tag="status"):
     checkout: CheckoutView | None
     projects: list[ProjectView]
     state: StateInfo
+    branch: BranchView | None = None
+    sandbox: bool = False
+
+
+class PollResult(msgspec.Struct, kw_only=True):
+    """One (project, upstream) poll forced by Refresh; `outcome` is ok, error or pending."""
+
+    project: str
+    upstream: str
+    outcome: str
+    elapsed: float
+    error: SourceError | None = None
+    change_requests: int = 0
+    pipelines: int = 0
+    tickets: int = 0
+
+
+class RefreshReport(_Reply, tag="refresh"):
+    results: list[PollResult]
 
 
 class Pong(_Reply, tag="pong"):
@@ -122,4 +249,4 @@ class Error(_Reply, tag="error"):
     suggestions: list[str] = []
 
 
-Reply = StatusView | Pong | Ack | Error
+Reply = StatusView | Pong | Ack | RefreshReport | Error

@@ -14,6 +14,21 @@ from projctld.errors import ConfigError
 
 S = typing.TypeVar("S", bound=msgspec.Struct)
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+PollSeconds = Annotated[float, msgspec.Meta(ge=10, le=86400)]
+_URL = r"^https?://[^\s/]+[^\s]*$"
+_GITHUB_REPO = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+_GITLAB_PROJECT = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$"
+_OPTIONAL_URL = r"^(https?://[^\s/]+[^\s]*)?$"
+HttpUrl = Annotated[str, msgspec.Meta(pattern=_URL)]
+GitHubRepo = Annotated[str, msgspec.Meta(pattern=_GITHUB_REPO)]
+GitLabProject = Annotated[str, msgspec.Meta(pattern=_GITLAB_PROJECT)]
+# What each pattern means, for error messages (msgspec would quote the regex).
+_PATTERN_MEANING = {
+    _URL: 'an http(s) URL, e.g. "https://ghe.example.com/api/v3"',
+    _OPTIONAL_URL: 'an http(s) URL, e.g. "https://acme.atlassian.net"',
+    _GITHUB_REPO: 'OWNER/NAME, e.g. "acme/web"',
+    _GITLAB_PROJECT: 'a project path with its groups, e.g. "acme/platform/api", or its numeric id',
+}
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -28,12 +43,62 @@ class DaemonConfig(_Section):
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 256
 
 
+class PollingConfig(_Section):
+    active_window: PollSeconds = 300.0
+    idle_after: PollSeconds = 1800.0
+    max_backoff: PollSeconds = 900.0
+    request_timeout: Seconds = 10.0
+    refresh_timeout: Seconds = 30.0
+
+
+class UpstreamConfig(_Section):
+    """Where a token comes from: the environment, then a command, then this file."""
+
+    token_env: str = ""
+    token_command: str = ""
+    token: str = ""
+
+
+class GitHubConfig(UpstreamConfig):
+    api_url: HttpUrl = "https://api.github.com"
+    token_env: str = "GITHUB_TOKEN"
+    interval: PollSeconds = 60.0
+
+
+class GitLabConfig(UpstreamConfig):
+    url: HttpUrl = "https://gitlab.com"
+    token_env: str = "GITLAB_TOKEN"
+    auth: Literal["private-token", "bearer"] = "private-token"
+    interval: PollSeconds = 60.0
+
+
+class JiraConfig(UpstreamConfig):
+    url: Annotated[str, msgspec.Meta(pattern=_OPTIONAL_URL)] = ""
+    email: str = ""
+    token_env: str = "JIRA_API_TOKEN"
+    interval: PollSeconds = 300.0
+
+
 class ProjectConfig(_Section):
     paths: list[str] = []
+    github: list[GitHubRepo] = []
+    gitlab: list[GitLabProject] = []
+    jira: str = ""
+
+    def upstreams(self) -> list[str]:
+        """The upstreams this project polls, in the order status shows them."""
+        return [name for name in UPSTREAMS if getattr(self, name)]
+
+
+UPSTREAMS = ("github", "gitlab", "jira")
 
 
 class Config(_Section):
     daemon: DaemonConfig = DaemonConfig()
+    polling: PollingConfig = PollingConfig()
+    github: GitHubConfig = GitHubConfig()
+    gitlab: GitLabConfig = GitLabConfig()
+    jira: JiraConfig = JiraConfig()
     projects: dict[str, ProjectConfig] = {}
 
 
@@ -66,7 +131,31 @@ def load_config(path: str) -> Config:
         projects[name] = msgspec.structs.replace(
             project, paths=[_resolve(p, os.path.dirname(path)) for p in project.paths]
         )
-    return msgspec.structs.replace(config, projects=projects)
+    config = msgspec.structs.replace(config, projects=projects)
+    _check_upstreams(path, config)
+    return config
+
+
+def _check_upstreams(path: str, config: Config) -> None:
+    """What the schema cannot say: Jira needs a URL, and a token in a file needs a private file."""
+    if config.jira.url == "":
+        for name, project in config.projects.items():
+            if project.jira:
+                raise _error(path, f"projects.{name}.jira",
+                             "a JQL query needs the Jira site: set `url` in [jira], "
+                             'e.g. url = "https://acme.atlassian.net"')
+    inline = [name for name in UPSTREAMS if getattr(config, name).token]
+    if inline:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(
+                f"{path}: `{inline[0]}.token`: this file holds a token but other users can "
+                f"read it (mode {mode:o})",
+                suggestions=[f"chmod 600 {path}",
+                             f"or remove `token` and use `token_env` / `token_command` "
+                             f"in [{inline[0]}]"],
+                context={"file": path, "key": f"{inline[0]}.token"},
+            )
 
 
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -115,6 +204,8 @@ def _explain(path: str, detail: str, section: type[msgspec.Struct], prefix: str)
         key = ".".join(part for part in (key, unknown["field"]) if part)
         return _error(path, key, "unknown key" + (f"; known here: {known}" if known else ""))
     problem = problem.replace("Expected", "expected")
+    for pattern, meaning in _PATTERN_MEANING.items():
+        problem = problem.replace(f"`str` matching regex {pattern!r}", meaning)
     for msgspec_name, toml_name in _MSGSPEC_TYPES.items():
         problem = problem.replace(msgspec_name, toml_name)
     choices = _choices(section, location)

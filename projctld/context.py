@@ -1,4 +1,4 @@
-"""The handle every daemon component shares: config, state, start time and the shutdown switch."""
+"""The handle every daemon component shares: config, state, polling, start time, shutdown switch."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo
 from projctld import __version__
 from projctld.config import Config
 from projctld.knowledge import Knowledge
+from projctld.polling import Poller
 from projctld.store.database import Database
 
 
@@ -22,7 +23,9 @@ class DaemonContext:
     socket_path: str
     db: Database
     knowledge: Knowledge
+    poller: Poller
     started_at: float
+    sandbox: bool = False
     shutdown: anyio.Event = field(default_factory=anyio.Event)
 
     def info(self) -> DaemonInfo:

@@ -1,8 +1,9 @@
 """The daemon's lifecycle: start-up in order, serve until told to stop, shut down in reverse.
 
-Start-up: config, logging, the single-instance lock, the store, the socket, then `on_ready`.
-Shutdown (SIGTERM, SIGINT or a Shutdown request): stop accepting, let requests in flight finish
-within `daemon.shutdown_timeout`, flush and close the store, remove the socket, release the lock.
+Start-up: config, logging, the single-instance lock, the socket, the store, the pollers and
+their schedule, then `on_ready`. Shutdown (SIGTERM, SIGINT or a Shutdown request): stop
+accepting, let requests in flight finish within `daemon.shutdown_timeout`, stop polling, close
+the HTTP client, flush and close the store, remove the socket, release the lock.
 """
 
 from __future__ import annotations
@@ -14,29 +15,41 @@ import time
 from collections.abc import Callable
 
 import anyio
+import httpx
 from anyio.abc import SocketListener
 
 from projctl_client import paths
 from projctld import __version__, listener
 from projctld import logging as logs
-from projctld.config import load_config
+from projctld.config import Config, load_config
 from projctld.context import DaemonContext
 from projctld.knowledge import Knowledge
+from projctld.polling import Poller
+from projctld.providers import create_providers
 from projctld.rpc.handlers import Handlers
 from projctld.rpc.server import RpcServer
+from projctld.scheduler import PollScheduler
 from projctld.store.checkouts import CheckoutTable
 from projctld.store.database import Database
+from projctld.store.http_cache import HttpCache
+from projctld.store.snapshots import SnapshotTable
 
 log = logs.get_logger(__name__)
 
 
-async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]) -> None:
+async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None], *,
+                sandbox: Callable[[contextlib.ExitStack], Config] | None = None) -> None:
+    """Run the daemon; `sandbox`, when given, starts fake upstreams and returns their config."""
     started_at = time.time()
-    config = load_config(config_path)
-    logs.configure(config.daemon.log_level, config.daemon.log_format)
-    with contextlib.ExitStack() as stack:
+    config = load_config(config_path) if sandbox is None else None
+    logs.configure(*(config.daemon.log_level, config.daemon.log_format) if config
+                   else ("info", "auto"))
+    async with contextlib.AsyncExitStack() as stack:
         # Registered in reverse of the order they must be undone in.
         stack.enter_context(listener.instance_lock(socket_path))
+        if sandbox is not None:
+            config = sandbox(stack.enter_context(contextlib.ExitStack()))
+        assert config is not None
         # Bound before the store opens so that it is removed only after the store is closed;
         # clients that connect meanwhile wait in the backlog until we serve.
         sock = stack.enter_context(listener.bind(socket_path))
@@ -45,9 +58,16 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         stack.callback(db.close)
         knowledge = Knowledge(CheckoutTable(db), config)
         stack.callback(knowledge.flush)
+        client = await stack.enter_async_context(httpx.AsyncClient(
+            timeout=config.polling.request_timeout, follow_redirects=True,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        ))
+        providers = create_providers(config, client, HttpCache(db, started_at))
+        poller = Poller(config, providers, SnapshotTable(db))
         ctx = DaemonContext(
             config=config, config_path=config_path, config_loaded_at=started_at,
-            socket_path=socket_path, db=db, knowledge=knowledge, started_at=started_at,
+            socket_path=socket_path, db=db, knowledge=knowledge, poller=poller,
+            started_at=started_at, sandbox=sandbox is not None,
         )
         server = RpcServer(
             Handlers(ctx),
@@ -58,11 +78,17 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         socket_listener = await SocketListener.from_socket(sock)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, ctx.shutdown)
+            poller.start(tasks)
+            schedule = PollScheduler(poller)
+            schedule.start()
             log.info("serving", socket=socket_path, pid=os.getpid(), version=__version__,
-                     state=db.path, config=config_path)
+                     state=db.path, config=config_path, sources=len(poller.sources))
             on_ready()
-            await server.serve(socket_listener, ctx.shutdown, config.daemon.shutdown_timeout)
-            tasks.cancel_scope.cancel()
+            try:
+                await server.serve(socket_listener, ctx.shutdown, config.daemon.shutdown_timeout)
+            finally:
+                schedule.shutdown()
+                tasks.cancel_scope.cancel()
         log.info("stopping", uptime_s=round(time.time() - started_at, 3))
     log.info("stopped")
 

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import time
 
-from projctl_client.protocol import Checkout, CheckoutView, ProjectView, StateInfo, StatusView
+from projctl_client.protocol import (
+    BranchView,
+    ChangeRequestView,
+    Checkout,
+    CheckoutView,
+    PipelineView,
+    ProjectView,
+    StateInfo,
+    StatusView,
+)
 from projctld.context import DaemonContext
+from projctld.polling import Source
 from projctld.store.checkouts import CheckoutRow
+
+# Pipelines shown per project are the ones that need me: failed, or still going.
+_NEEDS_ATTENTION = ("failure", "running", "pending")
 
 
 def build_status(ctx: DaemonContext, here: Checkout | None) -> StatusView:
     now = time.time()
     knowledge = ctx.knowledge
     current = _view(knowledge.observe(here, now), knowledge.project_of(here.root)) if here else None
+    sources: dict[str, list[Source]] = {name: [] for name in ctx.config.projects}
+    for (project, _upstream), source in ctx.poller.sources.items():
+        sources[project].append(source)
     by_project: dict[str, list[CheckoutView]] = {name: [] for name in ctx.config.projects}
     known = knowledge.checkouts()
     for row in known:
@@ -24,9 +40,11 @@ def build_status(ctx: DaemonContext, here: Checkout | None) -> StatusView:
         daemon=ctx.info(),
         checkout=current,
         projects=[
-            ProjectView(name=name, paths=project.paths, checkouts=by_project[name])
+            _project(name, project.paths, by_project[name], sources[name], now)
             for name, project in ctx.config.projects.items()
         ],
+        branch=_branch(current, sources),
+        sandbox=ctx.sandbox,
         state=StateInfo(
             path=ctx.db.path,
             schema_version=ctx.db.schema_version,
@@ -40,3 +58,41 @@ def build_status(ctx: DaemonContext, here: Checkout | None) -> StatusView:
 def _view(row: CheckoutRow, project: str | None) -> CheckoutView:
     return CheckoutView(root=row.root, branch=row.branch, head=row.head, project=project,
                         first_seen_at=row.first_seen_at, last_seen_at=row.last_seen_at)
+
+
+def _project(name: str, paths: list[str], checkouts: list[CheckoutView], sources: list[Source],
+             now: float) -> ProjectView:
+    change_requests = [cr for s in sources for cr in s.snapshot.change_requests]
+    # Mine first, then those waiting for my review, then the rest; newest first within each.
+    change_requests.sort(key=lambda cr: (not cr.mine, not cr.review_requested, -cr.updated_at))
+    return ProjectView(
+        name=name, paths=paths, checkouts=checkouts,
+        change_requests=change_requests,
+        pipelines=[p for s in sources for p in s.snapshot.pipelines
+                   if p.state in _NEEDS_ATTENTION],
+        tickets=[t for s in sources for t in s.snapshot.tickets],
+        sources=[s.view(now) for s in sources],
+    )
+
+
+def _branch(current: CheckoutView | None, sources: dict[str, list[Source]]) -> BranchView | None:
+    """The current branch's change request and latest CI, when its project polls upstreams."""
+    if current is None or current.project is None or current.branch is None:
+        return None
+    project_sources = sources.get(current.project, [])
+    if not project_sources:
+        return None
+    branch = current.branch
+    requests: list[ChangeRequestView] = [
+        cr for s in project_sources for cr in s.snapshot.change_requests
+        if cr.source_branch == branch
+    ]
+    # The same branch name can exist in several repositories: mine, then the newest, wins.
+    change_request = min(requests, key=lambda cr: (not cr.mine, -cr.updated_at), default=None)
+    pipelines: list[PipelineView] = [
+        p for s in project_sources for p in s.snapshot.pipelines if p.branch == branch
+    ]
+    if change_request is not None:
+        pipelines.sort(key=lambda p: p.repo != change_request.repo)
+    return BranchView(project=current.project, branch=branch, change_request=change_request,
+                      pipeline=pipelines[0] if pipelines else None)

@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from projctld.config import Config, DaemonConfig, ProjectConfig, load_config
+from projctld.config import Config, ProjectConfig, load_config
 from projctld.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ def test_project_paths_expand_home_and_resolve_relative_to_the_file(tmp_path, mo
         ("[daemon]\nshutdown_timeout = -1\n", "daemon.shutdown_timeout", "expected"),
         ("[daemon]\nmax_connections = 0\n", "daemon.max_connections", ">= 1"),
         ("[daemon]\nverbose = true\n", "daemon.verbose", "unknown key; known here: log_level"),
-        ("colour = true\n", "colour", "unknown key; known here: daemon, projects"),
+        ("colour = true\n", "colour", "unknown key; known here: daemon, polling, github, gitlab, jira, projects"),
         ("daemon = 3\n", "daemon", "expected a table, got an integer"),
         ("projects = 3\n", "projects", "expected a table, got an integer"),
         ("[projects.web]\npaths = 'src/web'\n", "projects.web.paths",
@@ -93,12 +93,16 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     )
     raw = tomllib.loads(uncommented)
 
-    assert set(raw["daemon"]) == set(DaemonConfig.__struct_fields__)
+    defaults = Config()
+    sections = [name for name in Config.__struct_fields__ if name != "projects"]
+    assert set(raw) == set(Config.__struct_fields__)
+    for section in sections:
+        assert set(raw[section]) == set(type(getattr(defaults, section)).__struct_fields__)
+        for key, value in raw[section].items():
+            assert getattr(getattr(defaults, section), key) == value, \
+                f"example shows a wrong default for {section}.{key}"
     (project,) = raw["projects"].values()
     assert set(project) == set(ProjectConfig.__struct_fields__)
-    defaults = DaemonConfig()
-    for key, value in raw["daemon"].items():
-        assert getattr(defaults, key) == value, f"example shows a wrong default for {key}"
 
 
 def test_projctld_run_reports_a_bad_config_without_a_traceback(sandbox) -> None:

@@ -49,7 +49,8 @@ def test_status_json_is_the_documented_view(sandbox, demo) -> None:
     result = sandbox.client("status", "--json", cwd=demo)
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
-    assert list(view) == ["generated_at", "daemon", "checkout", "projects", "state"]
+    assert list(view) == ["generated_at", "daemon", "checkout", "projects", "state", "branch",
+                          "sandbox"]
     assert list(view["daemon"]) == ["version", "protocol", "pid", "started_at", "config_path",
                                     "config_loaded_at", "socket_path", "state_path"]
     assert view["checkout"]["root"] == demo

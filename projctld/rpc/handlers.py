@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from projctl_client.protocol import Ack, Ping, Pong, Reply, Request, Shutdown, Status
+from projctl_client.protocol import (
+    Ack,
+    Ping,
+    Pong,
+    Refresh,
+    RefreshReport,
+    Reply,
+    Request,
+    Shutdown,
+    Status,
+)
 from projctld.context import DaemonContext
+from projctld.errors import ProjctlError
 from projctld.status import build_status
 
 
@@ -16,7 +27,30 @@ class Handlers:
             case Ping():
                 return Pong(daemon=self._ctx.info())
             case Status(checkout=checkout):
+                self._ctx.poller.touch()
                 return build_status(self._ctx, checkout)
+            case Refresh(project=project, wait=wait):
+                self._ctx.poller.touch()
+                return await self._refresh(project, wait)
             case Shutdown():
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")
+
+    async def _refresh(self, project: str | None, wait: float) -> RefreshReport:
+        config = self._ctx.config
+        if project is not None and project not in config.projects:
+            known = ", ".join(config.projects) or "none yet"
+            raise ProjctlError(
+                f"no project named {project!r} (configured: {known})", code="unknown_project",
+                suggestions=["projctl refresh  # every project",
+                             f"add [projects.{project}] to {self._ctx.config_path}"],
+            )
+        if not any(key[0] == project or project is None for key in self._ctx.poller.sources):
+            where = f"project {project!r}" if project else "any project"
+            raise ProjctlError(
+                f"nothing to refresh: {where} has no github, gitlab or jira configured",
+                code="nothing_to_refresh",
+                suggestions=[f"add github = [\"OWNER/NAME\"] to a [projects.NAME] table in "
+                             f"{self._ctx.config_path}"],
+            )
+        return RefreshReport(results=await self._ctx.poller.refresh(project, wait))

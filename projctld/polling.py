@@ -1,0 +1,221 @@
+"""Polling as a service: one Source per (project, upstream), its last good data, and when to poll.
+
+The scheduler (scheduler.py) calls `poll` and applies the delay it returns; a Refresh request
+calls `refresh`. When to poll next:
+
+- the upstream's `interval`, halved while the user is active (a client request within
+  `polling.active_window`), and at most 15 s while CI of mine runs;
+- four times the interval once no client has asked for `polling.idle_after` seconds;
+- after failures, doubling per failure up to `polling.max_backoff` (offline, 5xx, bad token),
+  and never before a rate-limit hold ends;
+- always with ±10 % jitter, so that many daemons do not poll in step.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import TaskGroup
+
+from projctl_client.protocol import PollResult, SourceError, SourceView
+from projctld.config import Config
+from projctld.errors import StoreError, UpstreamError
+from projctld.logging import get_logger
+from projctld.providers.model import Provider, Snapshot
+from projctld.store.snapshots import SnapshotRow, SnapshotTable
+
+log = get_logger(__name__)
+
+Key = tuple[str, str]  # (project, upstream)
+RUNNING_CI_INTERVAL = 15.0
+IDLE_FACTOR = 4.0
+JITTER = 0.1
+# Data older than this many intervals is marked stale in the status view.
+STALE_AFTER_INTERVALS = 3.0
+
+
+@dataclass
+class Source:
+    project: str
+    upstream: str
+    interval: float
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    fetched_at: float | None = None
+    attempted_at: float | None = None
+    error: SourceError | None = None
+    failures: int = 0
+    polling: bool = False
+    next_poll_at: float | None = None
+    hold_until: float = 0.0  # a rate limit said: nothing before then
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def view(self, now: float) -> SourceView:
+        stale = self.fetched_at is None or self.error is not None or \
+            now - self.fetched_at > STALE_AFTER_INTERVALS * self.interval
+        return SourceView(
+            upstream=self.upstream, fetched_at=self.fetched_at, attempted_at=self.attempted_at,
+            next_poll_at=self.next_poll_at, polling=self.polling, stale=stale, error=self.error,
+        )
+
+
+class Poller:
+    def __init__(self, config: Config, providers: dict[str, Provider], table: SnapshotTable,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._config = config
+        self._providers = providers
+        self._table = table
+        self._clock = clock
+        self._tasks: TaskGroup | None = None
+        self.last_activity = clock()
+        # Called with (key, when) when a poll should move earlier (the user came back).
+        self.on_sooner: Callable[[Key, float], None] = lambda key, when: None
+        self.sources: dict[Key, Source] = {
+            (name, upstream): Source(name, upstream, getattr(config, upstream).interval)
+            for name, project in config.projects.items() for upstream in project.upstreams()
+            if upstream in providers
+        }
+        for row in table.all():
+            source = self.sources.get((row.project, row.upstream))
+            if source is not None:
+                source.snapshot = row.data or Snapshot()
+                source.fetched_at, source.attempted_at = row.fetched_at, row.attempted_at
+                source.error = row.error
+        table.keep_only(set(self.sources))
+
+    def start(self, tasks: TaskGroup) -> None:
+        """Refresh polls outlive the request that asked for them: they run in `tasks`."""
+        self._tasks = tasks
+
+    def first_poll_at(self, key: Key) -> float:
+        """When to poll a source first after start: now if its data is old, else on schedule."""
+        source = self.sources[key]
+        now = self._clock()
+        due = (source.fetched_at or 0.0) + self.delay(source)
+        source.next_poll_at = max(now + random.uniform(0.0, 2.0), min(due, now + source.interval))
+        return source.next_poll_at
+
+    def touch(self) -> None:
+        """A client asked: the user is active, so polls far away move closer."""
+        now = self._clock()
+        was_idle = now - self.last_activity > self._config.polling.active_window
+        self.last_activity = now
+        if not was_idle:
+            return
+        for key, source in self.sources.items():
+            soon = now + self.delay(source)
+            if source.next_poll_at is not None and source.next_poll_at > soon:
+                source.next_poll_at = soon
+                self.on_sooner(key, soon)
+
+    async def poll(self, key: Key, *, fresh: bool = False) -> float:
+        """Poll one source; return the seconds until it should be polled again."""
+        source = self.sources[key]
+        if source.lock.locked() and not fresh:
+            return self.delay(source)  # a refresh is polling it right now
+        async with source.lock:
+            await self._poll_locked(source, fresh=fresh)
+        delay = self.delay(source)
+        source.next_poll_at = self._clock() + delay
+        return delay
+
+    async def refresh(self, project: str | None, wait: float) -> list[PollResult]:
+        """Poll the project's sources (every source for None) now; report after `wait` s."""
+        keys = [key for key in self.sources if project is None or key[0] == project]
+        started = self._clock()
+        done = {key: anyio.Event() for key in keys}
+        elapsed: dict[Key, float] = {}
+
+        async def run(key: Key) -> None:
+            try:
+                await self.poll(key, fresh=True)
+            finally:
+                elapsed[key] = self._clock() - started
+                done[key].set()
+
+        assert self._tasks is not None, "Poller.start was not called"
+        for key in keys:
+            self._tasks.start_soon(run, key)
+        with anyio.move_on_after(wait):
+            for event in done.values():
+                await event.wait()
+        results = []
+        for key in keys:
+            source = self.sources[key]
+            finished = done[key].is_set()
+            outcome = "pending" if not finished else "error" if source.error else "ok"
+            crs, pipelines, tickets = source.snapshot.counts()
+            results.append(PollResult(
+                project=key[0], upstream=key[1], outcome=outcome,
+                elapsed=elapsed.get(key, self._clock() - started),
+                error=source.error if finished else None,
+                change_requests=crs, pipelines=pipelines, tickets=tickets,
+            ))
+        return results
+
+    def delay(self, source: Source) -> float:
+        polling = self._config.polling
+        now = self._clock()
+        if source.failures:
+            delay = min(source.interval * 2 ** min(source.failures, 10), polling.max_backoff)
+            delay *= random.uniform(1 - JITTER, 1 + JITTER)
+            return max(delay, source.hold_until - now + 1.0)
+        idle_for = now - self.last_activity
+        if idle_for > polling.idle_after:
+            delay = source.interval * IDLE_FACTOR
+        elif idle_for <= polling.active_window:
+            delay = source.interval / 2
+        else:
+            delay = source.interval
+        if source.snapshot.ci_running():
+            delay = min(delay, RUNNING_CI_INTERVAL)
+        return delay * random.uniform(1 - JITTER, 1 + JITTER)
+
+    async def _poll_locked(self, source: Source, *, fresh: bool) -> None:
+        provider = self._providers[source.upstream]
+        project = self._config.projects[source.project]
+        source.polling = True
+        started = self._clock()
+        try:
+            snapshot = await provider.poll(source.project, project, fresh=fresh)
+        except UpstreamError as exc:
+            self._failed(source, exc, started)
+        except Exception as exc:
+            # A provider bug must cost one poll, never the daemon or the other sources.
+            log.exception("poll_crashed", project=source.project, upstream=source.upstream)
+            self._failed(source, UpstreamError(
+                f"projctld failed while reading {source.upstream}: {type(exc).__name__}",
+                code="internal", suggestions=["report this as a bug in projctl; the log has "
+                                              "the details"]), started)
+        else:
+            changed = snapshot != source.snapshot or source.fetched_at is None
+            source.snapshot, source.fetched_at, source.error = snapshot, started, None
+            source.failures = 0
+            self._save(source, started, with_data=changed)
+            log.info("polled", project=source.project, upstream=source.upstream,
+                     changed=changed, seconds=round(self._clock() - started, 3))
+        finally:
+            source.polling = False
+
+    def _failed(self, source: Source, exc: UpstreamError, started: float) -> None:
+        source.failures += 1
+        source.error = SourceError(code=exc.code, message=exc.message,
+                                   suggestions=exc.suggestions)
+        if "wait_s" in exc.context:
+            source.hold_until = started + float(exc.context["wait_s"])
+        self._save(source, started, with_data=False)
+        log.warning("poll_failed", project=source.project, upstream=source.upstream,
+                    error=exc.code, message=exc.message, failures=source.failures)
+
+    def _save(self, source: Source, attempted_at: float, *, with_data: bool) -> None:
+        source.attempted_at = attempted_at
+        try:
+            self._table.save(SnapshotRow(
+                project=source.project, upstream=source.upstream, data=source.snapshot,
+                fetched_at=source.fetched_at, attempted_at=attempted_at, error=source.error,
+            ), with_data=with_data)
+        except StoreError as exc:  # the data stays in memory and is served from there
+            log.warning("snapshot_save_failed", error=exc.message)

@@ -1,0 +1,91 @@
+"""One provider per upstream (GitHub, GitLab, Jira), built from the config around one client."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+
+from projctld import __version__
+from projctld.config import Config
+from projctld.providers.github import GitHub
+from projctld.providers.gitlab import GitLab
+from projctld.providers.governor import Governor
+from projctld.providers.http import Hints, UpstreamHttp
+from projctld.providers.jira import Jira
+from projctld.providers.model import Provider
+from projctld.store.http_cache import HttpCache
+from projctld.tokens import TokenSource
+
+USER_AGENT = f"projctl/{__version__} (+https://github.com/projctl/projctl)"
+
+
+def create_providers(config: Config, client: httpx.AsyncClient,
+                     cache: HttpCache) -> dict[str, Provider]:
+    """The providers that some project uses, keyed by upstream name."""
+    used = {upstream for project in config.projects.values() for upstream in project.upstreams()}
+    governors: dict[str, Governor] = {}
+
+    def governor(url: str) -> Governor:
+        host = httpx.URL(url).host
+        return governors.setdefault(host, Governor(host))
+
+    providers: dict[str, Provider] = {}
+    if "github" in used:
+        section = config.github
+        http = UpstreamHttp(
+            client, name="GitHub", governor=governor(section.api_url), cache=cache,
+            token=TokenSource("GitHub", "github", section),
+            auth_headers=lambda token: {"Authorization": f"Bearer {token}"},
+            headers={"Accept": "application/vnd.github+json",
+                     "X-GitHub-Api-Version": "2022-11-28", "User-Agent": USER_AGENT},
+            hints=Hints(
+                auth=["gh auth status  # or check $GITHUB_TOKEN; then projctl refresh"],
+                forbidden=["give the token the `repo` scope (classic) or read access to "
+                           "pull requests, actions and commit statuses (fine-grained)"],
+                not_found=["check the names under `github` in your projects "
+                           "(OWNER/NAME, as in the repository's URL)",
+                           "a private repository needs a token that can read it"],
+            ),
+        )
+        repos = [repo for project in config.projects.values() for repo in project.github]
+        providers["github"] = GitHub(http, section, repos)
+    if "gitlab" in used:
+        gitlab = config.gitlab
+        header = "PRIVATE-TOKEN" if gitlab.auth == "private-token" else "Authorization"
+        providers["gitlab"] = GitLab(UpstreamHttp(
+            client, name="GitLab", governor=governor(gitlab.url), cache=cache,
+            token=TokenSource("GitLab", "gitlab", gitlab),
+            auth_headers=lambda token: {header: token if header == "PRIVATE-TOKEN"
+                                        else f"Bearer {token}"},
+            headers={"User-Agent": USER_AGENT},
+            hints=Hints(
+                auth=["create a token with the `read_api` scope and export $GITLAB_TOKEN"],
+                forbidden=["the token needs the `read_api` scope and access to the project"],
+                not_found=["check the paths under `gitlab` in your projects "
+                           "(GROUP/SUBGROUP/NAME, as in the project's URL)"],
+            ),
+        ), gitlab)
+    if "jira" in used:
+        jira = config.jira
+
+        def jira_auth(token: str) -> dict[str, str]:
+            if jira.email:  # Jira Cloud: the account's email and an API token
+                basic = base64.b64encode(f"{jira.email}:{token}".encode()).decode()
+                return {"Authorization": f"Basic {basic}"}
+            return {"Authorization": f"Bearer {token}"}  # Data Center personal access token
+
+        providers["jira"] = Jira(UpstreamHttp(
+            client, name="Jira", governor=governor(jira.url), cache=cache,
+            token=TokenSource("Jira", "jira", jira), auth_headers=jira_auth,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            hints=Hints(
+                auth=["Jira Cloud: set `email` in [jira] and an API token from "
+                      "id.atlassian.com in $JIRA_API_TOKEN",
+                      "Jira Data Center: leave `email` empty and use a personal access token"],
+                forbidden=["the account cannot browse the projects in the JQL"],
+                not_found=["check `url` in [jira] (https://SITE.atlassian.net)"],
+                rejected=["check the `jira` JQL of the project in Jira's issue search"],
+            ),
+        ), jira)
+    return providers

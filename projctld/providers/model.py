@@ -1,0 +1,71 @@
+"""What every provider returns: a Snapshot in the shared vocabulary of the wire views.
+
+CI states, from most to least urgent: failure, running, pending, canceled, success, skipped,
+none. A branch or a change request shows the most urgent state among its checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import msgspec
+
+from projctl_client.protocol import ChangeRequestView, PipelineView, TicketView
+from projctld.config import ProjectConfig
+
+CI_STATES = ("failure", "running", "pending", "canceled", "success", "skipped", "none")
+_URGENCY = {state: rank for rank, state in enumerate(CI_STATES)}
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    """One upstream's data for one project, as of its last successful poll."""
+
+    change_requests: list[ChangeRequestView] = []
+    pipelines: list[PipelineView] = []
+    tickets: list[TicketView] = []
+
+    def counts(self) -> tuple[int, int, int]:
+        return len(self.change_requests), len(self.pipelines), len(self.tickets)
+
+    def ci_running(self) -> bool:
+        """True while some CI of mine runs: a reason to poll sooner."""
+        return any(p.state in ("running", "pending") for p in self.pipelines) or any(
+            cr.ci is not None and cr.ci.state in ("running", "pending") and cr.mine
+            for cr in self.change_requests
+        )
+
+
+class Provider(Protocol):
+    upstream: str
+
+    async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
+        """Fetch the project's data; `fresh` forbids reusing results shared between projects."""
+        ...
+
+
+def most_urgent(states: Iterable[str]) -> str:
+    return min(states, key=lambda state: _URGENCY.get(state, len(CI_STATES)), default="none")
+
+
+def latest_per_branch(pipelines: Iterable[PipelineView]) -> list[PipelineView]:
+    """For each (repo, branch), the CI that decides it: the most urgent of the latest run of
+    each workflow there, newest first overall. `pipelines` must be newest first."""
+    latest: dict[tuple[str, str, str], PipelineView] = {}
+    for pipeline in pipelines:
+        latest.setdefault((pipeline.repo, pipeline.branch, pipeline.name), pipeline)
+    by_branch: dict[tuple[str, str], list[PipelineView]] = {}
+    for pipeline in latest.values():
+        by_branch.setdefault((pipeline.repo, pipeline.branch), []).append(pipeline)
+    decided = []
+    for runs in by_branch.values():
+        state = most_urgent(run.state for run in runs)
+        deciding = [run for run in runs if run.state == state]
+        decided.append(msgspec.structs.replace(
+            deciding[0],
+            name=", ".join(sorted({run.name for run in deciding if run.name})),
+            updated_at=max(run.updated_at for run in runs),
+            sha=runs[0].sha,
+        ))
+    decided.sort(key=lambda pipeline: pipeline.updated_at, reverse=True)
+    return decided

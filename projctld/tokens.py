@@ -1,0 +1,100 @@
+"""Where an upstream's token comes from: an environment variable, a command, or the config file.
+
+The order is environment, then command, then file: an explicit `GITHUB_TOKEN=... projctld run`
+overrides the usual source. A command's token (`gh auth token`) is asked again after a 401, since
+such tokens are rotated by their tool. Tokens are never logged and never leave this process
+except in the Authorization header.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping
+
+import anyio
+
+from projctld.config import UpstreamConfig
+from projctld.errors import UpstreamError
+
+COMMAND_TIMEOUT = 10.0
+# After a 401 the command runs again, but not more often than this.
+COMMAND_RETRY_INTERVAL = 60.0
+
+
+class TokenSource:
+    def __init__(self, upstream: str, section: str, config: UpstreamConfig,
+                 environ: Mapping[str, str] = os.environ) -> None:
+        self._upstream = upstream  # "GitHub": how messages name it
+        self._section = section  # "github": the config table
+        self._config = config
+        self._environ = environ
+        self._from_command: str | None = None
+        self._command_run_at = 0.0
+
+    @property
+    def origin(self) -> str:
+        """Where the token comes from, for messages: `$GITHUB_TOKEN`, `gh auth token`, ..."""
+        if self._config.token_env and self._environ.get(self._config.token_env):
+            return f"${self._config.token_env}"
+        if self._config.token_command:
+            return f"`{self._config.token_command}`"
+        if self._config.token:
+            return f"`token` in [{self._section}]"
+        return "nowhere"
+
+    async def get(self) -> str:
+        config = self._config
+        if config.token_env and (value := self._environ.get(config.token_env, "").strip()):
+            return value
+        if config.token_command:
+            if self._from_command is None:
+                self._from_command = await self._run_command()
+            return self._from_command
+        if config.token:
+            return config.token
+        env_hint = config.token_env or "token_env"
+        raise UpstreamError(
+            f"no {self._upstream} token: ${env_hint} is not set and [{self._section}] has no "
+            "token_command or token",
+            code="token",
+            suggestions=[f"export {env_hint}=...  # then `projctl daemon restart`",
+                         *([f'token_command = "gh auth token"  # in [{self._section}]']
+                           if self._section == "github" else [])],
+        )
+
+    def rejected(self) -> bool:
+        """The upstream refused the token: forget a command's token so that it runs again.
+        True when asking again may help."""
+        if self._from_command is None or time.monotonic() - self._command_run_at < \
+                COMMAND_RETRY_INTERVAL:
+            return False
+        self._from_command = None
+        return True
+
+    async def _run_command(self) -> str:
+        command = self._config.token_command
+        self._command_run_at = time.monotonic()
+        try:
+            with anyio.fail_after(COMMAND_TIMEOUT):
+                result = await anyio.run_process(shlex.split(command), check=False,
+                                                 stdin=subprocess.DEVNULL)
+        except TimeoutError:
+            problem = f"did not finish within {COMMAND_TIMEOUT:g} s"
+        except (OSError, ValueError) as exc:
+            problem = f"could not run: {getattr(exc, 'strerror', None) or exc}"
+        else:
+            token = result.stdout.decode(errors="replace").strip()
+            if result.returncode == 0 and token:
+                return token
+            detail = result.stderr.decode(errors="replace").strip().splitlines()
+            problem = (f"exited with status {result.returncode}" if result.returncode
+                       else "printed nothing") + (f": {detail[0][:200]}" if detail else "")
+        raise UpstreamError(
+            f"the {self._upstream} token command `{command}` {problem}",
+            code="token",
+            suggestions=[f"run `{command}` yourself to see what it needs "
+                         "(for gh: `gh auth login`)"],
+        )
