@@ -7,7 +7,13 @@ import sys
 import click
 
 from projctl_client import __version__, daemonctl, hotpath, paths, render
-from projctl_client.connection import ClientError, NotRunning, connect, request
+from projctl_client.connection import (
+    ClientError,
+    NotRunning,
+    connect,
+    connect_or_start,
+    request,
+)
 
 EXIT_CODES = """\b
 Exit codes: 0 success · 1 projctld refused the request · 2 bad usage
@@ -54,6 +60,50 @@ def status(as_json: bool) -> None:
 def ping() -> None:
     """Print the daemon's version and the round-trip time of one request."""
     sys.exit(hotpath.ping())
+
+
+@cli.command(short_help="Poll GitHub, GitLab and Jira now and wait for the result.")
+@click.argument("project", required=False)
+@click.option("--wait", type=click.FloatRange(0, 600), default=30.0, show_default=True,
+              metavar="SECONDS",
+              help="How long to wait; polls still running then finish in the background.")
+def refresh(project: str | None, wait: float) -> None:
+    """Poll the upstreams of PROJECT (or of every project) now, instead of on schedule.
+
+    Prints what each poll brought or why it failed; exits 1 if any failed. The daemon keeps
+    showing the last good data of a failed upstream, marked with its age.
+    """
+    try:
+        with connect_or_start(timeout=wait + 10) as conn:
+            reply = conn.call(request("refresh", project=project, wait=wait))
+    except ClientError as exc:
+        _fail(exc)
+    results = reply["results"]
+    click.echo(render.refresh(results))
+    sys.exit(1 if any(r["outcome"] == "error" for r in results) else 0)
+
+
+@cli.command(short_help="See a full status from built-in demo data: no tokens, no network.")
+@click.option("--stop", is_flag=True, help="Stop the demo daemon.")
+def demo(stop: bool) -> None:
+    """Show what projctl does, against built-in fake GitHub, GitLab and Jira servers.
+
+    A separate sandbox daemon serves the demo (its own socket and state); your real daemon and
+    config are not touched. Everything it shows is labelled as sandbox data.
+    """
+    socket = paths.sandbox_socket_path()
+    if stop:
+        _stop(quiet_if_stopped=False, socket=socket)
+        return
+    try:
+        with connect_or_start(socket, timeout=40, sandbox=True) as conn:
+            conn.call(request("refresh", wait=30.0))
+            view = conn.call(request("status", checkout=hotpath.current_checkout()))
+    except ClientError as exc:
+        _fail(exc)
+    click.echo(render.status(view))
+    click.echo(f"\nExplore it: PROJCTL_SOCKET={socket} projctl status --json\n"
+               "Stop it:    projctl demo --stop")
 
 
 @cli.group(short_help="Start, stop, restart or inspect projctld.")
@@ -121,9 +171,9 @@ def _start() -> None:
     click.echo(f"started projctld (pid {info['pid']}) on {render.home(paths.socket_path())}")
 
 
-def _stop(*, quiet_if_stopped: bool) -> None:
+def _stop(*, quiet_if_stopped: bool, socket: str | None = None) -> None:
     try:
-        with connect() as conn:
+        with connect(socket) as conn:
             info = conn.call(request("ping"))["daemon"]
             conn.call(request("shutdown"))
     except NotRunning:
@@ -132,7 +182,7 @@ def _stop(*, quiet_if_stopped: bool) -> None:
         return
     except ClientError as exc:
         _fail(exc)
-    if not daemonctl.wait_until_stopped():
+    if not daemonctl.wait_until_stopped(socket):
         click.echo(
             f"projctl: projctld (pid {info['pid']}) did not stop in time\n"
             f"  try: kill {info['pid']}",

@@ -147,7 +147,8 @@ def connect(path: str | None = None, *, timeout: float | None = None) -> Connect
     return Connection(sock, path)
 
 
-def connect_or_start(path: str | None = None, *, timeout: float | None = None) -> Connection:
+def connect_or_start(path: str | None = None, *, timeout: float | None = None,
+                     sandbox: bool = False) -> Connection:
     """Connect to the daemon, starting it first unless PROJCTL_NO_AUTOSTART=1."""
     try:
         return connect(path, timeout=timeout)
@@ -161,7 +162,7 @@ def connect_or_start(path: str | None = None, *, timeout: float | None = None) -
     # Imported here: subprocess and select cost milliseconds that a warm call never needs.
     from projctl_client import daemonctl
 
-    daemonctl.start(path)
+    daemonctl.start(path, sandbox=sandbox)
     return connect(path, timeout=timeout)
 
 

@@ -15,15 +15,16 @@ from projctl_client.connection import DaemonUnavailable, connect, seconds_from_e
 _LOG_ROTATE_BYTES = 1 << 20
 
 
-def start(socket: str | None = None) -> None:
+def start(socket: str | None = None, *, sandbox: bool = False) -> None:
     """Start projctld in the background and return once a daemon serves `socket`.
 
     The daemon reports on an inherited pipe (`--ready-fd`): `ready`, or `error: ...` lines that
-    are shown to the user as they are. Its log goes to paths.log_path().
+    are shown to the user as they are. Its log goes to paths.log_path(). With `sandbox`, it is
+    the demo daemon that polls built-in fake upstreams.
     """
     socket = socket or paths.socket_path()
     timeout = seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
-    log = paths.log_path()
+    log = paths.log_path(sandbox=sandbox)
     os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
     _rotate(log)
     read_fd, write_fd = os.pipe()
@@ -31,7 +32,8 @@ def start(socket: str | None = None) -> None:
     try:
         with open(log, "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "projctld", "run", "--ready-fd", str(write_fd)],
+                [sys.executable, "-m", "projctld", "run", "--ready-fd", str(write_fd),
+                 *(["--sandbox"] if sandbox else [])],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 pass_fds=(write_fd,), start_new_session=True, env=env,
             )

@@ -22,7 +22,7 @@ def run(args: list[str]) -> int:
     return status(as_json=args[1:] == ["--json"])
 
 
-def _current_checkout() -> dict[str, object] | None:
+def current_checkout() -> dict[str, object] | None:
     try:
         return git.find_checkout(os.getcwd())
     except OSError:  # the working directory was deleted under us
@@ -32,7 +32,7 @@ def _current_checkout() -> dict[str, object] | None:
 def status(as_json: bool) -> int:
     try:
         with connect_or_start() as conn:
-            view = conn.call(request("status", checkout=_current_checkout()))
+            view = conn.call(request("status", checkout=current_checkout()))
     except ClientError as exc:
         print(render.error(exc), file=sys.stderr)
         return exc.exit_code

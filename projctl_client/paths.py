@@ -27,13 +27,14 @@ def state_dir() -> str:
     return os.path.join(_xdg("XDG_STATE_HOME", "~/.local/state"), APP)
 
 
-def database_path() -> str:
-    return os.path.join(state_dir(), "state.db")
+def database_path(*, sandbox: bool = False) -> str:
+    """The state database; the sandbox (`projctl demo`) keeps its own under sandbox/."""
+    return os.path.join(state_dir(), "sandbox" if sandbox else "", "state.db")
 
 
-def log_path() -> str:
+def log_path(*, sandbox: bool = False) -> str:
     """Where a daemon started by the client writes its log (systemd sends it to the journal)."""
-    return os.path.join(state_dir(), "projctld.log")
+    return os.path.join(state_dir(), "sandbox" if sandbox else "", "projctld.log")
 
 
 def runtime_dir() -> str:
@@ -51,6 +52,11 @@ def socket_path() -> str:
     if explicit:
         return os.path.abspath(os.path.expanduser(explicit))
     return os.path.join(runtime_dir(), "projctld.sock")
+
+
+def sandbox_socket_path() -> str:
+    """The socket of the sandbox daemon that `projctl demo` runs beside the real one."""
+    return os.path.join(runtime_dir(), "sandbox.sock")
 
 
 def lock_path(socket: str) -> str:

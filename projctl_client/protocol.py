@@ -17,9 +17,9 @@ from projctl_client.frames import MAX_FRAME, PROTOCOL_VERSION
 
 __all__ = [
     "MAX_FRAME", "PROTOCOL_VERSION", "Ack", "BranchView", "ChangeRequestView", "Checkout",
-    "CheckoutView", "CiView", "DaemonInfo", "Envelope", "Error", "Ping", "PipelineView", "PollResult",
-    "Pong", "ProjectView", "Refresh", "RefreshReport", "Reply", "Request", "Shutdown",
-    "SourceError", "SourceView", "StateInfo", "Status", "StatusView", "TicketView",
+    "CheckoutView", "CiView", "DaemonInfo", "Envelope", "Error", "Ping", "PipelineView",
+    "PollResult", "Pong", "ProjectView", "Refresh", "RefreshReport", "Reply", "Request",
+    "Shutdown", "SourceError", "SourceView", "StateInfo", "Status", "StatusView", "TicketView",
 ]
 
 
@@ -59,7 +59,7 @@ class Shutdown(_Request, tag="shutdown"):
 
 class Refresh(_Request, tag="refresh"):
     """Poll the upstreams of one project (or all) now; answered with RefreshReport after at
-    most `wait` seconds, with the polls still running then reported as pending."""
+    most `wait` seconds, with the polls still running then reported as pending (they go on)."""
 
     project: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     wait: Annotated[float, msgspec.Meta(ge=0, le=600)] = 30.0

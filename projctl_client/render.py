@@ -9,14 +9,33 @@ import time
 from projctl_client import __version__
 
 
-def _styler(stream: object) -> tuple[str, str, str]:
-    """(bold, dim, reset) escape codes, empty unless the stream is a colour terminal."""
-    isatty = getattr(stream, "isatty", None)
-    if isatty is None or not isatty() or "NO_COLOR" in os.environ:
-        return "", "", ""
-    if os.environ.get("TERM") == "dumb":
-        return "", "", ""
-    return "\033[1m", "\033[2m", "\033[0m"
+class _Style:
+    """Escape codes, all empty unless the stream is a colour terminal (NO_COLOR, TERM=dumb)."""
+
+    def __init__(self, stream: object) -> None:
+        isatty = getattr(stream, "isatty", None)
+        on = bool(isatty and isatty()) and "NO_COLOR" not in os.environ \
+            and os.environ.get("TERM") != "dumb"
+        codes = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33"}
+        for name, code in codes.items():
+            setattr(self, name, f"\033[{code}m" if on else "")
+        self.reset = "\033[0m" if on else ""
+
+    def paint(self, colour: str, text: str) -> str:
+        start = getattr(self, colour)
+        return f"{start}{text}{self.reset}" if start else text
+
+
+# How a CI state reads, and its colour.
+_CI = {
+    "failure": ("✗ failing", "red"), "running": ("● running", "yellow"),
+    "pending": ("○ pending", "yellow"), "canceled": ("⊘ canceled", "dim"),
+    "success": ("✓ passing", "green"), "skipped": ("- skipped", "dim"), "none": ("· no CI", "dim"),
+}
+_REVIEW = {"approved": ("approved", "green"), "changes_requested": ("changes requested", "red"),
+           "review_required": ("review required", "yellow"), "none": ("", "dim")}
+_CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
+TICKETS_PER_STATUS = 5
 
 
 def age(seconds: float) -> str:
@@ -51,15 +70,20 @@ def _ref(checkout: dict) -> str:
 
 def status(view: dict, stream: object = None) -> str:
     """The human form of a status view."""
-    bold, dim, reset = _styler(stream or sys.stdout)
+    style = _Style(stream or sys.stdout)
+    bold, dim, reset = style.bold, style.dim, style.reset
     now = time.time()
     lines = []
+    if view.get("sandbox"):
+        lines.append(style.paint("yellow", "SANDBOX: demo data from projctl's built-in fake "
+                                 "GitHub, GitLab and Jira; nothing here is real"))
     here = view.get("checkout")
     daemon = view["daemon"]
     if here:
         project = here.get("project")
         where = f"project {bold}{project}{reset}" if project else "in no configured project"
         lines.append(f"Here      {home(here['root'])}  {_ref(here)}  {dim}({where}){reset}")
+        lines += _branch(view.get("branch"), style)
     else:
         lines.append(f"Here      {dim}not in a git repository{reset}")
     lines.append("")
@@ -81,6 +105,7 @@ def status(view: dict, stream: object = None) -> str:
         ]
         for index, row in enumerate(rows or [f"{dim}no paths configured{reset}"]):
             lines.append(f"{label if index == 0 else ' ' * 9} {row}")
+        lines += _upstreams(project, style, now)
     state = view["state"]
     lines.append("")
     lines.append(
@@ -129,3 +154,141 @@ def error(exc: Exception) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _ci(ci: dict | None, style: _Style) -> str:
+    if not ci:
+        return style.paint("dim", "· no CI")
+    text, colour = _CI.get(ci["state"], (ci["state"], "dim"))
+    if ci.get("failing"):
+        text += f" ({ci.get('failed', len(ci['failing']))}): " + ", ".join(ci["failing"][:3])
+        if len(ci["failing"]) > 3:
+            text += ", …"
+    return style.paint(colour, text)
+
+
+def _review(review: str, style: _Style) -> str:
+    text, colour = _REVIEW.get(review, (review, "dim"))
+    return style.paint(colour, f"{text:<17}") if text else " " * 17
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _branch(branch: dict | None, style: _Style) -> list[str]:
+    """The current branch's change request and CI, under the `Here` line."""
+    if not branch:
+        return []
+    lines = []
+    change = branch.get("change_request")
+    if change:
+        lines.append(f"          {change['ref']} {_clip(change['title'], 48)}  "
+                     f"{_review(change['review'], style).strip()}  {_ci(change.get('ci'), style)}")
+    else:
+        lines.append(style.paint("dim", f"          no open change request for "
+                                        f"{branch['branch']}"))
+    pipeline = branch.get("pipeline")
+    if pipeline:
+        name = f" {pipeline['name']}" if pipeline.get("name") else ""
+        lines.append(f"          latest CI{name}: {_ci({'state': pipeline['state']}, style)}")
+    return lines
+
+
+def _upstreams(project: dict, style: _Style, now: float) -> list[str]:
+    """A project's change requests, CI needing attention, tickets and each source's freshness."""
+    sources = project.get("sources") or []
+    if not sources:
+        return []
+    ages = {s["upstream"]: _freshness(s, now) for s in sources}
+    lines = []
+    change_requests = project.get("change_requests") or []
+    code_sources = [u for u in ("github", "gitlab") if u in ages]
+    if code_sources:
+        lines.append(_heading("Change requests", [f"{u} {ages[u]}" for u in code_sources], style))
+        for change in change_requests:
+            role = "mine" if change["mine"] else "review" if change["review_requested"] \
+                else "assigned" if change.get("assigned") else ""
+            draft = style.paint("dim", " (draft)") if change.get("draft") else ""
+            lines.append(f"    {_clip(change['ref'], 26):<26} {_clip(change['title'], 34):<34}"
+                         f" {role:<8} {_review(change['review'], style)} "
+                         f"{_ci(change.get('ci'), style)}{draft}")
+        if not change_requests:
+            lines.append(style.paint("dim", "    none open for you"))
+        pipelines = project.get("pipelines") or []
+        if pipelines:
+            lines.append(_heading("CI on my branches that needs a look", [], style))
+            for pipeline in pipelines:
+                lines.append(f"    {_clip(pipeline['repo'], 26):<26} "
+                             f"{_clip(pipeline['branch'], 34):<34} "
+                             f"{_ci({'state': pipeline['state']}, style)} "
+                             f"{style.paint('dim', pipeline.get('name') or '')}  "
+                             f"{style.paint('dim', age(now - pipeline['updated_at']))}")
+    if "jira" in ages:
+        lines.append(_heading("Tickets", [f"jira {ages['jira']}"], style))
+        lines += _tickets(project.get("tickets") or [], style)
+    for source in sources:
+        error = source.get("error")
+        if error:
+            kept = f"; showing data from {age(now - source['fetched_at'])}" \
+                if source.get("fetched_at") else ""
+            lines.append(style.paint("red", f"  ! {source['upstream']}: {error['message']}")
+                         + style.paint("dim", kept))
+            lines += [f"      try: {s}" for s in error.get("suggestions", [])]
+    return lines
+
+
+def _tickets(tickets: list[dict], style: _Style) -> list[str]:
+    if not tickets:
+        return [style.paint("dim", "    none")]
+    by_status: dict[str, list[dict]] = {}
+    for ticket in sorted(tickets, key=lambda t: (_CATEGORY_ORDER.get(t["category"], 3),
+                                                 -t["updated_at"])):
+        by_status.setdefault(ticket["status"], []).append(ticket)
+    lines = []
+    for name, group in by_status.items():
+        lines.append(f"    {style.bold}{name}{style.reset} ({len(group)})")
+        for ticket in group[:TICKETS_PER_STATUS]:
+            priority = style.paint("dim", ticket.get("priority") or "")
+            lines.append(f"      {ticket['key']:<10} {_clip(ticket['summary'], 60):<60} {priority}")
+        if len(group) > TICKETS_PER_STATUS:
+            lines.append(style.paint("dim", f"      … {len(group) - TICKETS_PER_STATUS} more "
+                                            "(projctl status --json)"))
+    return lines
+
+
+def _heading(title: str, ages: list[str], style: _Style) -> str:
+    suffix = style.paint("dim", "  " + " · ".join(ages)) if ages else ""
+    return f"  {style.bold}{title}{style.reset}{suffix}"
+
+
+def _freshness(source: dict, now: float) -> str:
+    """`12 s ago`, `polling…`, `stale, 2 h ago`, or `not fetched yet`."""
+    if source.get("polling") and not source.get("fetched_at"):
+        return "polling…"
+    if not source.get("fetched_at"):
+        return "not fetched yet" + (" (failing)" if source.get("error") else "")
+    text = age(now - source["fetched_at"])
+    return f"stale, {text}" if source.get("stale") else text
+
+
+def refresh(results: list[dict], stream: object = None) -> str:
+    """One line per (project, upstream) poll of `projctl refresh`, errors with their advice."""
+    style = _Style(stream or sys.stdout)
+    lines = []
+    for result in results:
+        head = f"{result['project']:<12} {result['upstream']:<7}"
+        if result["outcome"] == "ok":
+            found = [_count(result["change_requests"], "change request"),
+                     _count(result["pipelines"], "pipeline")] if result["upstream"] != "jira" \
+                else [_count(result["tickets"], "ticket")]
+            took = style.paint("dim", f"{result['elapsed']:.2f} s")
+            lines.append(f"{head} {style.paint('green', 'ok')}     {', '.join(found)}  {took}")
+        elif result["outcome"] == "pending":
+            lines.append(f"{head} {style.paint('yellow', 'still polling')}: `projctl status` "
+                         "shows it when it is done")
+        else:
+            error = result.get("error") or {}
+            lines.append(f"{head} {style.paint('red', 'failed')} {error.get('message', '')}")
+            lines += [f"{' ' * 21}try: {s}" for s in error.get("suggestions", [])]
+    return "\n".join(lines) if lines else "nothing to refresh"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
@@ -29,7 +30,12 @@ def main() -> None:
     help="Write `ready` to this file descriptor once serving, or `error: ...` if start-up "
     "fails, then close it (how `projctl` waits for a daemon it starts).",
 )
-def run(ready_fd: int | None) -> None:
+@click.option(
+    "--sandbox", is_flag=True,
+    help="Poll built-in fake GitHub, GitLab and Jira servers with demo data instead of the "
+    "config (what `projctl demo` runs); state goes to $XDG_STATE_HOME/projctl/sandbox/.",
+)
+def run(ready_fd: int | None, sandbox: bool) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT.
 
     Reads $PROJCTL_CONFIG (or $XDG_CONFIG_HOME/projctl/config.toml), keeps its state in
@@ -52,8 +58,19 @@ def run(ready_fd: int | None) -> None:
             ready_fd = None
 
     try:
-        anyio.run(daemon.serve, paths.config_path(), paths.socket_path(),
-                  lambda: report("ready\n"))
+        if sandbox:
+            from projctld.sandbox.demo import start_sandbox
+
+            anyio.run(functools.partial(
+                daemon.serve, "(sandbox: built-in demo data)", paths.socket_path(),
+                lambda: report("ready\n"), database=paths.database_path(sandbox=True),
+                sandbox=start_sandbox,
+            ))
+        else:
+            anyio.run(functools.partial(
+                daemon.serve, paths.config_path(), paths.socket_path(),
+                lambda: report("ready\n"), database=paths.database_path(),
+            ))
     except ProjctlError as exc:
         lines = [f"error: {exc.message}", *(f"try: {s}" for s in exc.suggestions)]
         click.echo("projctld: " + "\n  ".join(lines), err=True)

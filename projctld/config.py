@@ -48,7 +48,6 @@ class PollingConfig(_Section):
     idle_after: PollSeconds = 1800.0
     max_backoff: PollSeconds = 900.0
     request_timeout: Seconds = 10.0
-    refresh_timeout: Seconds = 30.0
 
 
 class UpstreamConfig(_Section):

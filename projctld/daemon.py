@@ -18,7 +18,6 @@ import anyio
 import httpx
 from anyio.abc import SocketListener
 
-from projctl_client import paths
 from projctld import __version__, listener
 from projctld import logging as logs
 from projctld.config import Config, load_config
@@ -38,6 +37,7 @@ log = logs.get_logger(__name__)
 
 
 async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None], *,
+                database: str,
                 sandbox: Callable[[contextlib.ExitStack], Config] | None = None) -> None:
     """Run the daemon; `sandbox`, when given, starts fake upstreams and returns their config."""
     started_at = time.time()
@@ -54,7 +54,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         # clients that connect meanwhile wait in the backlog until we serve.
         sock = stack.enter_context(listener.bind(socket_path))
         stack.callback(listener.remove, socket_path)
-        db = Database(paths.database_path())
+        db = Database(database)
         stack.callback(db.close)
         knowledge = Knowledge(CheckoutTable(db), config)
         stack.callback(knowledge.flush)
