@@ -192,7 +192,8 @@ class Poller:
                                               "the details"]), started)
         else:
             changed = snapshot != source.snapshot or source.fetched_at is None
-            source.snapshot, source.fetched_at, source.error = snapshot, started, None
+            fetched_at = min(started, snapshot.as_of or started)
+            source.snapshot, source.fetched_at, source.error = snapshot, fetched_at, None
             source.failures = 0
             self._save(source, started, with_data=changed)
             log.info("polled", project=source.project, upstream=source.upstream,

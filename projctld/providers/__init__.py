@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Callable
 
 import httpx
 
@@ -20,9 +22,10 @@ from projctld.tokens import TokenSource
 USER_AGENT = f"projctl/{__version__} (+https://github.com/projctl/projctl)"
 
 
-def create_providers(config: Config, client: httpx.AsyncClient,
-                     cache: HttpCache) -> dict[str, Provider]:
-    """The providers that some project uses, keyed by upstream name."""
+def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache,
+                     clock: Callable[[], float] = time.time) -> dict[str, Provider]:
+    """The providers that some project uses, keyed by upstream name; `clock` is for
+    benchmarks that compress time."""
     used = {upstream for project in config.projects.values() for upstream in project.upstreams()}
     governors: dict[str, Governor] = {}
 
@@ -34,7 +37,7 @@ def create_providers(config: Config, client: httpx.AsyncClient,
     if "github" in used:
         section = config.github
         http = UpstreamHttp(
-            client, name="GitHub", governor=governor(section.api_url), cache=cache,
+            client, name="GitHub", governor=governor(section.api_url), cache=cache, clock=clock,
             token=TokenSource("GitHub", "github", section),
             auth_headers=lambda token: {"Authorization": f"Bearer {token}"},
             headers={"Accept": "application/vnd.github+json",
@@ -49,12 +52,12 @@ def create_providers(config: Config, client: httpx.AsyncClient,
             ),
         )
         repos = [repo for project in config.projects.values() for repo in project.github]
-        providers["github"] = GitHub(http, section, repos)
+        providers["github"] = GitHub(http, section, repos, clock=clock)
     if "gitlab" in used:
         gitlab = config.gitlab
         header = "PRIVATE-TOKEN" if gitlab.auth == "private-token" else "Authorization"
         providers["gitlab"] = GitLab(UpstreamHttp(
-            client, name="GitLab", governor=governor(gitlab.url), cache=cache,
+            client, name="GitLab", governor=governor(gitlab.url), cache=cache, clock=clock,
             token=TokenSource("GitLab", "gitlab", gitlab),
             auth_headers=lambda token: {header: token if header == "PRIVATE-TOKEN"
                                         else f"Bearer {token}"},
@@ -76,7 +79,7 @@ def create_providers(config: Config, client: httpx.AsyncClient,
             return {"Authorization": f"Bearer {token}"}  # Data Center personal access token
 
         providers["jira"] = Jira(UpstreamHttp(
-            client, name="Jira", governor=governor(jira.url), cache=cache,
+            client, name="Jira", governor=governor(jira.url), cache=cache, clock=clock,
             token=TokenSource("Jira", "jira", jira), auth_headers=jira_auth,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             hints=Hints(

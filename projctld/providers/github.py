@@ -2,9 +2,9 @@
 
 Cost is what decides the shape. Per-repository `pullRequests` connections cost about 6 points a
 poll for 15 repositories; two searches (`author:@me`, `review-requested:@me`) over every
-configured repository cost 2 whatever the number of repositories, and one search result is shared
-by all projects for half an interval. Actions runs come from REST with ETags: unchanged, they
-answer 304, which costs nothing.
+configured repository cost 2 whatever the number of repositories, and one search result serves
+every project for 0.9 of an interval (the snapshot's `as_of` says how old it is). Actions runs
+come from REST with ETags: unchanged, they answer 304, which costs nothing.
 """
 
 from __future__ import annotations
@@ -172,7 +172,9 @@ class GitHub:
         self._http = http
         self._api = config.api_url.rstrip("/")
         self._graphql = _graphql_url(self._api)
-        self._share_for = config.interval / 2
+        # Jobs of different projects drift apart with jitter; sharing for most of an interval
+        # keeps the search at about one per interval however many projects there are.
+        self._share_for = config.interval * 0.9
         self._repos = sorted(set(all_repos))
         self._clock = clock
         self._lock = anyio.Lock()
@@ -193,6 +195,7 @@ class GitHub:
         return Snapshot(
             change_requests=[cr for cr in searched.mine if cr.repo in repos],
             pipelines=latest_per_branch(run for repo_runs in runs for run in repo_runs),
+            as_of=searched.asked_at,
         )
 
     async def _shared_search(self, max_age: float) -> _Searched:

@@ -24,6 +24,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
     change_requests: list[ChangeRequestView] = []
     pipelines: list[PipelineView] = []
     tickets: list[TicketView] = []
+    # When part of the data was fetched before this poll (a shared search), the oldest moment.
+    as_of: float | None = None
 
     def counts(self) -> tuple[int, int, int]:
         return len(self.change_requests), len(self.pipelines), len(self.tickets)
