@@ -9,6 +9,7 @@ come from REST with ETags: unchanged, they answer 304, which costs nothing.
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ import msgspec
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
 from projctld.config import GitHubConfig, ProjectConfig
 from projctld.errors import UpstreamError
+from projctld.providers.gather import gather
 from projctld.providers.http import UpstreamHttp, next_link
 from projctld.providers.model import Snapshot, latest_per_branch
 
@@ -184,14 +186,8 @@ class GitHub:
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         searched = await self._shared_search(0.0 if fresh else self._share_for)
         repos = set(config.github)
-        runs: list[list[PipelineView]] = [[] for _ in config.github]
-
-        async def fetch_runs(index: int, repo: str) -> None:
-            runs[index] = await self._runs(repo, searched.login)
-
-        async with anyio.create_task_group() as tasks:
-            for index, repo in enumerate(config.github):
-                tasks.start_soon(fetch_runs, index, repo)
+        runs = await gather([functools.partial(self._runs, repo, searched.login)
+                             for repo in config.github])
         return Snapshot(
             change_requests=[cr for cr in searched.mine if cr.repo in repos],
             pipelines=latest_per_branch(run for repo_runs in runs for run in repo_runs),
@@ -262,6 +258,12 @@ class GitHub:
         reply = self._http.decode(fetched, _GraphQLReply, what="a GraphQL reply")
         if reply.errors and not reply.data:
             first = reply.errors[0]
+            if first.type == "RATE_LIMIT":  # GraphQL says so in a 200
+                raise UpstreamError(
+                    f"GitHub's GraphQL budget is spent: {first.message[:300]}",
+                    code="rate_limited",
+                    suggestions=["nothing to do: polling waits for the reset"],
+                )
             raise UpstreamError(
                 f"GitHub refused the pull request search: {first.message[:300]}",
                 code="not_found" if first.type == "NOT_FOUND" else "rejected",

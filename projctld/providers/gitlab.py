@@ -7,14 +7,15 @@ every GET is conditional, so an unchanged merge request costs a 304. Offset pagi
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from urllib.parse import quote, urlencode
 
-import anyio
 import msgspec
 
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
 from projctld.config import GitLabConfig, ProjectConfig
+from projctld.providers.gather import gather
 from projctld.providers.http import Fetched, UpstreamHttp, next_link
 from projctld.providers.model import Snapshot, latest_per_branch
 
@@ -61,23 +62,13 @@ class GitLab:
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         username = await self._me()
-        change_requests: list[list[ChangeRequestView]] = [[] for _ in config.gitlab]
-        pipelines: list[list[PipelineView]] = [[] for _ in config.gitlab]
-
-        async def fetch(index: int, path: str) -> None:
-            async with anyio.create_task_group() as tasks:
-                async def merge_requests() -> None:
-                    change_requests[index] = await self._merge_requests(path, username)
-
-                async def my_pipelines() -> None:
-                    pipelines[index] = await self._pipelines(path, username)
-
-                tasks.start_soon(merge_requests)
-                tasks.start_soon(my_pipelines)
-
-        async with anyio.create_task_group() as tasks:
-            for index, path in enumerate(config.gitlab):
-                tasks.start_soon(fetch, index, path)
+        # Every project's merge requests and pipelines at once: a cold poll costs three round
+        # trips (user, lists, details), not three per project.
+        calls = [functools.partial(fetch, path, username) for path in config.gitlab
+                 for fetch in (self._merge_requests, self._pipelines)]
+        results = await gather(calls)
+        change_requests: list[list[ChangeRequestView]] = results[0::2]  # type: ignore[assignment]
+        pipelines: list[list[PipelineView]] = results[1::2]  # type: ignore[assignment]
         return Snapshot(
             change_requests=sorted((cr for crs in change_requests for cr in crs),
                                    key=lambda cr: cr.updated_at, reverse=True),
@@ -97,15 +88,12 @@ class GitLab:
         async for page in self._pages(first, what=f"project {path}"):
             listed += self._http.decode(page, list[_MergeRequest], what="merge requests")
         relevant = [mr for mr in listed if _concerns(mr, username)]
-        detailed: list[_MergeRequest] = list(relevant)
 
-        async def detail(index: int, iid: int) -> None:
+        async def detail(iid: int) -> _MergeRequest:
             fetched = await self._http.get(f"{base}/{iid}", what=f"merge request {path}!{iid}")
-            detailed[index] = self._http.decode(fetched, _MergeRequest, what="a merge request")
+            return self._http.decode(fetched, _MergeRequest, what="a merge request")
 
-        async with anyio.create_task_group() as tasks:
-            for index, mr in enumerate(relevant):
-                tasks.start_soon(detail, index, mr.iid)
+        detailed = await gather([functools.partial(detail, mr.iid) for mr in relevant])
         return [_change_request(path, mr, username) for mr in detailed]
 
     async def _pipelines(self, path: str, username: str) -> list[PipelineView]:
