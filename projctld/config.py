@@ -16,6 +16,8 @@ S = typing.TypeVar("S", bound=msgspec.Struct)
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 PollSeconds = Annotated[float, msgspec.Meta(ge=10, le=86400)]
 _URL = r"^https?://[^\s/]+[^\s]*$"
+# The same shape as _URL, kept apart so that its error can show a GitLab example.
+_GITLAB_URL = r"^(https?://[^\s/]+[^\s]*)$"
 _GITHUB_REPO = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 _GITLAB_PROJECT = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$"
 _OPTIONAL_URL = r"^(https?://[^\s/]+[^\s]*)?$"
@@ -25,6 +27,7 @@ GitLabProject = Annotated[str, msgspec.Meta(pattern=_GITLAB_PROJECT)]
 # What each pattern means, for error messages (msgspec would quote the regex).
 _PATTERN_MEANING = {
     _URL: 'an http(s) URL, e.g. "https://ghe.example.com/api/v3"',
+    _GITLAB_URL: 'an http(s) URL, e.g. "https://gitlab.example.com"',
     _OPTIONAL_URL: 'an http(s) URL, e.g. "https://acme.atlassian.net"',
     _GITHUB_REPO: 'OWNER/NAME, e.g. "acme/web"',
     _GITLAB_PROJECT: 'a project path with its groups, e.g. "acme/platform/api", or its numeric id',
@@ -65,7 +68,7 @@ class GitHubConfig(UpstreamConfig):
 
 
 class GitLabConfig(UpstreamConfig):
-    url: HttpUrl = "https://gitlab.com"
+    url: Annotated[str, msgspec.Meta(pattern=_GITLAB_URL)] = "https://gitlab.com"
     token_env: str = "GITLAB_TOKEN"
     auth: Literal["private-token", "bearer"] = "private-token"
     interval: PollSeconds = 60.0

@@ -60,7 +60,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         stack.callback(knowledge.flush)
         client = await stack.enter_async_context(httpx.AsyncClient(
             timeout=config.polling.request_timeout, follow_redirects=True,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         ))
         providers = create_providers(config, client, HttpCache(db, started_at))
         poller = Poller(config, providers, SnapshotTable(db))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 from anyio.abc import TaskGroup
 
 from projctl_client.protocol import PollResult, SourceError, SourceView
@@ -191,7 +192,9 @@ class Poller:
                 code="internal", suggestions=["report this as a bug in projctl; the log has "
                                               "the details"]), started)
         else:
-            changed = snapshot != source.snapshot or source.fetched_at is None
+            # as_of changes with every shared search; only the data decides a rewrite.
+            changed = source.fetched_at is None or msgspec.structs.replace(
+                snapshot, as_of=None) != msgspec.structs.replace(source.snapshot, as_of=None)
             fetched_at = min(started, snapshot.as_of or started)
             source.snapshot, source.fetched_at, source.error = snapshot, fetched_at, None
             source.failures = 0

@@ -33,11 +33,12 @@ class TokenSource:
         self._environ = environ
         self._from_command: str | None = None
         self._command_run_at = 0.0
+        self._command_lock = anyio.Lock()
 
     @property
     def origin(self) -> str:
         """Where the token comes from, for messages: `$GITHUB_TOKEN`, `gh auth token`, ..."""
-        if self._config.token_env and self._environ.get(self._config.token_env):
+        if self._from_env():
             return f"${self._config.token_env}"
         if self._config.token_command:
             return f"`{self._config.token_command}`"
@@ -47,11 +48,13 @@ class TokenSource:
 
     async def get(self) -> str:
         config = self._config
-        if config.token_env and (value := self._environ.get(config.token_env, "").strip()):
+        if value := self._from_env():
             return value
         if config.token_command:
-            if self._from_command is None:
-                self._from_command = await self._run_command()
+            # Every project's first poll asks at once; the command runs once.
+            async with self._command_lock:
+                if self._from_command is None:
+                    self._from_command = await self._run_command()
             return self._from_command
         if config.token:
             return config.token
@@ -64,6 +67,10 @@ class TokenSource:
                          *([f'token_command = "gh auth token"  # in [{self._section}]']
                            if self._section == "github" else [])],
         )
+
+    def _from_env(self) -> str:
+        name = self._config.token_env
+        return self._environ.get(name, "").strip() if name else ""
 
     def rejected(self) -> bool:
         """The upstream refused the token: forget a command's token so that it runs again.

@@ -30,7 +30,8 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
     governors: dict[str, Governor] = {}
 
     def governor(url: str) -> Governor:
-        host = httpx.URL(url).host
+        parsed = httpx.URL(url)
+        host = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
         return governors.setdefault(host, Governor(host))
 
     providers: dict[str, Provider] = {}

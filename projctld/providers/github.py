@@ -332,12 +332,14 @@ def _ci(rollup: _Rollup | None, pr_url: str) -> CiView:
     for context in rollup.contexts.nodes:
         if isinstance(context, _CheckRun):
             name, done, result = context.name, context.status == "COMPLETED", context.conclusion
+            # Only a check run can say it is under way; queued ones and statuses just wait.
+            running += context.status == "IN_PROGRESS"
         else:
             name, done, result = context.context, context.state not in ("PENDING", "EXPECTED"), \
                 context.state
         if not done:
-            running += 1
-        elif result in _FAILED:
+            continue
+        if result in _FAILED:
             failed += 1
             failing.append(name)
         elif result in _PASSED:

@@ -11,6 +11,7 @@ import functools
 from datetime import datetime
 from urllib.parse import quote, urlencode
 
+import anyio
 import msgspec
 
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
@@ -59,6 +60,7 @@ class GitLab:
         self._http = http
         self._api = config.url.rstrip("/") + "/api/v4"
         self._username: str | None = None
+        self._me_lock = anyio.Lock()  # every project's first poll needs it: ask once
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         username = await self._me()
@@ -76,9 +78,11 @@ class GitLab:
         )
 
     async def _me(self) -> str:
-        if self._username is None:
-            fetched = await self._http.get(f"{self._api}/user", what="the current user")
-            self._username = self._http.decode(fetched, _User, what="the current user").username
+        async with self._me_lock:
+            if self._username is None:
+                fetched = await self._http.get(f"{self._api}/user", what="the current user")
+                self._username = self._http.decode(fetched, _User,
+                                                   what="the current user").username
         return self._username
 
     async def _merge_requests(self, path: str, username: str) -> list[ChangeRequestView]:

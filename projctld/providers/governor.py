@@ -9,6 +9,7 @@ far ours is off, so a skewed laptop clock neither hammers nor stalls.
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,7 +49,7 @@ class Budget:
 class Governor:
     """Decides when the next request to one host may go; shared by every poll of that host."""
 
-    def __init__(self, host: str, concurrency: int = 8) -> None:
+    def __init__(self, host: str, concurrency: int = 16) -> None:
         self.host = host
         self.budgets: dict[str, Budget] = {}
         self.hold_until = 0.0
@@ -104,9 +105,10 @@ def _int(headers: httpx.Headers, *names: str) -> int | None:
         value = headers.get(name)
         if value is not None:
             try:
-                return int(float(value))
+                number = float(value)
             except ValueError:
                 return None
+            return int(number) if math.isfinite(number) else None
     return None
 
 
@@ -116,9 +118,11 @@ def _reset_time(headers: httpx.Headers) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        reset = float(value)
     except ValueError:
         pass
+    else:
+        return reset if math.isfinite(reset) else None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -131,9 +135,11 @@ def _retry_after(headers: httpx.Headers, server_now: float) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - server_now)
     except (TypeError, ValueError):
