@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from projctl_client import git, render
+from projctl_client import git, jsonout, render
 from projctl_client.connection import ClientError, connect_or_start, request
 
 HOT = (["status"], ["status", "--json"], ["ping"])
@@ -30,17 +30,17 @@ def current_checkout() -> dict[str, object] | None:
 
 
 def status(as_json: bool) -> int:
+    # The text shows a few tickets per status; asking for no more keeps a big view cheap.
+    limit = {} if as_json else {"tickets_per_status": render.TICKETS_PER_STATUS}
     try:
         with connect_or_start() as conn:
-            view = conn.call(request("status", checkout=current_checkout()))
+            view = conn.call(request("status", checkout=current_checkout(), **limit))
     except ClientError as exc:
         print(render.error(exc), file=sys.stderr)
         return exc.exit_code
     del view["type"]
     if as_json:
-        import json
-
-        sys.stdout.write(json.dumps(view, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(jsonout.dumps(view) + "\n")
     else:
         sys.stdout.write(render.status(view) + "\n")
     return 0

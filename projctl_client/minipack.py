@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 _MAX_DEPTH = 64
+_FLOAT64 = struct.Struct(">d")
 
 
 def encode(value: object) -> bytes:
@@ -116,6 +117,8 @@ def decode(data: bytes) -> object:
         value, end = _decode(data, 0, 0)
     except (IndexError, struct.error) as exc:
         raise ValueError("truncated msgpack") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError("msgpack str is not valid UTF-8") from exc
     if end != len(data):
         raise ValueError(f"{len(data) - end} trailing bytes after msgpack object")
     return value
@@ -159,6 +162,27 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[object, int]:
     raise ValueError(f"msgpack type 0x{tag:02x} is not part of the protocol")
 
 
+def _take_short(data: bytes, pos: int) -> tuple[object, int] | None:
+    """The common scalars (short str, small int, nil, bool, float64) without a call to
+    _decode; None for anything else. A status view is mostly these, and the calls saved are
+    most of a large view's decoding time."""
+    tag = data[pos]
+    if 0xA0 <= tag <= 0xBF:
+        end = pos + 1 + (tag & 0x1F)
+        if end > len(data):
+            raise ValueError("truncated msgpack")
+        return data[pos + 1:end].decode(), end
+    if tag <= 0x7F:
+        return tag, pos + 1
+    if tag == 0xC0:
+        return None, pos + 1
+    if tag == 0xC2 or tag == 0xC3:
+        return tag == 0xC3, pos + 1
+    if tag == 0xCB:
+        return _FLOAT64.unpack_from(data, pos + 1)[0], pos + 9
+    return None
+
+
 def _take_bytes(data: bytes, pos: int, length: int) -> tuple[bytes, int]:
     end = pos + length
     if end > len(data):
@@ -177,16 +201,17 @@ def _take_str(data: bytes, pos: int, length: int) -> tuple[str, int]:
 def _take_array(data: bytes, pos: int, length: int, depth: int) -> tuple[list[object], int]:
     items = []
     for _ in range(length):
-        item, pos = _decode(data, pos, depth + 1)
-        items.append(item)
+        item = _take_short(data, pos) or _decode(data, pos, depth + 1)
+        items.append(item[0])
+        pos = item[1]
     return items, pos
 
 
 def _take_map(data: bytes, pos: int, length: int, depth: int) -> tuple[dict[object, object], int]:
     result: dict[object, object] = {}
     for _ in range(length):
-        key, pos = _decode(data, pos, depth + 1)
-        value, pos = _decode(data, pos, depth + 1)
+        key, pos = _take_short(data, pos) or _decode(data, pos, depth + 1)
+        value, pos = _take_short(data, pos) or _decode(data, pos, depth + 1)
         try:
             result[key] = value
         except TypeError as exc:

@@ -48,9 +48,12 @@ class Ping(_Request, tag="ping"):
 
 
 class Status(_Request, tag="status"):
-    """The status view, for the client's current checkout if it is in one."""
+    """The status view, for the client's current checkout if it is in one; with
+    `tickets_per_status`, only the newest that many tickets of each status are sent
+    (`ticket_counts` still counts them all)."""
 
     checkout: Checkout | None = None
+    tickets_per_status: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Shutdown(_Request, tag="shutdown"):
@@ -185,6 +188,7 @@ class ProjectView(msgspec.Struct, kw_only=True):
     change_requests: list[ChangeRequestView] = []
     pipelines: list[PipelineView] = []
     tickets: list[TicketView] = []
+    ticket_counts: dict[str, int] = {}
     sources: list[SourceView] = []
 
 

@@ -34,7 +34,6 @@ _CI = {
 }
 _REVIEW = {"approved": ("approved", "green"), "changes_requested": ("changes requested", "red"),
            "review_required": ("review required", "yellow"), "none": ("", "dim")}
-_CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
 TICKETS_PER_STATUS = 5
 
 
@@ -226,7 +225,7 @@ def _upstreams(project: dict, style: _Style, now: float) -> list[str]:
                              f"{style.paint('dim', age(now - pipeline['updated_at']))}")
     if "jira" in ages:
         lines.append(_heading("Tickets", [f"jira {ages['jira']}"], style))
-        lines += _tickets(project.get("tickets") or [], style)
+        lines += _tickets(project.get("tickets") or [], project.get("ticket_counts") or {}, style)
     for source in sources:
         error = source.get("error")
         if error:
@@ -238,21 +237,22 @@ def _upstreams(project: dict, style: _Style, now: float) -> list[str]:
     return lines
 
 
-def _tickets(tickets: list[dict], style: _Style) -> list[str]:
+def _tickets(tickets: list[dict], counts: dict[str, int], style: _Style) -> list[str]:
+    """Tickets by status, in the daemon's order (in progress, to do, done; newest first)."""
     if not tickets:
         return [style.paint("dim", "    none")]
     by_status: dict[str, list[dict]] = {}
-    for ticket in sorted(tickets, key=lambda t: (_CATEGORY_ORDER.get(t["category"], 3),
-                                                 -t["updated_at"])):
+    for ticket in tickets:
         by_status.setdefault(ticket["status"], []).append(ticket)
     lines = []
     for name, group in by_status.items():
-        lines.append(f"    {style.bold}{name}{style.reset} ({len(group)})")
+        total = max(counts.get(name, 0), len(group))
+        lines.append(f"    {style.bold}{name}{style.reset} ({total})")
         for ticket in group[:TICKETS_PER_STATUS]:
             priority = style.paint("dim", ticket.get("priority") or "")
             lines.append(f"      {ticket['key']:<10} {_clip(ticket['summary'], 60):<60} {priority}")
-        if len(group) > TICKETS_PER_STATUS:
-            lines.append(style.paint("dim", f"      … {len(group) - TICKETS_PER_STATUS} more "
+        if total > TICKETS_PER_STATUS:
+            lines.append(style.paint("dim", f"      … {total - TICKETS_PER_STATUS} more "
                                             "(projctl status --json)"))
     return lines
 

@@ -13,6 +13,7 @@ from projctl_client.protocol import (
     ProjectView,
     StateInfo,
     StatusView,
+    TicketView,
 )
 from projctld.context import DaemonContext
 from projctld.polling import Source
@@ -20,9 +21,11 @@ from projctld.store.checkouts import CheckoutRow
 
 # Pipelines shown per project are the ones that need me: failed, or still going.
 _NEEDS_ATTENTION = ("failure", "running", "pending")
+_CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
 
 
-def build_status(ctx: DaemonContext, here: Checkout | None) -> StatusView:
+def build_status(ctx: DaemonContext, here: Checkout | None, *,
+                 tickets_per_status: int | None = None) -> StatusView:
     now = time.time()
     knowledge = ctx.knowledge
     current = _view(knowledge.observe(here, now), knowledge.project_of(here.root)) if here else None
@@ -40,7 +43,8 @@ def build_status(ctx: DaemonContext, here: Checkout | None) -> StatusView:
         daemon=ctx.info(),
         checkout=current,
         projects=[
-            _project(name, project.paths, by_project[name], sources[name], now)
+            _project(name, project.paths, by_project[name], sources[name], now,
+                     tickets_per_status)
             for name, project in ctx.config.projects.items()
         ],
         branch=_branch(current, sources),
@@ -61,8 +65,16 @@ def _view(row: CheckoutRow, project: str | None) -> CheckoutView:
 
 
 def _project(name: str, paths: list[str], checkouts: list[CheckoutView], sources: list[Source],
-             now: float) -> ProjectView:
+             now: float, tickets_per_status: int | None) -> ProjectView:
     change_requests = [cr for s in sources for cr in s.snapshot.change_requests]
+    # Work in progress first, then to do, then done; newest first within each.
+    tickets = sorted((t for s in sources for t in s.snapshot.tickets),
+                     key=lambda t: (_CATEGORY_ORDER.get(t.category, 3), -t.updated_at))
+    counts: dict[str, int] = {}
+    for ticket in tickets:
+        counts[ticket.status] = counts.get(ticket.status, 0) + 1
+    if tickets_per_status is not None:
+        tickets = _first_per_status(tickets, tickets_per_status)
     # Mine first, then those waiting for my review, then the rest; newest first within each.
     change_requests.sort(key=lambda cr: (not cr.mine, not cr.review_requested, -cr.updated_at))
     return ProjectView(
@@ -70,9 +82,20 @@ def _project(name: str, paths: list[str], checkouts: list[CheckoutView], sources
         change_requests=change_requests,
         pipelines=[p for s in sources for p in s.snapshot.pipelines
                    if p.state in _NEEDS_ATTENTION],
-        tickets=[t for s in sources for t in s.snapshot.tickets],
+        tickets=tickets,
+        ticket_counts=counts,
         sources=[s.view(now) for s in sources],
     )
+
+
+def _first_per_status(tickets: list[TicketView], limit: int) -> list[TicketView]:
+    seen: dict[str, int] = {}
+    kept = []
+    for ticket in tickets:
+        seen[ticket.status] = seen.get(ticket.status, 0) + 1
+        if seen[ticket.status] <= limit:
+            kept.append(ticket)
+    return kept
 
 
 def _branch(current: CheckoutView | None, sources: dict[str, list[Source]]) -> BranchView | None:

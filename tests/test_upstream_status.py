@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from projctl_client.connection import request
 from projctld.sandbox.dataset import generate
 from projctld.sandbox.demo import TOKEN, Upstreams, start_fakes
 
@@ -206,3 +207,20 @@ def test_demo_shows_labelled_sandbox_data_and_stops(sandbox) -> None:
     assert not os.path.exists(sandbox.socket_path)  # the real daemon was not started
     stopped = sandbox.client("demo", "--stop")
     assert stopped.returncode == 0 and "stopped projctld" in stopped.stdout
+
+
+def test_a_ticket_limit_trims_the_view_but_still_counts_every_ticket(sandbox, upstreams) -> None:
+    configure(sandbox, config_text(upstreams))
+    assert sandbox.client("refresh").returncode == 0
+    with sandbox.connect() as conn:
+        full = conn.call(request("status", checkout=None))["projects"][0]
+        trimmed = conn.call(request("status", checkout=None, tickets_per_status=1))["projects"][0]
+    statuses = [t["status"] for t in full["tickets"]]
+    assert len(set(statuses)) < len(statuses), "the test needs a status with several tickets"
+    assert trimmed["ticket_counts"] == full["ticket_counts"] == \
+        {s: statuses.count(s) for s in set(statuses)}
+    assert sorted(t["status"] for t in trimmed["tickets"]) == sorted(set(statuses))
+    # The one kept per status is its most recently updated.
+    for ticket in trimmed["tickets"]:
+        same = [t for t in full["tickets"] if t["status"] == ticket["status"]]
+        assert ticket["updated_at"] == max(t["updated_at"] for t in same)

@@ -26,9 +26,9 @@ class Handlers:
         match request:
             case Ping():
                 return Pong(daemon=self._ctx.info())
-            case Status(checkout=checkout):
+            case Status(checkout=checkout, tickets_per_status=limit):
                 self._ctx.poller.touch()
-                return build_status(self._ctx, checkout)
+                return build_status(self._ctx, checkout, tickets_per_status=limit)
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
                 return await self._refresh(project, wait)
