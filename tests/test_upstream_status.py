@@ -116,14 +116,15 @@ def test_after_a_restart_status_is_instant_and_the_next_poll_conditional(
     assert sandbox.client("refresh").returncode == 0
     before = json.loads(sandbox.client("status", "--json").stdout)["projects"][0]
     assert sandbox.client("daemon", "stop").returncode == 0
+    stopped_at = time.time()
 
     for fake in (upstreams.github, upstreams.gitlab, upstreams.jira):
         fake.latency = 3.0  # a first poll after the restart cannot have finished
     after = json.loads(sandbox.client("status", "--json").stdout)["projects"][0]
+    # (A scheduled poll may have landed between `before` and the stop; the data is the same.)
     assert after["change_requests"] == before["change_requests"]
     assert after["tickets"] == before["tickets"]
-    assert [s["fetched_at"] for s in after["sources"]] == \
-        [s["fetched_at"] for s in before["sources"]]
+    assert all(s["fetched_at"] < stopped_at for s in after["sources"]), after["sources"]
 
     for fake in (upstreams.github, upstreams.gitlab, upstreams.jira):
         fake.latency = 0.0
