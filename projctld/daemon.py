@@ -41,15 +41,12 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
                 sandbox: Callable[[contextlib.ExitStack], Config] | None = None) -> None:
     """Run the daemon; `sandbox`, when given, starts fake upstreams and returns their config."""
     started_at = time.time()
-    config = load_config(config_path) if sandbox is None else None
-    logs.configure(*(config.daemon.log_level, config.daemon.log_format) if config
-                   else ("info", "auto"))
     async with contextlib.AsyncExitStack() as stack:
         # Registered in reverse of the order they must be undone in.
+        config = sandbox(stack.enter_context(contextlib.ExitStack())) if sandbox \
+            else load_config(config_path)
+        logs.configure(config.daemon.log_level, config.daemon.log_format)
         stack.enter_context(listener.instance_lock(socket_path))
-        if sandbox is not None:
-            config = sandbox(stack.enter_context(contextlib.ExitStack()))
-        assert config is not None
         # Bound before the store opens so that it is removed only after the store is closed;
         # clients that connect meanwhile wait in the backlog until we serve.
         sock = stack.enter_context(listener.bind(socket_path))

@@ -225,18 +225,19 @@ class GitHub:
         data = await self._graphql_call(
             _search_query(aliases), {f"q{i}": queries[a] for i, a in enumerate(aliases)}
         )
-        login = self._decode(data.get("viewer"), _Login, "the viewer").login
+        login = self._http.decode_part(data.get("viewer"), _Login, what="the viewer").login
         found: dict[str, ChangeRequestView] = {}
         for alias in aliases:
             review = alias.startswith("review")
-            search = self._decode(data.get(alias), _Search, "search results")
+            search = self._http.decode_part(data.get(alias), _Search, what="search results")
             nodes = list(search.nodes)
             page = 1
             while search.pageInfo.hasNextPage and page < MAX_SEARCH_PAGES:
                 more = await self._graphql_call(
                     _search_query([alias], after=True),
                     {"q0": queries[alias], "after": search.pageInfo.endCursor})
-                search = self._decode(more.get(alias), _Search, "search results")
+                search = self._http.decode_part(more.get(alias), _Search,
+                                                what="search results")
                 nodes += search.nodes
                 page += 1
             for node in nodes:
@@ -270,16 +271,6 @@ class GitHub:
                 suggestions=["check the repository names under `github` in your projects"],
             )
         return reply.data or {}
-
-    def _decode(self, raw: msgspec.Raw | None, shape: type, what: str):
-        if raw is None:
-            raise UpstreamError(f"GitHub's GraphQL reply lacks {what}", code="malformed",
-                                retryable=True)
-        try:
-            return msgspec.json.decode(raw, type=shape)
-        except msgspec.ValidationError as exc:
-            raise UpstreamError(f"GitHub sent {what} that projctld cannot read: {exc}",
-                                code="malformed", retryable=True) from None
 
     async def _runs(self, repo: str, login: str) -> list[PipelineView]:
         query = urlencode({"actor": login, "per_page": RUNS_PER_PAGE})

@@ -125,16 +125,27 @@ class UpstreamHttp:
     def decode(self, fetched: Fetched, shape: type[T], *, what: str) -> T:
         """The body as `shape`; anything else is this upstream's `malformed` error."""
         try:
-            return msgspec.json.decode(fetched.body, type=shape)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self.decode_part(fetched.body, shape, what=what)
+        except UpstreamError as exc:
             if fetched.from_cache:
                 self._cache.forget(fetched.url)
-            raise UpstreamError(
-                f"{self.name} sent {what} that projctld cannot read: {_clip(str(exc))}",
-                code="malformed", retryable=True,
-                suggestions=["nothing to do if it passes; the last good data stays shown"],
-                context={"url": fetched.url},
-            ) from None
+            exc.context["url"] = fetched.url
+            raise
+
+    def decode_part(self, raw: bytes | None, shape: type[T], *, what: str) -> T:
+        """JSON (a whole body, or a part of one such as a GraphQL alias) as `shape`."""
+        if raw is None:
+            problem = "it is missing"
+        else:
+            try:
+                return msgspec.json.decode(raw, type=shape)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                problem = _clip(str(exc))
+        raise UpstreamError(
+            f"{self.name} sent {what} that projctld cannot read: {problem}",
+            code="malformed", retryable=True,
+            suggestions=["nothing to do if it passes; the last good data stays shown"],
+        )
 
     async def _send(self, method: str, url: str, *, what: str, resource: str,
                     headers: dict[str, str], content: bytes | None = None) -> Fetched:
