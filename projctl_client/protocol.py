@@ -8,7 +8,7 @@ an older peer of the same PROTOCOL_VERSION can still be understood.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -16,10 +16,12 @@ from projctl_client import __version__
 from projctl_client.frames import MAX_FRAME, PROTOCOL_VERSION
 
 __all__ = [
-    "MAX_FRAME", "PROTOCOL_VERSION", "Ack", "BranchView", "ChangeRequestView", "Checkout",
-    "CheckoutView", "CiView", "DaemonInfo", "Envelope", "Error", "Ping", "PipelineView",
-    "PollResult", "Pong", "ProjectView", "Refresh", "RefreshReport", "Reply", "Request",
-    "Shutdown", "SourceError", "SourceView", "StateInfo", "Status", "StatusView", "TicketView",
+    "MAX_FRAME", "PROTOCOL_VERSION", "Ack", "BranchCreated", "BranchView", "ChangeRequestView",
+    "Checkout", "CheckoutView", "CiView", "DaemonInfo", "DeployFinish", "DeployPlan",
+    "DeployStart", "DeploymentView", "Envelope", "Error", "EventView", "Log", "LogView", "Note",
+    "Ping", "PipelineView", "PollResult", "Pong", "ProjectView", "Recorded", "Refresh",
+    "RefreshReport", "Reply", "Request", "Shutdown", "SourceError", "SourceView", "StateInfo",
+    "Status", "StatusView", "Sync", "SyncReport", "SyncView", "TicketView",
 ]
 
 
@@ -68,7 +70,72 @@ class Refresh(_Request, tag="refresh"):
     wait: Annotated[float, msgspec.Meta(ge=0, le=600)] = 30.0
 
 
-Request = Ping | Status | Shutdown | Refresh
+_Project = Annotated[str, msgspec.Meta(max_length=64)]
+_Name = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class Note(_Request, tag="note", kw_only=True):
+    """Record a note in the project of `project` or else of the checkout; with `edit`, replace
+    the text of that note (its id, or a unique prefix of it) instead."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+    edit: Annotated[str, msgspec.Meta(min_length=4, max_length=36)] | None = None
+
+
+class BranchCreated(_Request, tag="branch_created", kw_only=True):
+    """Record that the client created git branch `name` (from `base`, at `commit`)."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    name: _Name
+    base: _Name | None = None
+    commit: _Name | None = None
+
+
+class DeployStart(_Request, tag="deploy_start", kw_only=True):
+    """Plan a deployment and, unless `dry_run`, record that it started; answered DeployPlan."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    environment: _Name
+    branch: _Name | None = None
+    commit: _Name | None = None
+    dry_run: bool = False
+
+
+class DeployFinish(_Request, tag="deploy_finish", kw_only=True):
+    """Record how a started deployment ended: completed when `exit_status` is 0."""
+
+    project: _Project
+    deployment: Annotated[str, msgspec.Meta(max_length=36)]
+    exit_status: int | None = None
+    duration: Annotated[float, msgspec.Meta(ge=0)]
+    reason: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+
+
+class Log(_Request, tag="log", kw_only=True):
+    """The newest `limit` events of one project, oldest first; `since` is Unix seconds and
+    `types` are event types or their prefixes (`deployment`)."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    since: float | None = None
+    types: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
+                     msgspec.Meta(max_length=16)] = []
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 50
+
+
+class Sync(_Request, tag="sync", kw_only=True):
+    """The sync state; with `now`, after an attempt made at once (waiting at most `wait` s)."""
+
+    now: bool = False
+    wait: Annotated[float, msgspec.Meta(ge=0, le=600)] = 30.0
+
+
+Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
+           | DeployFinish | Log | Sync)
 
 
 class _Reply(msgspec.Struct, tag_field="type", kw_only=True):
@@ -181,6 +248,22 @@ class SourceView(msgspec.Struct, kw_only=True):
     error: SourceError | None = None
 
 
+class DeploymentView(msgspec.Struct, kw_only=True):
+    """One deployment as the team's events tell it; `state` is running, completed or failed."""
+
+    deployment: str
+    environment: str
+    state: str
+    actor: str | None = None
+    branch: str | None = None
+    commit: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float | None = None
+    exit_status: int | None = None
+    reason: str | None = None
+
+
 class ProjectView(msgspec.Struct, kw_only=True):
     name: str
     paths: list[str]
@@ -190,6 +273,42 @@ class ProjectView(msgspec.Struct, kw_only=True):
     tickets: list[TicketView] = []
     ticket_counts: dict[str, int] = {}
     sources: list[SourceView] = []
+    environments: list[str] = []
+    deployments: list[DeploymentView] = []
+
+
+class SyncView(msgspec.Struct, kw_only=True):
+    """Where the event sync stands. `hub` is None when none is configured (events stay local);
+    `reachable` is None before the first attempt."""
+
+    hub: str | None
+    device: str
+    waiting: int
+    reachable: bool | None = None
+    syncing: bool = False
+    last_attempt: float | None = None
+    last_success: float | None = None
+    next_attempt: float | None = None
+    failures: int = 0
+    error: SourceError | None = None
+    pushed: int = 0
+    pulled: int = 0
+
+
+class EventView(msgspec.Struct, kw_only=True):
+    """One team event; `waiting` while this device's event has not reached the hub."""
+
+    id: str
+    device: str
+    seq: int
+    hlc: int
+    project: str
+    actor: str
+    type: str
+    payload: dict[str, Any]
+    created_at: float
+    mine: bool = False
+    waiting: bool = False
 
 
 class BranchView(msgspec.Struct, kw_only=True):
@@ -217,6 +336,7 @@ class StatusView(_Reply, tag="status"):
     state: StateInfo
     branch: BranchView | None = None
     sandbox: bool = False
+    sync: SyncView | None = None
 
 
 class PollResult(msgspec.Struct, kw_only=True):
@@ -236,6 +356,37 @@ class RefreshReport(_Reply, tag="refresh"):
     results: list[PollResult]
 
 
+class Recorded(_Reply, tag="recorded"):
+    """An event stored on this device (it syncs in the background)."""
+
+    event: EventView
+    sync: SyncView
+
+
+class DeployPlan(_Reply, tag="deploy_plan"):
+    """What `projctl deploy` runs: `command` (empty when none is configured) in `cwd`; with
+    `started` the deployment.started event is recorded and `deployment` is its id."""
+
+    project: str
+    environment: str
+    deployment: str
+    branch: str | None
+    commit: str | None
+    command: list[str]
+    cwd: str | None
+    started: EventView | None = None
+
+
+class LogView(_Reply, tag="log"):
+    project: str
+    events: list[EventView]
+    sync: SyncView
+
+
+class SyncReport(_Reply, tag="sync"):
+    sync: SyncView
+
+
 class Pong(_Reply, tag="pong"):
     daemon: DaemonInfo
 
@@ -253,4 +404,5 @@ class Error(_Reply, tag="error"):
     suggestions: list[str] = []
 
 
-Reply = StatusView | Pong | Ack | RefreshReport | Error
+Reply = (StatusView | Pong | Ack | RefreshReport | Recorded | DeployPlan | LogView | SyncReport
+         | Error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tomllib
 import typing
 from typing import Annotated, Literal
@@ -21,6 +22,7 @@ _GITLAB_URL = r"^(https?://[^\s/]+[^\s]*)$"
 _GITHUB_REPO = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 _GITLAB_PROJECT = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$"
 _OPTIONAL_URL = r"^(https?://[^\s/]+[^\s]*)?$"
+_HUB_URL = r"^((https?)://[^\s/]+[^\s]*)?$"  # _OPTIONAL_URL's shape, with its own example
 HttpUrl = Annotated[str, msgspec.Meta(pattern=_URL)]
 GitHubRepo = Annotated[str, msgspec.Meta(pattern=_GITHUB_REPO)]
 GitLabProject = Annotated[str, msgspec.Meta(pattern=_GITLAB_PROJECT)]
@@ -29,6 +31,7 @@ _PATTERN_MEANING = {
     _URL: 'an http(s) URL, e.g. "https://ghe.example.com/api/v3"',
     _GITLAB_URL: 'an http(s) URL, e.g. "https://gitlab.example.com"',
     _OPTIONAL_URL: 'an http(s) URL, e.g. "https://acme.atlassian.net"',
+    _HUB_URL: 'the hub\'s http(s) URL, e.g. "https://hub.example.com" or "http://10.0.0.5:8470"',
     _GITHUB_REPO: 'OWNER/NAME, e.g. "acme/web"',
     _GITLAB_PROJECT: 'a project path with its groups, e.g. "acme/platform/api", or its numeric id',
 }
@@ -81,11 +84,29 @@ class JiraConfig(UpstreamConfig):
     interval: PollSeconds = 300.0
 
 
+class SyncConfig(UpstreamConfig):
+    """The team hub that events sync through; without `hub` they stay on this machine."""
+
+    hub: Annotated[str, msgspec.Meta(pattern=_HUB_URL)] = ""
+    token_env: str = "PROJCTL_HUB_TOKEN"
+    actor: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    interval: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
+    debounce: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
+    max_backoff: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 300.0
+    live: bool = True
+
+
+EnvironmentName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
 class ProjectConfig(_Section):
     paths: list[str] = []
     github: list[GitHubRepo] = []
     gitlab: list[GitLabProject] = []
     jira: str = ""
+    environments: Annotated[list[EnvironmentName], msgspec.Meta(min_length=1)] = \
+        msgspec.field(default_factory=lambda: ["development", "staging", "production"])
+    deploy: str = ""
 
     def upstreams(self) -> list[str]:
         """The upstreams this project polls, in the order status shows them."""
@@ -101,6 +122,7 @@ class Config(_Section):
     github: GitHubConfig = GitHubConfig()
     gitlab: GitLabConfig = GitLabConfig()
     jira: JiraConfig = JiraConfig()
+    sync: SyncConfig = SyncConfig()
     projects: dict[str, ProjectConfig] = {}
 
 
@@ -146,7 +168,14 @@ def _check_upstreams(path: str, config: Config) -> None:
                 raise _error(path, f"projects.{name}.jira",
                              "a JQL query needs the Jira site: set `url` in [jira], "
                              'e.g. url = "https://acme.atlassian.net"')
-    inline = [name for name in UPSTREAMS if getattr(config, name).token]
+    for name, project in config.projects.items():
+        if project.deploy:
+            try:
+                shlex.split(project.deploy)
+            except ValueError as exc:
+                raise _error(path, f"projects.{name}.deploy",
+                             f"cannot split the command into arguments: {exc}") from None
+    inline = [name for name in (*UPSTREAMS, "sync") if getattr(config, name).token]
     if inline:
         mode = os.stat(path).st_mode & 0o777
         if mode & 0o077:

@@ -1,4 +1,4 @@
-"""The handle every daemon component shares: config, state, polling, start time, shutdown switch."""
+"""The handle every daemon component shares: config, state, polling, sync, start time, shutdown."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from projctld.config import Config
 from projctld.knowledge import Knowledge
 from projctld.polling import Poller
 from projctld.store.database import Database
+from projctld.sync.journal import Journal
+from projctld.sync.runner import SyncRunner
 
 
 @dataclass
@@ -24,6 +26,8 @@ class DaemonContext:
     db: Database
     knowledge: Knowledge
     poller: Poller
+    journal: Journal
+    runner: SyncRunner
     started_at: float
     sandbox: bool = False
     shutdown: anyio.Event = field(default_factory=anyio.Event)

@@ -1,14 +1,16 @@
 """The daemon's lifecycle: start-up in order, serve until told to stop, shut down in reverse.
 
 Start-up: config, logging, the single-instance lock, the socket, the store, the pollers and
-their schedule, then `on_ready`. Shutdown (SIGTERM, SIGINT or a Shutdown request): stop
-accepting, let requests in flight finish within `daemon.shutdown_timeout`, stop polling, close
-the HTTP client, flush and close the store, remove the socket, release the lock.
+their schedule, the event sync, then `on_ready`. Shutdown (SIGTERM, SIGINT or a Shutdown
+request): stop accepting, let requests in flight finish within `daemon.shutdown_timeout`, stop
+polling and syncing, close the HTTP client, flush and close the store, remove the socket,
+release the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import signal
 import time
@@ -30,8 +32,14 @@ from projctld.rpc.server import RpcServer
 from projctld.scheduler import PollScheduler
 from projctld.store.checkouts import CheckoutTable
 from projctld.store.database import Database
+from projctld.store.events import EventStore
 from projctld.store.http_cache import HttpCache
 from projctld.store.snapshots import SnapshotTable
+from projctld.sync.hlc import HybridClock
+from projctld.sync.hubclient import HubClient
+from projctld.sync.journal import Journal
+from projctld.sync.runner import SyncRunner
+from projctld.tokens import TokenSource
 
 log = logs.get_logger(__name__)
 
@@ -61,10 +69,16 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         ))
         providers = create_providers(config, client, HttpCache(db, started_at))
         poller = Poller(config, providers, SnapshotTable(db))
+        events = EventStore(db)
+        clock = HybridClock(events.max_hlc())
+        hub = HubClient(client, config.sync.hub, TokenSource("hub", "sync", config.sync)) \
+            if config.sync.hub else None
+        runner = SyncRunner(events, hub, clock, config.sync, list(config.projects))
         ctx = DaemonContext(
             config=config, config_path=config_path, config_loaded_at=started_at,
             socket_path=socket_path, db=db, knowledge=knowledge, poller=poller,
-            started_at=started_at, sandbox=sandbox is not None,
+            journal=Journal(events, clock, runner, config.sync.actor or getpass.getuser()),
+            runner=runner, started_at=started_at, sandbox=sandbox is not None,
         )
         server = RpcServer(
             Handlers(ctx),
@@ -75,11 +89,13 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         socket_listener = await SocketListener.from_socket(sock)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, ctx.shutdown)
+            tasks.start_soon(runner.run)
             poller.start(tasks)
             schedule = PollScheduler(poller)
             schedule.start()
             log.info("serving", socket=socket_path, pid=os.getpid(), version=__version__,
-                     state=db.path, config=config_path, sources=len(poller.sources))
+                     state=db.path, config=config_path, sources=len(poller.sources),
+                     hub=config.sync.hub or None, device=events.device)
             on_ready()
             try:
                 await server.serve(socket_listener, ctx.shutdown, config.daemon.shutdown_timeout)

@@ -5,8 +5,9 @@
     ├── StartupError       the daemon cannot start: another one serves the socket, the socket
     │                      directory is unsafe, the socket path is too long            (exit 1)
     ├── StoreError         the state database cannot be opened, migrated or written     (exit 1)
-    └── UpstreamError      GitHub, GitLab or Jira refused, failed, held us off or sent a body
-                           we cannot read; recorded as that source's error, never fatal
+    └── UpstreamError      GitHub, GitLab, Jira or the team hub refused, failed, held us off
+                           or sent a body we cannot read; recorded as that source's (or the
+                           sync's) error, never fatal
 
 A ProjctlError raised while serving a request becomes that request's Error reply.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from projctl_client.protocol import (
     BranchView,
     ChangeRequestView,
@@ -18,7 +20,10 @@ from projctl_client.protocol import (
 from projctld.context import DaemonContext
 from projctld.polling import Source
 from projctld.store.checkouts import CheckoutRow
+from projctld.team import deployment_views
 
+# Deployments shown per environment: the latest, and enough before it to see a pattern.
+DEPLOYMENTS_PER_ENVIRONMENT = 3
 # Pipelines shown per project are the ones that need me: failed, or still going.
 _NEEDS_ATTENTION = ("failure", "running", "pending")
 _CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
@@ -43,10 +48,16 @@ def build_status(ctx: DaemonContext, here: Checkout | None, *,
         daemon=ctx.info(),
         checkout=current,
         projects=[
-            _project(name, project.paths, by_project[name], sources[name], now,
-                     tickets_per_status)
+            msgspec.structs.replace(
+                _project(name, project.paths, by_project[name], sources[name], now,
+                         tickets_per_status),
+                environments=project.environments,
+                deployments=deployment_views(
+                    ctx.journal.store.deployments(name, DEPLOYMENTS_PER_ENVIRONMENT)),
+            )
             for name, project in ctx.config.projects.items()
         ],
+        sync=ctx.runner.view(),
         branch=_branch(current, sources),
         sandbox=ctx.sandbox,
         state=StateInfo(

@@ -50,7 +50,7 @@ def test_status_json_is_the_documented_view(sandbox, demo) -> None:
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
     assert list(view) == ["generated_at", "daemon", "checkout", "projects", "state", "branch",
-                          "sandbox"]
+                          "sandbox", "sync"]
     assert list(view["daemon"]) == ["version", "protocol", "pid", "started_at", "config_path",
                                     "config_loaded_at", "socket_path", "state_path"]
     assert view["checkout"]["root"] == demo
@@ -61,6 +61,10 @@ def test_status_json_is_the_documented_view(sandbox, demo) -> None:
     assert view["projects"][0]["checkouts"][0]["root"] == demo
     assert view["state"]["checkouts_known"] == 1
     assert view["state"]["last_error"] is None
+    assert view["projects"][0]["environments"] == ["development", "staging", "production"]
+    assert view["projects"][0]["deployments"] == []
+    assert view["sync"]["hub"] is None
+    assert view["sync"]["waiting"] == 0
     outside = json.loads(sandbox.client("status", "--json").stdout)
     assert outside["checkout"] is None
 

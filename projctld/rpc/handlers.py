@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from projctl_client.protocol import (
     Ack,
+    BranchCreated,
+    DeployFinish,
+    DeployStart,
+    Log,
+    Note,
     Ping,
     Pong,
     Refresh,
@@ -12,7 +17,10 @@ from projctl_client.protocol import (
     Request,
     Shutdown,
     Status,
+    Sync,
+    SyncReport,
 )
+from projctld import team
 from projctld.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.status import build_status
@@ -32,6 +40,20 @@ class Handlers:
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
                 return await self._refresh(project, wait)
+            case Note():
+                return team.note(self._ctx, request)
+            case BranchCreated():
+                return team.branch_created(self._ctx, request)
+            case DeployStart():
+                return team.deploy_start(self._ctx, request)
+            case DeployFinish():
+                return team.deploy_finish(self._ctx, request)
+            case Log():
+                return team.log(self._ctx, request)
+            case Sync(now=now, wait=wait):
+                if now:
+                    await self._ctx.runner.sync_now(wait)
+                return SyncReport(sync=self._ctx.runner.view())
             case Shutdown():
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")

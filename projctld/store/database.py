@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from importlib import resources
 
 from projctld.errors import StoreError
@@ -67,20 +69,26 @@ class Database:
             context={"path": self.path},
         )
 
-    def write_many(self, sql: str, params: list[tuple]) -> None:
-        """Run one statement for every parameter tuple, all in one transaction."""
-        if not params:
-            return
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside commits together or not at all."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.conn.executemany(sql, params)
+                yield self.conn
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self.error(exc) from None
+
+    def write_many(self, sql: str, params: list[tuple]) -> None:
+        """Run one statement for every parameter tuple, all in one transaction."""
+        if not params:
+            return
+        with self.transaction() as conn:
+            conn.executemany(sql, params)
 
     def read(self, sql: str, params: tuple = ()) -> list[tuple]:
         try:

@@ -1,0 +1,1 @@
+"""The team hub: the HTTP service devices sync their event logs through."""

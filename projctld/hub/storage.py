@@ -1,0 +1,138 @@
+"""What the hub stores and how: one interface, implemented for SQLite and for PostgreSQL.
+
+Both implementations pass tests/test_hub_storage.py, the one contract suite for this interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Protocol
+
+import msgspec
+
+from projctld.errors import ConfigError
+from projctld.sync.events import Event, PulledEvent
+
+
+class TokenRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A bearer token as stored: only its hash, whose it is, and what it may do."""
+
+    id: str  # short public id, for listing and revoking
+    user: str
+    projects: list[str]  # "*" means every project
+    write: bool
+    created_at: float
+    revoked: bool = False
+
+    def can_read(self, project: str) -> bool:
+        return not self.revoked and ("*" in self.projects or project in self.projects)
+
+    def can_write(self, project: str) -> bool:
+        return self.write and self.can_read(project)
+
+
+class PushOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    accepted: int
+    duplicates: int
+
+
+class SeqConflict(Exception):
+    """A pushed (device, seq) is already held with a different event id: the device's log and
+    the hub's disagree (typically a state database restored from an old backup)."""
+
+    def __init__(self, device: str, seq: int) -> None:
+        super().__init__(f"device {device} already pushed a different event as seq {seq}")
+        self.device = device
+        self.seq = seq
+
+
+class DeviceTaken(Exception):
+    """A device id already belongs to another user; one user cannot write as another's device."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__(f"device {device} belongs to another user")
+        self.device = device
+
+
+class HubStorage(Protocol):
+    """The hub's store. Every method is safe to call concurrently, also from several hub
+    processes sharing one database (PostgreSQL)."""
+
+    kind: str  # "sqlite" or "postgresql", for /v1/health
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    async def close(self) -> None: ...
+
+    async def push(self, user: str, events: list[Event]) -> PushOutcome:
+        """Store events idempotently on (device, seq), giving each new one the next hub_seq.
+
+        All or nothing: raises SeqConflict or DeviceTaken and stores none of the batch. Within
+        one project, hub_seq order is the order in which pushes became visible, so a reader
+        that pulls after cursor N never misses an event that is later given a smaller hub_seq.
+        """
+
+    async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
+        """Up to `limit` events of `project` with hub_seq > after, in hub_seq order."""
+
+    async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
+        """Return once `project` has an event with hub_seq > after, or after `timeout` s."""
+
+    async def add_token(self, token_hash: str, record: TokenRecord) -> None: ...
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def list_tokens(self) -> list[TokenRecord]: ...
+
+    async def revoke_token(self, token_id: str) -> bool:
+        """Mark a token revoked; False when no token has that id."""
+
+
+TOKEN_PREFIX = "pjh_"
+
+
+def new_token() -> tuple[str, str, str]:
+    """(token, its hash, its public id). The token is shown once; only the hash is stored."""
+    secret = os.urandom(24).hex()
+    token = f"{TOKEN_PREFIX}{secret}"
+    return token, hash_token(token), secret[:8]
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 192 random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def open_storage(url: str) -> HubStorage:
+    """The store that `url` names, not yet opened: `sqlite:///ABS/PATH`, `sqlite:REL/PATH` or a
+    plain path for SQLite; `postgresql://...` (or `postgres://...`) for PostgreSQL."""
+    scheme = _URL_SCHEME.match(url)
+    if scheme and scheme.group(1).lower() in ("postgresql", "postgres"):
+        from projctld.hub.postgres import PostgresStorage
+
+        return PostgresStorage(url)
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite://"):]
+    elif url.startswith("sqlite:") and not scheme:
+        path = url[len("sqlite:"):]
+    elif not scheme:
+        path = os.path.expanduser(url)
+    else:
+        path = ""
+    if not path:
+        # Only the scheme: the rest of a URL may hold a password.
+        what = f"a {scheme.group(1)}:// URL" if scheme else f"{url!r}"
+        raise ConfigError(
+            f"the hub's storage {what} is neither a SQLite path nor a PostgreSQL URL",
+            suggestions=["sqlite:///var/lib/projctl-hub/hub.db",
+                         "postgresql://projctl:PASSWORD@db.example.com:5432/projctl"],
+        )
+    from projctld.hub.sqlite import SqliteStorage
+
+    return SqliteStorage(path)

@@ -1,0 +1,122 @@
+"""The team event: an immutable record with a UUIDv7 id, its device's gap-free seq and an HLC.
+
+Payloads are typed per event type (PAYLOADS). An event of a type this version does not know is
+kept and synced unchanged, so that a newer teammate's events survive an older replica; the fold
+simply does not apply it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Annotated, Any
+
+import msgspec
+
+ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+EventType = Annotated[str, msgspec.Meta(
+    pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=64)]
+EventId = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+# Limits that keep one event small: the hub refuses bigger ones (and so does `projctl`).
+MAX_TEXT = 4000
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+Name = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One immutable record. `(device, seq)` identifies it for sync; `id` identifies it to people.
+
+    `hlc` is the hybrid logical clock (hlc.py) at creation; `created_at` the device's wall clock,
+    for display only: ordering always uses `(hlc, device, seq)`.
+    """
+
+    id: EventId
+    device: DeviceId
+    seq: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    hlc: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    project: ProjectName
+    actor: Name
+    type: EventType
+    payload: dict[str, Any]
+    created_at: float
+
+    def order_key(self) -> tuple[int, str, int]:
+        return (self.hlc, self.device, self.seq)
+
+
+class PulledEvent(Event, frozen=True, kw_only=True):
+    """An event as the hub hands it out: with the hub's global position `hub_seq`."""
+
+    hub_seq: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class DeploymentStarted(msgspec.Struct, frozen=True, kw_only=True):
+    deployment: EventId
+    environment: Name
+    branch: Name | None = None
+    commit: Name | None = None
+    command: list[Name] = []
+
+
+class DeploymentFinished(msgspec.Struct, frozen=True, kw_only=True):
+    """The payload of both `deployment.completed` and `deployment.failed`."""
+
+    deployment: EventId
+    environment: Name
+    duration: Annotated[float, msgspec.Meta(ge=0)]
+    exit_status: int | None = None
+    reason: Text = ""
+
+
+class NoteAdded(msgspec.Struct, frozen=True, kw_only=True):
+    """`note.added` and `note.edited`: the text of the note `note` (the id of its first event)."""
+
+    note: EventId
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+
+
+class BranchCreated(msgspec.Struct, frozen=True, kw_only=True):
+    name: Name
+    base: Name | None = None
+    commit: Name | None = None
+
+
+PAYLOADS: dict[str, type[msgspec.Struct]] = {
+    "deployment.started": DeploymentStarted,
+    "deployment.completed": DeploymentFinished,
+    "deployment.failed": DeploymentFinished,
+    "note.added": NoteAdded,
+    "note.edited": NoteAdded,
+    "branch.created": BranchCreated,
+}
+
+
+class InvalidPayload(ValueError):
+    """A known event type with a payload that does not match its schema."""
+
+
+def typed_payload(event: Event) -> msgspec.Struct | None:
+    """The payload as its Struct; None for a type this version does not know."""
+    schema = PAYLOADS.get(event.type)
+    if schema is None:
+        return None
+    try:
+        return msgspec.convert(event.payload, schema)
+    except msgspec.ValidationError as exc:
+        raise InvalidPayload(f"{event.type} payload: {exc}") from None
+
+
+def uuid7(now: float | None = None) -> str:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits; sorts by time."""
+    ms = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) \
+        | (rand & ((1 << 62) - 1))
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def new_device_id() -> str:
+    return os.urandom(16).hex()

@@ -1,0 +1,135 @@
+"""The fold: project state (deployments, notes, branches) from events, one rule per event type.
+
+Every rule compares the `(hlc, device, seq)` key of the event with the key that decided the row,
+so the result depends only on the set of events, never on the order they arrive in: applying
+them incrementally as they come equals folding them all in key order (tests prove both).
+
+- deployment.started fills in who, what and when; the earliest start wins if ever doubled.
+- deployment.completed / deployment.failed is final: the first final event in key order wins,
+  and nothing later changes it.
+- note.added / note.edited: last writer wins by key.
+- branch.created: the first creation in key order is kept.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from projctld.logging import get_logger
+from projctld.sync.events import (
+    BranchCreated,
+    DeploymentFinished,
+    DeploymentStarted,
+    Event,
+    InvalidPayload,
+    NoteAdded,
+    typed_payload,
+)
+
+log = get_logger(__name__)
+Key = tuple[int, str, int]
+
+
+def apply(conn: sqlite3.Connection, event: Event) -> None:
+    """Fold one event into the state tables (inside the caller's transaction)."""
+    try:
+        payload = typed_payload(event)
+    except InvalidPayload as exc:
+        # Kept in the log and synced, but it cannot change state; the hub refuses these, so
+        # only a broken peer can have written one.
+        log.warning("event_not_folded", event=event.id, error=str(exc))
+        return
+    match payload:
+        case DeploymentStarted():
+            _deployment_started(conn, event, payload)
+        case DeploymentFinished():
+            _deployment_finished(conn, event, payload)
+        case NoteAdded():
+            _note_written(conn, event, payload)
+        case BranchCreated():
+            _branch_created(conn, event, payload)
+
+
+def _earlier(key: Key, current: tuple) -> bool:
+    """True when `key` sorts before `current` (a row's key, all None when not yet decided)."""
+    return current[0] is None or key < tuple(current)
+
+
+def _deployment_started(conn: sqlite3.Connection, event: Event, p: DeploymentStarted) -> None:
+    row = conn.execute(
+        "SELECT started_hlc, started_device, started_seq FROM deployments "
+        "WHERE project = ? AND deployment = ?", (event.project, p.deployment)).fetchone()
+    values = (p.environment, event.actor, p.branch, p.commit, event.created_at, *event.order_key())
+    if row is None:
+        conn.execute(
+            "INSERT INTO deployments(project, deployment, state, environment, actor, branch, "
+            "commit_sha, started_at, started_hlc, started_device, started_seq) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.project, p.deployment, *values))
+    elif _earlier(event.order_key(), row):
+        conn.execute(
+            "UPDATE deployments SET environment = ?, actor = ?, branch = ?, commit_sha = ?, "
+            "started_at = ?, started_hlc = ?, started_device = ?, started_seq = ? "
+            "WHERE project = ? AND deployment = ?", (*values, event.project, p.deployment))
+
+
+def _deployment_finished(conn: sqlite3.Connection, event: Event, p: DeploymentFinished) -> None:
+    state = event.type.removeprefix("deployment.")
+    row = conn.execute(
+        "SELECT final_hlc, final_device, final_seq, started_hlc FROM deployments "
+        "WHERE project = ? AND deployment = ?", (event.project, p.deployment)).fetchone()
+    values = (state, event.created_at, p.duration, p.exit_status, p.reason, *event.order_key())
+    if row is None:
+        # The finish arrived before the start (another device's start not pulled yet).
+        conn.execute(
+            "INSERT INTO deployments(project, deployment, environment, actor, state, "
+            "finished_at, duration, exit_status, reason, final_hlc, final_device, final_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.project, p.deployment, p.environment, event.actor, *values))
+    elif _earlier(event.order_key(), row[:3]):
+        conn.execute(
+            "UPDATE deployments SET state = ?, finished_at = ?, duration = ?, exit_status = ?, "
+            "reason = ?, final_hlc = ?, final_device = ?, final_seq = ? "
+            "WHERE project = ? AND deployment = ?", (*values, event.project, p.deployment))
+        if row[3] is None:  # no start seen: who and where come from the deciding finish
+            conn.execute(
+                "UPDATE deployments SET environment = ?, actor = ? "
+                "WHERE project = ? AND deployment = ?",
+                (p.environment, event.actor, event.project, p.deployment))
+
+
+def _note_written(conn: sqlite3.Connection, event: Event, p: NoteAdded) -> None:
+    row = conn.execute(
+        "SELECT write_hlc, write_device, write_seq, created_hlc, created_device, created_seq "
+        "FROM notes WHERE project = ? AND note = ?", (event.project, p.note)).fetchone()
+    key = event.order_key()
+    # Only note.added says who wrote the note and when; an edit may arrive before it.
+    created = (event.actor, event.created_at, *key) if event.type == "note.added" \
+        else (None,) * 5
+    if row is None:
+        conn.execute(
+            "INSERT INTO notes(project, note, text, edited_by, write_hlc, write_device, "
+            "write_seq, author, created_at, created_hlc, created_device, created_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.project, p.note, p.text, event.actor, *key, *created))
+        return
+    if key > tuple(row[:3]):
+        conn.execute(
+            "UPDATE notes SET text = ?, edited_by = ?, write_hlc = ?, write_device = ?, "
+            "write_seq = ? WHERE project = ? AND note = ?",
+            (p.text, event.actor, *key, event.project, p.note))
+    if event.type == "note.added" and _earlier(key, row[3:]):
+        conn.execute(
+            "UPDATE notes SET author = ?, created_at = ?, created_hlc = ?, created_device = ?, "
+            "created_seq = ? WHERE project = ? AND note = ?", (*created, event.project, p.note))
+
+
+def _branch_created(conn: sqlite3.Connection, event: Event, p: BranchCreated) -> None:
+    row = conn.execute("SELECT hlc, device, seq FROM branches WHERE project = ? AND name = ?",
+                       (event.project, p.name)).fetchone()
+    if row is None or _earlier(event.order_key(), row):
+        conn.execute(
+            "INSERT OR REPLACE INTO branches(project, name, actor, base, commit_sha, created_at, "
+            "hlc, device, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.project, p.name, event.actor, p.base, p.commit, event.created_at,
+             *event.order_key()))

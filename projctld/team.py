@@ -1,0 +1,153 @@
+"""The team-event requests: notes, branches, deployments and the log, on top of the journal."""
+
+from __future__ import annotations
+
+import shlex
+
+import msgspec
+
+from projctl_client.protocol import (
+    BranchCreated,
+    Checkout,
+    DeployFinish,
+    DeploymentView,
+    DeployPlan,
+    DeployStart,
+    EventView,
+    Log,
+    LogView,
+    Note,
+    Recorded,
+)
+from projctld.context import DaemonContext
+from projctld.errors import ProjctlError
+from projctld.store.events import DeploymentRow
+from projctld.sync import events, hlc
+from projctld.sync.events import Event
+
+
+def note(ctx: DaemonContext, request: Note) -> Recorded:
+    project = resolve_project(ctx, request.project, request.checkout, "note")
+    if request.edit is None:
+        note_id = events.uuid7()
+        kind = "note.added"
+    else:
+        note_id = _find_note(ctx, project, request.edit)
+        kind = "note.edited"
+    return _recorded(ctx, ctx.journal.record(
+        project, kind, events.NoteAdded(note=note_id, text=request.text)))
+
+
+def branch_created(ctx: DaemonContext, request: BranchCreated) -> Recorded:
+    project = resolve_project(ctx, request.project, request.checkout, "branch create")
+    return _recorded(ctx, ctx.journal.record(project, "branch.created", events.BranchCreated(
+        name=request.name, base=request.base, commit=request.commit)))
+
+
+def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
+    project = resolve_project(ctx, request.project, request.checkout, "deploy")
+    config = ctx.config.projects[project]
+    if request.environment not in config.environments:
+        raise ProjctlError(
+            f"{project} has no environment {request.environment!r} "
+            f"(it has: {', '.join(config.environments)})",
+            code="unknown_environment",
+            suggestions=[f"projctl deploy {config.environments[0]}",
+                         f"add it to environments in [projects.{project}] of "
+                         f"{ctx.config_path}"],
+        )
+    here = request.checkout
+    in_project = here is not None and ctx.knowledge.project_of(here.root) == project
+    started = events.DeploymentStarted(
+        deployment=events.uuid7(), environment=request.environment, branch=request.branch,
+        commit=request.commit, command=shlex.split(config.deploy))
+    event = None if request.dry_run else ctx.journal.record(project, "deployment.started",
+                                                             started)
+    return DeployPlan(
+        project=project, environment=request.environment, deployment=started.deployment,
+        branch=request.branch, commit=request.commit, command=started.command,
+        cwd=here.root if in_project and here else (config.paths[0] if config.paths else None),
+        started=None if event is None else _event_view(ctx, event),
+    )
+
+
+def deploy_finish(ctx: DaemonContext, request: DeployFinish) -> Recorded:
+    if request.project not in ctx.config.projects:
+        raise _unknown_project(ctx, request.project, "deploy")
+    row = ctx.journal.store.deployment(request.project, request.deployment)
+    if row is None or row.state != "running":
+        raise ProjctlError(
+            f"deployment {request.deployment} of {request.project} is "
+            + ("unknown" if row is None else f"already {row.state}"),
+            code="not_running", suggestions=[f"projctl log {request.project} --type deployment"])
+    kind = "deployment.completed" if request.exit_status == 0 else "deployment.failed"
+    return _recorded(ctx, ctx.journal.record(request.project, kind, events.DeploymentFinished(
+        deployment=request.deployment, environment=row.environment, duration=request.duration,
+        exit_status=request.exit_status, reason=request.reason)))
+
+
+def log(ctx: DaemonContext, request: Log) -> LogView:
+    project = resolve_project(ctx, request.project, request.checkout, "log")
+    since = 0 if request.since is None else hlc.pack(max(0, int(request.since * 1000)))
+    found = ctx.journal.store.history(project, since_hlc=since, types=request.types,
+                                      limit=request.limit)
+    return LogView(project=project, events=[_event_view(ctx, e) for e in found],
+                   sync=ctx.runner.view())
+
+
+def deployment_views(rows: list[DeploymentRow]) -> list[DeploymentView]:
+    return [msgspec.convert(msgspec.structs.asdict(row), DeploymentView) for row in rows]
+
+
+def resolve_project(ctx: DaemonContext, explicit: str | None, here: Checkout | None,
+                    command: str) -> str:
+    """The project a command acts on: the one named, else the one of the current checkout."""
+    if explicit is not None:
+        if explicit not in ctx.config.projects:
+            raise _unknown_project(ctx, explicit, command)
+        return explicit
+    project = ctx.knowledge.project_of(here.root) if here is not None else None
+    if project is None:
+        where = f"{here.root} is not in" if here is not None else "this directory is not in"
+        example = next(iter(ctx.config.projects), "NAME")
+        raise ProjctlError(
+            f"{where} a configured project, so projctl cannot tell which project this is for",
+            code="no_project",
+            suggestions=[f"projctl {command} --project {example} ...",
+                         f"add the directory to paths in [projects.{example}] of "
+                         f"{ctx.config_path}"],
+        )
+    return project
+
+
+def _unknown_project(ctx: DaemonContext, name: str, command: str) -> ProjctlError:
+    known = ", ".join(ctx.config.projects) or "none yet"
+    return ProjctlError(
+        f"no project named {name!r} (configured: {known})", code="unknown_project",
+        suggestions=[f"add [projects.{name}] to {ctx.config_path}",
+                     f"projctl {command} --project NAME  # one of the configured projects"])
+
+
+def _find_note(ctx: DaemonContext, project: str, prefix: str) -> str:
+    found = ctx.journal.store.notes_with_prefix(project, prefix.lower())
+    if len(found) == 1:
+        return found[0]
+    problem = "no note" if not found else f"{len(found)} notes"
+    raise ProjctlError(f"{problem} of {project} with an id starting {prefix!r}",
+                       code="unknown_note",
+                       suggestions=[f"projctl log {project} --type note  # shows note ids"])
+
+
+def _recorded(ctx: DaemonContext, event: Event) -> Recorded:
+    return Recorded(event=_event_view(ctx, event), sync=ctx.runner.view())
+
+
+def _event_view(ctx: DaemonContext, event: Event) -> EventView:
+    store = ctx.journal.store
+    mine = event.device == store.device
+    return EventView(
+        id=event.id, device=event.device, seq=event.seq, hlc=event.hlc, project=event.project,
+        actor=event.actor, type=event.type, payload=event.payload, created_at=event.created_at,
+        mine=mine, waiting=mine and store.is_waiting(event.seq),
+    )
+
