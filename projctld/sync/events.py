@@ -21,8 +21,11 @@ EventId = Annotated[str, msgspec.Meta(
     pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 # Limits that keep one event small: the hub refuses bigger ones (and so does `projctl`).
 MAX_TEXT = 4000
-Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
-Name = Annotated[str, msgspec.Meta(max_length=256)]
+# NUL is refused: PostgreSQL cannot store it in text, so no replica may hold it either.
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT, pattern="^[^\x00]*$")]
+Name = Annotated[str, msgspec.Meta(max_length=256, pattern="^[^\x00]*$")]
+# Bounds also refuse NaN and infinities, which would make times unorderable.
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,7 +43,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     actor: Name
     type: EventType
     payload: dict[str, Any]
-    created_at: float
+    created_at: Timestamp
 
     def order_key(self) -> tuple[int, str, int]:
         return (self.hlc, self.device, self.seq)
@@ -65,7 +68,7 @@ class DeploymentFinished(msgspec.Struct, frozen=True, kw_only=True):
 
     deployment: EventId
     environment: Name
-    duration: Annotated[float, msgspec.Meta(ge=0)]
+    duration: Annotated[float, msgspec.Meta(ge=0, le=1e9)]
     exit_status: int | None = None
     reason: Text = ""
 
@@ -74,7 +77,7 @@ class NoteAdded(msgspec.Struct, frozen=True, kw_only=True):
     """`note.added` and `note.edited`: the text of the note `note` (the id of its first event)."""
 
     note: EventId
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT, pattern="^[^\x00]*$")]
 
 
 class BranchCreated(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,424 @@
+"""The hub's store in PostgreSQL: for teams, behind any number of stateless hub processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import zlib
+from collections.abc import AsyncIterator
+
+import anyio
+import msgspec
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from projctld.errors import ConfigError, StoreError
+from projctld.hub.storage import DeviceTaken, PushOutcome, SeqConflict, TokenRecord
+from projctld.logging import get_logger
+from projctld.sync.events import Event, PulledEvent
+
+log = get_logger(__name__)
+
+SCHEMA_VERSION = 1
+CHANNEL = "projctl_hub_events"
+# Notifications are the fast path; this re-check covers a listener connection that is down.
+_RECHECK_INTERVAL = 2.0
+# How long the listener waits before reconnecting, at first and at most.
+_RECONNECT_DELAYS = (0.2, 5.0)
+_CONNECT_TIMEOUT = 10  # seconds, for libpq's connect_timeout
+# Advisory locks are database-wide. A lock's first key says "projctl hub" and which lock, its
+# second the schema, so that hubs in different schemas of one database never wait for each other.
+_LOCK_NAMESPACE = 0x706A6862
+_MIGRATE_LOCK = 1
+_PUSH_LOCK = 2
+
+# The keys are ASCII by their patterns, so the "C" collation orders them the same and lets
+# their indexes compare bytes instead of going through the locale.
+_MIGRATIONS = [
+    """
+    CREATE TABLE events (
+        hub_seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id text COLLATE "C" NOT NULL UNIQUE,
+        device text COLLATE "C" NOT NULL,
+        seq bigint NOT NULL,
+        hlc bigint NOT NULL,
+        project text COLLATE "C" NOT NULL,
+        actor text NOT NULL,
+        type text NOT NULL,
+        payload bytea NOT NULL,
+        created_at double precision NOT NULL,
+        pushed_by text NOT NULL,
+        received_at double precision NOT NULL,
+        UNIQUE (device, seq)
+    );
+    CREATE INDEX events_project_hub_seq ON events (project, hub_seq);
+    CREATE TABLE devices (
+        device text COLLATE "C" PRIMARY KEY,
+        "user" text NOT NULL,
+        first_seen_at double precision NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash text PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        "user" text NOT NULL,
+        projects text[] NOT NULL,
+        write boolean NOT NULL,
+        created_at double precision NOT NULL,
+        revoked boolean NOT NULL DEFAULT false
+    );
+    """,
+]
+
+_INSERT_EVENTS = """
+    INSERT INTO events (id, device, seq, hlc, project, actor, type, payload, created_at,
+                        pushed_by, received_at)
+    SELECT id, device, seq, hlc, project, actor, type, payload, created_at, %s, %s
+    FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[], %b::text[],
+                %b::text[], %b::bytea[], %b::float8[])
+         WITH ORDINALITY AS t(id, device, seq, hlc, project, actor, type, payload, created_at, n)
+    ORDER BY n
+    ON CONFLICT (device, seq) DO NOTHING
+    RETURNING project
+"""
+# The CTE's insert is invisible to the outer SELECT, which so sees only earlier owners.
+_CLAIM_DEVICES = """
+    WITH claimed AS (
+        INSERT INTO devices (device, "user", first_seen_at)
+        SELECT device, %s, %s FROM unnest(%s::text[]) AS device
+        ON CONFLICT (device) DO NOTHING
+    )
+    SELECT device FROM devices WHERE device = ANY(%s) AND "user" <> %s LIMIT 1
+"""
+_HELD_IDS = """
+    SELECT device, seq, id FROM events
+    WHERE (device, seq) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
+"""
+_SELECT_EVENTS = """
+    SELECT id, device, seq, hlc, project, actor, type, payload, created_at, hub_seq
+    FROM events WHERE project = %s AND hub_seq > %s ORDER BY hub_seq LIMIT %s
+"""
+_TOKEN_COLUMNS = 'id, "user", projects, write, created_at, revoked'
+
+
+class PostgresStorage:
+    """A pool for requests, plus one listener connection that turns other hub processes'
+    pushes into wake-ups for this process's long-polling pulls."""
+
+    kind = "postgresql"
+
+    def __init__(self, dsn: str, *, schema: str = "projctl_hub", min_size: int = 1,
+                 max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool | None = None
+        self._listener: asyncio.Task[None] | None = None
+        # Per project, the event that the next push into it sets; waiters hold a reference.
+        self._signals: dict[str, anyio.Event] = {}
+        lock_key = zlib.crc32(schema.encode()) - (1 << 31)  # into int4's range
+        self._migrate_lock = (_LOCK_NAMESPACE + _MIGRATE_LOCK, lock_key)
+        self._push_lock = (_LOCK_NAMESPACE + _PUSH_LOCK, lock_key)
+        self._set_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
+
+    async def open(self) -> None:
+        try:
+            conninfo_to_dict(self.dsn)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"the hub's storage URL {_redacted(self.dsn)} is not a valid PostgreSQL DSN:"
+                f" {exc}",
+                suggestions=["use the form postgresql://USER:PASSWORD@HOST:5432/DATABASE"],
+            ) from None
+        async with await self._dial("migrate") as conn:
+            try:
+                await self._migrate(conn)
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"cannot prepare the hub's schema {self.schema} in {_redacted(self.dsn)}:"
+                    f" {str(exc).strip()}",
+                    suggestions=["check that this database user may create schemas and"
+                                 " tables in that database"],
+                ) from None
+        listener = await self._dial_listener()
+        pool = AsyncConnectionPool(
+            self.dsn, min_size=self._min_size, max_size=self._max_size, open=False,
+            kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT,
+                    "application_name": f"projctl-hub:{self.schema}"[:63]},
+            configure=self._configure, name=f"projctl-hub-{self.schema}",
+        )
+        try:
+            await pool.open(wait=True, timeout=_CONNECT_TIMEOUT)
+        except BaseException as exc:
+            await listener.close()
+            await pool.close()
+            if isinstance(exc, PoolTimeout):
+                raise self._unreachable("no connection of the pool came up in time") from None
+            raise
+        self._pool = pool
+        # psycopg runs on asyncio only, and its pool already keeps tasks of its own; a plain
+        # task lets open() and close() be called from different tasks.
+        self._listener = asyncio.get_running_loop().create_task(self._listen(listener))
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def push(self, user: str, events: list[Event]) -> PushOutcome:
+        if not events:
+            return PushOutcome(accepted=0, duplicates=0)
+        now = time.time()
+        encode = msgspec.msgpack.encode
+        devices = [e.device for e in events]
+        seqs = [e.seq for e in events]
+        columns = (
+            [e.id for e in events], devices, seqs, [e.hlc for e in events],
+            [e.project for e in events], [e.actor for e in events], [e.type for e in events],
+            [encode(e.payload) for e in events], [e.created_at for e in events],
+        )
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    # Pushes take turns, so hub_seq values become visible in increasing order:
+                    # a reader past cursor N never misses a smaller hub_seq committed later.
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", self._push_lock)
+                    distinct = list(dict.fromkeys(devices))
+                    taken = await (await conn.execute(
+                        _CLAIM_DEVICES, (user, now, distinct, distinct, user))).fetchone()
+                    if taken is not None:
+                        raise DeviceTaken(taken[0])
+                    cursor = await conn.execute(_INSERT_EVENTS, (user, now, *columns))
+                    rows = await cursor.fetchall()
+                    inserted = len(rows)
+                    projects = {row[0] for row in rows}
+                    if inserted < len(events):
+                        await self._check_held(conn, events, devices, seqs)
+                    if projects:
+                        # Delivered on commit, to every hub process listening on this database.
+                        await conn.execute(
+                            "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                            (CHANNEL, [f"{self.schema}/{p}" for p in projects]))
+            except psycopg.errors.UniqueViolation:
+                # Not (device, seq), which ON CONFLICT absorbs: an id held by another record.
+                raise await self._id_conflict(conn, events) from None
+        for project in projects:
+            self._wake(project)
+        return PushOutcome(accepted=inserted, duplicates=len(events) - inserted)
+
+    async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(_SELECT_EVENTS, (project, after, limit))).fetchall()
+        decode = msgspec.msgpack.decode
+        return [
+            PulledEvent(id=id_, device=device, seq=seq, hlc=hlc, project=project_, actor=actor,
+                        type=type_, payload=decode(payload), created_at=created_at,
+                        hub_seq=hub_seq)
+            for id_, device, seq, hlc, project_, actor, type_, payload, created_at, hub_seq
+            in rows
+        ]
+
+    async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
+        deadline = anyio.current_time() + timeout
+        while True:
+            # Taken before looking, so that a push landing between the look and the wait
+            # still wakes this waiter.
+            signal = self._signals.setdefault(project, anyio.Event())
+            async with self._connection() as conn:
+                found = await (await conn.execute(
+                    "SELECT 1 FROM events WHERE project = %s AND hub_seq > %s LIMIT 1",
+                    (project, after))).fetchone()
+            if found:
+                return
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return
+            with anyio.move_on_after(min(remaining, _RECHECK_INTERVAL)):
+                await signal.wait()
+
+    async def add_token(self, token_hash: str, record: TokenRecord) -> None:
+        async with self._connection() as conn:
+            await conn.execute(
+                f"INSERT INTO tokens (hash, {_TOKEN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (token_hash, record.id, record.user, record.projects, record.write,
+                 record.created_at, record.revoked))
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        async with self._connection() as conn:
+            row = await (await conn.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = %s", (token_hash,))).fetchone()
+        return _token(row) if row else None
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id")).fetchall()
+        return [_token(row) for row in rows]
+
+    async def revoke_token(self, token_id: str) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute("UPDATE tokens SET revoked = true WHERE id = %s",
+                                        (token_id,))
+        return cursor.rowcount > 0
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection; psycopg's faults leave as StoreError."""
+        if self._pool is None:
+            raise StoreError(f"the hub's PostgreSQL store {_redacted(self.dsn)} is not open")
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise self._unreachable("no database connection became free in time") from None
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(str(exc).strip()) from None
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"the hub's PostgreSQL store {_redacted(self.dsn)} failed: {str(exc).strip()}",
+                suggestions=["check the PostgreSQL server's log for the cause"],
+            ) from None
+
+    async def _dial(self, purpose: str) -> psycopg.AsyncConnection:
+        """A connection of its own, outside the pool."""
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT,
+                # Names the schema too, so that an operator can tell hubs apart.
+                application_name=f"projctl-hub-{purpose}:{self.schema}"[:63])
+        except psycopg.Error as exc:
+            raise self._unreachable(str(exc).strip()) from None
+
+    async def _configure(self, conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(self._set_path)
+
+    async def _migrate(self, conn: psycopg.AsyncConnection) -> None:
+        async with conn.transaction():
+            # Two hub processes starting together: the second waits, then finds it done.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", self._migrate_lock)
+            exists = await (await conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))).fetchone()
+            if not exists:
+                # Only when missing: a user that owns a schema made for it needs no right to
+                # create schemas in the database.
+                await conn.execute(sql.SQL("CREATE SCHEMA {}").format(
+                    sql.Identifier(self.schema)))
+            await conn.execute(self._set_path)
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer"
+                               " NOT NULL)")
+            row = await (await conn.execute("SELECT max(version) FROM schema_version")).fetchone()
+            version = row[0] or 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the hub's schema {self.schema} in {_redacted(self.dsn)} has version"
+                    f" {version}, newer than this hub understands ({SCHEMA_VERSION})",
+                    suggestions=["pip install --upgrade projctl", "then restart the hub"],
+                )
+            for number, ddl in enumerate(_MIGRATIONS[version:], start=version + 1):
+                await conn.execute(ddl)
+                await conn.execute("INSERT INTO schema_version (version) VALUES (%s)",
+                                   (number,))
+
+    async def _dial_listener(self) -> psycopg.AsyncConnection:
+        conn = await self._dial("listen")
+        try:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        except psycopg.Error as exc:
+            await conn.close()
+            raise self._unreachable(str(exc).strip()) from None
+        return conn
+
+    async def _listen(self, conn: psycopg.AsyncConnection) -> None:
+        """Wake waiters on every notification; reconnect forever when the connection drops."""
+        delay = _RECONNECT_DELAYS[0]
+        while True:
+            try:
+                async with conn:
+                    prefix = f"{self.schema}/"
+                    async for note in conn.notifies():
+                        if note.payload.startswith(prefix):
+                            self._wake(note.payload[len(prefix):])
+            except Exception as exc:  # whatever happens, waiters still have their re-check
+                log.warning("hub_listener_lost", error=str(exc).strip(), retry_in_s=delay)
+            while True:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _RECONNECT_DELAYS[1])
+                try:
+                    conn = await self._dial_listener()
+                except StoreError as exc:
+                    log.warning("hub_listener_reconnect_failed", error=exc.message,
+                                retry_in_s=delay)
+                    continue
+                break
+            log.info("hub_listener_reconnected")
+            delay = _RECONNECT_DELAYS[0]
+            # Notifications sent while we were away are lost: let every waiter look again.
+            for project in list(self._signals):
+                self._wake(project)
+
+    def _wake(self, project: str) -> None:
+        signal = self._signals.pop(project, None)
+        if signal is not None:
+            signal.set()
+
+    async def _check_held(self, conn: psycopg.AsyncConnection, events: list[Event],
+                          devices: list[str], seqs: list[int]) -> None:
+        """Raise SeqConflict unless every pushed (device, seq) now holds the very event pushed
+        (the ones skipped were already held, or repeated within this batch)."""
+        rows = await (await conn.execute(_HELD_IDS, (devices, seqs))).fetchall()
+        held = {(device, seq): id_ for device, seq, id_ in rows}
+        for event in events:
+            if held[event.device, event.seq] != event.id:
+                raise SeqConflict(event.device, event.seq)
+
+    async def _id_conflict(self, conn: psycopg.AsyncConnection,
+                           events: list[Event]) -> SeqConflict:
+        """The pushed event whose id another (device, seq) holds, in the hub or in the batch."""
+        keys: dict[str, tuple[str, int]] = {}
+        for event in events:
+            if keys.setdefault(event.id, (event.device, event.seq)) != (event.device, event.seq):
+                return SeqConflict(event.device, event.seq)
+        rows = await (await conn.execute(
+            "SELECT id, device, seq FROM events WHERE id = ANY(%s)", ([e.id for e in events],)
+        )).fetchall()
+        held = {id_: (device, seq) for id_, device, seq in rows}
+        for event in events:
+            if held.get(event.id, (event.device, event.seq)) != (event.device, event.seq):
+                return SeqConflict(event.device, event.seq)
+        raise StoreError("the hub refused a push for a uniqueness conflict it cannot place",
+                         suggestions=["push again; if it persists, check the PostgreSQL log"])
+
+    def _unreachable(self, detail: str) -> StoreError:
+        return StoreError(
+            f"cannot reach PostgreSQL at {_redacted(self.dsn)}: {detail}",
+            suggestions=[
+                "check that PostgreSQL runs and accepts connections at that host and port",
+                "check the DSN in the hub's storage URL (user, password, database)",
+            ],
+        )
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return re.sub(r"(//[^:/@]*):[^@]*@", r"\1:***@", dsn)
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo(**params)
+
+
+def _token(row: tuple) -> TokenRecord:
+    id_, user, projects, write, created_at, revoked = row
+    return TokenRecord(id=id_, user=user, projects=list(projects), write=write,
+                       created_at=created_at, revoked=revoked)
