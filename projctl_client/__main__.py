@@ -9,7 +9,7 @@ def main() -> int:
     args = sys.argv[1:]
     from projctl_client import hotpath
 
-    if args in hotpath.HOT:
+    if hotpath.is_hot(args):
         return hotpath.run(args)
     from projctl_client.cli import cli
 

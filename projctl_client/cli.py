@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import subprocess
 import sys
+import time
+from collections import deque
+from datetime import datetime
+from typing import NamedTuple, NoReturn
 
 import click
 
-from projctl_client import __version__, daemonctl, hotpath, paths, render
+from projctl_client import __version__, daemonctl, gitcmd, hotpath, jsonout, paths, render
 from projctl_client.connection import (
     ClientError,
     NotRunning,
@@ -20,9 +28,9 @@ Exit codes: 0 success · 1 projctld refused the request · 2 bad usage
             3 projctld not running and could not be started"""
 
 
-def _fail(exc: ClientError) -> None:
+def _fail(exc: ClientError, exit_code: int | None = None) -> NoReturn:
     click.echo(render.error(exc), err=True)
-    sys.exit(exc.exit_code)
+    sys.exit(exc.exit_code if exit_code is None else exit_code)
 
 
 @click.group(
@@ -60,6 +68,309 @@ def status(as_json: bool) -> None:
 def ping() -> None:
     """Print the daemon's version and the round-trip time of one request."""
     sys.exit(hotpath.ping())
+
+
+@cli.command(short_help="Record a note in the team's event log.")
+@click.argument("text", nargs=-1, required=True)
+@click.option("--project", "-p", metavar="NAME", help="The project (default: this checkout's).")
+@click.option("--edit", metavar="ID",
+              help="Replace the text of note ID instead (its first characters are enough).")
+def note(text: tuple[str, ...], project: str | None, edit: str | None) -> None:
+    """Record TEXT as a note of the project this checkout belongs to.
+
+    The note is kept on this machine at once and reaches the team through the hub when there
+    is one. `projctl log` shows notes with their ids, which --edit takes.
+    """
+    sys.exit(hotpath.note(" ".join(text), project, edit))
+
+
+@cli.group(short_help="Create git branches and record them for the team.")
+def branch() -> None:
+    """Create git branches in the current checkout and record them in the team's event log."""
+
+
+@branch.command("create")
+@click.argument("name")
+@click.option("--from", "base", metavar="REF", help="Start the branch at REF (default: HEAD).")
+@click.option("--no-switch", is_flag=True, help="Create the branch but stay where you are.")
+@click.option("--project", "-p", metavar="NAME", help="The project (default: this checkout's).")
+def branch_create(name: str, base: str | None, no_switch: bool, project: str | None) -> None:
+    """Create branch NAME with git (`git switch -c`, or `git branch` with --no-switch) and
+    record it. If git refuses, its message is shown and nothing is recorded."""
+    here = hotpath.current_checkout()
+    if here is None:
+        _fail(ClientError("not in a git checkout: `projctl branch create` makes the branch in "
+                          "the checkout you are in", ["cd ~/src/PROJECT && projctl branch "
+                                                      f"create {name}"]))
+    # Which project it goes to is settled before git runs: a branch that cannot be recorded
+    # is better not made.
+    try:
+        with connect_or_start() as conn:
+            conn.call(request("branch_created", checkout=here, project=project, name=name,
+                              dry_run=True))
+    except ClientError as exc:
+        _fail(exc)
+    args = ["branch", name] if no_switch else ["switch", "-c", name]
+    status = gitcmd.run(args + ([base] if base else []))
+    if status != 0:
+        _fail(ClientError(f"git {args[0]} failed (exit status {status}); nothing was recorded"))
+    commit = gitcmd.commit_of(f"refs/heads/{name}")
+    try:
+        with connect_or_start() as conn:
+            reply = conn.call(request(
+                "branch_created", checkout=hotpath.current_checkout(), project=project,
+                name=name, base=base or here["branch"] or here["head"], commit=commit))
+    except ClientError as exc:
+        _fail(ClientError(f"branch {name} exists but was not recorded: {exc.message}",
+                          exc.suggestions), exit_code=1)
+    at = f" at {commit[:7]}" if commit else ""
+    click.echo(f"recorded branch {name}{at} in {reply['event']['project']}"
+               f"{render.sync_hint(reply['sync'])}")
+
+
+@cli.command(short_help="Run the project's deploy command for ENV and record the deployment.")
+@click.argument("environment", metavar="ENV")
+@click.option("--branch", "-b", metavar="BRANCH",
+              help="Deploy BRANCH (its commit here) instead of the checkout's branch.")
+@click.option("--dry-run", is_flag=True, help="Say what would run; record nothing.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Stream the command's output (else only a failure's last lines are shown).")
+@click.option("--project", "-p", metavar="NAME", help="The project (default: this checkout's).")
+def deploy(environment: str, branch: str | None, dry_run: bool, verbose: bool,
+           project: str | None) -> None:
+    """Deploy to ENV: run the project's `deploy` command and record how it went.
+
+    The command comes from `deploy` in [projects.NAME] of the config and runs in the checkout
+    with PROJCTL_ENVIRONMENT, PROJCTL_BRANCH, PROJCTL_COMMIT and PROJCTL_DEPLOYMENT set. Without
+    one, the deployment is only recorded. Exits 1 if the command fails, 130 on Ctrl-C.
+    """
+    here = hotpath.current_checkout()
+    branch, commit = _deploy_target(here, branch)
+    try:
+        with connect_or_start() as conn:
+            plan = conn.call(request("deploy_start", checkout=here, project=project,
+                                     environment=environment, branch=branch, commit=commit,
+                                     dry_run=dry_run))
+    except ClientError as exc:
+        _fail(exc)
+    what = render.ref(plan["branch"], plan["commit"]) or "(no branch)"
+    target = f"{what} to {plan['environment']}"
+    if dry_run:
+        click.echo(_dry_run(plan, target))
+        return
+    if not plan["command"]:
+        reply = _finish(plan, 0, 0.0, "")
+        click.echo(f"recorded a deployment of {target}: no deploy command is configured, so "
+                   f"nothing ran{render.sync_hint(reply['sync'])}")
+        click.echo(f"  to run one: set deploy = \"./deploy.sh\" in [projects.{plan['project']}]"
+                   f" of {render.home(paths.config_path())}")
+        return
+    click.echo(f"deploying {target}: {shlex.join(plan['command'])}")
+    outcome = _run_deploy(plan, verbose)
+    reply = _finish(plan, outcome.exit_status, outcome.seconds, outcome.reason)
+    took = render.span(outcome.seconds)
+    if outcome.exit_status == 0:
+        click.echo(f"deployed {target} in {took}{render.sync_hint(reply['sync'])}")
+        return
+    if outcome.output:
+        heading = f"its last {_TAIL_LINES} lines of output" \
+            if len(outcome.output) == _TAIL_LINES else "its output"
+        click.echo(f"{heading}:\n" + "".join(outcome.output).rstrip("\n"), err=True)
+    why = outcome.reason if outcome.exit_status is None else f"exit status {outcome.exit_status}"
+    click.echo(f"deployment to {plan['environment']} failed ({why}) after {took}", err=True)
+    if not outcome.started:
+        click.echo(f"  try: fix deploy in [projects.{plan['project']}] of "
+                   f"{render.home(paths.config_path())}", err=True)
+    sys.exit(130 if outcome.interrupted else 1)
+
+
+def _deploy_target(here: dict | None, branch: str | None) -> tuple[str | None, str | None]:
+    """The branch and commit to deploy: --branch resolved by git, else the checkout's."""
+    if branch is None:
+        return (here["branch"], here["head"]) if here else (None, None)
+    if here is None:
+        raise click.BadParameter("needs a git checkout to find the branch's commit in; cd "
+                                 "into one", param_hint="'--branch'")
+    commit = gitcmd.commit_of(branch)
+    if commit is None:
+        raise click.BadParameter(f"{branch!r} names no commit in {render.home(here['root'])} "
+                                 "(`git branch -a` lists branches)", param_hint="'--branch'")
+    return branch, commit
+
+
+def _dry_run(plan: dict, target: str) -> str:
+    lines = [f"would deploy {target} (project {plan['project']})"]
+    if plan["command"]:
+        lines.append(f"  run  {shlex.join(plan['command'])}")
+        lines.append(f"  in   {render.home(plan['cwd'] or os.getcwd())}")
+    else:
+        lines.append("  no deploy command configured: would only record the deployment")
+    lines.append("nothing was run or recorded (--dry-run)")
+    return "\n".join(lines)
+
+
+# Without --verbose, a failed deployment shows this many of its last lines of output.
+_TAIL_LINES = 20
+
+
+class _Outcome(NamedTuple):
+    """How a deploy command ended; `exit_status` is None when it did not exit by itself."""
+
+    exit_status: int | None
+    reason: str
+    seconds: float
+    output: tuple[str, ...] = ()
+    started: bool = True
+    interrupted: bool = False
+
+
+def _run_deploy(plan: dict, verbose: bool) -> _Outcome:
+    """Run the plan's command, with its output captured unless `verbose`."""
+    env = {**os.environ, "PROJCTL_ENVIRONMENT": plan["environment"],
+           "PROJCTL_BRANCH": plan["branch"] or "", "PROJCTL_COMMIT": plan["commit"] or "",
+           "PROJCTL_DEPLOYMENT": plan["deployment"]}
+    # Unseen output must not hide a prompt that waits forever: quiet runs get no stdin.
+    quiet = {} if verbose else {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE,
+                                "stderr": subprocess.STDOUT}
+    started = time.monotonic()
+    try:
+        child = subprocess.Popen(plan["command"], cwd=plan["cwd"], env=env, **quiet)
+    except OSError as exc:
+        return _Outcome(None, _cannot_start(plan, exc), time.monotonic() - started,
+                        started=False)
+    tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    try:
+        for line in child.stdout or ():
+            tail.append(line.decode(errors="replace"))
+        child.wait()
+    except KeyboardInterrupt:
+        _wait_after_interrupt(child)
+        return _Outcome(None, "interrupted", time.monotonic() - started, tuple(tail),
+                        interrupted=True)
+    seconds = time.monotonic() - started
+    code = child.returncode
+    if code < 0:
+        return _Outcome(None, f"killed by {signal.Signals(-code).name}", seconds, tuple(tail))
+    return _Outcome(code, f"exited with status {code}" if code else "", seconds, tuple(tail))
+
+
+def _wait_after_interrupt(child: subprocess.Popen[bytes]) -> None:
+    """The command got the Ctrl-C too; let it clean up, unless Ctrl-C comes again."""
+    try:
+        child.wait()
+    except KeyboardInterrupt:
+        child.kill()
+        child.wait()
+
+
+def _cannot_start(plan: dict, exc: OSError) -> str:
+    program = plan["command"][0]
+    if exc.filename not in (None, program):  # Popen names the directory when that is missing
+        return f"cannot run in {exc.filename}: {exc.strerror}"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {program}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {program}"
+    return f"cannot run {program}: {exc.strerror or exc}"
+
+
+def _finish(plan: dict, exit_status: int | None, seconds: float, reason: str) -> dict:
+    """Record how the deployment ended; if that fails, say the deployment happened anyway."""
+    try:
+        # A fresh connection: the deploy may have outlasted the daemon's idle timeout.
+        with connect_or_start() as conn:
+            return conn.call(request("deploy_finish", project=plan["project"],
+                                     deployment=plan["deployment"], exit_status=exit_status,
+                                     duration=seconds, reason=reason))
+    except ClientError as exc:
+        outcome = "succeeded" if exit_status == 0 else f"failed ({reason})"
+        _fail(ClientError(f"the deployment to {plan['environment']} {outcome} but its end was "
+                          f"not recorded: {exc.message}", exc.suggestions), exit_code=1)
+
+
+_SINCE_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SINCE_DATES = ("%Y-%m-%d", "%Y-%m-%dT%H:%M")
+
+
+def parse_since(text: str, now: float) -> float | None:
+    """Unix seconds for `30m`, `2h`, `3d`, `1w` (before `now`) or a local `YYYY-MM-DD[THH:MM]`."""
+    text = text.strip()
+    number, unit = text[:-1], text[-1:]
+    if unit in _SINCE_UNITS and number.isascii() and number.isdigit():
+        return now - int(number) * _SINCE_UNITS[unit]
+    for form in _SINCE_DATES:
+        try:
+            return datetime.strptime(text, form).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+class _Since(click.ParamType):
+    name = "WHEN"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        seconds = parse_since(str(value), time.time())
+        if seconds is None:
+            self.fail(f"{value!r} is neither a duration (30m, 2h, 3d, 1w) nor a local date "
+                      "(YYYY-MM-DD or YYYY-MM-DDTHH:MM)", param, ctx)
+        return seconds
+
+
+@cli.command(short_help="Show the team's events: deployments, branches, notes.")
+@click.argument("project", required=False)
+@click.option("--project", "-p", "project_option", metavar="NAME",
+              help="The project, as with the other commands (same as PROJECT).")
+@click.option("--since", type=_Since(), help="Only events since WHEN: 30m, 2h, 3d, 1w, "
+              "YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time).")
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help="Only this type or prefix (deployment, note, branch.created); repeatable.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True,
+              metavar="N", help="Show at most the newest N events.")
+@click.option("--json", "as_json", is_flag=True, help="Print the events as JSON.")
+def log(project: str | None, project_option: str | None, since: float | None,
+        types: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Show the events of PROJECT (default: this checkout's), oldest first.
+
+    Events recorded here that have not reached the hub yet are marked `(not synced yet)`.
+    """
+    if project and project_option and project != project_option:
+        raise click.UsageError(f"two projects given: {project} and --project {project_option}")
+    project = project or project_option
+    try:
+        with connect_or_start() as conn:
+            view = conn.call(request("log", checkout=hotpath.current_checkout(),
+                                     project=project, since=since, types=list(types),
+                                     limit=limit))
+    except ClientError as exc:
+        _fail(exc)
+    del view["type"]
+    if as_json:
+        click.echo(jsonout.dumps(view))
+    else:
+        click.echo(render.log(view, limit=limit, filtered=since is not None or bool(types)))
+
+
+@cli.command(short_help="Show where the team sync stands; --now syncs at once.")
+@click.option("--now", is_flag=True, help="Sync with the hub now and show the outcome.")
+@click.option("--wait", type=click.FloatRange(0, 600), default=30.0, show_default=True,
+              metavar="SECONDS", help="With --now, how long to wait for the attempt.")
+def sync(now: bool, wait: float) -> None:
+    """Show the hub, the events waiting to be sent and the last sync; exits 1 when --now was
+    given and that attempt failed. Events always stay on this machine until the hub has them."""
+    try:
+        with connect_or_start(timeout=wait + 10) as conn:
+            reply = conn.call(request("sync", now=now, wait=wait))
+    except ClientError as exc:
+        _fail(exc)
+    view = reply["sync"]
+    click.echo(render.sync(view))
+    attempt_failed = view["error"] is not None \
+        and (view["last_success"] or 0) < (view["last_attempt"] or 0)
+    sys.exit(1 if now and attempt_failed else 0)
 
 
 @cli.command(short_help="Poll GitHub, GitLab and Jira now and wait for the result.")

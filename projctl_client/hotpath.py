@@ -1,7 +1,8 @@
-"""`projctl status` and `projctl ping` without click or msgspec: what prompts and scripts run often.
+"""`projctl status`, `ping` and `note TEXT` without click or msgspec: what prompts, scripts and
+hands run often.
 
-__main__ sends the exact argument lists in HOT here before anything heavier is imported; the
-click commands of the same names call these functions too, so there is one implementation.
+__main__ sends the argument lists that `is_hot` accepts here before anything heavier is imported;
+the click commands of the same names call these functions too, so there is one implementation.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ from projctl_client import git, jsonout, render
 from projctl_client.connection import ClientError, connect_or_start, request
 
 HOT = (["status"], ["status", "--json"], ["ping"])
+# The daemon's limits on a note, checked here so that a mistake reads as one, not as a
+# malformed request.
+NOTE_MAX = 4000
+NOTE_ID_MIN, NOTE_ID_MAX = 4, 36
+
+
+def is_hot(args: list[str]) -> bool:
+    """Exactly a hot command; `note TEXT` only when TEXT cannot be an option for click."""
+    return args in HOT or (len(args) == 2 and args[0] == "note" and not args[1].startswith("-"))
 
 
 def run(args: list[str]) -> int:
+    if args[0] == "note":
+        return note(args[1])
     if args == ["ping"]:
         return ping()
     return status(as_json=args[1:] == ["--json"])
@@ -64,3 +76,31 @@ def ping() -> int:
     if warning:
         print(warning, file=sys.stderr)
     return 0
+
+
+def note(text: str, project: str | None = None, edit: str | None = None) -> int:
+    """Record a note (or, with `edit`, replace the text of one) and say where it went."""
+    problem = _note_problem(text, edit)
+    if problem:
+        print(f"projctl: {problem}", file=sys.stderr)
+        return 2
+    try:
+        with connect_or_start() as conn:
+            reply = conn.call(request("note", checkout=current_checkout(), project=project,
+                                      text=text, edit=edit))
+    except ClientError as exc:
+        print(render.error(exc), file=sys.stderr)
+        return exc.exit_code
+    print(render.noted(reply))
+    return 0
+
+
+def _note_problem(text: str, edit: str | None) -> str:
+    if not text.strip():
+        return "a note needs some text, e.g. projctl note \"rolled back the cache change\""
+    if len(text) > NOTE_MAX:
+        return f"a note holds at most {NOTE_MAX} characters; this one has {len(text)}"
+    if edit is not None and not NOTE_ID_MIN <= len(edit) <= NOTE_ID_MAX:
+        return (f"--edit takes a note id or {NOTE_ID_MIN} or more of its characters "
+                "(`projctl log --type note` shows them)")
+    return ""

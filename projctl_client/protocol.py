@@ -76,7 +76,7 @@ _Name = Annotated[str, msgspec.Meta(max_length=256)]
 
 class Note(_Request, tag="note", kw_only=True):
     """Record a note in the project of `project` or else of the checkout; with `edit`, replace
-    the text of that note (its id, or a unique prefix of it) instead."""
+    the text of that note (its id, or a unique start or end of it) instead."""
 
     checkout: Checkout | None = None
     project: _Project | None = None
@@ -85,13 +85,15 @@ class Note(_Request, tag="note", kw_only=True):
 
 
 class BranchCreated(_Request, tag="branch_created", kw_only=True):
-    """Record that the client created git branch `name` (from `base`, at `commit`)."""
+    """Record that the client created git branch `name` (from `base`, at `commit`). With
+    `dry_run`, only say which project it would go to (Ack), before git makes the branch."""
 
     checkout: Checkout | None = None
     project: _Project | None = None
     name: _Name
     base: _Name | None = None
     commit: _Name | None = None
+    dry_run: bool = False
 
 
 class DeployStart(_Request, tag="deploy_start", kw_only=True):

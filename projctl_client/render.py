@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from projctl_client import __version__
+from projctl_client import __version__, paths
 
 
 class _Style:
@@ -35,6 +35,9 @@ _CI = {
 _REVIEW = {"approved": ("approved", "green"), "changes_requested": ("changes requested", "red"),
            "review_required": ("review required", "yellow"), "none": ("", "dim")}
 TICKETS_PER_STATUS = 5
+_DEPLOYMENT = {"completed": ("✓", "green"), "failed": ("✗", "red"), "running": ("●", "yellow")}
+# How much of an id people see: a device's, and a note's (which `note --edit` takes back).
+SHORT_ID = 8
 
 
 def age(seconds: float) -> str:
@@ -49,6 +52,28 @@ def age(seconds: float) -> str:
 
 def duration(seconds: float) -> str:
     return age(seconds).removesuffix(" ago").replace("just now", "a moment")
+
+
+def span(seconds: float) -> str:
+    """A measured duration, exact enough to compare: `0.4 s`, `12 s`, `3 min 5 s`, `2 h 10 min`."""
+    if seconds < 10:
+        return f"{seconds:.1f} s" if seconds else "0 s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    hours, minutes = divmod(whole // 60, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def ref(branch: str | None, commit: str | None) -> str:
+    """`main@abc1234`, or whichever half is known."""
+    short = (commit or "")[:7]
+    if branch and short:
+        return f"{branch}@{short}"
+    return branch or short
 
 
 def home(path: str) -> str:
@@ -105,8 +130,10 @@ def status(view: dict, stream: object = None) -> str:
         for index, row in enumerate(rows or [f"{dim}no paths configured{reset}"]):
             lines.append(f"{label if index == 0 else ' ' * 9} {row}")
         lines += _upstreams(project, style, now)
+        lines += _deployments(project, style, now)
     state = view["state"]
     lines.append("")
+    lines += _sync_line(view.get("sync"), style, now)
     lines.append(
         f"{dim}projctld {daemon['version']} · up {duration(now - daemon['started_at'])} · "
         f"config read {age(now - daemon['config_loaded_at'])} · "
@@ -292,3 +319,190 @@ def refresh(results: list[dict], stream: object = None) -> str:
             lines.append(f"{head} {style.paint('red', 'failed')} {error.get('message', '')}")
             lines += [f"{' ' * 21}try: {s}" for s in error.get("suggestions", [])]
     return "\n".join(lines) if lines else "nothing to refresh"
+
+
+def _deployments(project: dict, style: _Style, now: float) -> list[str]:
+    """The latest deployment of each environment, in the order the config lists them."""
+    latest: dict[str, dict] = {}
+    for deployment in project.get("deployments") or []:  # newest first per environment
+        latest.setdefault(deployment["environment"], deployment)
+    if not latest:
+        return []
+    configured = project.get("environments") or []
+    order = [e for e in configured if e in latest] + [e for e in latest if e not in configured]
+    width = max(len(e) for e in order)
+    lines = [_heading("Deployments", [], style)]
+    for environment in order:
+        deployment = latest[environment]
+        symbol, colour = _DEPLOYMENT.get(deployment["state"], ("?", "dim"))
+        where = ref(deployment.get("branch"), deployment.get("commit")) or "?"
+        who = deployment.get("actor") or ""
+        lines.append(f"    {style.paint(colour, symbol)} {environment:<{width}}  {where}  {who}  "
+                     + style.paint("dim", _deployment_time(deployment, now)))
+    return lines
+
+
+def _deployment_time(deployment: dict, now: float) -> str:
+    started, finished = deployment.get("started_at"), deployment.get("finished_at")
+    took = deployment.get("duration")
+    if deployment["state"] == "running":
+        return f"running for {duration(now - started)}" if started else "running"
+    when = finished or started
+    text = age(now - when) if when else ""
+    if deployment["state"] == "failed":
+        why = deployment.get("reason") or _exit_text(deployment.get("exit_status"))
+        after = f" after {span(took)}" if took is not None else ""
+        return f"{text} · failed{after}" + (f": {why}" if why else "")
+    return f"{text} · took {span(took)}" if took is not None else text
+
+
+def _exit_text(status: int | None) -> str:
+    return "" if status is None else f"exit status {status}"
+
+
+def _sync_line(sync: dict | None, style: _Style, now: float) -> list[str]:
+    """One line on the team sync; nothing when no hub is set and nothing is kept locally."""
+    if not sync:
+        return []
+    waiting = sync["waiting"]
+    if sync["hub"] is None:
+        if not waiting:
+            return []
+        return [style.paint("dim", f"Sync      no hub configured · {_count(waiting, 'event')} "
+                                   "on this machine only")]
+    last = sync.get("last_success")
+    error = sync.get("error")
+    if error:
+        problem = "hub unreachable" if sync.get("reachable") is False \
+            else f"{_host(sync['hub'])}: {error['message']}"
+        since = age(now - last) if last else "never"
+        lines = [style.paint("red", f"Sync      {problem}")
+                 + f" ({waiting} waiting, last sync {since})"]
+        return lines + [f"          try: {s}" for s in error.get("suggestions", [])[:1]]
+    parts = [_host(sync["hub"]), f"{waiting} waiting" if waiting else "up to date"]
+    if sync.get("syncing"):
+        parts.append("syncing…")
+    parts.append(f"synced {age(now - last)}" if last else "not synced yet")
+    return ["Sync      " + " · ".join(parts)]
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+def sync_hint(sync: dict) -> str:
+    """What happens to a just-recorded event: `; waiting to sync: 1`, or that it stays here."""
+    if sync["hub"] is None:
+        return " (no hub configured: kept on this machine)"
+    hint = f"; waiting to sync: {sync['waiting']}" if sync["waiting"] else "; synced"
+    return hint + (" (hub unreachable)" if sync.get("reachable") is False else "")
+
+
+def noted(reply: dict) -> str:
+    """`noted in web (a1b2c3d4); waiting to sync: 1`."""
+    event = reply["event"]
+    note_id = str(event["payload"].get("note") or event["id"])
+    verb = "edited note in" if event["type"] == "note.edited" else "noted in"
+    return f"{verb} {event['project']} ({short_note_id(note_id)}){sync_hint(reply['sync'])}"
+
+
+def log(view: dict, *, limit: int, filtered: bool, stream: object = None) -> str:
+    """`projctl log`: a header naming the project, then one line per event, oldest first."""
+    style = _Style(stream or sys.stdout)
+    events = view["events"]
+    project = view["project"]
+    if not events:
+        if filtered:
+            return f"{project}: no events match (try without --since or --type)"
+        return (f"{project}: no events yet\n"
+                f"  try: projctl note \"what happened\"  # or projctl deploy ENV, "
+                "projctl branch create NAME")
+    count = len(events)
+    header = f"{project}: the newest {_count(count, 'event')}, oldest first (--limit for more)" \
+        if count >= limit else f"{project}: {_count(count, 'event')}, oldest first"
+    started = {e["payload"].get("deployment"): e["payload"] for e in events
+               if e["type"] == "deployment.started"}
+    actor_width = min(12, max(len(e["actor"]) for e in events))
+    type_width = max(len(e["type"]) for e in events)
+    lines = [f"{style.bold}{header}{style.reset}"]
+    for event in events:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(event["created_at"]))
+        waiting = style.paint("yellow", "  (not synced yet)") if event.get("waiting") else ""
+        lines.append(f"{when}  {_clip(event['actor'], actor_width):<{actor_width}}  "
+                     f"{event['type']:<{type_width}}  "
+                     f"{_event_summary(event, started)}{waiting}")
+    return "\n".join(lines)
+
+
+def short_note_id(note_id: str) -> str:
+    """The last SHORT_ID characters of a note's id: its random part (a UUIDv7 begins with the
+    time, so notes of the same minute share their first characters)."""
+    return note_id[-SHORT_ID:]
+
+
+def _event_summary(event: dict, started: dict) -> str:
+    """The few words that tell one event of a type from another."""
+    kind, payload = event["type"], event["payload"]
+    if kind.startswith("note.") and "text" in payload:
+        first, *more = str(payload["text"]).splitlines() or [""]
+        text = _clip(first, 72) + (" …" if more else "")
+        return f"{short_note_id(str(payload.get('note', '')))}  {text}"
+    if kind == "branch.created":
+        base = f" from {payload['base']}" if payload.get("base") else ""
+        at = f" at {str(payload['commit'])[:7]}" if payload.get("commit") else ""
+        return f"{payload.get('name')}{base}{at}"
+    if kind.startswith("deployment."):
+        origin = started.get(payload.get("deployment"), {})
+        parts = [str(payload.get("environment", "?")),
+                 ref(origin.get("branch"), origin.get("commit"))]
+        took = payload.get("duration")
+        if kind == "deployment.completed" and took is not None:
+            parts.append(span(took))
+        elif kind == "deployment.failed":
+            why = payload.get("reason") or _exit_text(payload.get("exit_status"))
+            parts.append(f"after {span(took or 0)}" + (f": {why}" if why else ""))
+        return "  ".join(p for p in parts if p)
+    return _clip(", ".join(f"{k}={v}" for k, v in payload.items()
+                           if isinstance(v, str | int | float)), 72)
+
+
+def sync(view: dict, stream: object = None) -> str:
+    """`projctl sync`: where the team sync stands and, on trouble, what to do."""
+    style = _Style(stream or sys.stdout)
+    now = time.time()
+    error = view.get("error")
+    lines = []
+    if error and error["code"] == "upgrade_required":
+        # Nothing syncs until the client is upgraded, so this goes first and says how.
+        lines.append(style.paint("red", f"{style.bold}upgrade needed:{style.reset} "
+                                        f"{error['message']}"))
+        lines += [f"  run: {style.bold}{s}{style.reset}" for s in error["suggestions"]]
+        lines.append("")
+    waiting = _count(view["waiting"], "event")
+    if view["hub"] is None:
+        lines.append("no hub configured: events stay on this machine")
+        lines.append(f"device     {view['device'][:SHORT_ID]}")
+        lines.append(f"waiting    {waiting} (sent once a hub is set)")
+        lines.append(f"\nTo share events with your team, add to {home(paths.config_path())}:\n"
+                     '  [sync]\n  hub = "https://hub.example.com"\n'
+                     "and put the hub's token in $PROJCTL_HUB_TOKEN (`projctld hub token create` "
+                     "on the hub prints one); then `projctl daemon restart`.")
+        return "\n".join(lines)
+    reachable = {None: "not tried yet", True: "yes", False: "no"}[view.get("reachable")]
+    last = view.get("last_success")
+    rows = [("hub", view["hub"]), ("device", view["device"][:SHORT_ID]),
+            ("waiting", waiting), ("reachable", reachable),
+            ("last sync", age(now - last) if last else "never")]
+    if view.get("syncing"):
+        rows.append(("next", "syncing now"))
+    elif view.get("next_attempt"):
+        rows.append(("next", _until(view["next_attempt"] - now)))
+    lines += [f"{key:<10} {value}" for key, value in rows]
+    if error and error["code"] != "upgrade_required":
+        lines.append(style.paint("red", f"{'error':<10} {error['message']}"))
+        lines += [f"  try: {s}" for s in error.get("suggestions", [])]
+    return "\n".join(lines)
+
+
+def _until(seconds: float) -> str:
+    return "now" if seconds < 1 else f"in {duration(seconds)}"

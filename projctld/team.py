@@ -7,6 +7,7 @@ import shlex
 import msgspec
 
 from projctl_client.protocol import (
+    Ack,
     BranchCreated,
     Checkout,
     DeployFinish,
@@ -38,8 +39,10 @@ def note(ctx: DaemonContext, request: Note) -> Recorded:
         project, kind, events.NoteAdded(note=note_id, text=request.text)))
 
 
-def branch_created(ctx: DaemonContext, request: BranchCreated) -> Recorded:
+def branch_created(ctx: DaemonContext, request: BranchCreated) -> Recorded | Ack:
     project = resolve_project(ctx, request.project, request.checkout, "branch create")
+    if request.dry_run:
+        return Ack(message=project)
     return _recorded(ctx, ctx.journal.record(project, "branch.created", events.BranchCreated(
         name=request.name, base=request.base, commit=request.commit)))
 
@@ -128,12 +131,12 @@ def _unknown_project(ctx: DaemonContext, name: str, command: str) -> ProjctlErro
                      f"projctl {command} --project NAME  # one of the configured projects"])
 
 
-def _find_note(ctx: DaemonContext, project: str, prefix: str) -> str:
-    found = ctx.journal.store.notes_with_prefix(project, prefix.lower())
+def _find_note(ctx: DaemonContext, project: str, fragment: str) -> str:
+    found = ctx.journal.store.notes_matching(project, fragment.lower())
     if len(found) == 1:
         return found[0]
     problem = "no note" if not found else f"{len(found)} notes"
-    raise ProjctlError(f"{problem} of {project} with an id starting {prefix!r}",
+    raise ProjctlError(f"{problem} of {project} with an id starting or ending {fragment!r}",
                        code="unknown_note",
                        suggestions=[f"projctl log {project} --type note  # shows note ids"])
 

@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -77,26 +78,50 @@ class Sandbox:
         return connect(self.socket_path, timeout=timeout)
 
 
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    # Short paths: a Unix socket path must fit in 107 bytes, pytest's tmp_path often does not.
-    root = tempfile.mkdtemp(prefix="pj", dir="/tmp")
-    box = Sandbox(root)
-    variables = {
+def _variables(root: str) -> dict[str, str]:
+    return {
         "XDG_CONFIG_HOME": os.path.join(root, "config"),
         "XDG_STATE_HOME": os.path.join(root, "state"),
         "XDG_RUNTIME_DIR": os.path.join(root, "run"),
         "HOME": root,
         "PROJCTL_START_TIMEOUT": "20",
     }
-    for name in ("PROJCTL_CONFIG", "PROJCTL_SOCKET", "PROJCTL_NO_AUTOSTART", "NO_COLOR"):
+
+
+_CLEARED = ("PROJCTL_CONFIG", "PROJCTL_SOCKET", "PROJCTL_NO_AUTOSTART", "NO_COLOR")
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    # Short paths: a Unix socket path must fit in 107 bytes, pytest's tmp_path often does not.
+    root = tempfile.mkdtemp(prefix="pj", dir="/tmp")
+    box = Sandbox(root)
+    for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
-    for name, value in variables.items():
+    for name, value in _variables(root).items():
         monkeypatch.setenv(name, value)
     box.env = dict(os.environ)
     yield box
     _stop_daemons(box)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def more_sandboxes() -> Iterator[Callable[[], Sandbox]]:
+    """Makes further sandboxes (other devices of a team) beside `sandbox`, each with its own
+    config, state and daemon; unlike `sandbox`, they leave this process's environment alone."""
+    made: list[Sandbox] = []
+
+    def make() -> Sandbox:
+        root = tempfile.mkdtemp(prefix="pj", dir="/tmp")
+        base = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+        made.append(Sandbox(root, {**base, **_variables(root)}))
+        return made[-1]
+
+    yield make
+    for box in made:
+        _stop_daemons(box)
+        shutil.rmtree(box.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -140,3 +165,70 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+@dataclass
+class HubProcess:
+    """A real `projctld hub serve` in a child process, and ways to stop it and make tokens."""
+
+    database: str
+    port: int = 0
+    process: subprocess.Popen[str] | None = None
+    extra: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> HubProcess:
+        """Start (again, on the same port once one was chosen) and wait for the ready line."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "projctld", "hub", "serve", "--database", self.database,
+             "--port", str(self.port), *self.extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        ready = [""]
+        reader = threading.Thread(target=lambda: ready.__setitem__(
+            0, self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(20)
+        line = ready[0]
+        if "listening on http://127.0.0.1:" not in line:
+            self.process.kill()
+            raise AssertionError(f"the hub did not start: {line!r} "
+                                 f"{self.process.stderr.read()}")  # type: ignore[union-attr]
+        self.port = int(line.split("127.0.0.1:")[1].split()[0])
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def token(self, user: str, *projects: str, write: bool = True) -> str:
+        args = [sys.executable, "-m", "projctld", "hub", "token", "create", "--user", user,
+                "--database", self.database, *(f"--project={p}" for p in projects)]
+        result = subprocess.run([*args, "--write"] if write else args, capture_output=True,
+                                text=True, timeout=30, check=True)
+        return result.stdout.strip()
+
+
+@pytest.fixture
+def hub_server() -> Iterator[Callable[..., HubProcess]]:
+    """Starts real hubs on SQLite files (or the database given); all stopped afterwards."""
+    started: list[HubProcess] = []
+    root = tempfile.mkdtemp(prefix="pjhub", dir="/tmp")
+
+    def start(database: str | None = None, *extra: str) -> HubProcess:
+        hub = HubProcess(database or f"sqlite:///{root}/hub{len(started)}.db", extra=extra)
+        started.append(hub.start())
+        return hub
+
+    yield start
+    for hub in started:
+        hub.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -138,8 +138,8 @@ skews = st.lists(st.floats(-60.0, 60.0), min_size=DEVICES, max_size=DEVICES)
 async def _record(world: World, device: Device, project: str, kind: str, pick: int) -> None:
     store = device.store
     if kind == "edit":
-        notes = store.notes_with_prefix(project, "")
-        # notes_with_prefix stops at two; an edit of one of those is enough variety.
+        notes = store.notes_matching(project, "")
+        # notes_matching stops at two; an edit of one of those is enough variety.
         if not notes:
             kind = "note"
     if kind == "finish":

@@ -140,12 +140,13 @@ class EventStore:
             started_at=r[6], finished_at=r[7], duration=r[8], exit_status=r[9], reason=r[10],
         ) for r in rows]
 
-    def notes_with_prefix(self, project: str, prefix: str) -> list[str]:
-        """Ids of the project's notes that start with `prefix` (at most two: enough to tell
-        a unique prefix from an ambiguous one)."""
+    def notes_matching(self, project: str, fragment: str) -> list[str]:
+        """Ids of the project's notes that start or end with `fragment` (`projctl` shows the
+        end, the random part); at most two, enough to tell a unique match from an ambiguous one."""
         rows = self._db.read(
-            "SELECT note FROM notes WHERE project = ? AND note >= ? AND note < ? LIMIT 2",
-            (project, prefix, prefix + "\uffff"))
+            "SELECT note FROM notes WHERE project = ? AND (substr(note, -length(?)) = ? "
+            "OR (note >= ? AND note < ?)) LIMIT 2",
+            (project, fragment, fragment, fragment, fragment + "\uffff"))
         return [row[0] for row in rows]
 
     def digest(self) -> str:
