@@ -1,17 +1,26 @@
-"""`projctld`: the daemon's command line (`run` in the foreground; later `hub ...`)."""
+"""`projctld`: the daemon's command line (`run` in the foreground) and the team hub's (`hub`)."""
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
+import time
 import traceback
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
 
 import click
 
 from projctl_client import paths
 from projctld import __version__
 from projctld.errors import ProjctlError
+from projctld.hub.auth import DEFAULT_MIN_CLIENT_VERSION, parse_version
+from projctld.hub.storage import HubStorage, TokenRecord, new_token, open_storage
+from projctld.sync.events import ProjectName
+
+T = TypeVar("T")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,15 +81,180 @@ def run(ready_fd: int | None, sandbox: bool) -> None:
                 lambda: report("ready\n"), database=paths.database_path(),
             ))
     except ProjctlError as exc:
-        lines = [f"error: {exc.message}", *(f"try: {s}" for s in exc.suggestions)]
-        click.echo("projctld: " + "\n  ".join(lines), err=True)
-        report("\n".join(lines) + "\n")
-        sys.exit(exc.exit_code)
+        report("\n".join(_error_lines(exc)) + "\n")
+        _fail(exc)
     except Exception as exc:
         traceback.print_exc()
         report(f"error: projctld failed: {type(exc).__name__}: {exc}\n"
                f"try: read {paths.log_path()}\n")
         sys.exit(1)
+
+
+def _error_lines(exc: ProjctlError) -> list[str]:
+    return [f"error: {exc.message}", *(f"try: {s}" for s in exc.suggestions)]
+
+
+def _fail(exc: ProjctlError) -> NoReturn:
+    click.echo("projctld: " + "\n  ".join(_error_lines(exc)), err=True)
+    sys.exit(exc.exit_code)
+
+
+@main.group()
+def hub() -> None:
+    """The team hub: the HTTP service that devices sync their team events through.
+
+    One hub serves a team: run `projctld hub serve` on a machine everyone reaches, create a
+    token per person with `projctld hub token create`, and point each projctl at the hub in the
+    [sync] section of its config.
+    """
+
+
+def _database_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--database", metavar="URL", envvar="PROJCTL_HUB_DATABASE",
+        default=lambda: f"sqlite://{paths.state_dir()}/hub.db",
+        show_default="$PROJCTL_HUB_DATABASE, else sqlite:///$XDG_STATE_HOME/projctl/hub.db",
+        help="Where the hub keeps events and tokens: sqlite:///PATH or "
+        "postgresql://USER:PASSWORD@HOST:PORT/DB.",
+    )(command)
+
+
+def _check_version(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if parse_version(value) is None:
+        raise click.BadParameter(f"{value!r} is not a version like 1.2.3")
+    return value
+
+
+@hub.command("serve")
+@_database_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on; 0.0.0.0 for every interface.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True,
+              help="The TCP port; 0 picks a free one (the ready line names it).")
+@click.option("--min-client-version", default=DEFAULT_MIN_CLIENT_VERSION, show_default=True,
+              metavar="X.Y.Z", callback=_check_version,
+              help="Refuse clients older than this with 426 and the upgrade command.")
+def hub_serve(database: str, host: str, port: int, min_client_version: str) -> None:
+    """Serve the hub in the foreground until SIGTERM or SIGINT.
+
+    Prints `projctl hub listening on URL (storage: KIND)` once it accepts connections; logs go
+    to stderr. Put TLS in front of it (a reverse proxy) when it is reachable beyond this machine.
+    """
+    import anyio
+
+    from projctld import logging as logs
+    from projctld.hub.serve import serve_hub
+
+    logs.configure("info")
+    try:
+        kind = open_storage(database).kind
+        anyio.run(functools.partial(
+            serve_hub, database, host, port, min_client_version=min_client_version,
+            on_ready=lambda url: click.echo(f"projctl hub listening on {url} (storage: {kind})"),
+        ))
+    except ProjctlError as exc:
+        _fail(exc)
+
+
+@hub.group("token")
+def hub_token() -> None:
+    """The bearer tokens that devices show the hub; the hub keeps only their hashes."""
+
+
+def _on_storage(database: str, work: Callable[[HubStorage], Awaitable[T]]) -> T:
+    """Run `work` against the hub's storage, opened for just this."""
+    import anyio
+
+    async def run_work() -> T:
+        storage = open_storage(database)
+        await storage.open()
+        try:
+            return await work(storage)
+        finally:
+            await storage.close()
+
+    try:
+        return anyio.run(run_work)
+    except ProjctlError as exc:
+        _fail(exc)
+
+
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+_PROJECT = re.compile(ProjectName.__metadata__[0].pattern)
+
+
+def _check_user(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not _USER.match(value):
+        raise click.BadParameter(f"{value!r} is not a user name: letters, digits and . _ @ + -")
+    return value
+
+
+def _check_projects(_ctx: click.Context, _param: click.Parameter,
+                    value: tuple[str, ...]) -> tuple[str, ...]:
+    for project in value:
+        if project != "*" and not _PROJECT.match(project):
+            raise click.BadParameter(
+                f"{project!r} is not a project name (as in [projects.NAME]), nor '*' for all")
+    return value
+
+
+@hub_token.command("create")
+@click.option("--user", required=True, callback=_check_user,
+              help="Whose token it is; events pushed with it are that user's.")
+@click.option("--project", "projects", multiple=True, required=True, callback=_check_projects,
+              help="A project the token may use; repeat it for more, '*' means every project.")
+@click.option("--write", is_flag=True, help="Allow pushing events, not only pulling them.")
+@_database_option
+def hub_token_create(user: str, projects: tuple[str, ...], write: bool, database: str) -> None:
+    """Create a token and print it, once, on stdout."""
+    token, token_hash, token_id = new_token()
+    record = TokenRecord(id=token_id, user=user, projects=sorted(set(projects)), write=write,
+                         created_at=time.time())
+    _on_storage(database, lambda storage: storage.add_token(token_hash, record))
+    click.echo(token)
+    click.echo(
+        f"projctld: token {token_id} of {user} may {'read and write' if write else 'read'} "
+        f"{_projects_text(record.projects)}. It is not shown again: on {user}'s machine, "
+        "export PROJCTL_HUB_TOKEN=<the token> (or name another variable with token_env in "
+        "the [sync] section of the config) and restart the daemon: projctl daemon restart",
+        err=True,
+    )
+
+
+def _projects_text(projects: list[str]) -> str:
+    return "every project" if "*" in projects else "project " + ", ".join(projects)
+
+
+@hub_token.command("list")
+@_database_option
+def hub_token_list(database: str) -> None:
+    """List the tokens: id, user, rights, projects, when created and whether revoked."""
+    records = _on_storage(database, lambda storage: storage.list_tokens())
+    if not records:
+        click.echo("no tokens yet; create one with: projctld hub token create --user USER "
+                   "--project PROJECT [--write]", err=True)
+        return
+    rows = [("ID", "USER", "RIGHTS", "PROJECTS", "CREATED", "REVOKED")] + [
+        (r.id, r.user, "read+write" if r.write else "read", ",".join(r.projects),
+         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r.created_at)),
+         "yes" if r.revoked else "no")
+        for r in records
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                       strict=True)).rstrip())
+
+
+@hub_token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@_database_option
+def hub_token_revoke(token_id: str, database: str) -> None:
+    """Revoke a token: the hub refuses it from the next request on."""
+    if not _on_storage(database, lambda storage: storage.revoke_token(token_id)):
+        _fail(ProjctlError(f"no token has the id {token_id!r}",
+                           suggestions=["projctld hub token list  # shows the ids"]))
+    click.echo(f"projctld: token {token_id} revoked", err=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,402 @@
+"""The hub's HTTP service: its routes, body encodings and error replies, as one Litestar app."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import OpenAPIMediaType, Reference, RequestBody
+from litestar.params import Parameter
+from litestar.types import Message, Scope
+
+from projctld import __version__
+from projctld.errors import ProjctlError
+from projctld.hub.auth import (
+    DEFAULT_MIN_CLIENT_VERSION,
+    Refusal,
+    authenticate,
+    check_client_version,
+    parse_version,
+)
+from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict
+from projctld.logging import get_logger
+from projctld.sync.events import Event, InvalidPayload, typed_payload
+from projctld.sync.hlc import ClockAhead, HybridClock, ahead_of
+from projctld.sync.wire import (
+    HUB_CLOCK_HEADER,
+    JSON,
+    LATEST_VERSION_HEADER,
+    MAX_BATCH,
+    MAX_BODY,
+    MAX_FUTURE,
+    MAX_PAGE,
+    MAX_WAIT,
+    MIN_VERSION_HEADER,
+    MSGPACK,
+    Health,
+    HubError,
+    PullReply,
+    PushReply,
+    PushRequest,
+)
+
+log = get_logger(__name__)
+
+EVENTS = "/v1/events"
+DEFAULT_PAGE = 500
+
+
+class _Batch(msgspec.Struct, frozen=True):
+    """PushRequest without its length limit: too many events is a 413, not a malformed body."""
+
+    events: list[Event]
+
+
+_DECODERS = {
+    MSGPACK: msgspec.msgpack.Decoder(_Batch),
+    JSON: msgspec.json.Decoder(_Batch),
+}
+_ENCODERS = {MSGPACK: msgspec.msgpack.Encoder(), JSON: msgspec.json.Encoder()}
+# Payloads are stored and served in both encodings, so they may hold only what both carry
+# alike; msgpack's 64-bit integer range is the narrower one.
+_INT_RANGE = range(-(2**63), 2**64)
+
+_STATUS_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+}
+_ROUTES_HINT = f"the hub serves {EVENTS}, /v1/health and /v1/openapi.json"
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    return {status: ResponseSpec(HubError, description=description)
+            for status, description in {
+                400: "A malformed request: the body, a parameter or the client version header",
+                401: "No bearer token, or an unknown or revoked one",
+                403: "The token may not read or write this project, or the device is "
+                     "another user's",
+                409: "The device's log disagrees with the hub's (seq_conflict)",
+                413: "The body or the batch is too large",
+                415: "The body is neither application/msgpack nor application/json",
+                426: "The client is older than the hub accepts",
+            }.items() if status in statuses}
+
+
+class _Hub:
+    """The state behind the routes: storage, the hub's clock and the oldest client accepted."""
+
+    def __init__(self, storage: HubStorage, min_client_version: str,
+                 clock: HybridClock) -> None:
+        self.storage = storage
+        self.min_client_version = min_client_version
+        self.clock = clock
+
+    async def push(self, request: Request[Any, Any, State]) -> Response[PushReply]:
+        """Store a batch of events; pushing the same events again is harmless.
+
+        The body is a PushRequest, as application/msgpack or application/json.
+        """
+        token = await authenticate(request.headers, self.storage)
+        media_type = request.content_type[0]
+        decoder = _DECODERS.get(media_type)
+        if decoder is None:
+            raise Refusal(415, "unsupported_media_type",
+                          f"cannot read a body of type {media_type or '(none)'!r}",
+                          suggestions=[f"send Content-Type: {MSGPACK} or {JSON}"])
+        events = _decode(decoder, await _read_body(request), media_type)
+        for project in sorted({event.project for event in events}):
+            if not token.can_write(project):
+                read_only = " (the token is read-only)" if not token.write else ""
+                raise Refusal(403, "forbidden",
+                              f"token {token.id} of {token.user} may not write to project "
+                              f"{project}{read_only}",
+                              suggestions=[_token_hint(token.user, project, write=True)])
+        _check_events(events)
+        try:
+            outcome = await self.storage.push(token.user, events)
+        except SeqConflict as exc:
+            raise Refusal(
+                409, "seq_conflict",
+                f"device {exc.device} pushed a different event as seq {exc.seq} before: its "
+                "event log disagrees with the hub's, typically because its state database was "
+                "restored from an old copy",
+                suggestions=["on that machine: projctl daemon stop, move its state database "
+                             "($XDG_STATE_HOME/projctl/state.db, by default ~/.local/state/"
+                             "projctl/state.db) aside, then projctl daemon start: the device "
+                             "gets a new id and pulls the team's events afresh"],
+            ) from None
+        except DeviceTaken as exc:
+            raise Refusal(403, "device_taken",
+                          f"device {exc.device} belongs to another user than {token.user}",
+                          suggestions=["push with the token of the device's own user"]) from None
+        if events:
+            with contextlib.suppress(ClockAhead):
+                self.clock.observe(max(event.hlc for event in events))
+        log.info("events_pushed", user=token.user, accepted=outcome.accepted,
+                 duplicates=outcome.duplicates)
+        return _reply(request, PushReply(accepted=outcome.accepted,
+                                         duplicates=outcome.duplicates))
+
+    async def pull(
+        self,
+        request: Request[Any, Any, State],
+        project: Annotated[str, Parameter(description="The project whose events to pull")],
+        after: Annotated[int, Parameter(ge=0, le=2**63 - 1, description="The cursor: the "
+                                        "last hub_seq already held")] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+        wait: Annotated[float, Parameter(ge=0, le=MAX_WAIT, description="Seconds to wait "
+                                         "for an event when there is none yet")] = 0.0,
+    ) -> Response[PullReply]:
+        """Events of one project after a cursor, oldest first; optionally waits for one."""
+        token = await authenticate(request.headers, self.storage)
+        if not token.can_read(project):
+            raise Refusal(403, "forbidden",
+                          f"token {token.id} of {token.user} may not read project {project}",
+                          suggestions=[_token_hint(token.user, project, write=False)])
+        # One more than asked for tells whether another page is waiting.
+        events = await self.storage.pull(project, after, limit + 1)
+        if not events and wait > 0:
+            await self.storage.wait_for_events(project, after, wait)
+            events = await self.storage.pull(project, after, limit + 1)
+        page = events[:limit]
+        return _reply(request, PullReply(events=page,
+                                         next_after=page[-1].hub_seq if page else after,
+                                         more=len(events) > limit))
+
+    async def health(self, request: Request[Any, Any, State]) -> Response[Health]:
+        """Whether the hub runs, its version, the oldest client it accepts and its storage."""
+        return _reply(request, Health(status="ok", version=__version__,
+                                      min_client_version=self.min_client_version,
+                                      storage=self.storage.kind))
+
+    async def check_version(self, request: Request[Any, Any, State]) -> None:
+        check_client_version(request.headers, self.min_client_version)
+
+    async def stamp(self, message: Message, scope: Scope) -> None:
+        """Add the version and clock headers to every reply, errors included."""
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *(
+                (name.encode(), value.encode()) for name, value in (
+                    (MIN_VERSION_HEADER, self.min_client_version),
+                    (LATEST_VERSION_HEADER, __version__),
+                    (HUB_CLOCK_HEADER, str(self.clock.now())),
+                ))]
+
+
+async def _read_body(request: Request[Any, Any, State]) -> bytes:
+    too_large = Refusal(413, "too_large", f"the body is larger than {MAX_BODY} bytes",
+                        suggestions=[f"push at most {MAX_BATCH} events at a time, in "
+                                     "several requests"])
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_large
+    # Counted while reading too: a chunked body declares no length.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(decoder: msgspec.msgpack.Decoder | msgspec.json.Decoder, body: bytes,
+            media_type: str) -> list[Event]:
+    try:
+        events = decoder.decode(body).events
+    # ValidationError is a DecodeError and names the offending field; invalid UTF-8 in a
+    # msgpack string is a UnicodeDecodeError.
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise _invalid_body(f"the {media_type} body is not a PushRequest: {exc}") from None
+    except RecursionError:
+        raise _invalid_body(f"the {media_type} body is nested too deeply") from None
+    if len(events) > MAX_BATCH:
+        raise Refusal(413, "too_large",
+                      f"the batch holds {len(events)} events, more than {MAX_BATCH}",
+                      suggestions=[f"push at most {MAX_BATCH} events at a time"])
+    return events
+
+
+def _invalid_body(message: str) -> Refusal:
+    return Refusal(400, "invalid_body", message,
+                   suggestions=["send a PushRequest as described in /v1/openapi.json"])
+
+
+def _check_events(events: Sequence[Event]) -> None:
+    now = time.time()
+    for event in events:
+        try:
+            typed_payload(event)
+        except InvalidPayload as exc:
+            raise Refusal(400, "invalid_event", f"event {event.id}: {exc}",
+                          suggestions=["the device that created it runs a projctl whose "
+                                       "events this hub reads differently: bring both to "
+                                       "the same version"]) from None
+        if not _plain(event.payload):
+            raise Refusal(400, "invalid_event",
+                          f"event {event.id}: its payload holds a value JSON cannot carry "
+                          "(binary, an extension type, a timestamp, a non-string map key or "
+                          "an integer beyond 64 bits)",
+                          suggestions=["keep payloads to strings, numbers, booleans, null, "
+                                       "arrays and objects"])
+        ahead = ahead_of(event.hlc, now)
+        if ahead > MAX_FUTURE:
+            raise Refusal(
+                400, "clock_ahead",
+                f"event {event.id} is stamped {ahead:.0f} s ahead of the hub's clock: the "
+                f"clock of device {event.device} runs about {ahead:.0f} s fast (the hub "
+                f"accepts at most {MAX_FUTURE:.0f} s)",
+                suggestions=["fix the device's clock, e.g. `sudo timedatectl set-ntp true`",
+                             "the event waits on the device and is sent again until the hub "
+                             "accepts it"],
+            )
+
+
+def _plain(payload: dict[str, Any]) -> bool:
+    """Whether `payload` holds only JSON values; iterative, since nesting may be deep."""
+    pending: list[Any] = [payload]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if not all(isinstance(key, str) for key in value):
+                return False
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if value not in _INT_RANGE:
+                return False
+        elif not (value is None or isinstance(value, (str, float, bool))):
+            return False
+    return True
+
+
+def _token_hint(user: str, project: str, *, write: bool) -> str:
+    return (f"ask the hub's operator for a token with: projctld hub token create --user {user} "
+            f"--project {project}" + (" --write" if write else ""))
+
+
+def _media_type(request: Request[Any, Any, State]) -> str:
+    return request.accept.best_match([JSON, MSGPACK], default=JSON)
+
+
+def _reply(request: Request[Any, Any, State], body: msgspec.Struct, status: int = 200,
+           headers: dict[str, str] | None = None) -> Response[Any]:
+    media_type = _media_type(request)
+    return Response(_ENCODERS[media_type].encode(body), status_code=status,
+                    media_type=media_type, headers=headers)
+
+
+def _refused(request: Request[Any, Any, State], exc: Refusal) -> Response[Any]:
+    log.info("request_refused", method=request.method, path=request.url.path,
+             status=exc.status, code=exc.code)
+    return _reply(request, HubError(code=exc.code, message=exc.message,
+                                    suggestions=exc.suggestions), exc.status, exc.headers)
+
+
+def _http_error(request: Request[Any, Any, State], exc: HTTPException) -> Response[Any]:
+    """Litestar's own refusals (unknown path, wrong method, bad parameters) as HubErrors."""
+    if isinstance(exc, ValidationException):
+        problems = exc.extra if isinstance(exc.extra, list) else []
+        details = "; ".join(
+            f"{getattr(problem.get('source'), 'value', 'query')} parameter "
+            f"`{problem.get('key', '')}`: {problem.get('message', '')}"
+            for problem in problems if isinstance(problem, dict))
+        return _refused(request, Refusal(
+            400, "invalid_parameter", details or exc.detail,
+            suggestions=["see the parameters in /v1/openapi.json"]))
+    status = exc.status_code
+    message, suggestions = {
+        404: (f"the hub has nothing at {request.url.path}", [_ROUTES_HINT]),
+        405: (f"{request.url.path} does not take {request.method}", [_ROUTES_HINT]),
+    }.get(status, (exc.detail, []))
+    return _refused(request, Refusal(status, _STATUS_CODES.get(status, f"http_{status}"),
+                                     message, suggestions=suggestions,
+                                     headers=exc.headers or None))
+
+
+def _unavailable(request: Request[Any, Any, State], exc: ProjctlError) -> Response[Any]:
+    # The message names server paths: it is for the operator's log, not for the client.
+    log.error("storage_failed", method=request.method, path=request.url.path,
+              error=exc.message, suggestions=exc.suggestions)
+    return _reply(request, HubError(
+        code="unavailable", message="the hub cannot use its storage right now",
+        suggestions=["try again later; the events wait on the device meanwhile",
+                     "the hub's operator finds the cause in its log"]), 503)
+
+
+def _internal(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
+    log.error("request_failed", method=request.method, path=request.url.path, exc_info=exc)
+    return _reply(request, HubError(
+        code="internal", message="the hub failed to answer this request",
+        suggestions=["try again later", "the hub's operator finds the cause in its log"]), 500)
+
+
+def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLIENT_VERSION,
+               clock: HybridClock | None = None) -> Litestar:
+    """The hub over `storage` (already open), refusing clients older than
+    `min_client_version`."""
+    if parse_version(min_client_version) is None:
+        raise ValueError(f"min_client_version {min_client_version!r} is not a version")
+    hub = _Hub(storage, min_client_version, clock or HybridClock())
+    app = Litestar(
+        route_handlers=[
+            post(EVENTS, status_code=200, request_max_body_size=None,
+                 responses=_errors(400, 401, 403, 409, 413, 415, 426),
+                 operation_id="push_events")(hub.push),
+            get(EVENTS, responses=_errors(400, 401, 403, 426),
+                operation_id="pull_events")(hub.pull),
+            get("/v1/health", operation_id="health", responses=_errors(400, 426))(hub.health),
+        ],
+        before_request=hub.check_version,
+        before_send=[hub.stamp],
+        # Litestar's own logging would print tracebacks with their locals, request headers and
+        # so bearer tokens included; _internal logs through structlog, which redacts.
+        logging_config=None,
+        exception_handlers={
+            Refusal: _refused,
+            HTTPException: _http_error,
+            ProjctlError: _unavailable,
+            Exception: _internal,
+        },
+        openapi_config=OpenAPIConfig(
+            # Served at this path itself: Litestar answers any other GET under its OpenAPI
+            # path with an HTML page of its own, which must not shadow /v1/*.
+            title="projctl hub", version=__version__, path="/v1/openapi.json",
+            render_plugins=[JsonRenderPlugin(path="/")],
+            description="Devices push their team events here and pull each other's. Bodies "
+            f"are {MSGPACK} or {JSON}, carrying the same structures.",
+        ),
+    )
+    _describe_bodies(app)
+    return app
+
+
+def _describe_bodies(app: Litestar) -> None:
+    """Complete the OpenAPI description with what Litestar cannot see.
+
+    Litestar describes only a body it decodes itself, while the push route decodes its own (in
+    two encodings, counting bytes as they come), so the PushRequest schema is added here, from
+    msgspec; and every body of the events routes is offered in both encodings.
+    """
+    openapi = app.openapi_schema
+    _, schemas = msgspec.json.schema_components(
+        [PushRequest], ref_template="#/components/schemas/{name}")
+    openapi.components.schemas.update(schemas)
+    reference = Reference(ref="#/components/schemas/PushRequest")
+    events = openapi.paths[EVENTS]
+    events.post.request_body = RequestBody(required=True, content={
+        media_type: OpenAPIMediaType(schema=reference) for media_type in (MSGPACK, JSON)})
+    for operation in (events.get, events.post):
+        for response in operation.responses.values():
+            if response.content and JSON in response.content:
+                response.content[MSGPACK] = response.content[JSON]
