@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterable, Sequence
 
 import msgspec
@@ -90,16 +91,15 @@ class EventStore:
     def store_pulled(self, project: str, events: Iterable[Event], next_after: int) -> int:
         """Store a page pulled from the hub and move the cursor, in one transaction; events
         already held (our own, or a page pulled twice) are skipped. Returns how many were new."""
-        new = 0
         with self._db.transaction() as conn:
-            for event in events:
-                if _insert(conn, [event], pushed=1):
-                    fold.apply(conn, event)
-                    new += 1
+            new = _not_held(conn, list(events))
+            _insert(conn, new, pushed=1)
+            for event in new:
+                fold.apply(conn, event)
             conn.execute(
                 "INSERT INTO sync_cursors(project, after) VALUES (?, ?) ON CONFLICT(project) "
                 "DO UPDATE SET after = max(after, excluded.after)", (project, next_after))
-        return new
+        return len(new)
 
     def history(self, project: str, *, since_hlc: int = 0, types: Sequence[str] = (),
                 limit: int = 50) -> list[Event]:
@@ -170,12 +170,31 @@ class EventStore:
                 fold.apply(conn, _event(row))
 
 
-def _insert(conn, events: list[Event], *, pushed: int) -> int:
-    cursor = conn.executemany(
-        f"INSERT OR IGNORE INTO events({_COLUMNS}, pushed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+def _not_held(conn: sqlite3.Connection, events: list[Event]) -> list[Event]:
+    """The events of a page whose id and (device, seq) this replica does not hold yet, each
+    once: one query for the ids and one per device, rather than one per event."""
+    held_ids = {row[0] for row in conn.execute(
+        f"SELECT id FROM events WHERE id IN ({','.join('?' * len(events))})",
+        [e.id for e in events])} if events else set()
+    held_seqs: set[tuple[str, int]] = set()
+    for device in {e.device for e in events}:
+        seqs = [e.seq for e in events if e.device == device]
+        held_seqs.update((device, row[0]) for row in conn.execute(
+            "SELECT seq FROM events WHERE device = ? AND seq BETWEEN ? AND ?",
+            (device, min(seqs), max(seqs))))
+    new: dict[str, Event] = {}
+    for event in events:
+        if event.id not in held_ids and (event.device, event.seq) not in held_seqs:
+            held_seqs.add((event.device, event.seq))
+            new.setdefault(event.id, event)
+    return list(new.values())
+
+
+def _insert(conn: sqlite3.Connection, events: list[Event], *, pushed: int) -> None:
+    conn.executemany(
+        f"INSERT INTO events({_COLUMNS}, pushed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(e.id, e.device, e.seq, e.hlc, e.project, e.actor, e.type, _encode(e.payload),
           e.created_at, pushed) for e in events])
-    return cursor.rowcount
 
 
 def _event(row: tuple) -> Event:

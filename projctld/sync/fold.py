@@ -99,20 +99,20 @@ def _deployment_finished(conn: sqlite3.Connection, event: Event, p: DeploymentFi
 
 
 def _note_written(conn: sqlite3.Connection, event: Event, p: NoteAdded) -> None:
-    row = conn.execute(
-        "SELECT write_hlc, write_device, write_seq, created_hlc, created_device, created_seq "
-        "FROM notes WHERE project = ? AND note = ?", (event.project, p.note)).fetchone()
     key = event.order_key()
     # Only note.added says who wrote the note and when; an edit may arrive before it.
     created = (event.actor, event.created_at, *key) if event.type == "note.added" \
         else (None,) * 5
-    if row is None:
-        conn.execute(
+    # Most writes are a new note: try that first, in one statement.
+    if conn.execute(
             "INSERT INTO notes(project, note, text, edited_by, write_hlc, write_device, "
             "write_seq, author, created_at, created_hlc, created_device, created_seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.project, p.note, p.text, event.actor, *key, *created))
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(project, note) DO NOTHING",
+            (event.project, p.note, p.text, event.actor, *key, *created)).rowcount:
         return
+    row = conn.execute(
+        "SELECT write_hlc, write_device, write_seq, created_hlc, created_device, created_seq "
+        "FROM notes WHERE project = ? AND note = ?", (event.project, p.note)).fetchone()
     if key > tuple(row[:3]):
         conn.execute(
             "UPDATE notes SET text = ?, edited_by = ?, write_hlc = ?, write_device = ?, "

@@ -1,0 +1,259 @@
+"""Team event sync: push then pull 100,000 events through a hub, daemon memory, note latency.
+
+Run it from the repository root with the dev virtualenv's interpreter:
+
+    .venv/bin/python bench/sync_throughput.py [--events N] [--rounds N] [--postgres DSN]
+
+1. For the SQLite hub and the PostgreSQL hub (a throw-away database `projctl_bench` on the
+   server of --postgres, default the local one), each a real `projctld hub serve` process on
+   loopback: three devices (EventStores on SQLite files, filled beforehand) push N events
+   between them concurrently over HTTP, then a fresh fourth device pulls all N. Printed: push,
+   pull, and push-then-pull events per second (N over both phases' time; goals: at least
+   20,000/s SQLite, 10,000/s PostgreSQL).
+2. A real `projctld run` with empty state joins the SQLite hub holding those N events and pulls
+   them all; its peak RSS (VmHWM) while doing so (goal: under 100 MiB).
+3. Whole-process `projctl note TEXT` against `projctl status`, interleaved (goal: note as fast as
+   status), with a bare `python -c pass` for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import anyio
+import httpx
+import psycopg
+from client_latency import (
+    ClientError,
+    connect,
+    make_sandbox,
+    request,
+    start_daemon,
+    stop_daemon,
+    time_process,
+)
+
+from projctld.config import SyncConfig
+from projctld.store.database import Database
+from projctld.store.events import EventStore
+from projctld.sync.events import NoteAdded, uuid7
+from projctld.sync.exchange import pull_project, push_waiting
+from projctld.sync.hlc import HybridClock
+from projctld.sync.hubclient import HubClient
+from projctld.tokens import TokenSource
+
+DEVICES = 3
+PROJECT = "demo"
+GOALS = {"sqlite": 20_000, "postgresql": 10_000}
+RSS_GOAL_MIB = 100.0
+
+
+class Hub:
+    """A `projctld hub serve` child process."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "projctld", "hub", "serve", "--database", database,
+             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = [""]
+        reader = threading.Thread(target=lambda: line.__setitem__(
+            0, self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(30)
+        if "listening on " not in line[0]:
+            self.process.kill()
+            raise SystemExit(f"error: the hub did not start: {line[0]!r}")
+        self.url = line[0].split("listening on ")[1].split()[0]
+
+    def token(self, user: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "projctld", "hub", "token", "create", "--user", user,
+             "--project", PROJECT, "--write", "--database", self.database],
+            capture_output=True, text=True, check=True).stdout.strip()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def fill(path: str, count: int) -> EventStore:
+    """A device's store holding `count` notes not yet pushed."""
+    store = EventStore(Database(path))
+    clock = HybridClock()
+    for i in range(count):
+        store.append(project=PROJECT, actor=os.path.basename(os.path.dirname(path)),
+                     type="note.added", payload=NoteAdded(note=uuid7(), text=f"note {i}"),
+                     hlc=clock.now(), now=time.time())
+    return store
+
+
+def hub_client(http: httpx.AsyncClient, hub: Hub, token: str) -> HubClient:
+    return HubClient(http, hub.url, TokenSource("hub", "sync", SyncConfig(token=token)))
+
+
+async def push_then_pull(hub: Hub, stores: list[EventStore], fresh: EventStore,
+                         tokens: list[str]) -> tuple[float, float]:
+    async with httpx.AsyncClient(timeout=60) as http:
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tasks:
+            for store, token in zip(stores, tokens, strict=True):
+                tasks.start_soon(push_waiting, store, hub_client(http, hub, token), HybridClock())
+        pushed = time.perf_counter() - started
+        started = time.perf_counter()
+        await pull_project(fresh, hub_client(http, hub, tokens[0]), HybridClock(), PROJECT)
+        pulled = time.perf_counter() - started
+    return pushed, pulled
+
+
+def bench_hub(kind: str, database: str, events: int, root: str) -> Hub:
+    print(f"\n== {kind} hub: {events:,} events from {DEVICES} devices ==")
+    hub = Hub(database)
+    tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
+    started = time.perf_counter()
+    stores = [fill(os.path.join(root, kind, f"dev{i}", "state.db"), events // DEVICES)
+              for i in range(DEVICES)]
+    total = sum(store.waiting_count() for store in stores)
+    filled = time.perf_counter() - started
+    fresh = EventStore(Database(os.path.join(root, kind, "fresh", "state.db")))
+    pushed, pulled = anyio.run(push_then_pull, hub, stores, fresh, tokens)
+    held = fresh.waiting_count() + len(fresh.history(PROJECT, limit=events + 1))
+    if held != total or any(store.waiting_count() for store in stores):
+        raise SystemExit(f"error: {held} of {total} events arrived")
+    rate = total / (pushed + pulled)
+    goal = GOALS[kind]
+    print(f"recorded locally  {total / filled:>10,.0f} events/s ({filled:.2f} s, not part of "
+          "the goal)")
+    print(f"push              {total / pushed:>10,.0f} events/s ({pushed:.2f} s)")
+    print(f"pull              {total / pulled:>10,.0f} events/s ({pulled:.2f} s)")
+    print(f"push then pull    {rate:>10,.0f} events/s; goal >= {goal:,}/s: "
+          f"{'met' if rate >= goal else 'NOT met'}")
+    return hub
+
+
+def bench_daemon_rss(hub: Hub, events: int) -> None:
+    print(f"\n== projctld pulling {events:,} events from the SQLite hub ==")
+    box = make_sandbox()
+    try:
+        config = os.path.join(box.root, "config", "projctl", "config.toml")
+        with open(config, "a") as handle:
+            handle.write(f'\n[sync]\nhub = "{hub.url}"\ninterval = 2.0\n')
+        box.env["PROJCTL_HUB_TOKEN"] = hub.token("rss")
+        started = time.perf_counter()
+        process = start_daemon(sys.executable, box)
+        peak_rss = 0.0
+        try:
+            while True:
+                with connect(box.socket_path, timeout=10) as conn:
+                    view = conn.call(request("sync"))["sync"]
+                peak_rss = max(peak_rss, _status_kib(process.pid, "VmRSS") / 1024)
+                if view["pulled"] >= events:
+                    break
+                if time.perf_counter() - started > 300:
+                    raise SystemExit(f"error: only {view['pulled']} pulled after 300 s")
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            hwm = _status_kib(process.pid, "VmHWM") / 1024
+            now = _status_kib(process.pid, "VmRSS") / 1024
+        finally:
+            stop_daemon(process)
+        print(f"pulled {events:,} in {elapsed:.2f} s ({events / elapsed:,.0f} events/s, "
+              "start-up included)")
+        print(f"RSS peak (VmHWM) {hwm:.1f} MiB, highest sampled {peak_rss:.1f} MiB, after "
+              f"{now:.1f} MiB; goal < {RSS_GOAL_MIB:g} MiB: "
+              f"{'met' if hwm < RSS_GOAL_MIB else 'NOT met'}")
+    finally:
+        shutil.rmtree(box.root, ignore_errors=True)
+
+
+def _status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise SystemExit(f"error: no {field} for pid {pid}")
+
+
+def bench_note_latency(rounds: int) -> None:
+    print(f"\n== projctl note against projctl status, whole processes, {rounds} rounds ==")
+    box = make_sandbox()
+    process = start_daemon(sys.executable, box)
+    try:
+        argv = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "projctl status": [sys.executable, "-m", "projctl_client", "status"],
+            "projctl note TEXT": [sys.executable, "-m", "projctl_client", "note",
+                                  "deployed the cache fix"],
+        }
+        samples: dict[str, list[float]] = {name: [] for name in argv}
+        names = list(argv)
+        for name in names:  # warm-up
+            time_process(argv[name], box)
+        for index in range(rounds):
+            for name in names[index % 3:] + names[:index % 3]:
+                samples[name].append(time_process(argv[name], box))
+    finally:
+        stop_daemon(process)
+        shutil.rmtree(box.root, ignore_errors=True)
+    bare = statistics.median(samples["python -c pass"])
+    for name, values in samples.items():
+        median = statistics.median(values)
+        print(f"{name:<20}{median:>8.1f} ms median  {median / bare:>5.2f}x bare")
+    ratio = statistics.median(samples["projctl note TEXT"]) / \
+        statistics.median(samples["projctl status"])
+    print(f"note / status = {ratio:.2f}; goal: as fast as status (<= 1.0, noise ~0.05): "
+          f"{'met' if ratio <= 1.05 else 'NOT met'}")
+
+
+def postgres_database(dsn: str) -> str:
+    """A fresh database `projctl_bench` on the server of `dsn`; its URL."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS projctl_bench")
+        conn.execute("CREATE DATABASE projctl_bench")
+    return dsn.rsplit("/", 1)[0] + "/projctl_bench"
+
+
+def drop_postgres_database(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS projctl_bench WITH (FORCE)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--postgres", default=os.environ.get(
+        "PROJCTL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="pjsync", dir="/tmp")
+    try:
+        sqlite_hub = bench_hub("sqlite", f"sqlite:///{root}/hub.db", args.events, root)
+        try:
+            bench_daemon_rss(sqlite_hub, args.events - args.events % DEVICES)
+        finally:
+            sqlite_hub.stop()
+        try:
+            url = postgres_database(args.postgres)
+        except psycopg.OperationalError as exc:
+            raise SystemExit(f"error: cannot reach PostgreSQL at {args.postgres}: {exc}") from None
+        try:
+            bench_hub("postgresql", url, args.events, root).stop()
+        finally:
+            drop_postgres_database(args.postgres)
+        bench_note_latency(args.rounds)
+    except ClientError as exc:
+        raise SystemExit(f"error: {exc.message}") from None
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
