@@ -17,7 +17,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from projctld.errors import ConfigError, StoreError
-from projctld.hub.storage import DeviceTaken, PushOutcome, SeqConflict, TokenRecord
+from projctld.hub.storage import (
+    DeviceTaken,
+    PushOutcome,
+    SeqConflict,
+    TokenRecord,
+    pulled_events,
+)
 from projctld.logging import get_logger
 from projctld.sync.events import Event, PulledEvent
 
@@ -218,14 +224,7 @@ class PostgresStorage:
     async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
         async with self._connection() as conn:
             rows = await (await conn.execute(_SELECT_EVENTS, (project, after, limit))).fetchall()
-        decode = msgspec.msgpack.decode
-        return [
-            PulledEvent(id=id_, device=device, seq=seq, hlc=hlc, project=project_, actor=actor,
-                        type=type_, payload=decode(payload), created_at=created_at,
-                        hub_seq=hub_seq)
-            for id_, device, seq, hlc, project_, actor, type_, payload, created_at, hub_seq
-            in rows
-        ]
+        return pulled_events(rows)
 
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
         deadline = anyio.current_time() + timeout

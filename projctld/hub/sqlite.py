@@ -14,7 +14,13 @@ import anyio.to_thread
 import msgspec
 
 from projctld.errors import StoreError
-from projctld.hub.storage import DeviceTaken, PushOutcome, SeqConflict, TokenRecord
+from projctld.hub.storage import (
+    DeviceTaken,
+    PushOutcome,
+    SeqConflict,
+    TokenRecord,
+    pulled_events,
+)
 from projctld.sync.events import Event, PulledEvent
 
 SCHEMA_VERSION = 1
@@ -104,14 +110,7 @@ class SqliteStorage:
 
     async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
         rows = await self._run(self._read, _SELECT_EVENTS, (project, after, limit))
-        decode = msgspec.msgpack.decode
-        return [
-            PulledEvent(id=id_, device=device, seq=seq, hlc=hlc, project=project_, actor=actor,
-                        type=type_, payload=decode(payload), created_at=created_at,
-                        hub_seq=hub_seq)
-            for id_, device, seq, hlc, project_, actor, type_, payload, created_at, hub_seq
-            in rows
-        ]
+        return pulled_events(rows)
 
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
         deadline = anyio.current_time() + timeout

@@ -91,6 +91,17 @@ class HubStorage(Protocol):
         """Mark a token revoked; False when no token has that id."""
 
 
+def pulled_events(rows: list[tuple]) -> list[PulledEvent]:
+    """Events from rows of (id, device, seq, hlc, project, actor, type, msgpack payload,
+    created_at, hub_seq), as both backends select them."""
+    decode = msgspec.msgpack.decode
+    return [
+        PulledEvent(id=id_, device=device, seq=seq, hlc=hlc, project=project, actor=actor,
+                    type=type_, payload=decode(payload), created_at=created_at, hub_seq=hub_seq)
+        for id_, device, seq, hlc, project, actor, type_, payload, created_at, hub_seq in rows
+    ]
+
+
 TOKEN_PREFIX = "pjh_"
 
 
