@@ -253,7 +253,10 @@ def test_ctrl_c_waits_for_the_command_and_records_it_interrupted(sandbox, demo) 
     client = subprocess.Popen(
         [sys.executable, "-m", "projctl_client", "deploy", "slow", "--verbose"], cwd=demo,
         env=sandbox.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group, as a terminal's Ctrl-C reaches
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+        # A job started with `&` by a non-interactive shell (a CI runner) inherits SIGINT
+        # ignored, and so would the client; in a terminal it is never ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     marker = os.path.join(sandbox.root, "slow-started")
     deadline = time.monotonic() + 15
     while not os.path.exists(marker) and time.monotonic() < deadline:
