@@ -20,7 +20,6 @@ from projctl_client.protocol import (
 from projctld.context import DaemonContext
 from projctld.polling import Source
 from projctld.store.checkouts import CheckoutRow
-from projctld.team import deployment_views
 
 # Deployments shown per environment: the latest, and enough before it to see a pattern.
 DEPLOYMENTS_PER_ENVIRONMENT = 3
@@ -52,8 +51,7 @@ def build_status(ctx: DaemonContext, here: Checkout | None, *,
                 _project(name, project.paths, by_project[name], sources[name], now,
                          tickets_per_status),
                 environments=project.environments,
-                deployments=deployment_views(
-                    ctx.journal.store.deployments(name, DEPLOYMENTS_PER_ENVIRONMENT)),
+                deployments=ctx.journal.store.deployments(name, DEPLOYMENTS_PER_ENVIRONMENT),
             )
             for name, project in ctx.config.projects.items()
         ],

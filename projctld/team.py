@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import shlex
 
-import msgspec
-
 from projctl_client.protocol import (
     Ack,
     BranchCreated,
     Checkout,
     DeployFinish,
-    DeploymentView,
     DeployPlan,
     DeployStart,
     EventView,
@@ -22,7 +19,6 @@ from projctl_client.protocol import (
 )
 from projctld.context import DaemonContext
 from projctld.errors import ProjctlError
-from projctld.store.events import DeploymentRow
 from projctld.sync import events, hlc
 from projctld.sync.events import Event
 
@@ -96,10 +92,6 @@ def log(ctx: DaemonContext, request: Log) -> LogView:
                                       limit=request.limit)
     return LogView(project=project, events=[_event_view(ctx, e) for e in found],
                    sync=ctx.runner.view())
-
-
-def deployment_views(rows: list[DeploymentRow]) -> list[DeploymentView]:
-    return [msgspec.convert(msgspec.structs.asdict(row), DeploymentView) for row in rows]
 
 
 def resolve_project(ctx: DaemonContext, explicit: str | None, here: Checkout | None,

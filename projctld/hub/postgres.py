@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from projctld.errors import ConfigError, StoreError
 from projctld.hub.storage import (
     DeviceTaken,
+    NewEventSignals,
     PushOutcome,
     SeqConflict,
     TokenRecord,
@@ -124,8 +125,7 @@ class PostgresStorage:
         self._max_size = max_size
         self._pool: AsyncConnectionPool | None = None
         self._listener: asyncio.Task[None] | None = None
-        # Per project, the event that the next push into it sets; waiters hold a reference.
-        self._signals: dict[str, anyio.Event] = {}
+        self._new_events = NewEventSignals(_RECHECK_INTERVAL)
         lock_key = zlib.crc32(schema.encode()) - (1 << 31)  # into int4's range
         self._migrate_lock = (_LOCK_NAMESPACE + _MIGRATE_LOCK, lock_key)
         self._push_lock = (_LOCK_NAMESPACE + _PUSH_LOCK, lock_key)
@@ -218,7 +218,7 @@ class PostgresStorage:
                 # Not (device, seq), which ON CONFLICT absorbs: an id held by another record.
                 raise await self._id_conflict(conn, events) from None
         for project in projects:
-            self._wake(project)
+            self._new_events.wake(project)
         return PushOutcome(accepted=inserted, duplicates=len(events) - inserted)
 
     async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
@@ -227,22 +227,13 @@ class PostgresStorage:
         return pulled_events(rows)
 
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
-        deadline = anyio.current_time() + timeout
-        while True:
-            # Taken before looking, so that a push landing between the look and the wait
-            # still wakes this waiter.
-            signal = self._signals.setdefault(project, anyio.Event())
+        async def has_events() -> bool:
             async with self._connection() as conn:
-                found = await (await conn.execute(
+                return await (await conn.execute(
                     "SELECT 1 FROM events WHERE project = %s AND hub_seq > %s LIMIT 1",
-                    (project, after))).fetchone()
-            if found:
-                return
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                return
-            with anyio.move_on_after(min(remaining, _RECHECK_INTERVAL)):
-                await signal.wait()
+                    (project, after))).fetchone() is not None
+
+        await self._new_events.wait(project, timeout, has_events)
 
     async def add_token(self, token_hash: str, record: TokenRecord) -> None:
         async with self._connection() as conn:
@@ -345,7 +336,7 @@ class PostgresStorage:
                     prefix = f"{self.schema}/"
                     async for note in conn.notifies():
                         if note.payload.startswith(prefix):
-                            self._wake(note.payload[len(prefix):])
+                            self._new_events.wake(note.payload[len(prefix):])
             except Exception as exc:  # whatever happens, waiters still have their re-check
                 log.warning("hub_listener_lost", error=str(exc).strip(), retry_in_s=delay)
             while True:
@@ -361,13 +352,7 @@ class PostgresStorage:
             log.info("hub_listener_reconnected")
             delay = _RECONNECT_DELAYS[0]
             # Notifications sent while we were away are lost: let every waiter look again.
-            for project in list(self._signals):
-                self._wake(project)
-
-    def _wake(self, project: str) -> None:
-        signal = self._signals.pop(project, None)
-        if signal is not None:
-            signal.set()
+            self._new_events.wake_all()
 
     async def _check_held(self, conn: psycopg.AsyncConnection, events: list[Event],
                           devices: list[str], seqs: list[int]) -> None:

@@ -16,6 +16,7 @@ import msgspec
 from projctld.errors import StoreError
 from projctld.hub.storage import (
     DeviceTaken,
+    NewEventSignals,
     PushOutcome,
     SeqConflict,
     TokenRecord,
@@ -85,8 +86,7 @@ class SqliteStorage:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.Lock()
-        # Per project, the event that the next push into it sets; waiters hold a reference.
-        self._signals: dict[str, anyio.Event] = {}
+        self._new_events = NewEventSignals(_RECHECK_INTERVAL)
 
     async def open(self) -> None:
         self._conn = await anyio.to_thread.run_sync(self._open)
@@ -103,9 +103,7 @@ class SqliteStorage:
         outcome = await self._run(self._push, user, events)
         if outcome.accepted:
             for project in {event.project for event in events}:
-                signal = self._signals.pop(project, None)
-                if signal is not None:
-                    signal.set()
+                self._new_events.wake(project)
         return outcome
 
     async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
@@ -113,19 +111,11 @@ class SqliteStorage:
         return pulled_events(rows)
 
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
-        deadline = anyio.current_time() + timeout
-        while True:
-            # Taken before looking, so that a push landing between the look and the wait
-            # still wakes this waiter.
-            signal = self._signals.setdefault(project, anyio.Event())
-            if await self._run(self._read, "SELECT 1 FROM events WHERE project = ? AND"
-                               " hub_seq > ? LIMIT 1", (project, after)):
-                return
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                return
-            with anyio.move_on_after(min(remaining, _RECHECK_INTERVAL)):
-                await signal.wait()
+        async def has_events() -> bool:
+            return bool(await self._run(self._read, "SELECT 1 FROM events WHERE project = ? AND"
+                                        " hub_seq > ? LIMIT 1", (project, after)))
+
+        await self._new_events.wait(project, timeout, has_events)
 
     async def add_token(self, token_hash: str, record: TokenRecord) -> None:
         await self._run(self._write, "INSERT INTO tokens (hash, id, user, projects, write,"

@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import anyio
 import msgspec
 
 from projctld.errors import ConfigError
@@ -89,6 +91,41 @@ class HubStorage(Protocol):
 
     async def revoke_token(self, token_id: str) -> bool:
         """Mark a token revoked; False when no token has that id."""
+
+
+class NewEventSignals:
+    """Wakes the pulls waiting for a project's next event. A backend wakes a project after a
+    push into it; waiters also look at the database every `recheck` seconds, for pushes this
+    process cannot hear of."""
+
+    def __init__(self, recheck: float) -> None:
+        self._recheck = recheck
+        self._signals: dict[str, anyio.Event] = {}
+
+    def wake(self, project: str) -> None:
+        signal = self._signals.pop(project, None)
+        if signal is not None:
+            signal.set()
+
+    def wake_all(self) -> None:
+        for project in list(self._signals):
+            self.wake(project)
+
+    async def wait(self, project: str, timeout: float,
+                   has_events: Callable[[], Awaitable[bool]]) -> None:
+        """Return once `has_events()` is true, or after `timeout` seconds."""
+        deadline = anyio.current_time() + timeout
+        while True:
+            # Taken before looking, so that a push landing between the look and the wait
+            # still wakes this waiter.
+            signal = self._signals.setdefault(project, anyio.Event())
+            if await has_events():
+                return
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return
+            with anyio.move_on_after(min(remaining, self._recheck)):
+                await signal.wait()
 
 
 def pulled_events(rows: list[tuple]) -> list[PulledEvent]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from projctl_client.protocol import DeploymentView
 from projctld.store.database import Database
 from projctld.sync import fold
 from projctld.sync.events import Event, new_device_id, uuid7
@@ -15,20 +16,6 @@ from projctld.sync.events import Event, new_device_id, uuid7
 _COLUMNS = "id, device, seq, hlc, project, actor, type, payload, created_at"
 _encode = msgspec.msgpack.Encoder().encode
 _decode_payload = msgspec.msgpack.Decoder(dict).decode
-
-
-class DeploymentRow(msgspec.Struct, kw_only=True):
-    deployment: str
-    environment: str
-    state: str
-    actor: str | None
-    branch: str | None
-    commit: str | None
-    started_at: float | None
-    finished_at: float | None
-    duration: float | None
-    exit_status: int | None
-    reason: str | None
 
 
 class EventStore:
@@ -118,24 +105,24 @@ class EventStore:
             "ORDER BY hlc DESC, device DESC, seq DESC LIMIT ?", (*params, limit))
         return [_event(row) for row in reversed(rows)]
 
-    def deployments(self, project: str, per_environment: int) -> list[DeploymentRow]:
+    def deployments(self, project: str, per_environment: int) -> list[DeploymentView]:
         """The newest deployments of each environment of a project, newest first."""
         return self._deployments(
             "SELECT *, row_number() OVER (PARTITION BY environment ORDER BY "
             "coalesce(started_hlc, final_hlc) DESC) AS rank FROM deployments WHERE project = ?",
             "rank <= ?", (project, per_environment))
 
-    def deployment(self, project: str, deployment: str) -> DeploymentRow | None:
+    def deployment(self, project: str, deployment: str) -> DeploymentView | None:
         rows = self._deployments("SELECT * FROM deployments WHERE project = ? AND deployment = ?",
                                  "1", (project, deployment))
         return rows[0] if rows else None
 
-    def _deployments(self, source: str, where: str, params: tuple) -> list[DeploymentRow]:
+    def _deployments(self, source: str, where: str, params: tuple) -> list[DeploymentView]:
         rows = self._db.read(
             "SELECT deployment, environment, state, actor, branch, commit_sha, started_at, "
             f"finished_at, duration, exit_status, reason FROM ({source}) WHERE {where} "
             "ORDER BY environment, coalesce(started_hlc, final_hlc) DESC", params)
-        return [DeploymentRow(
+        return [DeploymentView(
             deployment=r[0], environment=r[1], state=r[2], actor=r[3], branch=r[4], commit=r[5],
             started_at=r[6], finished_at=r[7], duration=r[8], exit_status=r[9], reason=r[10],
         ) for r in rows]
