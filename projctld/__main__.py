@@ -99,6 +99,34 @@ def _fail(exc: ProjctlError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+@main.command("install-systemd")
+@click.option("--user", "user_units", is_flag=True,
+              help="Write the user units projctld.service and projctld.socket to "
+              "$XDG_CONFIG_HOME/systemd/user/ (what happens without --hub too).")
+@click.option("--hub", is_flag=True,
+              help="Write the team hub's system unit projctl-hub.service to "
+              "/etc/systemd/system/ (as root).")
+@click.option("--dir", "directory", metavar="DIR", type=click.Path(file_okay=False),
+              help="Write the units into DIR instead, to copy or package them.")
+@click.option("--dry-run", is_flag=True, help="Show the units and where they would go; "
+              "write nothing.")
+def install_systemd(user_units: bool, hub: bool, directory: str | None, dry_run: bool) -> None:
+    """Install systemd units that run this installation's projctld, then say what to run.
+
+    The user units start projctld on the first projctl command (socket activation) and
+    restart it if it fails or hangs; the hub's unit runs `projctld hub serve` as a hardened
+    system service with its SQLite database in /var/lib/projctl-hub/.
+    """
+    from projctld import unitfiles
+
+    try:
+        unitfiles.install(user=user_units or not hub, hub=hub, directory=directory,
+                          dry_run=dry_run, echo=click.echo,
+                          warn=lambda text: click.echo(text, err=True))
+    except ProjctlError as exc:
+        _fail(exc)
+
+
 @main.group()
 def hub() -> None:
     """The team hub: the HTTP service that devices sync their team events through.

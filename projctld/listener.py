@@ -10,7 +10,11 @@ import stat
 from collections.abc import Iterator
 
 from projctl_client.paths import InsecureDirectory, ensure_private_dir, lock_path
+from projctld import logging as logs
+from projctld import systemd
 from projctld.errors import StartupError
+
+log = logs.get_logger(__name__)
 
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -42,6 +46,31 @@ def instance_lock(socket_path: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def listen(socket_path: str) -> Iterator[tuple[socket.socket, str]]:
+    """Hold the instance lock and a listening socket; yield the socket and the path it serves.
+
+    Under socket activation the socket is systemd's, bound where its unit says: we serve it but
+    neither bind nor remove it. Otherwise we bind `socket_path` and remove it again on exit.
+    """
+    with contextlib.ExitStack() as stack:
+        inherited = systemd.inherited_socket()
+        if inherited is not None:
+            stack.enter_context(inherited)
+            activated_path = systemd.bound_path(inherited)
+            log.info("socket_activated", socket=activated_path)
+            if activated_path != socket_path:
+                # Clients that look at socket_path will not find this daemon.
+                log.warning("socket_path_differs", socket=activated_path, expected=socket_path)
+            stack.enter_context(instance_lock(activated_path))
+            yield inherited, activated_path
+            return
+        stack.enter_context(instance_lock(socket_path))
+        sock = stack.enter_context(bind(socket_path))
+        stack.callback(remove, socket_path)
+        yield sock, socket_path
 
 
 def bind(socket_path: str, backlog: int = 512) -> socket.socket:
@@ -78,6 +107,17 @@ def remove_stale(socket_path: str) -> None:
         raise StartupError(
             f"{socket_path} exists and is not a socket",
             suggestions=[f"move {socket_path} away, or set PROJCTL_SOCKET elsewhere"],
+        )
+    if systemd.is_listening(socket_path):
+        # Held by systemd's projctld.socket, which starts a daemon on the next connection: a
+        # daemon of our own would take its path away. The client waits for that one instead.
+        raise StartupError(
+            f"another projctld serves {socket_path} on demand: a process that listens there "
+            "(systemd's projctld.socket) starts it on the first connection",
+            suggestions=["projctl ping  # connects, which starts it",
+                         "systemctl --user status projctld.socket projctld.service",
+                         "systemctl --user stop projctld.socket  # to run projctld yourself"],
+            code="already_running",
         )
     os.unlink(socket_path)
 
