@@ -43,7 +43,7 @@ def branch_created(ctx: DaemonContext, request: BranchCreated) -> Recorded | Ack
         name=request.name, base=request.base, commit=request.commit)))
 
 
-def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
+async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
     project = resolve_project(ctx, request.project, request.checkout, "deploy")
     config = ctx.config.projects[project]
     if request.environment not in config.environments:
@@ -55,6 +55,7 @@ def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
                          f"add it to environments in [projects.{project}] of "
                          f"{ctx.config_path}"],
         )
+    await _check_with_plugins(ctx, project, request)
     here = request.checkout
     in_project = here is not None and ctx.knowledge.project_of(here.root) == project
     started = events.DeploymentStarted(
@@ -68,6 +69,24 @@ def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
         cwd=here.root if in_project and here else (config.paths[0] if config.paths else None),
         started=None if event is None else _event_view(ctx, event),
     )
+
+
+async def _check_with_plugins(ctx: DaemonContext, project: str, request: DeployStart) -> None:
+    """Plugins may refuse a deployment (projctl_validate_deployment): then nothing is recorded."""
+    refusals = await ctx.plugins.validate_deployment(
+        project=project, environment=request.environment, branch=request.branch,
+        commit=request.commit, actor=ctx.journal.actor, dry_run=request.dry_run)
+    if refusals:
+        plugins = sorted({plugin for plugin, _ in refusals})
+        raise ProjctlError(
+            f"the deployment of {project} to {request.environment} was refused by "
+            f"{'plugin' if len(plugins) == 1 else 'plugins'} {', '.join(plugins)}:\n"
+            + "\n".join(f"  - {message}" + (f" ({plugin})" if len(plugins) > 1 else "")
+                        for plugin, message in refusals)
+            + "\nnothing was recorded or run",
+            code="deployment_refused", context={"plugins": ", ".join(plugins)},
+            suggestions=["do what the message says, then run projctl deploy again",
+                         "projctl plugins  # the plugins and the hooks they implement"])
 
 
 def deploy_finish(ctx: DaemonContext, request: DeployFinish) -> Recorded:

@@ -179,8 +179,7 @@ class RpcServer:
         try:
             return await self._handle(request)
         except ProjctlError as exc:
-            return Error(code=exc.code, message=exc.message, context=exc.context,
-                         suggestions=exc.suggestions)
+            return error_reply(exc)
         except Exception:
             log.exception("request_failed", request=type(request).__name__)
             return Error(
@@ -207,6 +206,12 @@ class RpcServer:
                 await stream.send(frame(self._encoder.encode(reply)))
         except _CLIENT_GONE:
             pass
+
+
+def error_reply(exc: ProjctlError) -> Error:
+    """The Error reply that tells the client about a refusal, with what to do next."""
+    return Error(code=exc.code, message=exc.message, context=exc.context,
+                 suggestions=exc.suggestions)
 
 
 def _clip(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -26,6 +26,8 @@ class EventStore:
         self.device = self._device_id()
         rows = db.read("SELECT coalesce(max(seq), 0) FROM events WHERE device = ?", (self.device,))
         self.last_seq: int = rows[0][0]
+        # Told of events newly held, once committed: ("recorded" here, or "received" by sync).
+        self.on_stored: Callable[[Sequence[Event], str], None] = lambda events, origin: None
 
     def _device_id(self) -> str:
         # Chosen once per state database: a copied or restored database would be the same
@@ -49,6 +51,7 @@ class EventStore:
             _insert(conn, [event], pushed=0)
             fold.apply(conn, event)
         self.last_seq = event.seq
+        self.on_stored([event], "recorded")
         return event
 
     def waiting(self, limit: int) -> list[Event]:
@@ -86,6 +89,8 @@ class EventStore:
             conn.execute(
                 "INSERT INTO sync_cursors(project, after) VALUES (?, ?) ON CONFLICT(project) "
                 "DO UPDATE SET after = max(after, excluded.after)", (project, next_after))
+        if new:
+            self.on_stored(new, "received")
         return len(new)
 
     def history(self, project: str, *, since_hlc: int = 0, types: Sequence[str] = (),

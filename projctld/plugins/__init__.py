@@ -1,0 +1,12 @@
+"""projctld's plugins (pluggy): what a plugin imports is here, `hookimpl` and `Upstream`.
+
+The hooks are in hookspecs.py, the host that loads and calls plugins in host.py, and the
+built-in notifier in notifier.py. README.md, section Plugins, tells the whole story.
+"""
+
+from __future__ import annotations
+
+from projctld.plugins.hookspecs import hookimpl
+from projctld.plugins.upstreams import Upstream
+
+__all__ = ["Upstream", "hookimpl"]
