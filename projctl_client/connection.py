@@ -9,6 +9,7 @@ from __future__ import annotations
 import _socket
 import os
 import struct
+import time
 
 from projctl_client import __version__, minipack, paths
 from projctl_client.frames import HEADER_SIZE, PROTOCOL_VERSION, FrameTooLarge, body_length, frame
@@ -60,9 +61,11 @@ def request(kind: str, **fields: object) -> dict[str, object]:
 class Connection:
     """One open connection to the daemon; reusable for many requests."""
 
-    def __init__(self, sock: _socket.socket, path: str) -> None:
+    def __init__(self, sock: _socket.socket, path: str, deadline: float | None = None) -> None:
         self._sock = sock
         self.path = path
+        # With a deadline (time.monotonic), the whole exchange ends by then, not each step.
+        self._deadline = deadline
 
     def close(self) -> None:
         self._sock.close()
@@ -93,6 +96,7 @@ class Connection:
     def exchange(self, body: bytes) -> bytes:
         """Send one frame and read one frame back."""
         try:
+            self._keep_deadline()
             self._sock.sendall(frame(body))
             length = body_length(self._recv_exactly(HEADER_SIZE))
             return self._recv_exactly(length)
@@ -109,11 +113,19 @@ class Connection:
                 ["projctl daemon status", "projctl daemon restart"],
             ) from None
 
+    def _keep_deadline(self) -> None:
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._sock.settimeout(left)
+
     def _recv_exactly(self, size: int) -> bytes:
         buffer = bytearray(size)
         view = memoryview(buffer)
         received = 0
         while received < size:
+            self._keep_deadline()
             count = self._sock.recv_into(view[received:])
             if count == 0:
                 raise ConnectionResetError(0, "projctld closed the connection")
@@ -121,10 +133,17 @@ class Connection:
         return bytes(buffer)
 
 
-def connect(path: str | None = None, *, timeout: float | None = None) -> Connection:
-    """Connect to a running daemon; raise DaemonUnavailable if there is none (no autostart)."""
+def connect(path: str | None = None, *, timeout: float | None = None,
+            deadline: float | None = None) -> Connection:
+    """Connect to a running daemon; raise DaemonUnavailable if there is none (no autostart).
+
+    `timeout` bounds each step; `deadline` (time.monotonic) bounds connecting and every
+    exchange on the connection together.
+    """
     path = path or paths.socket_path()
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    if deadline is not None:
+        timeout = max(deadline - time.monotonic(), 1e-6)
     sock.settimeout(timeout or seconds_from_env("PROJCTL_TIMEOUT", 10.0))
     try:
         sock.connect(path)
@@ -144,7 +163,7 @@ def connect(path: str | None = None, *, timeout: float | None = None) -> Connect
                 ["set PROJCTL_SOCKET to a shorter path"] if "too long" in str(exc) else [],
             ) from None
         raise
-    return Connection(sock, path)
+    return Connection(sock, path, deadline)
 
 
 def connect_or_start(path: str | None = None, *, timeout: float | None = None,

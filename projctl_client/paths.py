@@ -59,6 +59,11 @@ def sandbox_socket_path() -> str:
     return os.path.join(runtime_dir(), "sandbox.sock")
 
 
+def prompt_dir(socket: str) -> str:
+    """The prompt files of the daemon serving `socket`, beside it (see projctld/prompt/files.py)."""
+    return os.path.splitext(socket)[0] + "-prompt"
+
+
 def lock_path(socket: str) -> str:
     """The lock that makes one daemon per socket; it sits beside the socket."""
     return socket + ".lock"

@@ -8,17 +8,15 @@ import msgspec
 
 from projctl_client.protocol import (
     BranchView,
-    ChangeRequestView,
     Checkout,
     CheckoutView,
-    PipelineView,
     ProjectView,
     StateInfo,
     StatusView,
     TicketView,
 )
 from projctld.context import DaemonContext
-from projctld.polling import Source
+from projctld.polling import Source, branch_upstream
 from projctld.store.checkouts import CheckoutRow
 
 # Deployments shown per environment: the latest, and enough before it to see a pattern.
@@ -114,17 +112,6 @@ def _branch(current: CheckoutView | None, sources: dict[str, list[Source]]) -> B
     project_sources = sources.get(current.project, [])
     if not project_sources:
         return None
-    branch = current.branch
-    requests: list[ChangeRequestView] = [
-        cr for s in project_sources for cr in s.snapshot.change_requests
-        if cr.source_branch == branch
-    ]
-    # The same branch name can exist in several repositories: mine, then the newest, wins.
-    change_request = min(requests, key=lambda cr: (not cr.mine, -cr.updated_at), default=None)
-    pipelines: list[PipelineView] = [
-        p for s in project_sources for p in s.snapshot.pipelines if p.branch == branch
-    ]
-    if change_request is not None:
-        pipelines.sort(key=lambda p: p.repo != change_request.repo)
-    return BranchView(project=current.project, branch=branch, change_request=change_request,
-                      pipeline=pipelines[0] if pipelines else None)
+    change_request, pipeline = branch_upstream(current.branch, project_sources)
+    return BranchView(project=current.project, branch=current.branch,
+                      change_request=change_request, pipeline=pipeline)

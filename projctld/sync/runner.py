@@ -48,11 +48,14 @@ class SyncRunner:
         self._error: UpstreamError | None = None
         self._pushed = 0
         self._pulled = 0
+        # Called when the events waiting or the events held may have changed.
+        self.on_change: Callable[[], None] = lambda: None
 
     def nudge(self) -> None:
         """A local event was recorded: send it soon."""
         self._nudged_at = self._wall()
         self._wake.set()
+        self.on_change()
 
     async def sync_now(self, wait: float) -> None:
         """Attempt at once and return when that attempt ends or after `wait` seconds."""
@@ -133,6 +136,7 @@ class SyncRunner:
             if self._nudged_at is not None and self._nudged_at <= started:
                 self._nudged_at = None  # that event went with this attempt
             finished.set()
+            self.on_change()
 
     def _failed(self, exc: Exception) -> None:
         """Count a failed attempt; whatever failed, the events stay here and the runner goes on."""

@@ -1,0 +1,64 @@
+"""The facts a prompt shows for a checkout and branch, from what the daemon already holds."""
+
+from __future__ import annotations
+
+import time
+
+from projctld.config import PromptConfig
+from projctld.knowledge import Knowledge
+from projctld.polling import Poller, Source, branch_upstream
+from projctld.prompt.format import PromptFacts, Style, Template, parse, render
+from projctld.store.events import EventStore
+
+
+class Segments:
+    """Renders the configured format (or another) for any checkout the daemon can place."""
+
+    def __init__(self, config: PromptConfig, knowledge: Knowledge, poller: Poller,
+                 events: EventStore, *, syncing: bool) -> None:
+        self.template = parse(config.format)
+        self.stale_marker = config.stale_marker
+        self._knowledge = knowledge
+        self._poller = poller
+        self._events = events
+        self._syncing = syncing
+
+    def text(self, root: str, branch: str | None, style: Style,
+             template: Template | None = None) -> str:
+        """The segment for a checkout; empty outside every configured project."""
+        facts = self.facts(root, branch, self.waiting(), time.time())
+        if facts is None:
+            return ""
+        return render(template or self.template, facts, style, self.stale_marker)
+
+    def facts(self, root: str, branch: str | None, waiting: int,
+              now: float) -> PromptFacts | None:
+        project = self._knowledge.project_of(root)
+        if project is None:
+            return None
+        sources = self.sources(project)
+        stale = any(source.view(now).stale for source in sources)
+        change_request, pipeline = branch_upstream(branch, sources) if branch else (None, None)
+        if change_request is None:
+            ci = pipeline.state if pipeline else "none"
+            return PromptFacts(project=project, ci=ci, waiting=waiting, stale=stale)
+        if change_request.ci is not None:
+            ci = change_request.ci.state
+        else:
+            ci = pipeline.state if pipeline else "none"
+        return PromptFacts(project=project, upstream=change_request.upstream,
+                           number=change_request.number, review=change_request.review,
+                           ci=ci, waiting=waiting, stale=stale)
+
+    def waiting(self) -> int:
+        """Events on this device not yet on the hub; none wait without a hub to go to."""
+        return self._events.waiting_count() if self._syncing else 0
+
+    def branches(self, project: str) -> set[str]:
+        """Every branch that a change request or a pipeline of the project names."""
+        return {name for source in self.sources(project) for name in (
+            *(cr.source_branch for cr in source.snapshot.change_requests),
+            *(pipeline.branch for pipeline in source.snapshot.pipelines))}
+
+    def sources(self, project: str) -> list[Source]:
+        return [source for (name, _), source in self._poller.sources.items() if name == project]
