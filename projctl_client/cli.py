@@ -14,7 +14,16 @@ from typing import NamedTuple, NoReturn
 
 import click
 
-from projctl_client import __version__, daemonctl, gitcmd, hotpath, jsonout, paths, render
+from projctl_client import (
+    __version__,
+    daemonctl,
+    gitcmd,
+    hotpath,
+    jsonout,
+    paths,
+    render,
+    shellinit,
+)
 from projctl_client.connection import (
     ClientError,
     NotRunning,
@@ -68,6 +77,43 @@ def status(as_json: bool) -> None:
 def ping() -> None:
     """Print the daemon's version and the round-trip time of one request."""
     sys.exit(hotpath.ping())
+
+
+@cli.command(short_help="Print a compact segment for your shell prompt; never slow, never fails.")
+@click.option("--format", "fmt", metavar="FORMAT",
+              help="Placeholders {project} {ref} {number} {review} {ci} {waiting} {stale}; "
+              "[ ... ] drops its text when its placeholders are empty. Default: the config's "
+              "[prompt] format.")
+@click.option("--style", type=click.Choice(hotpath.PROMPT_STYLES), default="plain",
+              show_default=True, help="Colours: ansi, or ansi marked for bash or zsh prompts.")
+@click.option("--timeout", type=click.FloatRange(1, 10_000), default=hotpath.PROMPT_TIMEOUT_MS,
+              show_default=True, metavar="MS", help="Give up after this many milliseconds.")
+def prompt(fmt: str | None, style: str, timeout: float) -> None:
+    """Print the change request, review, CI, events waiting to sync and a stale marker for the
+    current checkout's branch, e.g. `#42 approved ✓ ↑2`.
+
+    Made for prompts: it never starts the daemon, and prints nothing (exit 0) outside a
+    configured project, when the daemon is not running, or when it does not answer within
+    --timeout. For a prompt that spawns no process at all, see `projctl shell-init`.
+    """
+    sys.exit(hotpath.prompt(fmt, style, timeout / 1000))
+
+
+@cli.command("shell-init", short_help="Print the snippet that puts projctl in your shell prompt.")
+@click.argument("shell", type=click.Choice(shellinit.SHELLS))
+def shell_init(shell: str) -> None:
+    """Print the prompt snippet for SHELL; its prompts spawn no process at all.
+
+    \b
+      bash  eval "$(projctl shell-init bash)"    in ~/.bashrc
+      zsh   eval "$(projctl shell-init zsh)"     in ~/.zshrc
+      fish  projctl shell-init fish | source     in ~/.config/fish/config.fish
+
+    The daemon keeps a small file per repository and branch; the snippet finds the repository
+    and branch with shell built-ins and reads that file. The segment goes in front of your
+    prompt, or where you put $PROJCTL_PROMPT yourself. PROJCTL_PROMPT_COLOR=0 turns colours off.
+    """
+    click.echo(shellinit.snippet(shell, paths.prompt_dir(paths.socket_path())), nl=False)
 
 
 @cli.command(short_help="Record a note in the team's event log.")
@@ -371,6 +417,24 @@ def sync(now: bool, wait: float) -> None:
     attempt_failed = view["error"] is not None \
         and (view["last_success"] or 0) < (view["last_attempt"] or 0)
     sys.exit(1 if now and attempt_failed else 0)
+
+
+@cli.command(short_help="List projctld's plugins, their hooks and their errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
+def plugins(as_json: bool) -> None:
+    """List the daemon's plugins: name, version, where each came from, the hooks it implements,
+    whether it loaded, and its last error. Plugins come from installed packages (entry point
+    group `projctl.plugins`) and from `[plugins] modules` in the config; README, Plugins."""
+    try:
+        with connect_or_start() as conn:
+            reply = conn.call(request("plugins"))
+    except ClientError as exc:
+        _fail(exc)
+    del reply["type"]
+    if as_json:
+        click.echo(jsonout.dumps(reply))
+    else:
+        click.echo(render.plugins(reply["plugins"]))
 
 
 @cli.command(short_help="Poll GitHub, GitLab and Jira now and wait for the result.")

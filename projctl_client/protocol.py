@@ -8,7 +8,7 @@ an older peer of the same PROTOCOL_VERSION can still be understood.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -19,7 +19,9 @@ __all__ = [
     "MAX_FRAME", "PROTOCOL_VERSION", "Ack", "BranchCreated", "BranchView", "ChangeRequestView",
     "Checkout", "CheckoutView", "CiView", "DaemonInfo", "DeployFinish", "DeployPlan",
     "DeployStart", "DeploymentView", "Envelope", "Error", "EventView", "Log", "LogView", "Note",
-    "Ping", "PipelineView", "PollResult", "Pong", "ProjectView", "Recorded", "Refresh",
+    "Ping", "PipelineView", "PluginView", "Plugins", "PluginsReport", "PollResult", "Pong",
+    "ProjectView", "Prompt", "PromptText",
+    "Recorded", "Refresh",
     "RefreshReport", "Reply", "Request", "Shutdown", "SourceError", "SourceView", "StateInfo",
     "Status", "StatusView", "Sync", "SyncReport", "SyncView", "TicketView",
 ]
@@ -136,8 +138,21 @@ class Sync(_Request, tag="sync", kw_only=True):
     wait: Annotated[float, msgspec.Meta(ge=0, le=600)] = 30.0
 
 
+class Plugins(_Request, tag="plugins"):
+    """The daemon's plugins: what each implements, whether it loaded, its errors."""
+
+
+class Prompt(_Request, tag="prompt", kw_only=True):
+    """The prompt segment for a checkout: `format` (default: the config's) rendered in `style`:
+    plain, ansi, or ansi marked as zero-width for bash or zsh."""
+
+    checkout: Checkout
+    format: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    style: Literal["plain", "ansi", "bash", "zsh"] = "plain"
+
+
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
-           | DeployFinish | Log | Sync)
+           | DeployFinish | Log | Sync | Prompt | Plugins)
 
 
 class _Reply(msgspec.Struct, tag_field="type", kw_only=True):
@@ -339,6 +354,8 @@ class StatusView(_Reply, tag="status"):
     branch: BranchView | None = None
     sandbox: bool = False
     sync: SyncView | None = None
+    # Lines that plugins add (their projctl_status_view hook), shown under the checkout.
+    notices: list[str] = []
 
 
 class PollResult(msgspec.Struct, kw_only=True):
@@ -397,6 +414,33 @@ class Ack(_Reply, tag="ack"):
     message: str
 
 
+class PromptText(_Reply, tag="prompt_text"):
+    """The prompt segment, ready to print; empty outside every configured project."""
+
+    text: str
+
+
+class PluginView(msgspec.Struct, kw_only=True):
+    """One plugin. `source` is entry point, module or built-in; `version` its distribution's
+    ("-" for a module named in the config); `loaded` is false when it failed to load (see
+    `last_error`) or is `disabled` in the config."""
+
+    name: str
+    source: str
+    target: str
+    version: str
+    loaded: bool
+    disabled: bool = False
+    hooks: list[str] = []
+    errors: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+class PluginsReport(_Reply, tag="plugins"):
+    plugins: list[PluginView]
+
+
 class Error(_Reply, tag="error"):
     """Any refusal. `suggestions` are what the user should type next."""
 
@@ -407,4 +451,4 @@ class Error(_Reply, tag="error"):
 
 
 Reply = (StatusView | Pong | Ack | RefreshReport | Recorded | DeployPlan | LogView | SyncReport
-         | Error)
+         | PromptText | PluginsReport | Error)

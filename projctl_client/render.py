@@ -110,6 +110,7 @@ def status(view: dict, stream: object = None) -> str:
         lines += _branch(view.get("branch"), style)
     else:
         lines.append(f"Here      {dim}not in a git repository{reset}")
+    lines += [style.paint("yellow", f"Notice    {notice}") for notice in view.get("notices") or []]
     lines.append("")
     projects = view.get("projects") or []
     if not projects:
@@ -229,7 +230,13 @@ def _upstreams(project: dict, style: _Style, now: float) -> list[str]:
     ages = {s["upstream"]: _freshness(s, now) for s in sources}
     lines = []
     change_requests = project.get("change_requests") or []
-    code_sources = [u for u in ("github", "gitlab") if u in ages]
+    # A plugin's upstream is shown with the kind of data it brought, or on its own line.
+    plugin_sources = [u for u in ages if u not in ("github", "gitlab", "jira")]
+    with_code = {item["upstream"] for item in change_requests + (project.get("pipelines") or [])}
+    code_sources = [u for u in ("github", "gitlab") if u in ages] \
+        + [u for u in plugin_sources if u in with_code]
+    ticket_sources = (["jira"] if "jira" in ages else []) + \
+        [u for u in plugin_sources if u not in with_code and project.get("tickets")]
     if code_sources:
         lines.append(_heading("Change requests", [f"{u} {ages[u]}" for u in code_sources], style))
         for change in change_requests:
@@ -250,9 +257,13 @@ def _upstreams(project: dict, style: _Style, now: float) -> list[str]:
                              f"{_ci({'state': pipeline['state']}, style)} "
                              f"{style.paint('dim', pipeline.get('name') or '')}  "
                              f"{style.paint('dim', age(now - pipeline['updated_at']))}")
-    if "jira" in ages:
-        lines.append(_heading("Tickets", [f"jira {ages['jira']}"], style))
+    if ticket_sources:
+        lines.append(_heading("Tickets", [f"{u} {ages[u]}" for u in ticket_sources], style))
         lines += _tickets(project.get("tickets") or [], project.get("ticket_counts") or {}, style)
+    for upstream in plugin_sources:
+        if upstream not in code_sources and upstream not in ticket_sources:
+            lines.append(_heading(upstream, [ages[upstream]], style))
+            lines.append(style.paint("dim", "    nothing for you"))
     for source in sources:
         error = source.get("error")
         if error:
@@ -501,6 +512,32 @@ def sync(view: dict, stream: object = None) -> str:
     if error and error["code"] != "upgrade_required":
         lines.append(style.paint("red", f"{'error':<10} {error['message']}"))
         lines += [f"  try: {s}" for s in error.get("suggestions", [])]
+    return "\n".join(lines)
+
+
+def plugins(views: list[dict], stream: object = None) -> str:
+    """`projctl plugins`: one block per plugin, with its hooks and its last error."""
+    style = _Style(stream or sys.stdout)
+    if not views:
+        return ("no plugins loaded\n"
+                "  to add one: install a package with a `projctl.plugins` entry point, or list "
+                f"its module under [plugins] modules in {home(paths.config_path())}; then "
+                "projctl daemon restart")
+    now = time.time()
+    lines = []
+    for view in views:
+        state = "disabled" if view["disabled"] else "loaded" if view["loaded"] \
+            else style.paint("red", "failed to load")
+        origin = style.paint("dim", f"({view['source']} {view['target']})")
+        lines.append(f"{style.bold}{view['name']}{style.reset} {view['version']}  {state}  "
+                     f"{origin}")
+        if view["hooks"]:
+            lines.append(f"  hooks       {', '.join(view['hooks'])}")
+        if view.get("last_error"):
+            when = f", the last {age(now - view['last_error_at'])}" \
+                if view.get("last_error_at") else ""
+            lines.append(style.paint("red", f"  last error  {view['last_error']}")
+                         + style.paint("dim", f"  ({_count(view['errors'], 'error')}{when})"))
     return "\n".join(lines)
 
 

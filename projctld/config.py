@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from projctld.errors import ConfigError
+from projctld.prompt.format import DEFAULT_FORMAT, DEFAULT_STALE_MARKER, FormatError, parse
 
 S = typing.TypeVar("S", bound=msgspec.Struct)
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
@@ -23,6 +24,8 @@ _GITHUB_REPO = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 _GITLAB_PROJECT = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$"
 _OPTIONAL_URL = r"^(https?://[^\s/]+[^\s]*)?$"
 _HUB_URL = r"^((https?)://[^\s/]+[^\s]*)?$"  # _OPTIONAL_URL's shape, with its own example
+_WEBHOOK_URL = r"^(https?://[^\s/]+[^\s]*|)$"  # _OPTIONAL_URL's shape, with its own example
+_PLUGIN_MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_.]*)?$"
 HttpUrl = Annotated[str, msgspec.Meta(pattern=_URL)]
 GitHubRepo = Annotated[str, msgspec.Meta(pattern=_GITHUB_REPO)]
 GitLabProject = Annotated[str, msgspec.Meta(pattern=_GITLAB_PROJECT)]
@@ -34,6 +37,8 @@ _PATTERN_MEANING = {
     _HUB_URL: 'the hub\'s http(s) URL, e.g. "https://hub.example.com" or "http://10.0.0.5:8470"',
     _GITHUB_REPO: 'OWNER/NAME, e.g. "acme/web"',
     _GITLAB_PROJECT: 'a project path with its groups, e.g. "acme/platform/api", or its numeric id',
+    _WEBHOOK_URL: 'a webhook URL, e.g. "https://hooks.slack.com/services/T0/B0/XXXX"',
+    _PLUGIN_MODULE: 'a module path, e.g. "mypkg.plugin" or "mypkg.plugin:object"',
 }
 
 
@@ -96,6 +101,13 @@ class SyncConfig(UpstreamConfig):
     live: bool = True
 
 
+class PromptConfig(_Section):
+    """What `projctl prompt` and the shell snippets show; see projctld/prompt/format.py."""
+
+    format: Annotated[str, msgspec.Meta(max_length=256)] = DEFAULT_FORMAT
+    stale_marker: Annotated[str, msgspec.Meta(max_length=16)] = DEFAULT_STALE_MARKER
+
+
 EnvironmentName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
 
@@ -116,6 +128,30 @@ class ProjectConfig(_Section):
 UPSTREAMS = ("github", "gitlab", "jira")
 
 
+class PluginsConfig(_Section):
+    """Plugins to load beside the installed `projctl.plugins` entry points, and ones to skip."""
+
+    modules: list[Annotated[str, msgspec.Meta(pattern=_PLUGIN_MODULE)]] = []
+    disabled: list[str] = []
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    settings: dict[str, dict[str, typing.Any]] = {}
+
+
+class NotifyConfig(_Section):
+    """The built-in notifier: chosen team events posted to a Slack-compatible webhook."""
+
+    webhook: Annotated[str, msgspec.Meta(pattern=_WEBHOOK_URL)] = ""
+    events: list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]] = \
+        msgspec.field(default_factory=lambda: ["deployment.completed", "deployment.failed"])
+    environments: list[EnvironmentName] = []
+    origins: list[Literal["recorded", "received"]] = msgspec.field(
+        default_factory=lambda: ["recorded"])
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
+    backoff: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    timeout: Seconds = 10.0
+    queue: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 100
+
+
 class Config(_Section):
     daemon: DaemonConfig = DaemonConfig()
     polling: PollingConfig = PollingConfig()
@@ -123,6 +159,9 @@ class Config(_Section):
     gitlab: GitLabConfig = GitLabConfig()
     jira: JiraConfig = JiraConfig()
     sync: SyncConfig = SyncConfig()
+    prompt: PromptConfig = PromptConfig()
+    plugins: PluginsConfig = PluginsConfig()
+    notify: NotifyConfig = NotifyConfig()
     projects: dict[str, ProjectConfig] = {}
 
 
@@ -157,6 +196,10 @@ def load_config(path: str) -> Config:
         )
     config = msgspec.structs.replace(config, projects=projects)
     _check_upstreams(path, config)
+    try:
+        parse(config.prompt.format)
+    except FormatError as exc:
+        raise _error(path, "prompt.format", exc.problem) from None
     return config
 
 
@@ -257,12 +300,15 @@ def _section_at(section: type[msgspec.Struct], location: str) -> type[msgspec.St
 
 
 def _choices(section: type[msgspec.Struct], location: str) -> list[str]:
-    """The allowed values when the key at `location` is a Literal."""
+    """The allowed values when the key at `location` is a Literal (or a list of them)."""
     table_path, _, name = location.rpartition(".")
+    name, item, _ = name.partition("[")  # `origins[0]`: an item of a list
     table = _section_at(section, table_path)
     if table is None:
         return []
     field_type = {f.name: f.type for f in msgspec.structs.fields(table)}.get(name)
+    if item and typing.get_origin(field_type) is list:
+        (field_type,) = typing.get_args(field_type)
     if typing.get_origin(field_type) is not Literal:
         return []
     return [str(value) for value in typing.get_args(field_type)]

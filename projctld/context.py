@@ -11,7 +11,10 @@ from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo
 from projctld import __version__
 from projctld.config import Config
 from projctld.knowledge import Knowledge
+from projctld.plugins.host import PluginHost
 from projctld.polling import Poller
+from projctld.prompt.files import PromptFiles
+from projctld.prompt.segments import Segments
 from projctld.store.database import Database
 from projctld.sync.journal import Journal
 from projctld.sync.runner import SyncRunner
@@ -28,6 +31,9 @@ class DaemonContext:
     poller: Poller
     journal: Journal
     runner: SyncRunner
+    segments: Segments
+    prompt_files: PromptFiles
+    plugins: PluginHost
     started_at: float
     sandbox: bool = False
     shutdown: anyio.Event = field(default_factory=anyio.Event)

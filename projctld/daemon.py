@@ -3,14 +3,16 @@
 Start-up: config, logging, the single-instance lock, the socket, the store, the pollers and
 their schedule, the event sync, then `on_ready`. Shutdown (SIGTERM, SIGINT or a Shutdown
 request): stop accepting, let requests in flight finish within `daemon.shutdown_timeout`, stop
-polling and syncing, close the HTTP client, flush and close the store, remove the socket,
-release the lock.
+polling and syncing, close the HTTP client, flush and close the store, remove the socket
+(unless systemd passed it: socket activation), release the lock. Under systemd it also sends
+READY=1, watchdog pings and STOPPING=1 (projctld/systemd.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import math
 import os
 import signal
 import time
@@ -20,12 +22,16 @@ import anyio
 import httpx
 from anyio.abc import SocketListener
 
-from projctld import __version__, listener
+from projctl_client import paths
+from projctld import __version__, listener, systemd
 from projctld import logging as logs
 from projctld.config import Config, load_config
 from projctld.context import DaemonContext
 from projctld.knowledge import Knowledge
+from projctld.plugins.host import PluginHost
 from projctld.polling import Poller
+from projctld.prompt.files import PromptFiles
+from projctld.prompt.segments import Segments
 from projctld.providers import create_providers
 from projctld.rpc.handlers import Handlers
 from projctld.rpc.server import RpcServer
@@ -54,11 +60,10 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         config = sandbox(stack.enter_context(contextlib.ExitStack())) if sandbox \
             else load_config(config_path)
         logs.configure(config.daemon.log_level, config.daemon.log_format)
-        stack.enter_context(listener.instance_lock(socket_path))
-        # Bound before the store opens so that it is removed only after the store is closed;
-        # clients that connect meanwhile wait in the backlog until we serve.
-        sock = stack.enter_context(listener.bind(socket_path))
-        stack.callback(listener.remove, socket_path)
+        notifier = systemd.Notifier.from_environ()
+        # Bound (or taken from systemd) before the store opens so that it is removed only after
+        # the store is closed; clients that connect meanwhile wait in the backlog until we serve.
+        sock, socket_path = stack.enter_context(listener.listen(socket_path))
         db = Database(database)
         stack.callback(db.close)
         knowledge = Knowledge(CheckoutTable(db), config)
@@ -67,18 +72,27 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             timeout=config.polling.request_timeout, follow_redirects=True,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         ))
-        providers = create_providers(config, client, HttpCache(db, started_at))
-        poller = Poller(config, providers, SnapshotTable(db))
+        plugins = await PluginHost.start(config, client)
+        providers = {**create_providers(config, client, HttpCache(db, started_at)),
+                     **plugins.providers}
+        poller = Poller(config, providers, SnapshotTable(db), plugin_sources=plugins.sources)
         events = EventStore(db)
+        events.on_stored = plugins.events_stored
         clock = HybridClock(events.max_hlc())
         hub = HubClient(client, config.sync.hub, TokenSource("hub", "sync", config.sync)) \
             if config.sync.hub else None
         runner = SyncRunner(events, hub, clock, config.sync, list(config.projects))
+        segments = Segments(config.prompt, knowledge, poller, events, syncing=hub is not None)
+        prompt_files = PromptFiles(
+            paths.prompt_dir(socket_path), segments, knowledge,
+            [path for project in config.projects.values() for path in project.paths])
+        poller.on_polled = runner.on_change = prompt_files.wake
         ctx = DaemonContext(
             config=config, config_path=config_path, config_loaded_at=started_at,
             socket_path=socket_path, db=db, knowledge=knowledge, poller=poller,
             journal=Journal(events, clock, runner, config.sync.actor or getpass.getuser()),
-            runner=runner, started_at=started_at, sandbox=sandbox is not None,
+            runner=runner, segments=segments, prompt_files=prompt_files,
+            plugins=plugins, started_at=started_at, sandbox=sandbox is not None,
         )
         server = RpcServer(
             Handlers(ctx),
@@ -90,6 +104,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, ctx.shutdown)
             tasks.start_soon(runner.run)
+            tasks.start_soon(plugins.run)
+            tasks.start_soon(prompt_files.run)
             poller.start(tasks)
             schedule = PollScheduler(poller)
             schedule.start()
@@ -97,6 +113,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
                      state=db.path, config=config_path, sources=len(poller.sources),
                      hub=config.sync.hub or None, device=events.device)
             on_ready()
+            tasks.start_soon(_tell_systemd, notifier, ctx.shutdown,
+                             f"serving {socket_path}, {len(poller.sources)} sources")
             try:
                 await server.serve(socket_listener, ctx.shutdown, config.daemon.shutdown_timeout)
             finally:
@@ -104,6 +122,20 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
                 tasks.cancel_scope.cancel()
         log.info("stopping", uptime_s=round(time.time() - started_at, 3))
     log.info("stopped")
+
+
+async def _tell_systemd(notifier: systemd.Notifier, stop: anyio.Event, status: str) -> None:
+    """READY=1 now, WATCHDOG=1 every half WatchdogSec= until `stop` is set, then STOPPING=1.
+
+    The pings come from this event loop, so a loop that hangs stops them and systemd restarts us.
+    """
+    notifier.notify("READY=1", f"STATUS={status}")
+    while not stop.is_set():
+        with anyio.move_on_after(notifier.watchdog_interval or math.inf):
+            await stop.wait()
+        if not stop.is_set():
+            notifier.notify("WATCHDOG=1")
+    notifier.notify("STOPPING=1", "STATUS=stopping")
 
 
 async def _stop_on_signal(stop: anyio.Event) -> None:

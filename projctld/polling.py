@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
-from projctl_client.protocol import PollResult, SourceError, SourceView
+from projctl_client.protocol import (
+    ChangeRequestView,
+    PipelineView,
+    PollResult,
+    SourceError,
+    SourceView,
+)
 from projctld.config import Config
 from projctld.errors import StoreError, UpstreamError
 from projctld.logging import get_logger
@@ -65,7 +71,8 @@ class Source:
 
 class Poller:
     def __init__(self, config: Config, providers: dict[str, Provider], table: SnapshotTable,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 plugin_sources: Mapping[Key, float] | None = None) -> None:
         self._config = config
         self._providers = providers
         self._table = table
@@ -74,11 +81,17 @@ class Poller:
         self.last_activity = clock()
         # Called with (key, when) when a poll should move earlier (the user came back).
         self.on_sooner: Callable[[Key, float], None] = lambda key, when: None
+        # Called after every poll, whatever its outcome: what a prompt shows may have changed.
+        self.on_polled: Callable[[], None] = lambda: None
         self.sources: dict[Key, Source] = {
             (name, upstream): Source(name, upstream, getattr(config, upstream).interval)
             for name, project in config.projects.items() for upstream in project.upstreams()
             if upstream in providers
         }
+        # Plugins' upstreams (plugins/upstreams.py) say which projects they serve, how often.
+        for (name, upstream), interval in (plugin_sources or {}).items():
+            if upstream in providers:
+                self.sources[(name, upstream)] = Source(name, upstream, interval)
         for row in table.all():
             source = self.sources.get((row.project, row.upstream))
             if source is not None:
@@ -119,6 +132,7 @@ class Poller:
             return self.delay(source)  # a refresh is polling it right now
         async with source.lock:
             await self._poll_locked(source, fresh=fresh)
+        self.on_polled()
         delay = self.delay(source)
         source.next_poll_at = self._clock() + delay
         return delay
@@ -223,3 +237,20 @@ class Poller:
             ), with_data=with_data)
         except StoreError as exc:  # the data stays in memory and is served from there
             log.warning("snapshot_save_failed", error=exc.message)
+
+
+def branch_upstream(branch: str, project_sources: list[Source]
+                    ) -> tuple[ChangeRequestView | None, PipelineView | None]:
+    """A branch's change request and latest CI among its project's sources, by branch name."""
+    requests: list[ChangeRequestView] = [
+        cr for s in project_sources for cr in s.snapshot.change_requests
+        if cr.source_branch == branch
+    ]
+    # The same branch name can exist in several repositories: mine, then the newest, wins.
+    change_request = min(requests, key=lambda cr: (not cr.mine, -cr.updated_at), default=None)
+    pipelines: list[PipelineView] = [
+        p for s in project_sources for p in s.snapshot.pipelines if p.branch == branch
+    ]
+    if change_request is not None:
+        pipelines.sort(key=lambda p: p.repo != change_request.repo)
+    return change_request, pipelines[0] if pipelines else None

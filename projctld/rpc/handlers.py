@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 from projctl_client.protocol import (
     Ack,
     BranchCreated,
+    Checkout,
     DeployFinish,
     DeployStart,
     Log,
     Note,
     Ping,
+    Plugins,
+    PluginsReport,
     Pong,
+    Prompt,
+    PromptText,
     Refresh,
     RefreshReport,
     Reply,
@@ -23,6 +30,7 @@ from projctl_client.protocol import (
 from projctld import team
 from projctld.context import DaemonContext
 from projctld.errors import ProjctlError
+from projctld.prompt.format import Style, parse
 from projctld.status import build_status
 
 
@@ -31,12 +39,16 @@ class Handlers:
         self._ctx = ctx
 
     async def __call__(self, request: Request) -> Reply:
+        return await self._ctx.plugins.around_request(request, self._handle)
+
+    async def _handle(self, request: Request) -> Reply:
         match request:
             case Ping():
                 return Pong(daemon=self._ctx.info())
             case Status(checkout=checkout, tickets_per_status=limit):
                 self._ctx.poller.touch()
-                return build_status(self._ctx, checkout, tickets_per_status=limit)
+                return await self._ctx.plugins.status_view(
+                    build_status(self._ctx, checkout, tickets_per_status=limit))
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
                 return await self._refresh(project, wait)
@@ -45,7 +57,7 @@ class Handlers:
             case BranchCreated():
                 return team.branch_created(self._ctx, request)
             case DeployStart():
-                return team.deploy_start(self._ctx, request)
+                return await team.deploy_start(self._ctx, request)
             case DeployFinish():
                 return team.deploy_finish(self._ctx, request)
             case Log():
@@ -54,9 +66,22 @@ class Handlers:
                 if now:
                     await self._ctx.runner.sync_now(wait)
                 return SyncReport(sync=self._ctx.runner.view())
+            case Prompt(checkout=checkout, format=fmt, style=style):
+                return self._prompt(checkout, fmt, style)
+            case Plugins():
+                return PluginsReport(plugins=self._ctx.plugins.views())
             case Shutdown():
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")
+
+    def _prompt(self, checkout: Checkout, fmt: str | None, style: Style) -> PromptText:
+        ctx = self._ctx
+        ctx.poller.touch()
+        ctx.knowledge.observe(checkout, time.time())
+        if not ctx.prompt_files.knows(checkout.root):
+            ctx.prompt_files.wake()  # a checkout no prompt file covers yet
+        template = parse(fmt) if fmt is not None else None
+        return PromptText(text=ctx.segments.text(checkout.root, checkout.branch, style, template))
 
     async def _refresh(self, project: str | None, wait: float) -> RefreshReport:
         config = self._ctx.config
