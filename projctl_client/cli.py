@@ -22,6 +22,7 @@ from projctl_client import (
     jsonout,
     paths,
     render,
+    runs,
     shellinit,
 )
 from projctl_client.connection import (
@@ -201,6 +202,8 @@ def deploy(environment: str, branch: str | None, dry_run: bool, verbose: bool,
         _fail(exc)
     what = render.ref(plan["branch"], plan["commit"]) or "(no branch)"
     target = f"{what} to {plan['environment']}"
+    if plan.get("workflow"):
+        sys.exit(_deploy_workflow(plan, here, target, dry_run))
     if dry_run:
         click.echo(_dry_run(plan, target))
         return
@@ -228,6 +231,41 @@ def deploy(environment: str, branch: str | None, dry_run: bool, verbose: bool,
         click.echo(f"  try: fix deploy in [projects.{plan['project']}] of "
                    f"{render.home(paths.config_path())}", err=True)
     sys.exit(130 if outcome.interrupted else 1)
+
+
+def _deploy_workflow(plan: dict, here: dict | None, target: str, dry_run: bool) -> int:
+    """Deploy by the project's `deploy` workflow: the daemon runs it and records the outcome."""
+    start = request("run_start", checkout=here, project=plan["project"], workflow=plan["workflow"],
+                    params=plan["params"], dry_run=dry_run,
+                    deployment=None if dry_run else plan["deployment"])
+    if dry_run:
+        click.echo(f"would deploy {target} by the {plan['workflow']} workflow")
+    else:
+        click.echo(f"deploying {target} by the {plan['workflow']} workflow")
+    return _start_run(start)
+
+
+def _start_run(start: dict) -> int:
+    """Start (or plan) a run in the daemon and show its progress until it ends: 0 when it
+    succeeded, 1 when it failed, 130 when the user stopped watching (it goes on)."""
+    style = render.Style(sys.stdout)
+    try:
+        with connect_or_start() as conn:
+            reply = conn.call(start)
+            if reply["type"] == "run_plan":
+                click.echo(runs.plan(reply, style))
+                click.echo("nothing was run or recorded (--dry-run)")
+                return 0
+            run_id = reply["run"]["id"]
+            try:
+                success = runs.follow(conn, run_id)
+            except KeyboardInterrupt:
+                click.echo(f"\nstopped watching; the run goes on in projctld: "
+                           f"projctl runs show {run_id[-render.SHORT_ID:]}", err=True)
+                return 130
+    except ClientError as exc:
+        _fail(exc)
+    return 0 if success else 1
 
 
 def _deploy_target(here: dict | None, branch: str | None) -> tuple[str | None, str | None]:
@@ -364,6 +402,67 @@ class _Since(click.ParamType):
             self.fail(f"{value!r} is neither a duration (30m, 2h, 3d, 1w) nor a local date "
                       "(YYYY-MM-DD or YYYY-MM-DDTHH:MM)", param, ctx)
         return seconds
+
+
+@cli.command("run", short_help="Run a workflow in the daemon and watch it.")
+@click.argument("workflow")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter of the workflow; repeat for each.")
+@click.option("--project", metavar="NAME", help="The project (default: this checkout's).")
+@click.option("--dry-run", is_flag=True, help="Show what would run, and run nothing.")
+def run_workflow(workflow: str, params: tuple[str, ...], project: str | None,
+                 dry_run: bool) -> None:
+    """Run WORKFLOW, from .projctl/workflows/ of this repository or [workflows] of the config.
+
+    projctld runs it, so it goes on if this command stops (Ctrl-C only stops watching);
+    progress shows as it happens. `projctl runs` lists runs, `projctl runs show ID` replays
+    one. Exits 0 when the workflow succeeded, 1 when it failed.
+    """
+    values = {}
+    for param in params:
+        name, sep, value = param.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{param!r} is not NAME=VALUE", param_hint="--param")
+        values[name] = value
+    sys.exit(_start_run(request("run_start", checkout=hotpath.current_checkout(),
+                                project=project, workflow=workflow, params=values,
+                                dry_run=dry_run)))
+
+
+@cli.group("runs", invoke_without_command=True,
+           short_help="List workflow runs; `runs show ID` replays one.")
+@click.option("--project", metavar="NAME", help="Only this project's runs.")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_context
+def runs_group(ctx: click.Context, project: str | None, limit: int, as_json: bool) -> None:
+    """The newest workflow runs started on this machine, with their state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        with connect_or_start() as conn:
+            view = conn.call(request("runs", project=project, limit=limit))
+    except ClientError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(jsonout.dumps(view["runs"]))
+    else:
+        click.echo(runs.table(view["runs"], render.Style(sys.stdout)))
+
+
+@runs_group.command("show")
+@click.argument("run")
+def runs_show(run: str) -> None:
+    """Replay run RUN (its id, or the end of it that `projctl runs` shows); a run that is
+    still going is followed until it ends."""
+    try:
+        with connect_or_start() as conn:
+            success = runs.follow(conn, run)
+    except ClientError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0 if success else 1)
 
 
 @cli.command(short_help="Show the team's events: deployments, branches, notes.")

@@ -20,9 +20,9 @@ __all__ = [
     "Checkout", "CheckoutView", "CiView", "DaemonInfo", "DeployFinish", "DeployPlan",
     "DeployStart", "DeploymentView", "Envelope", "Error", "EventView", "Log", "LogView", "Note",
     "Ping", "PipelineView", "PluginView", "Plugins", "PluginsReport", "PollResult", "Pong",
-    "ProjectView", "Prompt", "PromptText",
-    "Recorded", "Refresh",
-    "RefreshReport", "Reply", "Request", "Shutdown", "SourceError", "SourceView", "StateInfo",
+    "ProjectView", "Prompt", "PromptText", "Recorded", "Refresh", "RefreshReport", "Reply",
+    "Request", "RunFollow", "RunPlanView", "RunProgress", "RunStart", "RunStarted", "RunSummary",
+    "Runs", "RunsView", "Shutdown", "SourceError", "SourceView", "StateInfo",
     "Status", "StatusView", "Sync", "SyncReport", "SyncView", "TicketView",
 ]
 
@@ -151,8 +151,41 @@ class Prompt(_Request, tag="prompt", kw_only=True):
     style: Literal["plain", "ansi", "bash", "zsh"] = "plain"
 
 
+_Param = Annotated[str, msgspec.Meta(max_length=4000, pattern="^[^\x00]*$")]
+
+
+class RunStart(_Request, tag="run_start", kw_only=True):
+    """Run the workflow `workflow` of the checkout's repository or of the config, in the
+    daemon; with `dry_run`, say what it would do instead."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    workflow: _Name
+    params: dict[_Name, _Param] = {}
+    dry_run: bool = False
+    # A started deployment (DeployPlan) that this run carries out: the daemon records how it
+    # ended when the run ends, even if the client has gone.
+    deployment: Annotated[str, msgspec.Meta(max_length=36)] | None = None
+
+
+class RunFollow(_Request, tag="run_follow", kw_only=True):
+    """A run's events from number `after` on (its id, or a unique start or end of it); while it
+    runs and has nothing new, wait up to `wait` seconds for something."""
+
+    run: Annotated[str, msgspec.Meta(min_length=4, max_length=36)]
+    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    wait: Annotated[float, msgspec.Meta(ge=0, le=30)] = 0.0
+
+
+class Runs(_Request, tag="runs", kw_only=True):
+    """The newest workflow runs started on this machine."""
+
+    project: _Project | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
+
+
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
-           | DeployFinish | Log | Sync | Prompt | Plugins)
+           | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs)
 
 
 class _Reply(msgspec.Struct, tag_field="type", kw_only=True):
@@ -394,6 +427,10 @@ class DeployPlan(_Reply, tag="deploy_plan"):
     command: list[str]
     cwd: str | None
     started: EventView | None = None
+    # The project's `deploy` workflow, when it has one: run instead of `command`, with these
+    # parameters (those of env, environment, branch, commit, deployment that it declares).
+    workflow: str | None = None
+    params: dict[str, str] = {}
 
 
 class LogView(_Reply, tag="log"):
@@ -450,5 +487,47 @@ class Error(_Reply, tag="error"):
     suggestions: list[str] = []
 
 
+class RunSummary(msgspec.Struct, kw_only=True):
+    id: str
+    project: str
+    workflow: str
+    started_at: float
+    finished_at: float | None = None
+    success: bool | None = None  # None: running, or ended when projctld stopped
+    running: bool = False
+
+
+class RunStarted(_Reply, tag="run_started"):
+    run: RunSummary
+
+
+class RunPlanView(_Reply, tag="run_plan"):
+    """The dry run: per step, whether it would run (`would_run` true, false or null: cannot
+    tell without running), why, and the command it would run."""
+
+    project: str
+    workflow: str
+    source: str
+    params: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
+class RunProgress(_Reply, tag="run_progress"):
+    """Events `after` to `next` of a run, of `total` so far; see projctld/workflows/events.py
+    for their shapes (each has `event`, `workflow` and `at`)."""
+
+    run: RunSummary
+    events: list[dict[str, Any]]
+    next: int
+    total: int
+    running: bool
+    success: bool | None = None
+
+
+class RunsView(_Reply, tag="runs"):
+    runs: list[RunSummary]
+
+
 Reply = (StatusView | Pong | Ack | RefreshReport | Recorded | DeployPlan | LogView | SyncReport
-         | PromptText | PluginsReport | Error)
+         | PromptText | PluginsReport | RunStarted | RunPlanView | RunProgress | RunsView
+         | Error)

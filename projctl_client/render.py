@@ -9,7 +9,7 @@ import time
 from projctl_client import __version__, paths
 
 
-class _Style:
+class Style:
     """Escape codes, all empty unless the stream is a colour terminal (NO_COLOR, TERM=dumb)."""
 
     def __init__(self, stream: object) -> None:
@@ -94,7 +94,7 @@ def _ref(checkout: dict) -> str:
 
 def status(view: dict, stream: object = None) -> str:
     """The human form of a status view."""
-    style = _Style(stream or sys.stdout)
+    style = Style(stream or sys.stdout)
     bold, dim, reset = style.bold, style.dim, style.reset
     now = time.time()
     lines = []
@@ -183,7 +183,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def _ci(ci: dict | None, style: _Style) -> str:
+def _ci(ci: dict | None, style: Style) -> str:
     if not ci:
         return style.paint("dim", "· no CI")
     text, colour = _CI.get(ci["state"], (ci["state"], "dim"))
@@ -194,7 +194,7 @@ def _ci(ci: dict | None, style: _Style) -> str:
     return style.paint(colour, text)
 
 
-def _review(review: str, style: _Style) -> str:
+def _review(review: str, style: Style) -> str:
     text, colour = _REVIEW.get(review, (review, "dim"))
     return style.paint(colour, f"{text:<17}") if text else " " * 17
 
@@ -203,7 +203,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _branch(branch: dict | None, style: _Style) -> list[str]:
+def _branch(branch: dict | None, style: Style) -> list[str]:
     """The current branch's change request and CI, under the `Here` line."""
     if not branch:
         return []
@@ -222,7 +222,7 @@ def _branch(branch: dict | None, style: _Style) -> list[str]:
     return lines
 
 
-def _upstreams(project: dict, style: _Style, now: float) -> list[str]:
+def _upstreams(project: dict, style: Style, now: float) -> list[str]:
     """A project's change requests, CI needing attention, tickets and each source's freshness."""
     sources = project.get("sources") or []
     if not sources:
@@ -275,7 +275,7 @@ def _upstreams(project: dict, style: _Style, now: float) -> list[str]:
     return lines
 
 
-def _tickets(tickets: list[dict], counts: dict[str, int], style: _Style) -> list[str]:
+def _tickets(tickets: list[dict], counts: dict[str, int], style: Style) -> list[str]:
     """Tickets by status, in the daemon's order (in progress, to do, done; newest first)."""
     if not tickets:
         return [style.paint("dim", "    none")]
@@ -295,7 +295,7 @@ def _tickets(tickets: list[dict], counts: dict[str, int], style: _Style) -> list
     return lines
 
 
-def _heading(title: str, ages: list[str], style: _Style) -> str:
+def _heading(title: str, ages: list[str], style: Style) -> str:
     suffix = style.paint("dim", "  " + " · ".join(ages)) if ages else ""
     return f"  {style.bold}{title}{style.reset}{suffix}"
 
@@ -312,7 +312,7 @@ def _freshness(source: dict, now: float) -> str:
 
 def refresh(results: list[dict], stream: object = None) -> str:
     """One line per (project, upstream) poll of `projctl refresh`, errors with their advice."""
-    style = _Style(stream or sys.stdout)
+    style = Style(stream or sys.stdout)
     lines = []
     for result in results:
         head = f"{result['project']:<12} {result['upstream']:<7}"
@@ -332,7 +332,7 @@ def refresh(results: list[dict], stream: object = None) -> str:
     return "\n".join(lines) if lines else "nothing to refresh"
 
 
-def _deployments(project: dict, style: _Style, now: float) -> list[str]:
+def _deployments(project: dict, style: Style, now: float) -> list[str]:
     """The latest deployment of each environment, in the order the config lists them."""
     latest: dict[str, dict] = {}
     for deployment in project.get("deployments") or []:  # newest first per environment
@@ -371,7 +371,7 @@ def _exit_text(status: int | None) -> str:
     return "" if status is None else f"exit status {status}"
 
 
-def _sync_line(sync: dict | None, style: _Style, now: float) -> list[str]:
+def _sync_line(sync: dict | None, style: Style, now: float) -> list[str]:
     """One line on the team sync; nothing when no hub is set and nothing is kept locally."""
     if not sync:
         return []
@@ -419,7 +419,7 @@ def noted(reply: dict) -> str:
 
 def log(view: dict, *, limit: int, filtered: bool, stream: object = None) -> str:
     """`projctl log`: a header naming the project, then one line per event, oldest first."""
-    style = _Style(stream or sys.stdout)
+    style = Style(stream or sys.stdout)
     events = view["events"]
     project = view["project"]
     if not events:
@@ -473,13 +473,31 @@ def _event_summary(event: dict, started: dict) -> str:
             why = payload.get("reason") or _exit_text(payload.get("exit_status"))
             parts.append(f"after {span(took or 0)}" + (f": {why}" if why else ""))
         return "  ".join(p for p in parts if p)
+    if kind.startswith("workflow."):
+        return _workflow_summary(kind, payload)
     return _clip(", ".join(f"{k}={v}" for k, v in payload.items()
                            if isinstance(v, str | int | float)), 72)
 
 
+def _workflow_summary(kind: str, payload: dict) -> str:
+    run = f"run {str(payload.get('run', ''))[-SHORT_ID:]}"
+    if kind == "workflow.started":
+        params = " ".join(f"{k}={v}" for k, v in (payload.get("params") or {}).items())
+        return _clip(f"{payload.get('workflow')}  {run}" + (f"  {params}" if params else ""), 72)
+    if kind == "workflow.step":
+        if payload.get("skipped"):
+            outcome = "skipped"
+        elif payload.get("success"):
+            outcome = f"✓ {span(payload.get('duration') or 0)}"
+        else:
+            outcome = f"✗ {payload.get('reason') or _exit_text(payload.get('exit_code'))}"
+        return _clip(f"{payload.get('step')}  {outcome}  {run}", 72)
+    return f"{payload.get('workflow')}  {span(payload.get('duration') or 0)}  {run}"
+
+
 def sync(view: dict, stream: object = None) -> str:
     """`projctl sync`: where the team sync stands and, on trouble, what to do."""
-    style = _Style(stream or sys.stdout)
+    style = Style(stream or sys.stdout)
     now = time.time()
     error = view.get("error")
     lines = []
@@ -517,7 +535,7 @@ def sync(view: dict, stream: object = None) -> str:
 
 def plugins(views: list[dict], stream: object = None) -> str:
     """`projctl plugins`: one block per plugin, with its hooks and its last error."""
-    style = _Style(stream or sys.stdout)
+    style = Style(stream or sys.stdout)
     if not views:
         return ("no plugins loaded\n"
                 "  to add one: install a package with a `projctl.plugins` entry point, or list "

@@ -13,6 +13,7 @@ import msgspec
 
 from projctld.errors import ConfigError
 from projctld.prompt.format import DEFAULT_FORMAT, DEFAULT_STALE_MARKER, FormatError, parse
+from projctld.workflows import Workflow, WorkflowError, load_table
 
 S = typing.TypeVar("S", bound=msgspec.Struct)
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
@@ -163,6 +164,8 @@ class Config(_Section):
     plugins: PluginsConfig = PluginsConfig()
     notify: NotifyConfig = NotifyConfig()
     projects: dict[str, ProjectConfig] = {}
+    # Loaded by the workflow engine, which checks conditions and templates with line numbers.
+    workflows: dict[str, Workflow] = {}
 
 
 def load_config(path: str) -> Config:
@@ -182,6 +185,7 @@ def load_config(path: str) -> Config:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", context={"file": path}) from None
     # Projects are validated one by one so that an error can name the project it is in.
     raw_projects = raw.pop("projects", {})
+    raw_workflows = raw.pop("workflows", None)
     config = _convert(path, raw, Config, "")
     if not isinstance(raw_projects, dict):
         raise _error(path, "projects", f"expected a table, got {_toml_type(raw_projects)}")
@@ -195,6 +199,13 @@ def load_config(path: str) -> Config:
             project, paths=[_resolve(p, os.path.dirname(path)) for p in project.paths]
         )
     config = msgspec.structs.replace(config, projects=projects)
+    if raw_workflows is not None:
+        try:
+            workflows = load_table(raw_workflows, path=path)
+        except WorkflowError as exc:
+            raise ConfigError(exc.message, suggestions=exc.suggestions,
+                              context=exc.context) from None
+        config = msgspec.structs.replace(config, workflows=workflows)
     _check_upstreams(path, config)
     try:
         parse(config.prompt.format)

@@ -15,6 +15,7 @@ from projctld.plugins.host import PluginHost
 from projctld.polling import Poller
 from projctld.prompt.files import PromptFiles
 from projctld.prompt.segments import Segments
+from projctld.runs import Runs
 from projctld.store.database import Database
 from projctld.sync.journal import Journal
 from projctld.sync.runner import SyncRunner
@@ -34,6 +35,7 @@ class DaemonContext:
     segments: Segments
     prompt_files: PromptFiles
     plugins: PluginHost
+    runs: Runs
     started_at: float
     sandbox: bool = False
     shutdown: anyio.Event = field(default_factory=anyio.Event)

@@ -35,11 +35,13 @@ from projctld.prompt.segments import Segments
 from projctld.providers import create_providers
 from projctld.rpc.handlers import Handlers
 from projctld.rpc.server import RpcServer
+from projctld.runs import Runs
 from projctld.scheduler import PollScheduler
 from projctld.store.checkouts import CheckoutTable
 from projctld.store.database import Database
 from projctld.store.events import EventStore
 from projctld.store.http_cache import HttpCache
+from projctld.store.runs import RunTable
 from projctld.store.snapshots import SnapshotTable
 from projctld.sync.hlc import HybridClock
 from projctld.sync.hubclient import HubClient
@@ -87,12 +89,14 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             paths.prompt_dir(socket_path), segments, knowledge,
             [path for project in config.projects.values() for path in project.paths])
         poller.on_polled = runner.on_change = prompt_files.wake
+        journal = Journal(events, clock, runner, config.sync.actor or getpass.getuser())
+        runs = Runs(RunTable(db), journal, config.workflows)
         ctx = DaemonContext(
             config=config, config_path=config_path, config_loaded_at=started_at,
             socket_path=socket_path, db=db, knowledge=knowledge, poller=poller,
-            journal=Journal(events, clock, runner, config.sync.actor or getpass.getuser()),
+            journal=journal,
             runner=runner, segments=segments, prompt_files=prompt_files,
-            plugins=plugins, started_at=started_at, sandbox=sandbox is not None,
+            plugins=plugins, runs=runs, started_at=started_at, sandbox=sandbox is not None,
         )
         server = RpcServer(
             Handlers(ctx),
@@ -106,6 +110,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             tasks.start_soon(runner.run)
             tasks.start_soon(plugins.run)
             tasks.start_soon(prompt_files.run)
+            runs.start(tasks)
             poller.start(tasks)
             schedule = PollScheduler(poller)
             schedule.start()

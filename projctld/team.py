@@ -21,6 +21,7 @@ from projctld.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.sync import events, hlc
 from projctld.sync.events import Event
+from projctld.workflows import Workflow
 
 
 def note(ctx: DaemonContext, request: Note) -> Recorded:
@@ -61,6 +62,8 @@ async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
     started = events.DeploymentStarted(
         deployment=events.uuid7(), environment=request.environment, branch=request.branch,
         commit=request.commit, command=shlex.split(config.deploy))
+    # Looked up before anything is recorded: a broken workflow file stops the deployment.
+    workflow = ctx.runs.workflows(here.root if in_project and here else None).get("deploy")
     event = None if request.dry_run else ctx.journal.record(project, "deployment.started",
                                                              started)
     return DeployPlan(
@@ -68,7 +71,17 @@ async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
         branch=request.branch, commit=request.commit, command=started.command,
         cwd=here.root if in_project and here else (config.paths[0] if config.paths else None),
         started=None if event is None else _event_view(ctx, event),
+        workflow=workflow.name if workflow else None,
+        params=_deploy_params(workflow, request, started.deployment) if workflow else {},
     )
+
+
+def _deploy_params(workflow: Workflow, request: DeployStart, deployment: str) -> dict[str, str]:
+    """What a deploy workflow is told, for each of these parameters that it declares."""
+    known = {"env": request.environment, "environment": request.environment,
+             "branch": request.branch, "commit": request.commit, "deployment": deployment}
+    return {name: value for name, value in known.items()
+            if name in workflow.params and value is not None}
 
 
 async def _check_with_plugins(ctx: DaemonContext, project: str, request: DeployStart) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from projctld.config import Config, ProjectConfig, load_config
 from projctld.errors import ConfigError
+from projctld.workflows import load_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,7 +97,8 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     raw = tomllib.loads(uncommented)
 
     defaults = Config()
-    sections = [name for name in Config.__struct_fields__ if name != "projects"]
+    sections = [name for name in Config.__struct_fields__
+                if name not in ("projects", "workflows")]
     assert set(raw) == set(Config.__struct_fields__)
     for section in sections:
         assert set(raw[section]) == set(type(getattr(defaults, section)).__struct_fields__)
@@ -105,6 +107,7 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
                 f"example shows a wrong default for {section}.{key}"
     (project,) = raw["projects"].values()
     assert set(project) == set(ProjectConfig.__struct_fields__)
+    assert list(load_table(raw["workflows"], path=example, text=uncommented)) == ["NAME"]
 
 
 def test_projctld_run_reports_a_bad_config_without_a_traceback(sandbox) -> None:

@@ -22,12 +22,15 @@ from projctl_client.protocol import (
     RefreshReport,
     Reply,
     Request,
+    RunFollow,
+    Runs,
+    RunStart,
     Shutdown,
     Status,
     Sync,
     SyncReport,
 )
-from projctld import team
+from projctld import team, workflowcmds
 from projctld.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.prompt.format import Style, parse
@@ -68,6 +71,12 @@ class Handlers:
                 return SyncReport(sync=self._ctx.runner.view())
             case Prompt(checkout=checkout, format=fmt, style=style):
                 return self._prompt(checkout, fmt, style)
+            case RunStart():
+                return workflowcmds.start(self._ctx, request)
+            case RunFollow():
+                return await workflowcmds.follow(self._ctx, request)
+            case Runs():
+                return workflowcmds.recent(self._ctx, request)
             case Plugins():
                 return PluginsReport(plugins=self._ctx.plugins.views())
             case Shutdown():

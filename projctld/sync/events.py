@@ -86,6 +86,33 @@ class BranchCreated(msgspec.Struct, frozen=True, kw_only=True):
     commit: Name | None = None
 
 
+class WorkflowRunStarted(msgspec.Struct, frozen=True, kw_only=True):
+    run: EventId
+    workflow: Name
+    params: dict[Name, Text] = {}
+
+
+class WorkflowStepFinished(msgspec.Struct, frozen=True, kw_only=True):
+    """`workflow.step`: how one step of a run ended (or why it was skipped)."""
+
+    run: EventId
+    step: Name
+    success: bool
+    skipped: bool = False
+    exit_code: int | None = None
+    duration: Annotated[float, msgspec.Meta(ge=0, le=1e9)] = 0.0
+    reason: Text = ""
+
+
+class WorkflowRunFinished(msgspec.Struct, frozen=True, kw_only=True):
+    """The payload of both `workflow.completed` and `workflow.failed`."""
+
+    run: EventId
+    workflow: Name
+    success: bool
+    duration: Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+
+
 PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "deployment.started": DeploymentStarted,
     "deployment.completed": DeploymentFinished,
@@ -93,6 +120,10 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "note.added": NoteAdded,
     "note.edited": NoteAdded,
     "branch.created": BranchCreated,
+    "workflow.started": WorkflowRunStarted,
+    "workflow.step": WorkflowStepFinished,
+    "workflow.completed": WorkflowRunFinished,
+    "workflow.failed": WorkflowRunFinished,
 }
 
 
