@@ -27,6 +27,7 @@ from projctl_client import (
 )
 from projctl_client.connection import (
     ClientError,
+    Connection,
     NotRunning,
     connect,
     connect_or_start,
@@ -246,8 +247,7 @@ def _deploy_workflow(plan: dict, here: dict | None, target: str, dry_run: bool) 
 
 
 def _start_run(start: dict) -> int:
-    """Start (or plan) a run in the daemon and show its progress until it ends: 0 when it
-    succeeded, 1 when it failed, 130 when the user stopped watching (it goes on)."""
+    """Start (or plan) a run in the daemon and watch it; the exit code of `_watch`."""
     style = render.Style(sys.stdout)
     try:
         with connect_or_start() as conn:
@@ -256,16 +256,20 @@ def _start_run(start: dict) -> int:
                 click.echo(runs.plan(reply, style))
                 click.echo("nothing was run or recorded (--dry-run)")
                 return 0
-            run_id = reply["run"]["id"]
-            try:
-                success = runs.follow(conn, run_id)
-            except KeyboardInterrupt:
-                click.echo(f"\nstopped watching; the run goes on in projctld: "
-                           f"projctl runs show {run_id[-render.SHORT_ID:]}", err=True)
-                return 130
+            return _watch(conn, reply["run"]["id"][-render.SHORT_ID:])
     except ClientError as exc:
         _fail(exc)
-    return 0 if success else 1
+
+
+def _watch(conn: Connection, run: str) -> int:
+    """Show a run's progress until it ends: 0 when it succeeded, 1 when it failed, 130 when
+    the user stopped watching (the run goes on)."""
+    try:
+        return 0 if runs.follow(conn, run) else 1
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped watching; the run goes on in projctld: projctl runs show {run}",
+                   err=True)
+        return 130
 
 
 def _deploy_target(here: dict | None, branch: str | None) -> tuple[str | None, str | None]:
@@ -457,12 +461,9 @@ def runs_show(run: str) -> None:
     still going is followed until it ends."""
     try:
         with connect_or_start() as conn:
-            success = runs.follow(conn, run)
+            sys.exit(_watch(conn, run))
     except ClientError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(0 if success else 1)
 
 
 @cli.command(short_help="Show the team's events: deployments, branches, notes.")

@@ -18,7 +18,6 @@ from projctl_client.connection import (
     connect,
     connect_or_start,
     request,
-    seconds_from_env,
 )
 
 HOT = (["status"], ["status", "--json"], ["ping"])
@@ -138,10 +137,8 @@ def prompt_command(args: list[str]) -> int:
     if style not in PROMPT_STYLES:
         print(f"projctl prompt: --style is one of {', '.join(PROMPT_STYLES)}", file=sys.stderr)
         return 2
-    raw_timeout = options.get("timeout")
     try:
-        timeout_ms = float(raw_timeout) if raw_timeout is not None \
-            else seconds_from_env("PROJCTL_PROMPT_TIMEOUT_MS", PROMPT_TIMEOUT_MS)
+        timeout_ms = float(options.get("timeout", PROMPT_TIMEOUT_MS))
     except ValueError:
         timeout_ms = -1.0
     if not 0 < timeout_ms <= 10_000:

@@ -25,7 +25,6 @@ from projctld.sync.journal import Journal
 from projctld.workflows import (
     GitFacts,
     StepFinished,
-    StepOutput,
     StepSkipped,
     Workflow,
     WorkflowEvent,
@@ -200,7 +199,7 @@ class Runs:
                     run=row.id, workflow=row.workflow, success=event.success,
                     duration=event.duration)
                 kind = "workflow.completed" if event.success else "workflow.failed"
-            case StepOutput() | _:
+            case _:  # output lines stay with the run, not in the team log
                 return
         try:
             self._journal.record(row.project, kind, payload)

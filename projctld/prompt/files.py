@@ -99,22 +99,28 @@ class PromptFiles:
 
     def _wanted(self, now: float) -> dict[str, str]:
         waiting = self._segments.waiting()
+        # Every checkout of a project shows the same for a branch: render each pair once.
+        rendered: dict[tuple[str, str | None], str] = {}
+
+        def lines(project: str, branch: str | None) -> str:
+            if (project, branch) not in rendered:
+                rendered[project, branch] = self._lines(project, branch, waiting, now)
+            return rendered[project, branch]
+
         wanted: dict[str, str] = {}
         for root in self._roots(now):
             project = self._knowledge.project_of(root)
             if project is None:
                 continue
             base = os.path.join(self.directory, root.lstrip("/"))
-            wanted[os.path.join(base, REPO)] = self._lines(root, None, waiting, now)
+            wanted[os.path.join(base, REPO)] = lines(project, None)
             for branch in self._segments.branches(project):
                 if _safe_branch(branch):
-                    wanted[os.path.join(base, BRANCHES, branch)] = \
-                        self._lines(root, branch, waiting, now)
+                    wanted[os.path.join(base, BRANCHES, branch)] = lines(project, branch)
         return wanted
 
-    def _lines(self, root: str, branch: str | None, waiting: int, now: float) -> str:
-        facts = self._segments.facts(root, branch, waiting, now)
-        assert facts is not None  # the root's project was checked by the caller
+    def _lines(self, project: str, branch: str | None, waiting: int, now: float) -> str:
+        facts = self._segments.facts(project, branch, waiting, now)
         gone = msgspec.structs.replace(facts, stale=True)
         template, marker = self._segments.template, self._segments.stale_marker
         return "".join(f"{render(template, facts, style, marker)}\n"

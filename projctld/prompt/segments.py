@@ -26,26 +26,26 @@ class Segments:
     def text(self, root: str, branch: str | None, style: Style,
              template: Template | None = None) -> str:
         """The segment for a checkout; empty outside every configured project."""
-        facts = self.facts(root, branch, self.waiting(), time.time())
-        if facts is None:
-            return ""
-        return render(template or self.template, facts, style, self.stale_marker)
-
-    def facts(self, root: str, branch: str | None, waiting: int,
-              now: float) -> PromptFacts | None:
         project = self._knowledge.project_of(root)
         if project is None:
-            return None
+            return ""
+        facts = self.facts(project, branch, self.waiting(), time.time())
+        return render(template or self.template, facts, style, self.stale_marker)
+
+    def facts(self, project: str, branch: str | None, waiting: int,
+              now: float) -> PromptFacts:
+        """What a checkout of `project` on `branch` shows (the checkout itself does not count:
+        the branch is matched by name, as `projctl status` does)."""
         sources = self.sources(project)
         stale = any(source.view(now).stale for source in sources)
         change_request, pipeline = branch_upstream(branch, sources) if branch else (None, None)
-        if change_request is None:
-            ci = pipeline.state if pipeline else "none"
-            return PromptFacts(project=project, ci=ci, waiting=waiting, stale=stale)
-        if change_request.ci is not None:
+        # A change request's own CI is of its head commit; else the branch's latest pipeline.
+        if change_request is not None and change_request.ci is not None:
             ci = change_request.ci.state
         else:
             ci = pipeline.state if pipeline else "none"
+        if change_request is None:
+            return PromptFacts(project=project, ci=ci, waiting=waiting, stale=stale)
         return PromptFacts(project=project, upstream=change_request.upstream,
                            number=change_request.number, review=change_request.review,
                            ci=ci, waiting=waiting, stale=stale)
