@@ -7,7 +7,10 @@ import sys
 
 def main() -> int:
     args = sys.argv[1:]
-    from projctl_client import hotpath
+    from projctl_client import connection, hotpath
+
+    if args and not args[0].startswith("-"):
+        connection.command = args[0][:64]
 
     if hotpath.is_hot(args):
         return hotpath.run(args)

@@ -537,6 +537,27 @@ def plugins(as_json: bool) -> None:
         click.echo(render.plugins(reply["plugins"]))
 
 
+@cli.command(short_help="Show projctld's counters: requests, upstreams, sync, memory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def metrics(as_json: bool) -> None:
+    """Show what the daemon has done since it started: requests by type and by the projctl
+    command that sent them (count, errors, latency quantiles), each upstream's requests, 304s,
+    errors and rate limits, the team sync, memory and clients. The same numbers are served to
+    Prometheus when daemon.metrics_listen is set; README, Metrics."""
+    try:
+        with connect_or_start() as conn:
+            reply = conn.call(request("metrics"))
+    except ClientError as exc:
+        _fail(exc)
+    del reply["type"]
+    if as_json:
+        click.echo(jsonout.dumps(reply))
+    else:
+        from projctl_client import metricstext
+
+        click.echo(metricstext.metrics(reply))
+
+
 @cli.command(short_help="Poll GitHub, GitLab and Jira now and wait for the result.")
 @click.argument("project", required=False)
 @click.option("--wait", type=click.FloatRange(0, 600), default=30.0, show_default=True,

@@ -53,9 +53,15 @@ class DaemonError(ClientError):
         self.context = context
 
 
+# The projctl command this process runs (`status`, `deploy`, ...), sent with each request so
+# that `projctl metrics` can count by command; __main__ sets it.
+command = ""
+
+
 def request(kind: str, **fields: object) -> dict[str, object]:
     """A request as the daemon expects it: tagged, with the protocol and client version."""
-    return {"type": kind, "protocol": PROTOCOL_VERSION, "client": __version__, **fields}
+    return {"type": kind, "protocol": PROTOCOL_VERSION, "client": __version__,
+            "command": command, **fields}
 
 
 class Connection:

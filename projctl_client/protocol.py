@@ -16,14 +16,66 @@ from projctl_client import __version__
 from projctl_client.frames import MAX_FRAME, PROTOCOL_VERSION
 
 __all__ = [
-    "MAX_FRAME", "PROTOCOL_VERSION", "Ack", "BranchCreated", "BranchView", "ChangeRequestView",
-    "Checkout", "CheckoutView", "CiView", "DaemonInfo", "DeployFinish", "DeployPlan",
-    "DeployStart", "DeploymentView", "Envelope", "Error", "EventView", "Log", "LogView", "Note",
-    "Ping", "PipelineView", "PluginView", "Plugins", "PluginsReport", "PollResult", "Pong",
-    "ProjectView", "Prompt", "PromptText", "Recorded", "Refresh", "RefreshReport", "Reply",
-    "Request", "RunFollow", "RunPlanView", "RunProgress", "RunStart", "RunStarted", "RunSummary",
-    "Runs", "RunsView", "Shutdown", "SourceError", "SourceView", "StateInfo",
-    "Status", "StatusView", "Sync", "SyncReport", "SyncView", "TicketView",
+    "MAX_FRAME",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "BranchCreated",
+    "BranchView",
+    "ChangeRequestView",
+    "Checkout",
+    "CheckoutView",
+    "CiView",
+    "DaemonInfo",
+    "DaemonMetric",
+    "DeployFinish",
+    "DeployPlan",
+    "DeployStart",
+    "DeploymentView",
+    "Envelope",
+    "Error",
+    "EventView",
+    "LatencyView",
+    "Log",
+    "LogView",
+    "Metrics",
+    "MetricsReport",
+    "Note",
+    "Ping",
+    "PipelineView",
+    "PluginView",
+    "Plugins",
+    "PluginsReport",
+    "PollResult",
+    "Pong",
+    "ProjectView",
+    "Prompt",
+    "PromptText",
+    "RateLimitView",
+    "Recorded",
+    "Refresh",
+    "RefreshReport",
+    "Reply",
+    "Request",
+    "RequestMetric",
+    "RunFollow",
+    "RunPlanView",
+    "RunProgress",
+    "RunStart",
+    "RunStarted",
+    "RunSummary",
+    "Runs",
+    "RunsView",
+    "Shutdown",
+    "SourceError",
+    "SourceView",
+    "StateInfo",
+    "Status",
+    "StatusView",
+    "Sync",
+    "SyncReport",
+    "SyncView",
+    "TicketView",
+    "UpstreamMetric",
 ]
 
 
@@ -37,6 +89,8 @@ class Envelope(msgspec.Struct):
 class _Request(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
     protocol: int = PROTOCOL_VERSION
     client: str = __version__
+    # The projctl command that sent it (`status`, `prompt`, ...), for `projctl metrics`.
+    command: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 
 class Checkout(msgspec.Struct, frozen=True):
@@ -184,8 +238,13 @@ class Runs(_Request, tag="runs", kw_only=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20
 
 
+class Metrics(_Request, tag="metrics"):
+    """The daemon's counters and latency histograms; answered with MetricsReport."""
+
+
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
-           | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs)
+           | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs
+           | Metrics)
 
 
 class _Reply(msgspec.Struct, tag_field="type", kw_only=True):
@@ -528,6 +587,75 @@ class RunsView(_Reply, tag="runs"):
     runs: list[RunSummary]
 
 
+class LatencyView(msgspec.Struct, kw_only=True):
+    """A latency histogram: `buckets[i]` requests took at most `latency_bounds[i]` seconds
+    (and more than the bound before it); `over` took longer than the last bound. The quantiles
+    are read off the histogram, so they are as fine as its buckets."""
+
+    count: int = 0
+    sum_s: float = 0.0
+    max_s: float = 0.0
+    buckets: list[int] = []
+    over: int = 0
+    p50_s: float = 0.0
+    p90_s: float = 0.0
+    p99_s: float = 0.0
+
+
+class RequestMetric(msgspec.Struct, kw_only=True):
+    """Requests of one type from one projctl command since the daemon started."""
+
+    rpc: str
+    command: str
+    count: int
+    errors: int
+    latency: LatencyView
+
+
+class RateLimitView(msgspec.Struct, kw_only=True):
+    """One rate-limit budget of an upstream host, as its last response described it."""
+
+    resource: str
+    limit: int | None = None
+    remaining: int | None = None
+    reset_at: float | None = None
+
+
+class UpstreamMetric(msgspec.Struct, kw_only=True):
+    """What one upstream has cost and how it answered since the daemon started."""
+
+    upstream: str
+    host: str
+    requests: int
+    conditional_hits: int
+    retries: int
+    errors: int
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    hold_until: float | None = None
+    rate_limits: list[RateLimitView] = []
+
+
+class DaemonMetric(msgspec.Struct, kw_only=True):
+    version: str
+    pid: int
+    uptime_s: float
+    rss_bytes: int
+    peak_rss_bytes: int
+    open_connections: int
+    slow_requests: int
+    slow_request_threshold_s: float
+
+
+class MetricsReport(_Reply, tag="metrics"):
+    daemon: DaemonMetric
+    latency_bounds: list[float]
+    requests: list[RequestMetric]
+    upstreams: list[UpstreamMetric]
+    sync: SyncView
+
+
 Reply = (StatusView | Pong | Ack | RefreshReport | Recorded | DeployPlan | LogView | SyncReport
          | PromptText | PluginsReport | RunStarted | RunPlanView | RunProgress | RunsView
-         | Error)
+         | MetricsReport | Error)

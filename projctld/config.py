@@ -26,6 +26,8 @@ _GITLAB_PROJECT = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$"
 _OPTIONAL_URL = r"^(https?://[^\s/]+[^\s]*)?$"
 _HUB_URL = r"^((https?)://[^\s/]+[^\s]*)?$"  # _OPTIONAL_URL's shape, with its own example
 _WEBHOOK_URL = r"^(https?://[^\s/]+[^\s]*|)$"  # _OPTIONAL_URL's shape, with its own example
+# PORT, :PORT (loopback) or HOST:PORT, HOST an IPv4 address, a name or a bracketed IPv6 address.
+_LISTEN = r"^((\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)?:)?[0-9]{1,5}$|^$"
 _PLUGIN_MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_.]*)?$"
 HttpUrl = Annotated[str, msgspec.Meta(pattern=_URL)]
 GitHubRepo = Annotated[str, msgspec.Meta(pattern=_GITHUB_REPO)]
@@ -39,6 +41,7 @@ _PATTERN_MEANING = {
     _GITHUB_REPO: 'OWNER/NAME, e.g. "acme/web"',
     _GITLAB_PROJECT: 'a project path with its groups, e.g. "acme/platform/api", or its numeric id',
     _WEBHOOK_URL: 'a webhook URL, e.g. "https://hooks.slack.com/services/T0/B0/XXXX"',
+    _LISTEN: 'a port on loopback, e.g. "9464", or an address and port, e.g. "0.0.0.0:9464"',
     _PLUGIN_MODULE: 'a module path, e.g. "mypkg.plugin" or "mypkg.plugin:object"',
 }
 
@@ -53,6 +56,8 @@ class DaemonConfig(_Section):
     shutdown_timeout: Seconds = 5.0
     idle_timeout: Seconds = 60.0
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 256
+    slow_request: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 0.1
+    metrics_listen: Annotated[str, msgspec.Meta(pattern=_LISTEN)] = ""
 
 
 class PollingConfig(_Section):

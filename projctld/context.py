@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo
-from projctld import __version__
+from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo, MetricsReport
+from projctld import __version__, metrics
 from projctld.config import Config
 from projctld.knowledge import Knowledge
+from projctld.metrics import RequestMetrics
 from projctld.plugins.host import PluginHost
 from projctld.polling import Poller
 from projctld.prompt.files import PromptFiles
 from projctld.prompt.segments import Segments
+from projctld.providers.http import UpstreamHttp
 from projctld.runs import Runs
 from projctld.store.database import Database
 from projctld.sync.journal import Journal
@@ -36,6 +38,8 @@ class DaemonContext:
     prompt_files: PromptFiles
     plugins: PluginHost
     runs: Runs
+    requests: RequestMetrics
+    hosts: list[UpstreamHttp]
     started_at: float
     sandbox: bool = False
     shutdown: anyio.Event = field(default_factory=anyio.Event)
@@ -51,3 +55,7 @@ class DaemonContext:
             socket_path=self.socket_path,
             state_path=self.db.path,
         )
+
+    def metrics(self) -> MetricsReport:
+        return metrics.report(self.requests, self.hosts, self.runner.view(),
+                              started_at=self.started_at)

@@ -23,16 +23,19 @@ import httpx
 from anyio.abc import SocketListener
 
 from projctl_client import paths
-from projctld import __version__, listener, systemd
+from projctld import __version__, listener, prometheus, systemd
 from projctld import logging as logs
 from projctld.config import Config, load_config
 from projctld.context import DaemonContext
 from projctld.knowledge import Knowledge
+from projctld.metrics import RequestMetrics
+from projctld.metrics_http import serve_metrics
 from projctld.plugins.host import PluginHost
 from projctld.polling import Poller
 from projctld.prompt.files import PromptFiles
 from projctld.prompt.segments import Segments
 from projctld.providers import create_providers
+from projctld.providers.http import UpstreamHttp
 from projctld.rpc.handlers import Handlers
 from projctld.rpc.server import RpcServer
 from projctld.runs import Runs
@@ -75,7 +78,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         ))
         plugins = await PluginHost.start(config, client)
-        providers = {**create_providers(config, client, HttpCache(db, started_at)),
+        hosts: list[UpstreamHttp] = []
+        providers = {**create_providers(config, client, HttpCache(db, started_at), hosts=hosts),
                      **plugins.providers}
         poller = Poller(config, providers, SnapshotTable(db), plugin_sources=plugins.sources)
         events = EventStore(db)
@@ -96,13 +100,15 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             socket_path=socket_path, db=db, knowledge=knowledge, poller=poller,
             journal=journal,
             runner=runner, segments=segments, prompt_files=prompt_files,
-            plugins=plugins, runs=runs, started_at=started_at, sandbox=sandbox is not None,
+            plugins=plugins, runs=runs, requests=RequestMetrics(config.daemon.slow_request),
+            hosts=hosts, started_at=started_at, sandbox=sandbox is not None,
         )
         server = RpcServer(
             Handlers(ctx),
             max_connections=config.daemon.max_connections,
             idle_timeout=config.daemon.idle_timeout,
             frame_timeout=min(10.0, config.daemon.idle_timeout),
+            metrics=ctx.requests,
         )
         socket_listener = await SocketListener.from_socket(sock)
         async with anyio.create_task_group() as tasks:
@@ -110,6 +116,10 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             tasks.start_soon(runner.run)
             tasks.start_soon(plugins.run)
             tasks.start_soon(prompt_files.run)
+            if config.daemon.metrics_listen:
+                await tasks.start(serve_metrics, config.daemon.metrics_listen,
+                                  lambda: prometheus.render(prometheus.daemon_families(
+                                      ctx.metrics())))
             runs.start(tasks)
             poller.start(tasks)
             schedule = PollScheduler(poller)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from projctl_client.connection import Connection, connect
+from projctld.sandbox.dataset import generate
+from projctld.sandbox.demo import Upstreams, start_fakes
 
 
 @dataclass
@@ -232,3 +234,11 @@ def hub_server() -> Iterator[Callable[..., HubProcess]]:
     for hub in started:
         hub.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def upstreams() -> Iterator[Upstreams]:
+    """The fake GitHub, GitLab and Jira on loopback, with a small generated dataset."""
+    with contextlib.ExitStack() as stack:
+        yield start_fakes(stack, generate(github_repos=3, gitlab_projects=2, changes_per_repo=5,
+                                          tickets=40, jira_projects=1))

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from projctl_client.connection import request
-from projctld.sandbox.dataset import generate
-from projctld.sandbox.demo import TOKEN, Upstreams, start_fakes
-
-
-@pytest.fixture
-def upstreams() -> Iterator[Upstreams]:
-    with contextlib.ExitStack() as stack:
-        yield start_fakes(stack, generate(github_repos=3, gitlab_projects=2, changes_per_repo=5,
-                                          tickets=40, jira_projects=1))
+from projctld.sandbox.demo import TOKEN, Upstreams
 
 
 def git_checkout(path: str, branch: str) -> str:

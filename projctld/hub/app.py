@@ -26,8 +26,10 @@ from projctld.hub.auth import (
     check_client_version,
     parse_version,
 )
+from projctld.hub.metrics import HubMetrics
 from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict
 from projctld.logging import get_logger
+from projctld.prometheus import MEDIA_TYPE
 from projctld.sync.events import Event, InvalidPayload, typed_payload
 from projctld.sync.hlc import ClockAhead, HybridClock, ahead_of
 from projctld.sync.wire import (
@@ -51,6 +53,9 @@ from projctld.sync.wire import (
 log = get_logger(__name__)
 
 EVENTS = "/v1/events"
+HEALTH = "/v1/health"
+OPENAPI = "/v1/openapi.json"
+METRICS = "/metrics"
 DEFAULT_PAGE = 500
 
 
@@ -73,7 +78,7 @@ _STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
 }
-_ROUTES_HINT = f"the hub serves {EVENTS}, /v1/health and /v1/openapi.json"
+_ROUTES_HINT = f"the hub serves {EVENTS}, {HEALTH}, {OPENAPI} and {METRICS}"
 
 
 def _errors(*statuses: int) -> dict[int, ResponseSpec]:
@@ -98,6 +103,7 @@ class _Hub:
         self.storage = storage
         self.min_client_version = min_client_version
         self.clock = clock
+        self.metrics = HubMetrics(storage.kind, (EVENTS, HEALTH, OPENAPI, METRICS))
 
     async def push(self, request: Request[Any, Any, State]) -> Response[PushReply]:
         """Store a batch of events; pushing the same events again is harmless.
@@ -142,6 +148,8 @@ class _Hub:
                 self.clock.observe(max(event.hlc for event in events))
         log.info("events_pushed", user=token.user, accepted=outcome.accepted,
                  duplicates=outcome.duplicates)
+        self.metrics.accepted += outcome.accepted
+        self.metrics.duplicates += outcome.duplicates
         return _reply(request, PushReply(accepted=outcome.accepted,
                                          duplicates=outcome.duplicates))
 
@@ -167,6 +175,7 @@ class _Hub:
             await self.storage.wait_for_events(project, after, wait)
             events = await self.storage.pull(project, after, limit + 1)
         page = events[:limit]
+        self.metrics.pulled += len(page)
         return _reply(request, PullReply(events=page,
                                          next_after=page[-1].hub_seq if page else after,
                                          more=len(events) > limit))
@@ -177,11 +186,18 @@ class _Hub:
                                       min_client_version=self.min_client_version,
                                       storage=self.storage.kind))
 
+    async def prometheus(self) -> Response[str]:
+        """The hub's counters in Prometheus' text format: replies by route and status, their
+        latency, events accepted and pulled, memory. No token needed; no project is named."""
+        return Response(self.metrics.exposition(), media_type=MEDIA_TYPE)  # + charset
+
     async def check_version(self, request: Request[Any, Any, State]) -> None:
+        self.metrics.request_started(request.scope)
         check_client_version(request.headers, self.min_client_version)
 
     async def stamp(self, message: Message, scope: Scope) -> None:
-        """Add the version and clock headers to every reply, errors included."""
+        """Add the version and clock headers to every reply, errors included; count it."""
+        self.metrics.reply_started(message, scope)
         if message["type"] == "http.response.start":
             message["headers"] = [*message.get("headers", ()), *(
                 (name.encode(), value.encode()) for name, value in (
@@ -355,7 +371,9 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
                  operation_id="push_events")(hub.push),
             get(EVENTS, responses=_errors(400, 401, 403, 426),
                 operation_id="pull_events")(hub.pull),
-            get("/v1/health", operation_id="health", responses=_errors(400, 426))(hub.health),
+            get(HEALTH, operation_id="health", responses=_errors(400, 426))(hub.health),
+            get(METRICS, operation_id="metrics", media_type=MEDIA_TYPE,
+                responses=_errors(400, 426))(hub.prometheus),
         ],
         before_request=hub.check_version,
         before_send=[hub.stamp],
@@ -371,7 +389,7 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
         openapi_config=OpenAPIConfig(
             # Served at this path itself: Litestar answers any other GET under its OpenAPI
             # path with an HTML page of its own, which must not shadow /v1/*.
-            title="projctl hub", version=__version__, path="/v1/openapi.json",
+            title="projctl hub", version=__version__, path=OPENAPI,
             render_plugins=[JsonRenderPlugin(path="/")],
             description="Devices push their team events here and pull each other's. Bodies "
             f"are {MSGPACK} or {JSON}, carrying the same structures.",

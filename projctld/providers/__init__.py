@@ -23,9 +23,10 @@ USER_AGENT = f"projctl/{__version__} (+https://github.com/projctl/projctl)"
 
 
 def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache,
-                     clock: Callable[[], float] = time.time) -> dict[str, Provider]:
-    """The providers that some project uses, keyed by upstream name; `clock` is for
-    benchmarks that compress time."""
+                     clock: Callable[[], float] = time.time,
+                     hosts: list[UpstreamHttp] | None = None) -> dict[str, Provider]:
+    """The providers that some project uses, keyed by upstream name; each one's HTTP side is
+    appended to `hosts` (for `projctl metrics`); `clock` is for benchmarks that compress time."""
     used = {upstream for project in config.projects.values() for upstream in project.upstreams()}
     governors: dict[str, Governor] = {}
 
@@ -35,6 +36,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
         return governors.setdefault(host, Governor(host))
 
     providers: dict[str, Provider] = {}
+    built: list[UpstreamHttp] = []
     if "github" in used:
         section = config.github
         http = UpstreamHttp(
@@ -54,10 +56,11 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
         )
         repos = [repo for project in config.projects.values() for repo in project.github]
         providers["github"] = GitHub(http, section, repos, clock=clock)
+        built.append(http)
     if "gitlab" in used:
         gitlab = config.gitlab
         header = "PRIVATE-TOKEN" if gitlab.auth == "private-token" else "Authorization"
-        providers["gitlab"] = GitLab(UpstreamHttp(
+        http = UpstreamHttp(
             client, name="GitLab", governor=governor(gitlab.url), cache=cache, clock=clock,
             token=TokenSource("GitLab", "gitlab", gitlab),
             auth_headers=lambda token: {header: token if header == "PRIVATE-TOKEN"
@@ -69,7 +72,9 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
                 not_found=["check the paths under `gitlab` in your projects "
                            "(GROUP/SUBGROUP/NAME, as in the project's URL)"],
             ),
-        ), gitlab)
+        )
+        providers["gitlab"] = GitLab(http, gitlab)
+        built.append(http)
     if "jira" in used:
         jira = config.jira
 
@@ -79,7 +84,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
                 return {"Authorization": f"Basic {basic}"}
             return {"Authorization": f"Bearer {token}"}  # Data Center personal access token
 
-        providers["jira"] = Jira(UpstreamHttp(
+        http = UpstreamHttp(
             client, name="Jira", governor=governor(jira.url), cache=cache, clock=clock,
             token=TokenSource("Jira", "jira", jira), auth_headers=jira_auth,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
@@ -91,5 +96,9 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
                 not_found=["check `url` in [jira] (https://SITE.atlassian.net)"],
                 rejected=["check the `jira` JQL of the project in Jira's issue search"],
             ),
-        ), jira)
+        )
+        providers["jira"] = Jira(http, jira)
+        built.append(http)
+    if hosts is not None:
+        hosts.extend(built)
     return providers

@@ -40,6 +40,13 @@ class Counters:
     failures: int = 0
     retries: int = 0
     by_resource: dict[str, int] = field(default_factory=dict)
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    def failed(self, exc: UpstreamError, now: float) -> None:
+        self.failures += 1
+        self.last_error, self.last_error_at = exc.code, now
 
 
 @dataclass
@@ -157,7 +164,7 @@ class UpstreamHttp:
                 fetched = await self._once(method, url, resource, headers, content)
             except UpstreamError as exc:
                 if not exc.retryable or attempt >= RETRIES:
-                    self.counters.failures += 1
+                    self.counters.failed(exc, self._clock())
                     raise
                 attempt += 1
                 self.counters.retries += 1
@@ -170,9 +177,11 @@ class UpstreamHttp:
                 token_retried = True  # a rotated token from its command may work
                 continue
             if fetched.status < 300 or fetched.status == 304:
+                self.counters.last_success = self._clock()
                 return fetched
-            self.counters.failures += 1
-            raise self._refusal(fetched, what)
+            refusal = self._refusal(fetched, what)
+            self.counters.failed(refusal, self._clock())
+            raise refusal
 
     async def _wait_for_governor(self, resource: str) -> None:
         wait, reason = self.governor.wait_needed(resource, self._clock())

@@ -11,6 +11,7 @@ from projctl_client.protocol import (
     DeployFinish,
     DeployStart,
     Log,
+    Metrics,
     Note,
     Ping,
     Plugins,
@@ -79,6 +80,8 @@ class Handlers:
                 return workflowcmds.recent(self._ctx, request)
             case Plugins():
                 return PluginsReport(plugins=self._ctx.plugins.views())
+            case Metrics():
+                return self._ctx.metrics()
             case Shutdown():
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")

@@ -23,6 +23,7 @@ from projctl_client.protocol import MAX_FRAME, PROTOCOL_VERSION, Envelope, Error
 from projctld import __version__
 from projctld.errors import ProjctlError
 from projctld.logging import get_logger
+from projctld.metrics import RequestMetrics, RequestTiming
 
 log = get_logger(__name__)
 
@@ -52,8 +53,10 @@ class RpcServer:
         max_connections: int = 256,
         idle_timeout: float = 60.0,
         frame_timeout: float = 10.0,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self._handle = handle
+        self.metrics = metrics or RequestMetrics(slow_threshold=float("inf"))
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
         self._frame_timeout = frame_timeout
@@ -106,6 +109,7 @@ class RpcServer:
                     await self._send_quietly(stream, refusal)
                     return
                 self._connections.add(conn)
+                self.metrics.open_connections = len(self._connections)
                 try:
                     await self._requests(stream, conn)
                 except (*_CLIENT_GONE, TimeoutError):
@@ -115,6 +119,7 @@ class RpcServer:
                     log.exception("connection_failed")
                 finally:
                     self._connections.discard(conn)
+                    self.metrics.open_connections = len(self._connections)
 
     def _refusal(self, stream: SocketStream) -> Error | None:
         """Why this connection may not send requests, checked before reading anything."""
@@ -140,9 +145,13 @@ class RpcServer:
             with anyio.fail_after(self._idle_timeout):
                 header = await reader.receive_exactly(HEADER_SIZE)
             conn.busy = True
+            timing = RequestTiming()
             try:
                 length = body_length(header)
             except FrameTooLarge as exc:
+                timing.rpc, timing.error = "frame_too_large", True
+                timing.mark("read")
+                self.metrics.record(timing)
                 # The body is never read, so the stream cannot be resynchronised: answer, close.
                 await self._send_quietly(stream, Error(
                     code="frame_too_large", message=str(exc), context={"limit": str(MAX_FRAME)}
@@ -150,22 +159,30 @@ class RpcServer:
                 return
             with anyio.fail_after(self._frame_timeout):
                 body = await reader.receive_exactly(length)
-            reply = await self._answer(body)
+            timing.mark("read")
+            reply = await self._answer(body, timing)
             # A client that stops reading would otherwise hold its slot (and the reply) forever.
             with anyio.fail_after(self._frame_timeout):
                 await stream.send(frame(reply))
+            timing.mark("send")
+            self.metrics.record(timing)
             conn.busy = False
 
-    async def _answer(self, body: bytes) -> bytes:
+    async def _answer(self, body: bytes, timing: RequestTiming) -> bytes:
         try:
             request = self._decoder.decode(body)
         except _UNDECODABLE as exc:
+            timing.mark("decode")
             reply: Reply = self._malformed(body, exc)
         else:
+            timing.mark("decode")
+            timing.identify(request)
             if request.protocol != PROTOCOL_VERSION:
                 reply = _protocol_mismatch(request.protocol, request.client)
             else:
                 reply = await self._dispatch(request)
+        timing.mark("handle")
+        timing.error = isinstance(reply, Error)
         encoded = self._encoder.encode(reply)
         if len(encoded) > MAX_FRAME:
             log.error("reply_too_large", type=type(reply).__name__, size=len(encoded))
@@ -173,6 +190,7 @@ class RpcServer:
                 code="internal", message="the reply was larger than the protocol allows",
                 suggestions=["report this as a bug in projctl"],
             ))
+        timing.mark("encode")
         return encoded
 
     async def _dispatch(self, request: Request) -> Reply:

@@ -1,0 +1,76 @@
+"""The hub's measurements: replies per route and status, their latency, events in and out, memory;
+written for Prometheus at /metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from time import perf_counter
+
+from litestar.types import Message, Scope
+
+from projctld import __version__
+from projctld.metrics import LATENCY_BOUNDS, Histogram, memory
+from projctld.prometheus import Family, render
+
+_STARTED = "projctl.started"  # the scope key holding when a request came in
+
+
+class HubMetrics:
+    def __init__(self, storage_kind: str, routes: Collection[str]) -> None:
+        self._storage_kind = storage_kind
+        self._routes = set(routes)
+        self._started_at = time.time()
+        self._replies: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[tuple[str, str], Histogram] = {}
+        self.accepted = 0
+        self.duplicates = 0
+        self.pulled = 0
+
+    def request_started(self, scope: Scope) -> None:
+        scope[_STARTED] = perf_counter()  # type: ignore[literal-required]
+
+    def reply_started(self, message: Message, scope: Scope) -> None:
+        """Count a reply as its head goes out (errors and unknown paths included)."""
+        if message["type"] != "http.response.start" or scope["type"] != "http":
+            return
+        # Unknown paths share one label, so a scanner cannot grow the metrics without bound.
+        path = scope["path"] if scope["path"] in self._routes else "other"
+        key = (scope["method"], path, message["status"])
+        self._replies[key] = self._replies.get(key, 0) + 1
+        started = scope.get(_STARTED)
+        if started is not None:
+            latency = self._latency.setdefault((scope["method"], path), Histogram())
+            latency.observe(perf_counter() - started)
+
+    def exposition(self) -> str:
+        info = Family("projctl_hub_info", "gauge", "The hub's version and storage.")
+        info.add(1, {"version": __version__, "storage": self._storage_kind})
+        uptime = Family("projctl_hub_uptime_seconds", "gauge", "Seconds since the hub started.")
+        uptime.add(time.time() - self._started_at)
+        rss, peak = memory()
+        resident = Family("projctl_hub_resident_memory_bytes", "gauge", "Resident memory.")
+        resident.add(rss)
+        highest = Family("projctl_hub_peak_resident_memory_bytes", "gauge",
+                         "Highest resident memory so far.")
+        highest.add(peak)
+        replies = Family("projctl_hub_http_responses_total", "counter",
+                         "Replies sent, by method, route and status.")
+        for (method, path, status), count in sorted(self._replies.items()):
+            replies.add(count, {"method": method, "route": path, "status": str(status)})
+        latency = Family("projctl_hub_http_request_duration_seconds", "histogram",
+                         "From routing a request to its reply's head; pulls that wait for "
+                         "events include the wait.")
+        for (method, path), histogram in sorted(self._latency.items()):
+            latency.add_histogram(histogram.view(), LATENCY_BOUNDS,
+                                  {"method": method, "route": path})
+        accepted = Family("projctl_hub_events_accepted_total", "counter",
+                          "Events pushed and stored for the first time.")
+        accepted.add(self.accepted)
+        duplicates = Family("projctl_hub_events_duplicate_total", "counter",
+                            "Events pushed again that the hub already held.")
+        duplicates.add(self.duplicates)
+        pulled = Family("projctl_hub_events_pulled_total", "counter", "Events sent to devices.")
+        pulled.add(self.pulled)
+        return render([info, uptime, resident, highest, replies, latency, accepted,
+                       duplicates, pulled])
