@@ -18,6 +18,7 @@ from projctld.prompt.files import PromptFiles
 from projctld.prompt.segments import Segments
 from projctld.providers.http import UpstreamHttp
 from projctld.runs import Runs
+from projctld.status import StatusViews
 from projctld.store.database import Database
 from projctld.sync.journal import Journal
 from projctld.sync.runner import SyncRunner
@@ -43,6 +44,15 @@ class DaemonContext:
     started_at: float
     sandbox: bool = False
     shutdown: anyio.Event = field(default_factory=anyio.Event)
+    status_views: StatusViews = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.status_views = StatusViews(self)
+
+    def changed(self) -> None:
+        """Something a view shows has changed: a poll ended, an event came or went, a sync."""
+        self.status_views.changed()
+        self.prompt_files.wake()
 
     def info(self) -> DaemonInfo:
         return DaemonInfo(

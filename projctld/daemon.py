@@ -92,7 +92,6 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         prompt_files = PromptFiles(
             paths.prompt_dir(socket_path), segments, knowledge,
             [path for project in config.projects.values() for path in project.paths])
-        poller.on_polled = runner.on_change = prompt_files.wake
         journal = Journal(events, clock, runner, config.sync.actor or getpass.getuser())
         runs = Runs(RunTable(db), journal, config.workflows)
         ctx = DaemonContext(
@@ -103,6 +102,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             plugins=plugins, runs=runs, requests=RequestMetrics(config.daemon.slow_request),
             hosts=hosts, started_at=started_at, sandbox=sandbox is not None,
         )
+        poller.on_polled = runner.on_change = ctx.changed
         server = RpcServer(
             Handlers(ctx),
             max_connections=config.daemon.max_connections,

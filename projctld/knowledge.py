@@ -30,12 +30,18 @@ class Knowledge:
         self._checkouts = {row.root: row for row in table.all()}
         self._persisted_at = {root: row.last_seen_at for root, row in self._checkouts.items()}
         self.last_error: str | None = None
+        # Counts the changes a status view shows (a checkout found, forgotten, or on another
+        # branch or commit); last_seen_at alone does not count.
+        self.version = 0
 
     def project_of(self, root: str) -> str | None:
         for path, name in self._project_paths:
             if root == path or root.startswith(path.rstrip("/") + "/"):
                 return name
         return None
+
+    def row(self, root: str) -> CheckoutRow:
+        return self._checkouts[root]
 
     def checkouts(self) -> list[CheckoutRow]:
         """Every known checkout, most recently seen first."""
@@ -53,6 +59,7 @@ class Knowledge:
         else:
             changed = (row.branch, row.head) != (checkout.branch, checkout.head)
             row.branch, row.head, row.last_seen_at = checkout.branch, checkout.head, now
+        self.version += changed
         if changed or now - self._persisted_at.get(row.root, 0.0) >= PERSIST_INTERVAL:
             self._save([row])
         return row

@@ -1,8 +1,11 @@
-"""Builds the status view from the config and what the daemon knows."""
+"""Builds the status view from the config and what the daemon knows, and reuses it while nothing
+in it has changed."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -15,22 +18,63 @@ from projctl_client.protocol import (
     StatusView,
     TicketView,
 )
-from projctld.context import DaemonContext
 from projctld.polling import Source, branch_upstream
 from projctld.store.checkouts import CheckoutRow
+
+if TYPE_CHECKING:  # the context holds a StatusViews
+    from projctld.context import DaemonContext
 
 # Deployments shown per environment: the latest, and enough before it to see a pattern.
 DEPLOYMENTS_PER_ENVIRONMENT = 3
 # Pipelines shown per project are the ones that need me: failed, or still going.
 _NEEDS_ATTENTION = ("failure", "running", "pending")
 _CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
+# How long a built view may be served again. What it derives from the clock (stale marks) and
+# what changes without a signal (a poll or a sync starting, last_seen_at) lags by at most this.
+MAX_REUSE = 1.0
+# Distinct (checkout, ticket limit) views kept; more than this and all are built afresh.
+MAX_VIEWS = 64
+
+Key = tuple[Checkout | None, int | None]
+
+
+class StatusViews:
+    """The views last built, one per (checkout, ticket limit), served again until `changed()`
+    (a poll, an event, a sync) or a checkout change, and for at most MAX_REUSE seconds.
+
+    Under load this turns a status into a lookup: many shells and editors asking at once get
+    the same view, and the RPC server reuses its encoding too (rpc/server.py)."""
+
+    def __init__(self, ctx: DaemonContext, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ctx = ctx
+        self._clock = clock
+        self._views: dict[Key, tuple[float, int, StatusView]] = {}
+
+    def changed(self) -> None:
+        self._views.clear()
+
+    def get(self, here: Checkout | None, tickets_per_status: int | None) -> StatusView:
+        knowledge = self._ctx.knowledge
+        if here is not None:
+            knowledge.observe(here, time.time())
+        now = self._clock()
+        key = (here, tickets_per_status)
+        cached = self._views.get(key)
+        if cached is not None and now - cached[0] < MAX_REUSE and cached[1] == knowledge.version:
+            return cached[2]
+        if len(self._views) >= MAX_VIEWS:
+            self._views.clear()
+        view = build_status(self._ctx, here, tickets_per_status=tickets_per_status)
+        self._views[key] = (now, knowledge.version, view)
+        return view
 
 
 def build_status(ctx: DaemonContext, here: Checkout | None, *,
                  tickets_per_status: int | None = None) -> StatusView:
+    """The view for the client in checkout `here`, which the caller has observed already."""
     now = time.time()
     knowledge = ctx.knowledge
-    current = _view(knowledge.observe(here, now), knowledge.project_of(here.root)) if here else None
+    current = _view(knowledge.row(here.root), knowledge.project_of(here.root)) if here else None
     sources: dict[str, list[Source]] = {name: [] for name in ctx.config.projects}
     for (project, _upstream), source in ctx.poller.sources.items():
         sources[project].append(source)

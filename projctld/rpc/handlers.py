@@ -35,7 +35,6 @@ from projctld import team, workflowcmds
 from projctld.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.prompt.format import Style, parse
-from projctld.status import build_status
 
 
 class Handlers:
@@ -52,7 +51,7 @@ class Handlers:
             case Status(checkout=checkout, tickets_per_status=limit):
                 self._ctx.poller.touch()
                 return await self._ctx.plugins.status_view(
-                    build_status(self._ctx, checkout, tickets_per_status=limit))
+                    self._ctx.status_views.get(checkout, limit))
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
                 return await self._refresh(project, wait)

@@ -8,6 +8,7 @@ answered with what was wrong, a silent or stalled client is dropped after a time
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import struct
@@ -19,7 +20,15 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from projctl_client.frames import HEADER_SIZE, FrameTooLarge, body_length, frame
-from projctl_client.protocol import MAX_FRAME, PROTOCOL_VERSION, Envelope, Error, Reply, Request
+from projctl_client.protocol import (
+    MAX_FRAME,
+    PROTOCOL_VERSION,
+    Envelope,
+    Error,
+    Reply,
+    Request,
+    StatusView,
+)
 from projctld import __version__
 from projctld.errors import ProjctlError
 from projctld.logging import get_logger
@@ -65,6 +74,9 @@ class RpcServer:
         self._decoder = msgspec.msgpack.Decoder(Request)
         self._envelope = msgspec.msgpack.Decoder(Envelope)
         self._encoder = msgspec.msgpack.Encoder()
+        # The status view last sent and its encoding: status.StatusViews serves the same view
+        # object again while nothing changed (and never alters one), so it is encoded once.
+        self._status: tuple[StatusView | None, bytes] = (None, b"")
 
     @property
     def open_connections(self) -> int:
@@ -112,7 +124,7 @@ class RpcServer:
                 self.metrics.open_connections = len(self._connections)
                 try:
                     await self._requests(stream, conn)
-                except (*_CLIENT_GONE, TimeoutError):
+                except _CLIENT_GONE:
                     pass
                 except Exception:
                     # A fault no test foresaw costs this client its connection, never the daemon.
@@ -140,10 +152,12 @@ class RpcServer:
         return None
 
     async def _requests(self, stream: SocketStream, conn: _Connection) -> None:
+        # The timeouts move the deadline of the connection's own scope, which ends the
+        # connection when it passes: a scope per wait would cost more than the request itself.
         reader = BufferedByteReceiveStream(stream)
         while not self._draining:
-            with anyio.fail_after(self._idle_timeout):
-                header = await reader.receive_exactly(HEADER_SIZE)
+            conn.scope.deadline = anyio.current_time() + self._idle_timeout
+            header = await reader.receive_exactly(HEADER_SIZE)
             conn.busy = True
             timing = RequestTiming()
             try:
@@ -157,13 +171,14 @@ class RpcServer:
                     code="frame_too_large", message=str(exc), context={"limit": str(MAX_FRAME)}
                 ))
                 return
-            with anyio.fail_after(self._frame_timeout):
-                body = await reader.receive_exactly(length)
+            conn.scope.deadline = anyio.current_time() + self._frame_timeout
+            body = await reader.receive_exactly(length)
             timing.mark("read")
+            conn.scope.deadline = math.inf  # a refresh or a followed run may wait long
             reply = await self._answer(body, timing)
             # A client that stops reading would otherwise hold its slot (and the reply) forever.
-            with anyio.fail_after(self._frame_timeout):
-                await stream.send(frame(reply))
+            conn.scope.deadline = anyio.current_time() + self._frame_timeout
+            await stream.send(frame(reply))
             timing.mark("send")
             self.metrics.record(timing)
             conn.busy = False
@@ -183,7 +198,12 @@ class RpcServer:
                 reply = await self._dispatch(request)
         timing.mark("handle")
         timing.error = isinstance(reply, Error)
-        encoded = self._encoder.encode(reply)
+        if isinstance(reply, StatusView):
+            if reply is not self._status[0]:
+                self._status = (reply, self._encoder.encode(reply))
+            encoded = self._status[1]
+        else:
+            encoded = self._encoder.encode(reply)
         if len(encoded) > MAX_FRAME:
             log.error("reply_too_large", type=type(reply).__name__, size=len(encoded))
             encoded = self._encoder.encode(Error(

@@ -111,10 +111,13 @@ class SyncRunner:
     async def _listen_one(self, project: str, wait: float) -> None:
         assert self._hub is not None
         try:
-            self._pulled += await pull_project(self._store, self._hub, self._clock, project,
-                                               wait=wait)
+            pulled = await pull_project(self._store, self._hub, self._clock, project, wait=wait)
         except Exception as exc:
             self._failed(exc)
+        else:
+            self._pulled += pulled
+            if pulled:
+                self.on_change()
 
     async def _attempt(self) -> None:
         assert self._hub is not None
