@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -236,6 +237,32 @@ def test_garbage_answers_are_200s_a_client_must_not_trust(
     assert gh.get("/user").json()["login"] == "octo-me"
     with pytest.raises(ValueError, match="kind must be one of"):
         github.garbage("/user", "nonsense")  # type: ignore[arg-type]
+
+
+def test_a_body_cut_off_or_mislabelled_fails_below_json(
+    github: FakeGitHub, gh: httpx.Client
+) -> None:
+    github.garbage("/user", "cut_off")
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending complete message body"):
+        gh.get("/user")
+    github.garbage("/user", "bad_gzip")
+    with pytest.raises(httpx.DecodingError):
+        gh.get("/user")
+    github.fail("/user", status=500, times=5)
+    github.clear_faults()
+    assert gh.get("/user").status_code == 200
+    assert [r.status for r in github.requests] == [200, 200, 200]
+    assert all(r.received_at <= time.time() for r in github.requests)
+
+
+def test_a_skewed_clock_shows_in_the_date_and_the_reset(
+    github: FakeGitHub, gh: httpx.Client
+) -> None:
+    github.clock_skew = -86400.0
+    answer = gh.get("/user")
+    shown = email.utils.parsedate_to_datetime(answer.headers["date"]).timestamp()
+    assert abs(shown - (time.time() - 86400)) < 5  # whole seconds, and this test's own pace
+    assert int(answer.headers["x-ratelimit-reset"]) == int(github.rate["core"].reset - 86400)
 
 
 def test_a_hang_outlasts_the_client_timeout_and_stop_cuts_it_short(

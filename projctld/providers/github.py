@@ -260,11 +260,8 @@ class GitHub:
         if reply.errors and not reply.data:
             first = reply.errors[0]
             if first.type == "RATE_LIMIT":  # GraphQL says so in a 200
-                raise UpstreamError(
-                    f"GitHub's GraphQL budget is spent: {first.message[:300]}",
-                    code="rate_limited",
-                    suggestions=["nothing to do: polling waits for the reset"],
-                )
+                raise self._http.rate_limited(
+                    f"GitHub's GraphQL budget is spent: {first.message[:300]}", "graphql")
             raise UpstreamError(
                 f"GitHub refused the pull request search: {first.message[:300]}",
                 code="not_found" if first.type == "NOT_FOUND" else "rejected",

@@ -6,6 +6,7 @@ about it; providers only decode bodies and map shapes.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,9 @@ T = TypeVar("T")
 MAX_BODY = 16 << 20
 RETRIES = 2
 RETRY_BASE = 0.5
+# The advice for a fault that is the upstream's or the network's, and likely to pass.
+IF_IT_PASSES = ("nothing to do if it passes: polling retries by itself; the last good data "
+                "stays shown")
 
 
 @dataclass
@@ -139,7 +143,7 @@ class UpstreamHttp:
             exc.context["url"] = fetched.url
             raise
 
-    def decode_part(self, raw: bytes | None, shape: type[T], *, what: str) -> T:
+    def decode_part(self, raw: bytes | msgspec.Raw | None, shape: type[T], *, what: str) -> T:
         """JSON (a whole body, or a part of one such as a GraphQL alias) as `shape`."""
         if raw is None:
             problem = "it is missing"
@@ -148,10 +152,31 @@ class UpstreamHttp:
                 return msgspec.json.decode(raw, type=shape)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 problem = _clip(str(exc))
+        advice = [IF_IT_PASSES]
+        if raw is not None and bytes(raw).lstrip()[:1] == b"<":
+            # What a captive portal or a single sign-on proxy answers in place of the API.
+            problem = "an HTML page came instead of JSON"
+            advice.append(f"if a browser shows a sign-in page for {self.name} or this network, "
+                          "sign in there")
         raise UpstreamError(
             f"{self.name} sent {what} that projctld cannot read: {problem}",
-            code="malformed", retryable=True,
-            suggestions=["nothing to do if it passes; the last good data stays shown"],
+            code="malformed", retryable=True, suggestions=advice,
+        )
+
+    def rate_limited(self, message: str, resource: str) -> UpstreamError:
+        """A refusal on rate grounds, saying when the governor lets `resource` go again (the
+        poller holds its next poll until then)."""
+        now = self._clock()
+        held, _ = self.governor.wait_needed(resource, now)
+        # A hold is told first; a spent budget can outlast it.
+        wait = held + self.governor.wait_needed(resource, now + held)[0]
+        if wait > 0:
+            message += f"; next request at {_clock_time(now + wait)}"
+        return UpstreamError(
+            message, code="rate_limited",
+            suggestions=["nothing to do: polling waits as told and resumes by itself; the last "
+                         "good data stays shown"],
+            context={"wait_s": str(math.ceil(wait))} if wait > 0 else {},
         )
 
     async def _send(self, method: str, url: str, *, what: str, resource: str,
@@ -179,22 +204,26 @@ class UpstreamHttp:
             if fetched.status < 300 or fetched.status == 304:
                 self.counters.last_success = self._clock()
                 return fetched
-            refusal = self._refusal(fetched, what)
+            refusal = self._refusal(fetched, what, resource)
             self.counters.failed(refusal, self._clock())
             raise refusal
 
     async def _wait_for_governor(self, resource: str) -> None:
-        wait, reason = self.governor.wait_needed(resource, self._clock())
-        if wait > MAX_INLINE_WAIT:
-            until = time.strftime("%H:%M:%S", time.localtime(self._clock() + wait))
-            raise UpstreamError(
-                f"{self.name} is rate-limited: {reason}; next request at {until}",
-                code="rate_limited",
-                suggestions=["nothing to do: polling resumes by itself; the last good data "
-                             "stays shown"],
-                context={"wait_s": f"{wait:.0f}"},
-            )
-        if wait > 0:
+        # Asked again after every wait: a spent budget can hold past a Retry-After, and answers
+        # to other requests meanwhile can have extended the hold.
+        while True:
+            wait, reason = self.governor.wait_needed(resource, self._clock())
+            if wait <= 0:
+                return
+            if wait > MAX_INLINE_WAIT:
+                raise UpstreamError(
+                    f"{self.name} is rate-limited: {reason}; next request at "
+                    f"{_clock_time(self._clock() + wait)}",
+                    code="rate_limited",
+                    suggestions=["nothing to do: polling resumes by itself; the last good data "
+                                 "stays shown"],
+                    context={"wait_s": f"{wait:.0f}"},
+                )
             await self._sleep(wait)
 
     async def _once(self, method: str, url: str, resource: str, headers: dict[str, str],
@@ -209,9 +238,28 @@ class UpstreamHttp:
                                                content=content) as response:
                     body = await _read_bounded(response)
             except httpx.TimeoutException:
-                raise UpstreamError(f"{self.name} did not answer in time ({_host(url)})",
-                                    code="timeout", retryable=True) from None
-            except (httpx.TransportError, OSError) as exc:
+                raise UpstreamError(
+                    f"{self.name} did not answer in time ({_host(url)})", code="timeout",
+                    retryable=True, suggestions=[
+                        IF_IT_PASSES, "if it persists, check the network, or allow slow answers "
+                                 "more time with `request_timeout` in [polling]"],
+                ) from None
+            except httpx.RemoteProtocolError as exc:
+                # It was reached: the connection dropped mid-answer, or the answer was not HTTP.
+                raise UpstreamError(
+                    f"the answer from {self.name} was cut off or garbled "
+                    f"({_host(url)}: {_clip(str(exc))})", code="unreachable", retryable=True,
+                    suggestions=[IF_IT_PASSES, f"if it persists, check the network or any proxy "
+                                          f"between you and {self.name}"],
+                ) from None
+            except httpx.DecodingError as exc:
+                raise UpstreamError(
+                    f"{self.name} sent an answer that cannot be decompressed "
+                    f"({_host(url)}: {_clip(str(exc))})", code="malformed", retryable=True,
+                    suggestions=[IF_IT_PASSES, f"if it persists, check any proxy between you and "
+                                          f"{self.name}"],
+                ) from None
+            except (httpx.RequestError, OSError) as exc:  # refused, unresolved, redirect loop
                 raise UpstreamError(
                     f"cannot reach {self.name} at {_host(url)}: {_clip(str(exc)) or 'no route'}",
                     code="unreachable", retryable=True,
@@ -223,10 +271,12 @@ class UpstreamHttp:
             raise UpstreamError(
                 f"{self.name} failed with {response.status_code} {response.reason_phrase} "
                 f"({_host(url)})", code="server_error", retryable=True,
+                suggestions=[f"nothing to do: the fault is {self.name}'s; polling backs off and "
+                             "retries, and the last good data stays shown"],
             )
         return fetched
 
-    def _refusal(self, fetched: Fetched, what: str) -> UpstreamError:
+    def _refusal(self, fetched: Fetched, what: str, resource: str) -> UpstreamError:
         status = fetched.status
         detail = _message_of(fetched.body)
         said = f": {detail}" if detail else ""
@@ -235,14 +285,10 @@ class UpstreamHttp:
                 f"{self.name} refused the token from {self._token.origin} (401{said})",
                 code="auth", suggestions=self._hints.auth,
             )
-        wait, _ = self.governor.wait_needed("", self._clock())
-        limited = wait > 0 or fetched.headers.get("x-ratelimit-remaining") == "0"
+        held, _ = self.governor.wait_needed("", self._clock())  # a hold, whatever the budgets
+        limited = held > 0 or fetched.headers.get("x-ratelimit-remaining") == "0"
         if status == 429 or (status == 403 and (limited or "rate limit" in detail.lower())):
-            return UpstreamError(
-                f"{self.name} is rate-limiting us ({status}{said})", code="rate_limited",
-                suggestions=["nothing to do: polling waits as told and resumes by itself"],
-                context={"wait_s": f"{wait:.0f}"} if wait else {},
-            )
+            return self.rate_limited(f"{self.name} is rate-limiting us ({status}{said})", resource)
         if status == 403:
             scopes = fetched.headers.get("x-accepted-oauth-scopes")
             has = fetched.headers.get("x-oauth-scopes")
@@ -293,6 +339,10 @@ def _message_of(body: bytes) -> str:
     if isinstance(messages, list) and messages and isinstance(messages[0], str):
         return _clip(messages[0])
     return ""
+
+
+def _clock_time(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
 
 
 def _host(url: str) -> str:

@@ -104,7 +104,7 @@ class FakeGitHub(FakeServer):
             "x-ratelimit-limit": str(bucket.limit),
             "x-ratelimit-remaining": str(max(0, bucket.remaining)),
             "x-ratelimit-used": str(bucket.used),
-            "x-ratelimit-reset": str(int(bucket.reset)),
+            "x-ratelimit-reset": str(int(bucket.reset + self.clock_skew)),
             "x-ratelimit-resource": resource,
         }
 

@@ -91,8 +91,8 @@ class FakeGitLab(FakeServer):
             "RateLimit-Limit": str(self.rate.limit),
             "RateLimit-Observed": str(self.rate.used),
             "RateLimit-Remaining": str(max(0, self.rate.remaining)),
-            "RateLimit-Reset": str(int(self.rate.reset)),
-            "RateLimit-ResetTime": http_date(self.rate.reset),
+            "RateLimit-Reset": str(int(self.rate.reset + self.clock_skew)),
+            "RateLimit-ResetTime": http_date(self.rate.reset + self.clock_skew),
         }
 
     # -- endpoints

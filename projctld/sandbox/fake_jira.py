@@ -58,7 +58,8 @@ class FakeJira(FakeServer):
         if not self.rate.exhausted():
             return None
         retry_after = self.rate.seconds_to_reset()
-        reset = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(time.time() + retry_after))
+        reset = time.strftime("%Y-%m-%dT%H:%MZ",
+                              time.gmtime(time.time() + retry_after + self.clock_skew))
         return Reply(429, {"errorMessages": ["Rate limit exceeded."], "errors": {}}, {
             "Retry-After": str(retry_after),
             "X-RateLimit-Reset": reset,

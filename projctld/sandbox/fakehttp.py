@@ -21,8 +21,10 @@ from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 JSON_TYPE = "application/json; charset=utf-8"
-GarbageKind = Literal["not_json", "truncated", "wrong_types", "empty"]
-GARBAGE_KINDS = ("not_json", "truncated", "wrong_types", "empty")
+# truncated: half a document, and a Content-Length that says so; cut_off: the connection drops
+# halfway through a body whose Content-Length promised all of it; bad_gzip: labelled gzip, is not.
+GarbageKind = Literal["not_json", "truncated", "cut_off", "bad_gzip", "wrong_types", "empty"]
+GARBAGE_KINDS = ("not_json", "truncated", "cut_off", "bad_gzip", "wrong_types", "empty")
 # What a captive portal or an SSO proxy answers in place of the API.
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
              b"<body><h1>Sign in to continue</h1></body></html>\n")
@@ -64,6 +66,7 @@ class RequestRecord:
     headers: dict[str, str]  # names lower-cased
     status: int
     was_conditional_hit: bool
+    received_at: float  # time.time() (never skewed) when the request arrived
 
 
 class RateLimit:
@@ -119,12 +122,16 @@ class FakeServer(abc.ABC):
     Every request: `latency` sleep, then an injected fault if one matches its path and query,
     else authentication, rate limit and the route; GET answers of 200 carry a weak ETag and
     become 304 for a matching If-None-Match. Usable as a context manager.
+
+    `clock_skew` seconds are added to the server's clock where it shows (the Date header and the
+    reset times of the rate-limit headers), as on a server whose clock is wrong.
     """
 
     def __init__(self, *, token: str, prefix: str = "") -> None:
         self.token = token
         self.prefix = prefix.rstrip("/")
         self.latency = 0.0
+        self.clock_skew = 0.0
         self.requests: list[RequestRecord] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
@@ -220,6 +227,11 @@ class FakeServer(abc.ABC):
         """Stall the next `times` matching requests for `seconds`, then answer them as usual."""
         self._add(_Fault(re.compile(path_regex), "hang", times, seconds=seconds))
 
+    def clear_faults(self) -> None:
+        """Drop the injected faults that have not answered yet (the upstream is well again)."""
+        with self._lock:
+            self._faults.clear()
+
     def reset_log(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -244,6 +256,7 @@ class FakeServer(abc.ABC):
 
     def _serve(self, handler: _Handler) -> None:
         request = _read(handler)
+        received_at = time.time()
         if self.latency > 0:
             self._stopping.wait(self.latency)
         fault = self._take_fault(request.target)
@@ -259,7 +272,7 @@ class FakeServer(abc.ABC):
         # Logged before it is sent, so that a client holding the answer finds it in the log.
         with self._lock:
             self.requests.append(RequestRecord(
-                request.method, request.target, request.headers, reply.status, hit
+                request.method, request.target, request.headers, reply.status, hit, received_at
             ))
         _send(handler, reply)
 
@@ -323,6 +336,13 @@ def _garbage(reply: Reply, kind: str) -> Reply:
     if kind == "truncated":
         body = reply.body()
         return Reply(200, None, {**headers, "Content-Type": JSON_TYPE}, body[: len(body) // 2])
+    if kind == "cut_off":
+        body = reply.body()
+        return Reply(200, None, {**headers, "Content-Type": JSON_TYPE,
+                                 "Content-Length": str(len(body))}, body[: len(body) // 2])
+    if kind == "bad_gzip":
+        return Reply(200, None, {**headers, "Content-Type": JSON_TYPE,
+                                 "Content-Encoding": "gzip"}, reply.body())
     if kind == "wrong_types":
         return Reply(200, _wrong_types(reply.data), headers)
     return Reply(200, None, {**headers, "Content-Type": JSON_TYPE}, b"")
@@ -358,11 +378,17 @@ def _send(handler: _Handler, reply: Reply) -> None:
     if not _has(headers, "content-length"):
         headers["Content-Length"] = str(len(body))
     handler.send_response(reply.status)
+    declared = 0
     for name, value in headers.items():
         handler.send_header(name, value)
+        if name.lower() == "content-length":
+            declared = int(value)
     handler.end_headers()
     if reply.status != 304:
         handler.wfile.write(body)
+        # Less than the promised length (a cut_off fault): hang up, as a dropped connection does.
+        if declared > len(body):
+            handler.close_connection = True
 
 
 def _has(headers: dict[str, str], name: str) -> bool:
@@ -388,6 +414,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake._serve(self)
 
     do_POST = do_GET
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, on the fake's clock (skewed when a test says so)."""
+        if timestamp is None:
+            timestamp = time.time() + self.server.fake.clock_skew
+        return super().date_time_string(timestamp)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: FakeServer.requests is the log."""
