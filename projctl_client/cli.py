@@ -579,6 +579,22 @@ def refresh(project: str | None, wait: float) -> None:
     sys.exit(1 if any(r["outcome"] == "error" for r in results) else 0)
 
 
+@cli.command(short_help="Check config, tokens, socket, daemon, hub, state and systemd.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(as_json: bool) -> None:
+    """Check what projctl needs, one line each with the fix when one is due: the config file,
+    the socket's permissions, the daemon and its version, each upstream's token and what it
+    may do, the hub, the state database's integrity and the systemd units.
+
+    It never starts the daemon: when projctld is down its checks run without it. Tokens are
+    never shown. Exits 1 if a check failed.
+    """
+    # Imported here: no other command needs it.
+    from projctl_client import doctor as checks
+
+    sys.exit(checks.run(as_json))
+
+
 @cli.command(short_help="See a full status from built-in demo data: no tokens, no network.")
 @click.option("--stop", is_flag=True, help="Stop the demo daemon.")
 def demo(stop: bool) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "BranchCreated",
     "BranchView",
     "ChangeRequestView",
+    "CheckView",
     "Checkout",
     "CheckoutView",
     "CiView",
@@ -31,6 +32,8 @@ __all__ = [
     "DeployPlan",
     "DeployStart",
     "DeploymentView",
+    "Doctor",
+    "DoctorReport",
     "Envelope",
     "Error",
     "EventView",
@@ -242,9 +245,14 @@ class Metrics(_Request, tag="metrics"):
     """The daemon's counters and latency histograms; answered with MetricsReport."""
 
 
+class Doctor(_Request, tag="doctor"):
+    """Run the daemon's checks (config, tokens and what they may do, hub, state database,
+    systemd); answered with DoctorReport."""
+
+
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
            | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs
-           | Metrics)
+           | Metrics | Doctor)
 
 
 class _Reply(msgspec.Struct, tag_field="type", kw_only=True):
@@ -656,6 +664,20 @@ class MetricsReport(_Reply, tag="metrics"):
     sync: SyncView
 
 
+class CheckView(msgspec.Struct, kw_only=True):
+    """One check of `projctl doctor`. `fix` is the exact command or config edit that mends
+    it, null when there is nothing to mend; `detail` never holds a token."""
+
+    name: str
+    status: Literal["ok", "warn", "fail", "skip"]
+    detail: str
+    fix: str | None = None
+
+
+class DoctorReport(_Reply, tag="doctor"):
+    checks: list[CheckView]
+
+
 Reply = (StatusView | Pong | Ack | RefreshReport | Recorded | DeployPlan | LogView | SyncReport
          | PromptText | PluginsReport | RunStarted | RunPlanView | RunProgress | RunsView
-         | MetricsReport | Error)
+         | MetricsReport | DoctorReport | Error)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 import click
+import msgspec
 
 from projctl_client import paths
 from projctld import __version__
@@ -97,6 +98,28 @@ def _error_lines(exc: ProjctlError) -> list[str]:
 def _fail(exc: ProjctlError) -> NoReturn:
     click.echo("projctld: " + "\n  ".join(_error_lines(exc)), err=True)
     sys.exit(exc.exit_code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(as_json: bool) -> None:
+    """Run `projctl doctor`'s daemon-side checks here, without a daemon: the config, each
+    upstream's token and what it may do, the hub, the state database and systemd.
+
+    `projctl doctor` runs this when projctld is down. Exits 1 if a check failed.
+    """
+    import anyio
+
+    from projctl_client import doctor as client_doctor
+    from projctl_client import jsonout
+    from projctld import logging as logs
+    from projctld.doctor import run_checks
+
+    logs.configure("warning")  # on stderr: stdout carries the checks
+    checks = [msgspec.to_builtins(check) for check in anyio.run(
+        run_checks, paths.config_path(), paths.database_path())]
+    click.echo(jsonout.dumps(checks) if as_json else client_doctor.text(checks, sys.stdout))
+    sys.exit(1 if any(check["status"] == "fail" for check in checks) else 0)
 
 
 @main.command("install-systemd")

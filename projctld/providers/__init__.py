@@ -13,13 +13,36 @@ from projctld.config import Config
 from projctld.providers.github import GitHub
 from projctld.providers.gitlab import GitLab
 from projctld.providers.governor import Governor
-from projctld.providers.http import Hints, UpstreamHttp
+from projctld.providers.http import AuthHeaders, Hints, UpstreamHttp
 from projctld.providers.jira import Jira
 from projctld.providers.model import Provider
 from projctld.store.http_cache import HttpCache
 from projctld.tokens import TokenSource
 
 USER_AGENT = f"projctl/{__version__} (+https://github.com/projctl/projctl)"
+# What every request to each upstream carries besides its token.
+HEADERS = {
+    "github": {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+               "User-Agent": USER_AGENT},
+    "gitlab": {"User-Agent": USER_AGENT},
+    "jira": {"Accept": "application/json", "User-Agent": USER_AGENT},
+}
+
+
+def auth_headers(upstream: str, config: Config) -> AuthHeaders:
+    """How `upstream` wants its token sent (the providers and `projctl doctor` alike)."""
+    if upstream == "gitlab" and config.gitlab.auth == "private-token":
+        return lambda token: {"PRIVATE-TOKEN": token}
+    if upstream == "jira" and config.jira.email:
+        email = config.jira.email
+
+        def basic(token: str) -> dict[str, str]:  # Jira Cloud: the email and an API token
+            return {"Authorization": "Basic " + base64.b64encode(
+                f"{email}:{token}".encode()).decode()}
+
+        return basic
+    # GitHub, GitLab OAuth tokens, and Jira Data Center personal access tokens.
+    return lambda token: {"Authorization": f"Bearer {token}"}
 
 
 def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache,
@@ -42,9 +65,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
         http = UpstreamHttp(
             client, name="GitHub", governor=governor(section.api_url), cache=cache, clock=clock,
             token=TokenSource("GitHub", "github", section),
-            auth_headers=lambda token: {"Authorization": f"Bearer {token}"},
-            headers={"Accept": "application/vnd.github+json",
-                     "X-GitHub-Api-Version": "2022-11-28", "User-Agent": USER_AGENT},
+            auth_headers=auth_headers("github", config), headers=HEADERS["github"],
             hints=Hints(
                 auth=["gh auth status  # or check $GITHUB_TOKEN; then projctl refresh"],
                 forbidden=["give the token the `repo` scope (classic) or read access to "
@@ -59,13 +80,10 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
         built.append(http)
     if "gitlab" in used:
         gitlab = config.gitlab
-        header = "PRIVATE-TOKEN" if gitlab.auth == "private-token" else "Authorization"
         http = UpstreamHttp(
             client, name="GitLab", governor=governor(gitlab.url), cache=cache, clock=clock,
             token=TokenSource("GitLab", "gitlab", gitlab),
-            auth_headers=lambda token: {header: token if header == "PRIVATE-TOKEN"
-                                        else f"Bearer {token}"},
-            headers={"User-Agent": USER_AGENT},
+            auth_headers=auth_headers("gitlab", config), headers=HEADERS["gitlab"],
             hints=Hints(
                 auth=["create a token with the `read_api` scope and export $GITLAB_TOKEN"],
                 forbidden=["the token needs the `read_api` scope and access to the project"],
@@ -77,17 +95,10 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
         built.append(http)
     if "jira" in used:
         jira = config.jira
-
-        def jira_auth(token: str) -> dict[str, str]:
-            if jira.email:  # Jira Cloud: the account's email and an API token
-                basic = base64.b64encode(f"{jira.email}:{token}".encode()).decode()
-                return {"Authorization": f"Basic {basic}"}
-            return {"Authorization": f"Bearer {token}"}  # Data Center personal access token
-
         http = UpstreamHttp(
             client, name="Jira", governor=governor(jira.url), cache=cache, clock=clock,
-            token=TokenSource("Jira", "jira", jira), auth_headers=jira_auth,
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            token=TokenSource("Jira", "jira", jira), auth_headers=auth_headers("jira", config),
+            headers=HEADERS["jira"],
             hints=Hints(
                 auth=["Jira Cloud: set `email` in [jira] and an API token from "
                       "id.atlassian.com in $JIRA_API_TOKEN",

@@ -10,6 +10,7 @@ from projctl_client.protocol import (
     Checkout,
     DeployFinish,
     DeployStart,
+    Doctor,
     Log,
     Metrics,
     Note,
@@ -31,7 +32,7 @@ from projctl_client.protocol import (
     Sync,
     SyncReport,
 )
-from projctld import team, workflowcmds
+from projctld import doctor, team, workflowcmds
 from projctld.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.prompt.format import Style, parse
@@ -81,6 +82,8 @@ class Handlers:
                 return PluginsReport(plugins=self._ctx.plugins.views())
             case Metrics():
                 return self._ctx.metrics()
+            case Doctor():
+                return await doctor.report(self._ctx)
             case Shutdown():
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")

@@ -42,6 +42,9 @@ class FakeGitHub(FakeServer):
         self.rate = {"core": RateLimit(5000, 3600), "graphql": RateLimit(5000, 3600)}
         self.graphql_path = self.prefix.removesuffix("/v3") + "/graphql"
         self._secondary: list[int] = []
+        # What X-OAuth-Scopes says of the token (a classic one); None: a fine-grained token,
+        # for which GitHub sends no such header.
+        self.scopes: list[str] | None = ["repo", "read:org"]
 
     @property
     def graphql_url(self) -> str:
@@ -84,8 +87,11 @@ class FakeGitHub(FakeServer):
         rest = request.path.removeprefix(self.prefix)
         if request.method == "GET" and request.path.startswith(self.prefix + "/"):
             if rest == "/user":
+                # GitHub sends X-OAuth-Scopes on every authenticated REST reply; projctl reads
+                # it only here (`projctl doctor`).
+                scopes = {} if self.scopes is None else {"X-OAuth-Scopes": ", ".join(self.scopes)}
                 return Reply(200, {"login": self.data.github_login, "id": USER_ID,
-                                   "name": self.data.display_name})
+                                   "name": self.data.display_name}, scopes)
             match = re.fullmatch(r"/repos/([^/]+)/([^/]+)/actions/runs", rest)
             repo = match and _repo(self.data, f"{match[1]}/{match[2]}")
             if repo:

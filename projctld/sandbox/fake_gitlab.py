@@ -1,4 +1,4 @@
-"""A fake GitLab (self-hosted style, API v4): the user, merge requests and pipelines."""
+"""A fake GitLab (self-hosted style, API v4): the user and its token, merge requests, pipelines."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ class FakeGitLab(FakeServer):
         self.data = data
         self.rate = RateLimit(2000, 60)
         self.total_headers_limit = total_headers_limit
+        # The token as /personal_access_tokens/self describes it; without `api` or `read_api`
+        # the project routes answer 403 insufficient_scope, as GitLab does.
+        self.scopes = ["read_api"]
+        self.expires_at: str | None = None  # YYYY-MM-DD
 
     @property
     def api_url(self) -> str:
@@ -69,8 +73,14 @@ class FakeGitLab(FakeServer):
         if parts == ["user"]:
             me = self.data.gitlab_username
             return Reply(200, {**self._user(me), "web_url": f"{WEB}/{me}"})
+        if parts == ["personal_access_tokens", "self"]:
+            return Reply(200, self._token_json())
         if len(parts) < 3 or parts[0] != "projects":
             return Reply(404, {"error": "404 Not Found"})
+        if not {"api", "read_api"} & set(self.scopes):
+            return Reply(403, {"error": "insufficient_scope", "scope": "api read_api",
+                               "error_description": "The request requires higher privileges "
+                               "than provided by the access token."})
         project = self._project(unquote(parts[1]))
         if project is None:
             return Reply(404, {"message": "404 Project Not Found"})
@@ -197,6 +207,12 @@ class FakeGitLab(FakeServer):
         links += [("last", at(pages))] if counted else []
         headers["Link"] = link_header(links)
         return Reply(200, items[(page - 1) * per_page: page * per_page], headers)
+
+    def _token_json(self) -> dict[str, Any]:
+        return {"id": 1, "name": "projctl", "revoked": False, "active": True,
+                "created_at": "2025-01-01T00:00:00.000Z", "scopes": self.scopes,
+                "user_id": self._user(self.data.gitlab_username)["id"],
+                "last_used_at": None, "expires_at": self.expires_at}
 
     def _user(self, username: str) -> dict[str, Any]:
         return {"id": stable_id(username) % 10_000_000, "username": username,

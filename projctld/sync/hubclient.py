@@ -22,6 +22,7 @@ T = TypeVar("T")
 _push_encoder = msgspec.msgpack.Encoder()
 _push_reply = msgspec.msgpack.Decoder(wire.PushReply)
 _pull_reply = msgspec.msgpack.Decoder(wire.PullReply)
+_health_reply = msgspec.msgpack.Decoder(wire.Health)
 _hub_error = msgspec.msgpack.Decoder(wire.HubError)
 _json_error = msgspec.json.Decoder(wire.HubError)
 
@@ -50,9 +51,14 @@ class HubClient:
             timeout=httpx.Timeout(wait + 15.0))
         return self._decode(response, _pull_reply)
 
-    async def _send(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def health(self) -> wire.Health:
+        """The hub's version, the oldest client it accepts and its storage; needs no token."""
+        return self._decode(await self._send("GET", "/v1/health", auth=False), _health_reply)
+
+    async def _send(self, method: str, path: str, *, auth: bool = True,
+                    **kwargs: object) -> httpx.Response:
         headers = {
-            "authorization": f"Bearer {await self._token.get()}",
+            **({"authorization": f"Bearer {await self._token.get()}"} if auth else {}),
             "accept": wire.MSGPACK,
             wire.CLIENT_VERSION_HEADER: __version__,
             **kwargs.pop("headers", {}),  # type: ignore[dict-item]

@@ -1,0 +1,479 @@
+"""`projctl doctor`'s daemon-side checks: config, each upstream's token, the hub, state, systemd.
+
+They run in the daemon (the Doctor request) or, with the daemon down, in `projctld doctor`.
+Every check yields one CheckView whatever happens: a fault inside a check is that check's
+`fail`, never a traceback. Details say where a token was looked for and what it may do, never
+the token itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from projctl_client.protocol import CheckView, DoctorReport
+from projctld import __version__
+from projctld.config import Config, GitHubConfig, UpstreamConfig, load_config
+from projctld.errors import ProjctlError, UpstreamError
+from projctld.hub.auth import parse_version
+from projctld.logging import get_logger
+from projctld.providers import HEADERS, auth_headers
+from projctld.store.database import migrations
+from projctld.sync.hubclient import HubClient
+from projctld.tokens import TokenSource
+
+if TYPE_CHECKING:
+    from projctld.context import DaemonContext
+
+log = get_logger(__name__)
+
+# Each request may take this long; a whole check more, since a token command may run first.
+NETWORK_TIMEOUT = 5.0
+CHECK_TIMEOUT = 20.0
+SYSTEMCTL_TIMEOUT = 5.0
+# A GitLab token that expires within this many days is worth a warning.
+EXPIRY_WARNING_DAYS = 7
+# The scopes that let a GitLab token read merge requests and pipelines.
+GITLAB_SCOPES = {"read_api", "api"}
+# A pull after this cursor returns nothing, so it proves only that the token may read.
+_NO_EVENTS = 2**63 - 1
+
+
+class Outcome(NamedTuple):
+    status: str
+    detail: str
+    fix: str | None = None
+
+
+class Problem(Exception):
+    """Raised where a check knows, before its end, that it fails."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(detail)
+        self.outcome = Outcome("fail", detail, fix)
+
+
+async def report(ctx: DaemonContext) -> DoctorReport:
+    """The Doctor reply: the checks as the running daemon sees them."""
+    return DoctorReport(checks=await run_checks(
+        ctx.config_path, ctx.db.path, running=ctx.config, loaded_at=ctx.config_loaded_at,
+        sandbox=ctx.sandbox))
+
+
+async def run_checks(config_path: str, database: str, *, running: Config | None = None,
+                     loaded_at: float = 0.0, sandbox: bool = False) -> list[CheckView]:
+    """Every check, run concurrently, in a fixed order. `running` is the config the daemon
+    runs (None without a daemon): the upstreams are checked as it polls them."""
+    on_disk: list[Config] = []
+
+    async def config_check() -> Outcome:
+        config, outcome = _config(config_path, running, loaded_at, sandbox)
+        if config is not None:
+            on_disk.append(config)
+        return outcome
+
+    # First, alone: the other checks look at the config it loads.
+    first = await _guarded("config", config_check)
+    config = running or next(iter(on_disk), None)
+    async with httpx.AsyncClient(timeout=NETWORK_TIMEOUT, follow_redirects=True) as http:
+        checks: list[tuple[str, Callable[[], Awaitable[Outcome]]]] = [
+            ("github", lambda: _upstream(config, "github", _github, http, config_path)),
+            ("gitlab", lambda: _upstream(config, "gitlab", _gitlab, http, config_path)),
+            ("jira", lambda: _upstream(config, "jira", _jira, http, config_path)),
+            ("hub", lambda: _hub(config, http, config_path)),
+            ("state database", lambda: anyio.to_thread.run_sync(_state_database, database)),
+            ("systemd", _systemd),
+        ]
+        views: list[CheckView | None] = [None] * len(checks)
+
+        async def run(index: int) -> None:
+            name, check = checks[index]
+            views[index] = await _guarded(name, check)
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(len(checks)):
+                tasks.start_soon(run, index)
+    return [first, *(view for view in views if view is not None)]
+
+
+async def _guarded(name: str, check: Callable[[], Awaitable[Outcome]]) -> CheckView:
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT):
+            outcome = await check()
+    except Problem as problem:
+        outcome = problem.outcome
+    except TimeoutError:
+        outcome = Outcome("fail", f"the check did not finish within {CHECK_TIMEOUT:g} s",
+                          "projctl doctor  # again; a slow network or token command is the "
+                          "usual cause")
+    except ProjctlError as exc:
+        outcome = Outcome("fail", exc.message, exc.suggestions[0] if exc.suggestions
+                          else "projctl doctor  # again; if it fails the same way, report it")
+    except Exception as exc:
+        log.exception("doctor_check_failed", check=name)
+        outcome = Outcome("fail", f"the check itself failed: {type(exc).__name__}: {exc}",
+                          "report this as a bug in projctl, with the output of "
+                          "`projctld doctor --json`")
+    return CheckView(name=name, status=outcome.status, detail=outcome.detail, fix=outcome.fix)
+
+
+# -- the config
+
+
+def _config(path: str, running: Config | None, loaded_at: float,
+            sandbox: bool) -> tuple[Config | None, Outcome]:
+    """The config file as it is now, and what to say of it."""
+    if sandbox:
+        return None, Outcome("skip", "the sandbox daemon runs built-in demo data, not a config "
+                                     "file")
+    try:
+        config = load_config(path)
+    except ProjctlError as exc:
+        still = (f"; projctld still runs the config it read at {_clock(loaded_at)}, but would "
+                 "not start with this one") if running else ""
+        return None, Outcome("fail", exc.message + still,
+                             exc.suggestions[0] if exc.suggestions else f"edit {path}")
+    if not os.path.exists(path):
+        return config, Outcome("ok", f"no file at {path}: every default applies")
+    if running is not None and running != config:
+        return config, Outcome("warn", f"{path} is valid but changed since projctld read it "
+                                       f"at {_clock(loaded_at)}", "projctl daemon restart")
+    if not config.projects:
+        return config, Outcome(
+            "warn", f"{path} is valid but has no [projects.NAME] table: nothing to poll",
+            f'add [projects.NAME] with paths = ["~/src/NAME"] and github, gitlab or jira '
+            f"to {path}")
+    names = ", ".join(config.projects)
+    count = len(config.projects)
+    return config, Outcome("ok", f"{path} is valid: {count} project{'s' * (count != 1)} "
+                                 f"({names})")
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
+# -- GitHub, GitLab, Jira
+
+Check = Callable[[Config, httpx.AsyncClient, str], Awaitable[Outcome]]
+_NAMES = {"github": "GitHub", "gitlab": "GitLab", "jira": "Jira"}
+
+
+async def _upstream(config: Config | None, upstream: str, check: Check,
+                    http: httpx.AsyncClient, config_path: str) -> Outcome:
+    if config is None:
+        return Outcome("skip", "the config does not load (see `config`)")
+    if not any(upstream in project.upstreams() for project in config.projects.values()):
+        return Outcome("skip", f"no project uses {_NAMES[upstream]}")
+    return await check(config, http, config_path)
+
+
+async def _token(source: TokenSource) -> str:
+    try:
+        return await source.get()
+    except UpstreamError as exc:  # it always says where to put a token, or how to run its command
+        raise Problem(exc.message, exc.suggestions[0]) from None
+
+
+async def _get(http: httpx.AsyncClient, url: str, headers: dict[str, str], *, name: str,
+               source: TokenSource, new_token: str, url_key: str,
+               passes: tuple[int, ...] = ()) -> httpx.Response:
+    """GET `url`; anything but a 2xx (or a status in `passes`) is a Problem saying what to do."""
+    host = httpx.URL(url).host
+    try:
+        response = await http.get(url, headers=headers)
+    except httpx.TimeoutException:
+        raise Problem(f"{name} did not answer within {NETWORK_TIMEOUT:g} s ({host})",
+                      f"curl -sSI {shlex.quote(url)}  # does it answer from here?") from None
+    except httpx.HTTPError as exc:
+        raise Problem(f"cannot reach {name} at {host}: {exc or type(exc).__name__}",
+                      f"check the network, and {url_key}") from None
+    status = response.status_code
+    if status < 300 or status in passes:
+        return response
+    if status == 401:
+        raise Problem(f"{name} refused the token from {source.origin} (401 "
+                      f"{response.reason_phrase})", new_token)
+    if status >= 500:
+        raise Problem(f"{name} failed with {status} {response.reason_phrase} ({host})",
+                      "projctl doctor  # again later; polling retries by itself")
+    raise Problem(f"{name} answered {status} {response.reason_phrase} to GET "
+                  f"{httpx.URL(url).path}", f"check {url_key}")
+
+
+def _json(response: httpx.Response) -> dict:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise Problem(f"{httpx.URL(str(response.url)).host} answered with something that is "
+                      "not the API's JSON (a proxy or sign-in page?)",
+                      f"curl -sS {shlex.quote(str(response.url))}  # shows what answers")
+    return data
+
+
+def _store_token(section: str, config: UpstreamConfig, config_path: str) -> str:
+    """How to put a new token where projctld looks for this one."""
+    if config.token_env and (os.environ.get(config.token_env) or not
+                             (config.token_command or config.token)):
+        return f"export {config.token_env}=<the token>  # then: projctl daemon restart"
+    if config.token_command:
+        return f"make `{config.token_command}` print it"
+    return f'set token = "<the token>" in [{section}] of {config_path} (chmod 600 it)'
+
+
+def _github_web(section: GitHubConfig) -> str:
+    """github.com for api.github.com; https://HOST for Enterprise's https://HOST/api/v3."""
+    api = httpx.URL(section.api_url)
+    host = "github.com" if api.host == "api.github.com" else api.netloc.decode()
+    return f"{api.scheme}://{host}"
+
+
+async def _github(config: Config, http: httpx.AsyncClient, config_path: str) -> Outcome:
+    section = config.github
+    source = TokenSource("GitHub", "github", section)
+    if source.origin == f"`{section.token_command}`" and \
+            section.token_command.split()[:1] == ["gh"]:
+        new_token = "gh auth refresh --scopes repo  # then: projctl daemon restart"
+    else:
+        new_token = (f"create a token at {_github_web(section)}/settings/tokens/new?scopes=repo"
+                     f"&description=projctl, then {_store_token('github', section, config_path)}")
+    token = await _token(source)
+    response = await _get(
+        http, section.api_url.rstrip("/") + "/user",
+        {**HEADERS["github"], **auth_headers("github", config)(token)}, name="GitHub",
+        source=source, new_token=new_token, url_key=f"api_url in [github] of {config_path}")
+    who = f"token from {source.origin} works for @{_json(response).get('login', '?')}"
+    header = response.headers.get("x-oauth-scopes")
+    if header is None:
+        # Fine-grained tokens and app tokens carry permissions, which no endpoint lists.
+        return Outcome("ok", f"{who}; it is fine-grained, so GitHub does not list what it may "
+                             "do: projctl needs read access to pull requests, actions, commit "
+                             "statuses and metadata")
+    scopes = sorted(scope.strip() for scope in header.split(",") if scope.strip())
+    has = f"classic token with scopes {', '.join(scopes)}" if scopes else \
+        "classic token with no scope"
+    # `repo` is what reads private repositories' pull requests, checks and Actions runs;
+    # public ones need no scope, and none of projctl's queries needs read:org.
+    if "repo" not in scopes:
+        return Outcome("warn", f"{who}; {has}: without `repo` the pull requests and CI of "
+                               "private repositories stay invisible", new_token)
+    return Outcome("ok", f"{who}; {has}")
+
+
+async def _gitlab(config: Config, http: httpx.AsyncClient, config_path: str) -> Outcome:
+    section = config.gitlab
+    source = TokenSource("GitLab", "gitlab", section)
+    site = section.url.rstrip("/")
+    new_token = (f"create a token with the read_api scope at {site}/-/user_settings/"
+                 f"personal_access_tokens?name=projctl&scopes=read_api, then "
+                 f"{_store_token('gitlab', section, config_path)}")
+    token = await _token(source)
+    headers = {**HEADERS["gitlab"], **auth_headers("gitlab", config)(token)}
+    fetch = {"name": "GitLab", "source": source, "new_token": new_token,
+             "url_key": f"url in [gitlab] of {config_path}"}
+    response = await _get(http, f"{site}/api/v4/personal_access_tokens/self", headers,
+                          passes=(403, 404), **fetch)
+    if response.status_code in (403, 404):
+        # OAuth tokens, and GitLab before 15.5, have no such endpoint; /user still proves
+        # that the token works.
+        user = _json(await _get(http, f"{site}/api/v4/user", headers, **fetch))
+        return Outcome("ok", f"token from {source.origin} works for {user.get('username', '?')}"
+                             "; GitLab does not describe this token (an OAuth token, or GitLab "
+                             "before 15.5), so its scopes are unknown: projctl needs read_api")
+    described = _json(response)
+    scopes = sorted(str(scope) for scope in described.get("scopes") or [])
+    has = f"token from {source.origin} has scopes {', '.join(scopes) or '(none)'}"
+    if not GITLAB_SCOPES & set(scopes):
+        return Outcome("fail", f"{has}: projctl needs read_api (or api) to read merge requests "
+                               "and pipelines", new_token)
+    expires = _date(described.get("expires_at"))
+    if expires is None:
+        return Outcome("ok", has)
+    days = (expires - date.today()).days
+    if days <= EXPIRY_WARNING_DAYS:
+        return Outcome("warn", f"{has}; it expires on {expires} (in {days} "
+                               f"day{'s' * (days != 1)})", new_token)
+    return Outcome("ok", f"{has}; it expires on {expires}")
+
+
+def _date(value: object) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+async def _jira(config: Config, http: httpx.AsyncClient, config_path: str) -> Outcome:
+    section = config.jira
+    source = TokenSource("Jira", "jira", section)
+    where = _store_token("jira", section, config_path)
+    if section.email:
+        new_token = (f"check email in [jira] of {config_path}, or create an API token at "
+                     f"https://id.atlassian.com/manage-profile/security/api-tokens, then {where}")
+    else:
+        new_token = f"create a personal access token in Jira's profile page, then {where}"
+    token = await _token(source)
+    response = await _get(
+        http, section.url.rstrip("/") + "/rest/api/3/myself",
+        {**HEADERS["jira"], **auth_headers("jira", config)(token)}, name="Jira",
+        source=source, new_token=new_token, url_key=f"url in [jira] of {config_path}")
+    me = _json(response).get("displayName", "?")
+    return Outcome("ok", f"token from {source.origin} works for {me}; Jira lists no token's "
+                         "permissions: `projctl refresh` shows whether each project's JQL "
+                         "may be searched")
+
+
+# -- the hub
+
+
+async def _hub(config: Config | None, http: httpx.AsyncClient, config_path: str) -> Outcome:
+    if config is None:
+        return Outcome("skip", "the config does not load (see `config`)")
+    section = config.sync
+    if not section.hub:
+        return Outcome("skip", "no hub in [sync]: team events stay on this machine")
+    source = TokenSource("hub", "sync", section)
+    hub = HubClient(http, section.hub, source)
+    try:
+        health = await hub.health()
+    except UpstreamError as exc:
+        if exc.code == "upgrade_required":
+            raise Problem(exc.message, " && ".join(exc.suggestions)) from None
+        raise Problem(exc.message, f"curl {hub.url}/v1/health  # must answer; else fix hub in "
+                                   f"[sync] of {config_path}") from None
+    answers = (f"{hub.url} answers: hub {health.version} ({health.storage}), accepting "
+               f"projctl {health.min_client_version} and newer")
+    try:
+        await _token(source)
+    except Problem as problem:
+        raise Problem(f"{answers}; but {problem.outcome.detail}", problem.outcome.fix) from None
+    projects = list(config.projects)
+    for project in projects:
+        try:
+            await hub.pull(project, _NO_EVENTS, 1)
+        except UpstreamError as exc:
+            raise Problem(f"{answers}; but with the token from {source.origin}: {exc.message}",
+                          exc.suggestions[0] if exc.suggestions else
+                          "ask the hub's operator: the hub's log says why") from None
+    reads = f"; the token from {source.origin} reads {', '.join(projects)}" if projects else ""
+    ours, theirs = parse_version(__version__), parse_version(health.version)
+    if ours is not None and theirs is not None and theirs > ours:
+        return Outcome("warn", f"{answers}{reads}; this projctl {__version__} is older than "
+                               "the hub",
+                       f"pip install --upgrade 'projctl>={health.version}' && "
+                       "projctl daemon restart")
+    return Outcome("ok", answers + reads)
+
+
+# -- the state database
+
+
+def _state_database(path: str) -> Outcome:
+    """PRAGMA integrity_check on a read-only connection of its own (run in a thread)."""
+    if not os.path.exists(path):
+        return Outcome("skip", f"no state database at {path} yet: projctld creates it when it "
+                               "starts")
+    move_aside = (f"projctl daemon stop && mv {shlex.quote(path)} {shlex.quote(path)}.broken "
+                  "&& projctl daemon start  # it starts afresh and re-learns upstream state; "
+                  "events not yet synced stay in the moved file")
+    try:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+        try:
+            problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+            schema = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        return Outcome("fail", f"cannot read {path}: {exc}",
+                       f"ls -l {shlex.quote(os.path.dirname(path))}  # the file must be yours "
+                       "and readable")
+    except sqlite3.DatabaseError as exc:
+        return Outcome("fail", f"{path} is damaged: {exc}", move_aside)
+    if problems != ["ok"]:
+        # A problem may span lines, under a "*** in database main ***" heading.
+        lines = [line for problem in problems for line in problem.splitlines()
+                 if not line.startswith("*** ")] or problems
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        return Outcome("fail", f"{path} is damaged: {lines[0]}{more}", move_aside)
+    known = len(migrations())
+    if schema > known:
+        return Outcome("fail", f"{path} has schema {schema}, newer than this projctld "
+                               f"understands ({known})",
+                       "pip install --upgrade projctl && projctl daemon restart")
+    size = os.path.getsize(path) / 1024
+    shown = f"{size:.0f} KiB" if size < 1024 else f"{size / 1024:.1f} MiB"
+    return Outcome("ok", f"{path}: integrity ok, schema {schema}, {shown}")
+
+
+# -- systemd
+
+UNITS = ("projctld.socket", "projctld.service")
+
+
+async def _systemd() -> Outcome:
+    if shutil.which("systemctl") is None:
+        return Outcome("skip", "systemctl is not installed: projctl starts projctld itself")
+    command = ["systemctl", "--user", "show", "--property=Id,LoadState,UnitFileState,"
+               "ActiveState,SubState", *UNITS]
+    try:
+        with anyio.fail_after(SYSTEMCTL_TIMEOUT):
+            result = await anyio.run_process(command, check=False, stdin=subprocess.DEVNULL)
+    except TimeoutError:
+        return Outcome("skip", f"`systemctl --user` did not answer within "
+                               f"{SYSTEMCTL_TIMEOUT:g} s: projctl starts projctld itself")
+    except OSError as exc:
+        return Outcome("skip", f"cannot run systemctl: {exc.strerror or exc}")
+    if result.returncode != 0:
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        reason = said[0] if said else f"exit status {result.returncode}"
+        return Outcome("skip", f"no systemd user manager answers ({reason}): projctl starts "
+                               "projctld itself")
+    return systemd_verdict(parse_show(result.stdout.decode(errors="replace")))
+
+
+def parse_show(text: str) -> dict[str, dict[str, str]]:
+    """`systemctl show` output (blocks of KEY=VALUE lines, one per unit) by unit Id."""
+    units = {}
+    for block in text.strip().split("\n\n"):
+        properties = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        units[properties.get("Id", "")] = properties
+    return units
+
+
+def systemd_verdict(units: dict[str, dict[str, str]]) -> Outcome:
+    """What the states of projctld's user units mean for the user."""
+    socket, service = (units.get(name, {}) for name in UNITS)
+    if all(unit.get("LoadState") in (None, "not-found") for unit in (socket, service)):
+        return Outcome("skip", "projctld's user units are not installed: projctl starts "
+                               "projctld itself (`projctld install-systemd` sets them up)")
+    restart = "systemctl --user restart projctld.socket projctld.service"
+    for name, unit in zip(UNITS, (socket, service), strict=True):
+        if unit.get("ActiveState") == "failed":
+            return Outcome("fail", f"{name} failed ({unit.get('SubState', '?')})",
+                           f"journalctl --user -u {name} -n 50  # says why; then: {restart}")
+    if socket.get("LoadState") != "loaded":
+        return Outcome("warn", "projctld.service is installed without projctld.socket",
+                       "projctld install-systemd && systemctl --user daemon-reload")
+    if socket.get("UnitFileState") != "enabled":
+        return Outcome("warn", "projctld.socket is installed but not enabled: it is not "
+                               "there after the next login",
+                       "systemctl --user enable --now projctld.socket")
+    if "active" not in (socket.get("ActiveState"), service.get("ActiveState")):
+        return Outcome("warn", "projctld.socket is enabled but not listening",
+                       "systemctl --user start projctld.socket")
+    return Outcome("ok", f"projctld.socket {socket.get('ActiveState')} "
+                         f"({socket.get('UnitFileState')}), projctld.service "
+                         f"{service.get('ActiveState')} ({service.get('UnitFileState')})")
