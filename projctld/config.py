@@ -158,6 +158,18 @@ class NotifyConfig(_Section):
     queue: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 100
 
 
+Days = Annotated[float, msgspec.Meta(gt=0, le=36500)]
+
+
+class RetentionConfig(_Section):
+    """How much history the state database keeps (store/compaction.py); never project state."""
+
+    events_days: Days = 30.0
+    runs_days: Days = 30.0
+    http_cache_days: Days = 30.0
+    interval: Annotated[float, msgspec.Meta(ge=60, le=86400)] = 3600.0
+
+
 class Config(_Section):
     daemon: DaemonConfig = DaemonConfig()
     polling: PollingConfig = PollingConfig()
@@ -168,6 +180,7 @@ class Config(_Section):
     prompt: PromptConfig = PromptConfig()
     plugins: PluginsConfig = PluginsConfig()
     notify: NotifyConfig = NotifyConfig()
+    retention: RetentionConfig = RetentionConfig()
     projects: dict[str, ProjectConfig] = {}
     # Loaded by the workflow engine, which checks conditions and templates with line numbers.
     workflows: dict[str, Workflow] = {}

@@ -41,6 +41,7 @@ from projctld.rpc.server import RpcServer
 from projctld.runs import Runs
 from projctld.scheduler import PollScheduler
 from projctld.store.checkouts import CheckoutTable
+from projctld.store.compaction import Compaction
 from projctld.store.database import Database
 from projctld.store.events import EventStore
 from projctld.store.http_cache import HttpCache
@@ -53,6 +54,9 @@ from projctld.sync.runner import SyncRunner
 from projctld.tokens import TokenSource
 
 log = logs.get_logger(__name__)
+# The first compaction comes this long after start-up, behind the first polls: a daemon
+# restarted more often than [retention] interval (a laptop's) must still compact.
+_FIRST_COMPACTION = 60.0
 
 
 async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None], *,
@@ -79,7 +83,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         ))
         plugins = await PluginHost.start(config, client)
         hosts: list[UpstreamHttp] = []
-        providers = {**create_providers(config, client, HttpCache(db, started_at), hosts=hosts),
+        cache = HttpCache(db, started_at)
+        providers = {**create_providers(config, client, cache, hosts=hosts),
                      **plugins.providers}
         poller = Poller(config, providers, SnapshotTable(db), plugin_sources=plugins.sources)
         events = EventStore(db)
@@ -94,6 +99,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             [path for project in config.projects.values() for path in project.paths])
         journal = Journal(events, clock, runner, config.sync.actor or getpass.getuser())
         runs = Runs(RunTable(db), journal, config.workflows)
+        compaction = Compaction(db, config.retention, events.device, cache)
         ctx = DaemonContext(
             config=config, config_path=config_path, config_loaded_at=started_at,
             socket_path=socket_path, db=db, knowledge=knowledge, poller=poller,
@@ -124,6 +130,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             poller.start(tasks)
             schedule = PollScheduler(poller)
             schedule.start()
+            schedule.every(config.retention.interval, compaction.scheduled, "compaction",
+                           first_at=time.time() + _FIRST_COMPACTION)
             log.info("serving", socket=socket_path, pid=os.getpid(), version=__version__,
                      state=db.path, config=config_path, sources=len(poller.sources),
                      hub=config.sync.hub or None, device=events.device)

@@ -2,12 +2,14 @@
 
 Jobs run on the daemon's event loop (AsyncIOScheduler), coalesce missed runs into one, never
 overlap themselves (`max_instances=1`), and carry jitter. The intervals themselves are decided in
-polling.py; this module only moves each job's next run to what `Poller.poll` answered.
+polling.py; this module only moves each job's next run to what `Poller.poll` answered. Periodic
+upkeep (compaction of the state database) runs here too, on the same loop as every other write.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -45,6 +47,14 @@ class PollScheduler:
                 next_run_time=_at(self._poller.first_poll_at(key)),
             )
         self._scheduler.start()
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[None]], name: str, *,
+              first_at: float) -> None:
+        """Run `job` at `first_at`, then every `seconds`. A coroutine function, so that it runs
+        on the event loop like every other write to the state database, never in a thread."""
+        self._scheduler.add_job(
+            job, IntervalTrigger(seconds=seconds, jitter=seconds * 0.1, timezone=UTC),
+            id=name, name=name, next_run_time=_at(first_at))
 
     def shutdown(self) -> None:
         if self._scheduler.running:

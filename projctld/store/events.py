@@ -81,8 +81,11 @@ class EventStore:
     def store_pulled(self, project: str, events: Iterable[Event], next_after: int) -> int:
         """Store a page pulled from the hub and move the cursor, in one transaction; events
         already held (our own, or a page pulled twice) are skipped. Returns how many were new."""
+        # This device wrote every one of its events up to last_seq: one coming back from the hub
+        # is held, even when compaction (store/compaction.py) has dropped it since.
+        events = [e for e in events if e.device != self.device or e.seq > self.last_seq]
         with self._db.transaction() as conn:
-            new = _not_held(conn, list(events))
+            new = _not_held(conn, events)
             _insert(conn, new, pushed=1)
             for event in new:
                 fold.apply(conn, event)
@@ -153,7 +156,8 @@ class EventStore:
         return digest.hexdigest()
 
     def refold(self) -> None:
-        """Rebuild the folded state from all events in (hlc, device, seq) order."""
+        """Rebuild the folded state from the events held, in (hlc, device, seq) order (compaction
+        keeps every event the state rests on, so this is the state of all events ever held)."""
         with self._db.transaction() as conn:
             for table in ("deployments", "notes", "branches"):
                 conn.execute(f"DELETE FROM {table}")
