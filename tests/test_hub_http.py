@@ -377,6 +377,8 @@ def test_malformed_bodies_are_400_naming_what_is_wrong(hub: Hub, client: httpx.C
         (JSON, msgspec.json.encode({"events": [good | {"seq": "one"}]}), "$.events[0].seq"),
         (JSON, msgspec.json.encode({"events": [good | {"project": "no spaces"}]}),
          "$.events[0].project"),
+        (JSON, msgspec.json.encode({"events": [good | {"device": good["device"] + "\n"}]}),
+         "$.events[0].device"),
         (MSGPACK, msgspec.msgpack.encode({"events": [{k: v for k, v in good.items()
                                                       if k != "hlc"}]}), "`hlc`"),
         (JSON, msgspec.json.encode({"events": [good | {"payload": {"deep": "NEST"}}]})
@@ -402,6 +404,12 @@ def test_events_with_invalid_payloads_are_400_naming_the_event(hub: Hub,
 
     binary = event(name, device, 1, type="team.custom", payload={"blob": b"\x00\x01"})
     refusal(push(client, token, [binary]), 400, "invalid_event")
+
+    # msgpack carries them, but JSON has none: a JSON pull would turn them into null.
+    for number in (float("nan"), float("inf")):
+        odd = event(name, device, 1, type="team.custom", payload={"n": [1.5, number]})
+        error = refusal(push(client, token, [odd]), 400, "invalid_event")
+        assert "NaN" in error.message
     assert body(pull(client, token, name), PullReply).events == []
 
 
@@ -414,6 +422,10 @@ def test_events_with_invalid_payloads_are_400_naming_the_event(hub: Hub,
     ({"project": "web", "limit": "1001"}, "limit"),
     ({"project": "web", "wait": "61"}, "wait"),
     ({"project": "web", "wait": "soon"}, "wait"),
+    # No event carries such a name, and PostgreSQL cannot even compare one holding NUL.
+    ({"project": "a\x00b"}, "project"),
+    ({"project": "web\n"}, "project"),
+    ({"project": "-web"}, "project"),
 ])
 def test_bad_query_parameters_are_400_naming_the_parameter(
         hub: Hub, client: httpx.Client, query: dict[str, str], parameter: str) -> None:
@@ -451,8 +463,10 @@ def test_an_old_client_is_told_exactly_how_to_upgrade(hub: Hub, client: httpx.Cl
     assert client.get("/v1/health", headers={"x-projctl-version": "0.1.0"}).status_code == 200
     assert client.get("/v1/health", headers={"x-projctl-version": "0.10.0rc1"}).status_code \
         == 200
-    refusal(client.get("/v1/health", headers={"x-projctl-version": "latest"}), 400,
-            "invalid_version")
+    # Too many digits for int() is no version either, rather than a failed request.
+    for sent in ("latest", "9" * 5000, "1." + "9" * 5000):
+        refusal(client.get("/v1/health", headers={"x-projctl-version": sent}), 400,
+                "invalid_version")
 
 
 def test_every_reply_names_the_versions_and_the_hub_clock(hub: Hub,
@@ -582,9 +596,18 @@ def test_the_openapi_description_describes_the_bodies(client: httpx.Client) -> N
     for status in ("400", "401", "403", "409", "413", "415", "426"):
         assert events_path["post"]["responses"][status]["content"][JSON]["schema"][
             "$ref"] == "#/components/schemas/HubError"
-    assert {p["name"] for p in events_path["get"]["parameters"]} == {"project", "after",
-                                                                     "limit", "wait"}
-    assert "/v1/health" in spec["paths"]
+    assert {p["name"] for p in events_path["get"]["parameters"]} == {
+        "project", "after", "limit", "wait", "x-projctl-version"}
+    # Exact, though Litestar writes bounds as floats (in which 2**63 - 1 is 2**63).
+    after = next(p for p in events_path["get"]["parameters"] if p["name"] == "after")
+    assert after["schema"]["maximum"] == 2**63 - 1
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert events_path["get"]["security"] == events_path["post"]["security"] == [{"bearer": []}]
+    health = spec["paths"]["/v1/health"]["get"]["responses"]["200"]
+    assert set(health["content"]) == {JSON, MSGPACK}
+    for header in (MIN_VERSION_HEADER, LATEST_VERSION_HEADER, HUB_CLOCK_HEADER):
+        assert health["headers"][header]["required"] is True
+    assert "WWW-Authenticate" in events_path["post"]["responses"]["401"]["headers"]
 
 
 class BrokenStorage(SqliteStorage):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -13,7 +14,16 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import OpenAPIMediaType, Reference, RequestBody
+from litestar.openapi.spec import (
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.openapi.spec import Parameter as ParameterSpec
 from litestar.params import Parameter
 from litestar.types import Message, Scope
 
@@ -30,9 +40,10 @@ from projctld.hub.metrics import HubMetrics
 from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict
 from projctld.logging import get_logger
 from projctld.prometheus import MEDIA_TYPE
-from projctld.sync.events import Event, InvalidPayload, typed_payload
+from projctld.sync.events import Event, InvalidPayload, ProjectName, typed_payload
 from projctld.sync.hlc import ClockAhead, HybridClock, ahead_of
 from projctld.sync.wire import (
+    CLIENT_VERSION_HEADER,
     HUB_CLOCK_HEADER,
     JSON,
     LATEST_VERSION_HEADER,
@@ -57,6 +68,11 @@ HEALTH = "/v1/health"
 OPENAPI = "/v1/openapi.json"
 METRICS = "/metrics"
 DEFAULT_PAGE = 500
+# The largest hub_seq (PostgreSQL's bigint), so the largest cursor a pull may name.
+MAX_CURSOR = 2**63 - 1
+# A name no event can carry is refused before storage sees it: PostgreSQL cannot even
+# compare a text holding NUL, and would fail the pull with a 503.
+_PROJECT_PATTERN = ProjectName.__metadata__[0].pattern
 
 
 class _Batch(msgspec.Struct, frozen=True):
@@ -71,7 +87,8 @@ _DECODERS = {
 }
 _ENCODERS = {MSGPACK: msgspec.msgpack.Encoder(), JSON: msgspec.json.Encoder()}
 # Payloads are stored and served in both encodings, so they may hold only what both carry
-# alike; msgpack's 64-bit integer range is the narrower one.
+# alike: msgpack's 64-bit integer range is the narrower one, and JSON has no NaN or
+# infinities (msgspec would serve them as null).
 _INT_RANGE = range(-(2**63), 2**64)
 
 _STATUS_CODES = {
@@ -92,6 +109,7 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
                 413: "The body or the batch is too large",
                 415: "The body is neither application/msgpack nor application/json",
                 426: "The client is older than the hub accepts",
+                503: "The hub cannot use its storage right now: send it again later",
             }.items() if status in statuses}
 
 
@@ -156,8 +174,9 @@ class _Hub:
     async def pull(
         self,
         request: Request[Any, Any, State],
-        project: Annotated[str, Parameter(description="The project whose events to pull")],
-        after: Annotated[int, Parameter(ge=0, le=2**63 - 1, description="The cursor: the "
+        project: Annotated[str, Parameter(pattern=_PROJECT_PATTERN,
+                                          description="The project whose events to pull")],
+        after: Annotated[int, Parameter(ge=0, le=MAX_CURSOR, description="The cursor: the "
                                         "last hub_seq already held")] = 0,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
         wait: Annotated[float, Parameter(ge=0, le=MAX_WAIT, description="Seconds to wait "
@@ -260,8 +279,8 @@ def _check_events(events: Sequence[Event]) -> None:
         if not _plain(event.payload):
             raise Refusal(400, "invalid_event",
                           f"event {event.id}: its payload holds a value JSON cannot carry "
-                          "(binary, an extension type, a timestamp, a non-string map key or "
-                          "an integer beyond 64 bits)",
+                          "(binary, an extension type, a timestamp, a non-string map key, "
+                          "an integer beyond 64 bits, NaN or an infinity)",
                           suggestions=["keep payloads to strings, numbers, booleans, null, "
                                        "arrays and objects"])
         ahead = ahead_of(event.hlc, now)
@@ -291,7 +310,10 @@ def _plain(payload: dict[str, Any]) -> bool:
         elif isinstance(value, int) and not isinstance(value, bool):
             if value not in _INT_RANGE:
                 return False
-        elif not (value is None or isinstance(value, (str, float, bool))):
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return False
+        elif not (value is None or isinstance(value, (str, bool))):
             return False
     return True
 
@@ -367,9 +389,9 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
     app = Litestar(
         route_handlers=[
             post(EVENTS, status_code=200, request_max_body_size=None,
-                 responses=_errors(400, 401, 403, 409, 413, 415, 426),
+                 responses=_errors(400, 401, 403, 409, 413, 415, 426, 503),
                  operation_id="push_events")(hub.push),
-            get(EVENTS, responses=_errors(400, 401, 403, 426),
+            get(EVENTS, responses=_errors(400, 401, 403, 426, 503),
                 operation_id="pull_events")(hub.pull),
             get(HEALTH, operation_id="health", responses=_errors(400, 426))(hub.health),
             get(METRICS, operation_id="metrics", media_type=MEDIA_TYPE,
@@ -395,26 +417,60 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
             f"are {MSGPACK} or {JSON}, carrying the same structures.",
         ),
     )
-    _describe_bodies(app)
+    _complete_description(app)
     return app
 
 
-def _describe_bodies(app: Litestar) -> None:
+_VERSION_PARAMETER = ParameterSpec(
+    name=CLIENT_VERSION_HEADER, param_in="header", required=False,
+    description="The client's version; the hub refuses an older one than it accepts with 426",
+    schema=Schema(type=OpenAPIType.STRING, pattern=r"^[0-9]+(\.[0-9]+)*"))
+_STAMP_HEADERS = {
+    MIN_VERSION_HEADER: OpenAPIHeader(
+        required=True, description="The oldest client version the hub accepts",
+        schema=Schema(type=OpenAPIType.STRING)),
+    LATEST_VERSION_HEADER: OpenAPIHeader(
+        required=True, description="The hub's own version", schema=Schema(type=OpenAPIType.STRING)),
+    HUB_CLOCK_HEADER: OpenAPIHeader(
+        required=True, description="The hub's hybrid logical clock, for devices to merge",
+        schema=Schema(type=OpenAPIType.INTEGER, minimum=0)),
+}
+_CHALLENGE = {"WWW-Authenticate": OpenAPIHeader(
+    required=True, description="Names the scheme: Bearer", schema=Schema(type=OpenAPIType.STRING))}
+
+
+def _complete_description(app: Litestar) -> None:
     """Complete the OpenAPI description with what Litestar cannot see.
 
     Litestar describes only a body it decodes itself, while the push route decodes its own (in
     two encodings, counting bytes as they come), so the PushRequest schema is added here, from
-    msgspec; and every body of the events routes is offered in both encodings.
+    msgspec. The rest happens outside what a route declares: every JSON body is offered in
+    msgpack too (_reply answers in either); the version header is read (check_version) and the
+    version and clock headers are sent (stamp) by hooks around every route; the events routes
+    check the bearer token themselves. And the cursor's bound is made exact: Litestar writes
+    bounds as floats, in which 2**63 - 1 becomes 2**63.
     """
     openapi = app.openapi_schema
     _, schemas = msgspec.json.schema_components(
         [PushRequest], ref_template="#/components/schemas/{name}")
     openapi.components.schemas.update(schemas)
+    openapi.components.security_schemes = {"bearer": SecurityScheme(
+        type="http", scheme="bearer", description="A token of `projctld hub token create`")}
     reference = Reference(ref="#/components/schemas/PushRequest")
     events = openapi.paths[EVENTS]
     events.post.request_body = RequestBody(required=True, content={
         media_type: OpenAPIMediaType(schema=reference) for media_type in (MSGPACK, JSON)})
-    for operation in (events.get, events.post):
-        for response in operation.responses.values():
-            if response.content and JSON in response.content:
-                response.content[MSGPACK] = response.content[JSON]
+    events.get.security = events.post.security = [{"bearer": []}]
+    cursor = next(p for p in events.get.parameters or () if p.name == "after")
+    cursor.schema.maximum = MAX_CURSOR
+    for path_item in openapi.paths.values():
+        for operation in (path_item.get, path_item.put, path_item.post, path_item.patch,
+                          path_item.delete):
+            if operation is None:
+                continue
+            operation.parameters = [*(operation.parameters or ()), _VERSION_PARAMETER]
+            for status, response in operation.responses.items():
+                if response.content and JSON in response.content:
+                    response.content[MSGPACK] = response.content[JSON]
+                response.headers = {**(response.headers or {}), **_STAMP_HEADERS,
+                                    **(_CHALLENGE if status == "401" else {})}

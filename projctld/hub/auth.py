@@ -26,7 +26,10 @@ class Refusal(Exception):
         self.headers = headers or {}
 
 
-_VERSION = re.compile(r"\d+(?:\.\d+)*")
+_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+# No version part is this long; int() refuses more than 4300 digits, so a header of them would
+# fail the request (a 500) instead of being refused as no version.
+_MAX_PART_DIGITS = 18
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
@@ -37,7 +40,10 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     match = _VERSION.match(text.strip())
     if match is None:
         return None
-    parts = [int(part) for part in match.group().split(".")]
+    digits = match.group().split(".")
+    if any(len(part) > _MAX_PART_DIGITS for part in digits):
+        return None
+    parts = [int(part) for part in digits]
     # Trailing zeros carry no meaning, so "1.2" and "1.2.0" compare equal.
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()

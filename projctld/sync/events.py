@@ -13,12 +13,14 @@ from typing import Annotated, Any
 
 import msgspec
 
-ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# Python's `$` (msgspec checks with Python's re) also matches before a final newline, JSON
+# Schema's does not: `$(?!\n)` makes the hub refuse "web\n" as its OpenAPI description says.
+ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$(?!\n)")]
+DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$(?!\n)")]
 EventType = Annotated[str, msgspec.Meta(
-    pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=64)]
+    pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$(?!\n)", max_length=64)]
 EventId = Annotated[str, msgspec.Meta(
-    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$(?!\n)")]
 # Limits that keep one event small: the hub refuses bigger ones (and so does `projctl`).
 MAX_TEXT = 4000
 # NUL is refused: PostgreSQL cannot store it in text, so no replica may hold it either.
