@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 
 from projctl_client.protocol import (
@@ -22,6 +23,9 @@ from projctld.errors import ProjctlError
 from projctld.sync import events, hlc
 from projctld.sync.events import Event
 from projctld.workflows import Workflow
+
+# Seconds: the latest time an event can be stamped with (events.Timestamp).
+_LATEST = 1e11
 
 
 def note(ctx: DaemonContext, request: Note) -> Recorded:
@@ -119,11 +123,21 @@ def deploy_finish(ctx: DaemonContext, request: DeployFinish) -> Recorded:
 
 def log(ctx: DaemonContext, request: Log) -> LogView:
     project = resolve_project(ctx, request.project, request.checkout, "log")
-    since = 0 if request.since is None else hlc.pack(max(0, int(request.since * 1000)))
+    since = 0 if request.since is None else hlc.pack(_milliseconds(request.since))
     found = ctx.journal.store.history(project, since_hlc=since, types=request.types,
                                       limit=request.limit)
     return LogView(project=project, events=[_event_view(ctx, e) for e in found],
                    sync=ctx.runner.view())
+
+
+def _milliseconds(since: float) -> int:
+    """Log's `since` (Unix seconds, any float the protocol lets through) as HLC milliseconds:
+    before 1970 is 1970, and past the latest time an event may carry is that time (unclamped, a
+    huge or infinite one overflowed SQLite's integers and failed the request)."""
+    if math.isnan(since):
+        raise ProjctlError("`since` is not a number", code="bad_request",
+                           suggestions=["projctl log --since 2d"])
+    return int(min(max(since, 0.0), _LATEST) * 1000)
 
 
 def resolve_project(ctx: DaemonContext, explicit: str | None, here: Checkout | None,

@@ -178,13 +178,14 @@ def _wait_ready(daemon: Daemon) -> None:
 
 @pytest.fixture
 def projctld(sandbox: Sandbox) -> Iterator[Callable[..., Daemon]]:
-    """Start projctld with `[daemon]` settings given as keywords; stopped after the test."""
+    """Start projctld with `[daemon]` settings given as keywords, and any further tables of
+    config in `config`; stopped after the test."""
     started: list[Daemon] = []
 
-    def launch(socket_path: str | None = None, **settings: object) -> Daemon:
+    def launch(socket_path: str | None = None, config: str = "", **settings: object) -> Daemon:
         lines = ["[daemon]", 'log_level = "warning"']
         lines += [f"{key} = {value!r}" for key, value in settings.items()]
-        sandbox.write_config("\n".join(lines) + "\n")
+        sandbox.write_config("\n".join(lines) + "\n" + config)
         if socket_path is None:
             daemon = Daemon(sandbox.start_daemon(), sandbox.socket_path)
         else:
@@ -347,6 +348,48 @@ def test_wrong_field_types_are_bad_requests(projctld, fields: dict[str, object])
         reply = assert_error(recv_frame(sock), "bad_request")
         assert "$." in str(reply["message"])  # it names the field that was wrong
         ping_on(sock, daemon.pid)
+    daemon.ping_ok()
+
+
+def test_a_checkout_root_must_be_a_plain_absolute_path(projctld, sandbox: Sandbox) -> None:
+    # A checkout's prompt files go under its root's own path: a `..` in the root wrote them
+    # (deleting whatever stood in the way) outside their directory, and a NUL stopped the daemon.
+    app = os.path.join(sandbox.root, "app")
+    daemon = projctld(config=f'[projects.app]\npaths = ["{app}"]\n')
+    for root in (app + "/.." * 12 + sandbox.root + "/victim/x", app + "/a\x00b", app + "/./a",
+                 app + "/a/"):
+        for kind in ("status", "prompt", "note"):
+            fields = {"checkout": {"root": root}, **({"text": "x"} if kind == "note" else {})}
+            reply = assert_error(exchange(daemon.path, encode(request(kind, **fields))),
+                                 "bad_request")
+            assert "normalised" in str(reply["message"])
+    reply = exchange(daemon.path, encode(request("prompt", checkout={"root": app + "/a"})))
+    assert reply is not None and reply["type"] == "prompt_text", reply
+    daemon.ping_ok()
+
+
+def test_a_str_that_is_not_utf8_is_a_bad_request(projctld) -> None:
+    daemon = projctld()
+    with open_client(daemon.path) as sock:
+        for body in (b"\x82\xa4type\xa4ping\xa6client\xa2\xff\xfe",  # in a field
+                     b"\x81\xa4type\xa2\xff\xfe"):  # in the type tag
+            send_frame(sock, body)
+            assert_error(recv_frame(sock), "bad_request")
+            ping_on(sock, daemon.pid)
+    daemon.ping_ok()
+
+
+def test_values_no_event_can_hold_are_refused_not_failed(projctld) -> None:
+    daemon = projctld(config='[projects.app]\npaths = ["/nowhere"]\n')
+    for kind, fields in (("note", {"text": "a\x00b"}), ("branch_created", {"name": "a\x00b"}),
+                         ("log", {"since": float("nan")})):
+        reply = exchange(daemon.path, encode(request(kind, project="app", **fields)))
+        assert_error(reply, "bad_request")
+    for since in (1e300, float("inf"), float("-inf")):  # beyond what an HLC holds: clamped
+        reply = exchange(daemon.path, encode(request("log", project="app", since=since)))
+        assert reply is not None and reply["type"] == "log", reply
+    reply = exchange(daemon.path, encode(request("log", project="app")))
+    assert reply is not None and reply["events"] == [], reply  # nothing was recorded
     daemon.ping_ok()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from projctl_client.protocol import (
@@ -43,6 +44,7 @@ class Handlers:
         self._ctx = ctx
 
     async def __call__(self, request: Request) -> Reply:
+        _check_checkout(getattr(request, "checkout", None))
         return await self._ctx.plugins.around_request(request, self._handle)
 
     async def _handle(self, request: Request) -> Reply:
@@ -115,3 +117,15 @@ class Handlers:
                              f"{self._ctx.config_path}"],
             )
         return RefreshReport(results=await self._ctx.poller.refresh(project, wait))
+
+
+def _check_checkout(checkout: Checkout | None) -> None:
+    """Refuse a checkout root that is not a plain absolute path, as os.getcwd() gives it. The
+    prompt files of a checkout go under its root's own path, so a `..` in it would write, and
+    delete what stands in the way, outside their directory; a NUL made their writer raise and
+    stop the daemon."""
+    if checkout is not None and ("\x00" in checkout.root
+                                 or os.path.normpath(checkout.root) != checkout.root):
+        raise ProjctlError(
+            f"the checkout root {checkout.root!r} is not a normalised absolute path",
+            code="bad_request", suggestions=["run projctl from inside the checkout"])

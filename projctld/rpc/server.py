@@ -38,8 +38,9 @@ log = get_logger(__name__)
 
 Handler = Callable[[Request], Awaitable[Reply]]
 _PEERCRED = struct.Struct("3i")
-# msgspec raises RecursionError, not DecodeError, for maps nested about a thousand deep.
-_UNDECODABLE = (msgspec.DecodeError, RecursionError)
+# msgspec raises RecursionError, not DecodeError, for maps nested about a thousand deep, and
+# UnicodeDecodeError for a str that is not UTF-8 where a field or the type tag is read.
+_UNDECODABLE = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 # Echoed client text is cut so that an error about a huge field still fits in a frame.
 _ECHO_LIMIT = 200
 _CLIENT_GONE = (

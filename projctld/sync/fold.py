@@ -37,7 +37,8 @@ def apply(conn: sqlite3.Connection, event: Event) -> None:
     except InvalidPayload as exc:
         # Kept in the log and synced, but it cannot change state; the hub refuses these, so
         # only a broken peer can have written one.
-        log.warning("event_not_folded", event=event.id, error=str(exc))
+        # `event` is structlog's own argument (the message): passing it raised a TypeError.
+        log.warning("event_not_folded", id=event.id, error=str(exc))
         return
     match payload:
         case DeploymentStarted():

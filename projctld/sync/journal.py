@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import msgspec
 
+from projctld.errors import ProjctlError
 from projctld.store.events import EventStore
-from projctld.sync.events import Event
+from projctld.sync.events import PAYLOADS, Event
 from projctld.sync.hlc import HybridClock
 from projctld.sync.runner import SyncRunner
 
@@ -23,7 +24,16 @@ class Journal:
         self._wall = wall
 
     def record(self, project: str, type: str, payload: msgspec.Struct) -> Event:
-        """Stored on disk before this returns, so nothing is lost if the hub is unreachable."""
+        """Stored on disk before this returns, so nothing is lost if the hub is unreachable.
+
+        A payload outside its type's schema (a NUL in a note, an infinite duration: the RPC
+        protocol lets both through) is refused here: stored, it could not be folded, and the hub
+        would refuse every push that carried it."""
+        try:
+            msgspec.convert(msgspec.to_builtins(payload), PAYLOADS.get(type, dict))
+        except msgspec.ValidationError as exc:
+            raise ProjctlError(f"cannot record this {type} event: {exc}",
+                               code="bad_request") from None
         event = self.store.append(project=project, actor=self.actor, type=type,
                                   payload=payload, hlc=self._clock.now(), now=self._wall())
         self._runner.nudge()
