@@ -30,6 +30,10 @@ from projctld.providers.http import UpstreamHttp
 
 log = get_logger(__name__)
 
+# Series (request type, command) kept apart; the command is the client's to name, so past this
+# new ones are counted together as command "other" and memory stays bounded.
+MAX_SERIES = 256
+
 # Upper bounds in seconds: fine where the hot commands live (a status answers in ~100 µs),
 # coarse where only waits and upstream-bound requests go.
 LATENCY_BOUNDS = (
@@ -87,10 +91,10 @@ class RequestTiming:
     """The stages of one request as it goes through the server, for its histogram and, when it
     is slow, its log line."""
 
-    __slots__ = ("_last", "command", "error", "request", "rpc", "stages")
+    __slots__ = ("_last", "_started", "command", "error", "request", "rpc", "stages")
 
     def __init__(self) -> None:
-        self._last = perf_counter()
+        self._started = self._last = perf_counter()
         self.stages: list[tuple[str, float]] = []
         self.rpc = "malformed"
         self.command = ""
@@ -110,7 +114,7 @@ class RequestTiming:
 
     @property
     def total(self) -> float:
-        return sum(seconds for _stage, seconds in self.stages)
+        return self._last - self._started
 
 
 class _RequestStats:
@@ -134,7 +138,9 @@ class RequestMetrics:
         key = (timing.rpc, timing.command)
         stats = self._stats.get(key)
         if stats is None:
-            stats = self._stats[key] = _RequestStats()
+            if len(self._stats) >= MAX_SERIES:
+                key = (timing.rpc, "other")
+            stats = self._stats.setdefault(key, _RequestStats())
         total = timing.total
         stats.latency.observe(total)
         if timing.error:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from test_upstream_status import config_text, configure, git_checkout, my_pull
 
-from projctld.metrics import LATENCY_BOUNDS, Histogram
+from projctld.metrics import LATENCY_BOUNDS, MAX_SERIES, Histogram, RequestMetrics, RequestTiming
 from projctld.prometheus import Family, render
 from projctld.sandbox.demo import Upstreams
 
@@ -48,6 +48,20 @@ def test_a_quantile_falls_in_the_bucket_of_the_true_one(latencies: list[float],
 
 def test_an_empty_histogram_reads_zero() -> None:
     assert Histogram().view().p99_s == 0.0
+
+
+def test_commands_a_client_makes_up_cannot_grow_the_metrics_without_bound() -> None:
+    metrics = RequestMetrics(slow_threshold=60.0)
+    for number in range(MAX_SERIES * 4):
+        timing = RequestTiming()
+        timing.rpc, timing.command = "ping", f"made-up-{number}"
+        timing.mark("handle")
+        metrics.record(timing)
+    views = metrics.views()
+    assert len(views) == MAX_SERIES + 1
+    assert sum(view.count for view in views) == MAX_SERIES * 4
+    other = next(view for view in views if view.command == "other")
+    assert other.count == MAX_SERIES * 3
 
 
 # The text format, read back by Prometheus' own parser

@@ -87,10 +87,10 @@ class PromptFiles:
             if now - self._alive_at >= HEARTBEAT * 0.9:
                 self._replace(os.path.join(self.directory, ALIVE), f"{int(now)}\n")
                 self._alive_at = now
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in a root an old daemon saved
             if not self._failing:
                 log.warning("prompt_files_failed", directory=self.directory,
-                            error=exc.strerror or str(exc))
+                            error=getattr(exc, "strerror", None) or str(exc))
             self._failing = True
             return
         if self._failing:

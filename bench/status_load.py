@@ -1,0 +1,185 @@
+"""Load: many clients hammering `status` on one projctld at once; throughput, latency, errors.
+
+Run it from the repository root with the dev virtualenv's interpreter:
+
+    .venv/bin/python bench/status_load.py [--clients 64] [--seconds 30] [--processes 2]
+
+It starts the fake GitHub, GitLab and Jira in this process, a projctld in a throw-away sandbox
+configured to poll them (one project, its git checkout), refreshes once so that the status
+view is full, then opens `--clients` connections from `--processes` load processes. Each
+connection sends a status request for the checkout, waits for the reply, and sends the next
+at once (a closed loop, as a shell loop or many editors would), for `--seconds` seconds. The
+requests are encoded once; a reply is checked to be a status view, not an error, from its
+tag, so the load processes spend their time on the socket, not on msgpack.
+
+Printed: requests per second, latency p50/p90/p99/max over every request, errors, the daemon's
+RSS before and after, and the daemon's own view of the same requests (`projctl metrics`).
+Goal: at least 10,000 requests/s and p99 under 5 ms on two cores, no error. The daemon and the
+load processes share the two cores; one load process alone cannot keep up with the daemon (it
+spends as long per request as the daemon does), so the default is two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import struct
+import sys
+import time
+
+from client_latency import make_sandbox, percentile, rss_mib, run_checked, start_daemon, stop_daemon
+
+from projctl_client import minipack
+from projctl_client.connection import connect, request
+from projctld.sandbox.dataset import generate
+from projctld.sandbox.demo import TOKEN, start_fakes
+
+GOAL_RATE = 10_000
+GOAL_P99_MS = 5.0
+WARMUP_SECONDS = 2.0
+_HEADER = struct.Struct(">I")
+# msgspec writes a reply's tag first: a status view starts with these bytes after the map size.
+_STATUS_TAG = minipack.encode("type") + minipack.encode("status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def configure(box, up) -> None:
+    repos = ", ".join(f'"{repo}"' for repo in up.data.github_repos)
+    with open(os.path.join(box.root, "config", "projctl", "config.toml"), "w") as handle:
+        handle.write(f"""
+[github]
+api_url = "{up.github_url}"
+token_env = ""
+token = "{TOKEN}"
+
+[projects.demo]
+paths = ["{box.demo}"]
+github = [{repos}]
+""")
+    os.chmod(os.path.join(box.root, "config", "projctl", "config.toml"), 0o600)
+
+
+async def _client(socket_path: str, frame: bytes, stop_at: float, warm_until: float,
+                  latencies: list[int], errors: list[str]) -> None:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    try:
+        while True:
+            started = time.perf_counter_ns()
+            if started / 1e9 >= stop_at:
+                return
+            writer.write(frame)
+            header = await reader.readexactly(4)
+            body = await reader.readexactly(_HEADER.unpack(header)[0])
+            done = time.perf_counter_ns()
+            if _STATUS_TAG not in body[:16]:
+                errors.append(repr(minipack.decode(body))[:300])
+            elif started / 1e9 >= warm_until:
+                latencies.append(done - started)
+    finally:
+        writer.close()
+
+
+def _load_process(socket_path: str, frame: bytes, clients: int, start_at: float,
+                  seconds: float, out: multiprocessing.Queue) -> None:
+    latencies: list[int] = []
+    errors: list[str] = []
+
+    async def run() -> None:
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        stop_at = time.perf_counter() + WARMUP_SECONDS + seconds
+        warm_until = time.perf_counter() + WARMUP_SECONDS
+        await asyncio.gather(*(_client(socket_path, frame, stop_at, warm_until, latencies,
+                                       errors) for _ in range(clients)))
+
+    asyncio.run(run())
+    out.put((latencies, errors))
+
+
+def hammer(socket_path: str, frame: bytes, clients: int, processes: int,
+           seconds: float) -> tuple[list[int], list[str]]:
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    start_at = time.perf_counter() + 1.0  # every process starts together (CLOCK_MONOTONIC)
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    workers = [multiprocessing.Process(target=_load_process,
+                                       args=(socket_path, frame, share, start_at, seconds, queue))
+               for share in shares]
+    for worker in workers:
+        worker.start()
+    latencies: list[int] = []
+    errors: list[str] = []
+    for _ in workers:
+        got_latencies, got_errors = queue.get(timeout=seconds + 120)
+        latencies += got_latencies
+        errors += got_errors
+    for worker in workers:
+        worker.join()
+    return latencies, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        up = start_fakes(stack, generate(github_repos=3, changes_per_repo=8, jira_projects=0,
+                                         gitlab_projects=0, tickets=0))
+        box = make_sandbox()
+        stack.callback(shutil.rmtree, box.root, True)
+        configure(box, up)
+        daemon = start_daemon(sys.executable, box)
+        stack.callback(stop_daemon, daemon)
+        head = run_checked(["git", "-C", box.demo, "rev-parse", "HEAD"], box).stdout.strip()
+        checkout = {"root": box.demo, "branch": "main", "head": head}
+        with connect(box.socket_path) as conn:
+            conn.call(request("refresh", wait=30.0))
+            view = conn.call(request("status", checkout=checkout))
+        body = minipack.encode({**request("status", checkout=checkout), "command": "bench"})
+        frame = _HEADER.pack(len(body)) + body
+        changes = sum(len(project["change_requests"]) for project in view["projects"])
+        print(f"status view: {len(body)} B request, {changes} change requests, "
+              f"{len(minipack.encode(view))} B reply")
+        print(f"projctld pid {daemon.pid}, RSS {rss_mib(daemon.pid):.1f} MiB before; "
+              f"{args.clients} clients in {args.processes} load process(es), "
+              f"{WARMUP_SECONDS:g} s warm-up then {args.seconds:g} s measured; "
+              f"{os.cpu_count()} CPUs")
+        cpu_before = cpu_seconds(daemon.pid)
+        latencies, errors = hammer(box.socket_path, frame, args.clients, args.processes,
+                                   args.seconds)
+        cpu = cpu_seconds(daemon.pid) - cpu_before
+        rate = len(latencies) / args.seconds
+        ms = [ns / 1e6 for ns in latencies]
+        p99 = percentile(ms, 0.99)
+        print(f"requests   {len(latencies):,} in {args.seconds:g} s = {rate:,.0f} req/s "
+              f"(goal >= {GOAL_RATE:,}: {'met' if rate >= GOAL_RATE else 'NOT met'})")
+        print(f"latency    p50 {percentile(ms, 0.5):.2f} ms  p90 {percentile(ms, 0.9):.2f} ms  "
+              f"p99 {p99:.2f} ms  max {max(ms):.2f} ms "
+              f"(goal p99 < {GOAL_P99_MS:g} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'})")
+        print(f"errors     {len(errors)}" + (f", first: {errors[0]}" if errors else ""))
+        print(f"projctld   RSS {rss_mib(daemon.pid):.1f} MiB after")
+        with connect(box.socket_path) as conn:
+            report = conn.call(request("metrics"))
+        for metric in report["requests"]:
+            if metric["command"] == "bench":
+                latency = metric["latency"]
+                print(f"daemon's view: {metric['count']:,} status requests, {metric['errors']} "
+                      f"errors, in the daemon p50 {latency['p50_s'] * 1e3:.3f} ms, "
+                      f"p99 {latency['p99_s'] * 1e3:.3f} ms (from its histogram)")
+                per_request = cpu / metric["count"]
+                print(f"daemon CPU {cpu:.1f} s = {per_request * 1e6:.0f} µs per request, so at "
+                      f"most {1 / per_request:,.0f} req/s on one core (it uses one)")
+
+
+if __name__ == "__main__":
+    main()
