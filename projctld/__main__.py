@@ -185,7 +185,12 @@ def _check_version(_ctx: click.Context, _param: click.Parameter, value: str) -> 
 @click.option("--min-client-version", default=DEFAULT_MIN_CLIENT_VERSION, show_default=True,
               metavar="X.Y.Z", callback=_check_version,
               help="Refuse clients older than this with 426 and the upgrade command.")
-def hub_serve(database: str, host: str, port: int, min_client_version: str) -> None:
+@click.option("--slow-request", type=click.FloatRange(0, min_open=True), default=1.0,
+              show_default=True, metavar="SECONDS",
+              help="Log requests slower than this, with where the time went (a long poll's "
+                   "wait does not count).")
+def hub_serve(database: str, host: str, port: int, min_client_version: str,
+              slow_request: float) -> None:
     """Serve the hub in the foreground until SIGTERM or SIGINT.
 
     Prints `projctl hub listening on URL (storage: KIND)` once it accepts connections; logs go
@@ -201,6 +206,7 @@ def hub_serve(database: str, host: str, port: int, min_client_version: str) -> N
         kind = open_storage(database).kind
         anyio.run(functools.partial(
             serve_hub, database, host, port, min_client_version=min_client_version,
+            slow_request=slow_request,
             on_ready=lambda url: click.echo(f"projctl hub listening on {url} (storage: {kind})"),
         ))
     except ProjctlError as exc:

@@ -269,3 +269,38 @@ def test_a_metrics_port_out_of_range_is_named(sandbox: Sandbox, value: str) -> N
     assert sandbox.client("status").returncode == 0
     failed = [e for e in _logs(process) if e.get("event") == "metrics_listen_failed"]
     assert failed and "between 1 and 65535" in failed[0]["error"]
+
+
+def _hub_log(hub: HubProcess) -> list[dict]:
+    hub.stop()
+    return [json.loads(line) for line in hub.process.stderr.read().splitlines()
+            if line.startswith("{")]
+
+
+def test_the_hub_logs_slow_requests_with_their_stages(sandbox: Sandbox, hub_server) -> None:
+    hub: HubProcess = hub_server(None, "--slow-request", "0.000001")
+    sandbox.env["PROJCTL_HUB_TOKEN"] = hub.token("ada", "web")
+    sandbox.write_config(f'[sync]\nhub = "{hub.url}"\nlive = false\n\n[projects.web]\n')
+    sandbox.start_daemon()
+    assert sandbox.client("note", "--project", "web", "slow hub").returncode == 0
+    assert sandbox.client("sync", "--now").returncode == 0
+    assert _scrape(f"{hub.url}/metrics")[("projctl_hub_slow_requests_total", ())] >= 2
+    slow = [entry for entry in _hub_log(hub) if entry.get("event") == "slow_request"]
+    push = next(entry for entry in slow if entry["method"] == "POST")
+    pull = next(entry for entry in slow if entry["method"] == "GET")
+    assert {"auth_ms", "decode_ms", "check_ms", "storage_ms", "reply_ms"} <= set(push)
+    assert {"auth_ms", "storage_ms", "reply_ms"} <= set(pull)
+    for entry in (push, pull):
+        assert entry["route"] == "/v1/events" and entry["status"] == 200
+        stages = sum(value for key, value in entry.items()
+                     if key.endswith("_ms") and key != "total_ms")
+        assert stages == pytest.approx(entry["total_ms"], abs=0.01)
+
+
+def test_a_long_poll_is_not_a_slow_request(hub_server) -> None:
+    hub: HubProcess = hub_server(None, "--slow-request", "0.5")
+    token = hub.token("ada", "web", write=False)
+    waited = httpx.get(f"{hub.url}/v1/events", params={"project": "web", "wait": 1},
+                       headers={"authorization": f"Bearer {token}"}, timeout=10)
+    assert waited.status_code == 200 and waited.elapsed.total_seconds() >= 0.9
+    assert not [entry for entry in _hub_log(hub) if entry.get("event") == "slow_request"]

@@ -36,7 +36,7 @@ from projctld.hub.auth import (
     check_client_version,
     parse_version,
 )
-from projctld.hub.metrics import HubMetrics
+from projctld.hub.metrics import DEFAULT_SLOW_REQUEST, HubMetrics
 from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict
 from projctld.logging import get_logger
 from projctld.prometheus import MEDIA_TYPE
@@ -117,11 +117,12 @@ class _Hub:
     """The state behind the routes: storage, the hub's clock and the oldest client accepted."""
 
     def __init__(self, storage: HubStorage, min_client_version: str,
-                 clock: HybridClock) -> None:
+                 clock: HybridClock, slow_request: float) -> None:
         self.storage = storage
         self.min_client_version = min_client_version
         self.clock = clock
-        self.metrics = HubMetrics(storage.kind, (EVENTS, HEALTH, OPENAPI, METRICS))
+        self.metrics = HubMetrics(storage.kind, (EVENTS, HEALTH, OPENAPI, METRICS),
+                                  slow_request)
 
     async def push(self, request: Request[Any, Any, State]) -> Response[PushReply]:
         """Store a batch of events; pushing the same events again is harmless.
@@ -129,6 +130,7 @@ class _Hub:
         The body is a PushRequest, as application/msgpack or application/json.
         """
         token = await authenticate(request.headers, self.storage)
+        self.metrics.stage(request.scope, "auth")
         media_type = request.content_type[0]
         decoder = _DECODERS.get(media_type)
         if decoder is None:
@@ -136,6 +138,7 @@ class _Hub:
                           f"cannot read a body of type {media_type or '(none)'!r}",
                           suggestions=[f"send Content-Type: {MSGPACK} or {JSON}"])
         events = _decode(decoder, await _read_body(request), media_type)
+        self.metrics.stage(request.scope, "decode")
         for project in sorted({event.project for event in events}):
             if not token.can_write(project):
                 read_only = " (the token is read-only)" if not token.write else ""
@@ -144,6 +147,7 @@ class _Hub:
                               f"{project}{read_only}",
                               suggestions=[_token_hint(token.user, project, write=True)])
         _check_events(events)
+        self.metrics.stage(request.scope, "check")
         try:
             outcome = await self.storage.push(token.user, events)
         except SeqConflict as exc:
@@ -161,6 +165,7 @@ class _Hub:
             raise Refusal(403, "device_taken",
                           f"device {exc.device} belongs to another user than {token.user}",
                           suggestions=["push with the token of the device's own user"]) from None
+        self.metrics.stage(request.scope, "storage")
         if events:
             with contextlib.suppress(ClockAhead):
                 self.clock.observe(max(event.hlc for event in events))
@@ -184,15 +189,19 @@ class _Hub:
     ) -> Response[PullReply]:
         """Events of one project after a cursor, oldest first; optionally waits for one."""
         token = await authenticate(request.headers, self.storage)
+        self.metrics.stage(request.scope, "auth")
         if not token.can_read(project):
             raise Refusal(403, "forbidden",
                           f"token {token.id} of {token.user} may not read project {project}",
                           suggestions=[_token_hint(token.user, project, write=False)])
         # One more than asked for tells whether another page is waiting.
         events = await self.storage.pull(project, after, limit + 1)
+        self.metrics.stage(request.scope, "storage")
         if not events and wait > 0:
             await self.storage.wait_for_events(project, after, wait)
+            self.metrics.stage(request.scope, "wait")
             events = await self.storage.pull(project, after, limit + 1)
+            self.metrics.stage(request.scope, "storage_again")
         page = events[:limit]
         self.metrics.pulled += len(page)
         return _reply(request, PullReply(events=page,
@@ -380,12 +389,13 @@ def _internal(request: Request[Any, Any, State], exc: Exception) -> Response[Any
 
 
 def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLIENT_VERSION,
-               clock: HybridClock | None = None) -> Litestar:
+               clock: HybridClock | None = None,
+               slow_request: float = DEFAULT_SLOW_REQUEST) -> Litestar:
     """The hub over `storage` (already open), refusing clients older than
-    `min_client_version`."""
+    `min_client_version`, logging requests slower than `slow_request` seconds."""
     if parse_version(min_client_version) is None:
         raise ValueError(f"min_client_version {min_client_version!r} is not a version")
-    hub = _Hub(storage, min_client_version, clock or HybridClock())
+    hub = _Hub(storage, min_client_version, clock or HybridClock(), slow_request)
     app = Litestar(
         route_handlers=[
             post(EVENTS, status_code=200, request_max_body_size=None,

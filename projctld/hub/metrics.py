@@ -10,15 +10,25 @@ from time import perf_counter
 from litestar.types import Message, Scope
 
 from projctld import __version__
+from projctld.logging import get_logger
 from projctld.metrics import LATENCY_BOUNDS, Histogram, memory
 from projctld.prometheus import Family, render
 
-_STARTED = "projctl.started"  # the scope key holding when a request came in
+log = get_logger(__name__)
+
+# Scope keys: when a request came in, and the stages it has been through since, with when
+# each one ended (for the log line of a slow request).
+_STARTED = "projctl.started"
+_STAGES = "projctl.stages"
+DEFAULT_SLOW_REQUEST = 1.0
 
 
 class HubMetrics:
-    def __init__(self, storage_kind: str, routes: Collection[str]) -> None:
+    def __init__(self, storage_kind: str, routes: Collection[str],
+                 slow_request: float = DEFAULT_SLOW_REQUEST) -> None:
         self._storage_kind = storage_kind
+        self.slow_request = slow_request
+        self.slow_requests = 0
         self._routes = set(routes)
         self._started_at = time.time()
         self._replies: dict[tuple[str, str, int], int] = {}
@@ -29,6 +39,13 @@ class HubMetrics:
 
     def request_started(self, scope: Scope) -> None:
         scope[_STARTED] = perf_counter()  # type: ignore[literal-required]
+        scope[_STAGES] = []  # type: ignore[literal-required]
+
+    def stage(self, scope: Scope, name: str) -> None:
+        """The stage `name` of this request (auth, decode, storage, wait) ends now."""
+        stages = scope.get(_STAGES)
+        if stages is not None:
+            stages.append((name, perf_counter()))
 
     def reply_started(self, message: Message, scope: Scope) -> None:
         """Count a reply as its head goes out (errors and unknown paths included)."""
@@ -40,8 +57,24 @@ class HubMetrics:
         self._replies[key] = self._replies.get(key, 0) + 1
         started = scope.get(_STARTED)
         if started is not None:
+            now = perf_counter()
             latency = self._latency.setdefault((scope["method"], path), Histogram())
-            latency.observe(perf_counter() - started)
+            latency.observe(now - started)
+            if now - started >= self.slow_request:
+                self._log_slow(scope, path, message["status"], started, now)
+
+    def _log_slow(self, scope: Scope, path: str, status: int, started: float,
+                  now: float) -> None:
+        """Log the request with where its time went, unless only a long poll made it slow."""
+        breakdown, last = {}, started
+        for name, ended in [*scope.get(_STAGES, []), ("reply", now)]:
+            breakdown[f"{name}_ms"] = round((ended - last) * 1000, 3)
+            last = ended
+        if now - started - breakdown.get("wait_ms", 0.0) / 1000 < self.slow_request:
+            return
+        self.slow_requests += 1
+        log.warning("slow_request", method=scope["method"], route=path, status=status,
+                    total_ms=round((now - started) * 1000, 3), **breakdown)
 
     def exposition(self) -> str:
         info = Family("projctl_hub_info", "gauge", "The hub's version and storage.")
@@ -72,5 +105,8 @@ class HubMetrics:
         duplicates.add(self.duplicates)
         pulled = Family("projctl_hub_events_pulled_total", "counter", "Events sent to devices.")
         pulled.add(self.pulled)
+        slow = Family("projctl_hub_slow_requests_total", "counter",
+                      "Requests slower than --slow-request (each was logged).")
+        slow.add(self.slow_requests)
         return render([info, uptime, resident, highest, replies, latency, accepted,
-                       duplicates, pulled])
+                       duplicates, pulled, slow])

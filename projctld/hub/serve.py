@@ -14,6 +14,7 @@ from anyio.abc import TaskStatus
 from projctld import logging as logs
 from projctld.errors import StartupError
 from projctld.hub.app import create_app
+from projctld.hub.metrics import DEFAULT_SLOW_REQUEST
 from projctld.hub.storage import open_storage
 
 log = logs.get_logger(__name__)
@@ -43,6 +44,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve_hub(database_url: str, host: str, port: int, *, min_client_version: str,
+                    slow_request: float = DEFAULT_SLOW_REQUEST,
                     on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the hub on host:port (0 picks a free port) until SIGTERM or SIGINT.
 
@@ -51,7 +53,8 @@ async def serve_hub(database_url: str, host: str, port: int, *, min_client_versi
     storage = open_storage(database_url)
     await storage.open()
     try:
-        app = create_app(storage, min_client_version=min_client_version)
+        app = create_app(storage, min_client_version=min_client_version,
+                         slow_request=slow_request)
         with _bind(host, port) as sock:
             bound = sock.getsockname()[1]
             url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
