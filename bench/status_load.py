@@ -72,32 +72,6 @@ github = [{repos}]
     os.chmod(os.path.join(box.root, "config", "projctl", "config.toml"), 0o600)
 
 
-async def _client(socket_path: str, frame: bytes, stop_at: float, warm_until: float,
-                  interval: float | None, results: Results) -> None:
-    """Ask, wait, ask again; with `interval`, ask on a fixed schedule instead, timing each
-    request from when it was due, so that a slow answer also counts against the ones it held up
-    (no coordinated omission)."""
-    reader, writer = await asyncio.open_unix_connection(socket_path)
-    due = time.perf_counter() + (random.uniform(0, interval) if interval else 0.0)
-    try:
-        while due < stop_at:
-            if interval:
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            started = due if interval else time.perf_counter()
-            writer.write(frame)
-            header = await reader.readexactly(4)
-            body = await reader.readexactly(_HEADER.unpack(header)[0])
-            done = time.perf_counter()
-            results.sent += 1
-            if _STATUS_TAG not in body[:16]:
-                results.errors.append(repr(minipack.decode(body))[:300])
-            elif started >= warm_until:
-                results.latencies.append(done - started)
-            due = due + interval if interval else done
-    finally:
-        writer.close()
-
-
 @dataclass
 class Results:
     latencies: list[float] = field(default_factory=list)
@@ -105,16 +79,80 @@ class Results:
     sent: int = 0
 
 
+class _Client(asyncio.Protocol):
+    """One connection: asks, and asks again as soon as the answer is whole, timing each request
+    from when it was sent; with `interval`, asks on a fixed schedule instead, timing each from
+    when it was due, so that a slow answer also counts against the ones it held up (no
+    coordinated omission). Callbacks, not coroutines: a load process must cost little next to
+    the daemon it measures."""
+
+    def __init__(self, frame: bytes, stop_at: float, warm_until: float,
+                 interval: float | None, results: Results, finished: asyncio.Future) -> None:
+        self._frame = frame
+        self._stop_at = stop_at
+        self._warm_until = warm_until
+        self._interval = interval
+        self._results = results
+        self._finished = finished
+        self._buffer = bytearray()
+        self._due = self._started = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._due = time.monotonic() + (random.uniform(0, self._interval) if self._interval
+                                        else 0.0)
+        self._next()
+
+    def _next(self) -> None:
+        if self._due >= self._stop_at:
+            self._transport.close()
+        elif self._interval:
+            asyncio.get_running_loop().call_at(self._due, self._send)
+        else:
+            self._send()
+
+    def _send(self) -> None:
+        self._started = self._due if self._interval else time.monotonic()
+        self._transport.write(self._frame)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) < 4:
+            return
+        end = 4 + _HEADER.unpack_from(self._buffer)[0]
+        if len(self._buffer) < end:
+            return
+        done = time.monotonic()
+        body = bytes(self._buffer[4:end])
+        del self._buffer[:end]
+        self._results.sent += 1
+        if _STATUS_TAG not in body[:16]:
+            self._results.errors.append(repr(minipack.decode(body))[:300])
+        elif self._started >= self._warm_until:
+            self._results.latencies.append(done - self._started)
+        self._due = self._due + self._interval if self._interval else done
+        self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+
 def _load_process(socket_path: str, frame: bytes, clients: int, interval: float | None,
                   start_at: float, seconds: float, out: multiprocessing.Queue) -> None:
     results = Results()
 
     async def run() -> None:
-        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
-        stop_at = time.perf_counter() + WARMUP_SECONDS + seconds
-        warm_until = time.perf_counter() + WARMUP_SECONDS
-        await asyncio.gather(*(_client(socket_path, frame, stop_at, warm_until, interval,
-                                       results) for _ in range(clients)))
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        stop_at = time.monotonic() + WARMUP_SECONDS + seconds
+        warm_until = time.monotonic() + WARMUP_SECONDS
+        finished = [loop.create_future() for _ in range(clients)]
+        for done in finished:
+            await loop.create_unix_connection(
+                lambda done=done: _Client(frame, stop_at, warm_until, interval, results, done),
+                socket_path)
+        await asyncio.gather(*finished)
 
     asyncio.run(run())
     out.put(results)
@@ -125,7 +163,7 @@ def hammer(socket_path: str, frame: bytes, clients: int, processes: int, seconds
     """`clients` connections in `processes` processes; with `rate`, paced to that many
     requests a second in all, else each as fast as the answers come."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    start_at = time.perf_counter() + 1.0  # every process starts together (CLOCK_MONOTONIC)
+    start_at = time.monotonic() + 1.0  # every process starts together (one system clock)
     interval = clients / rate if rate else None
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     workers = [multiprocessing.Process(target=_load_process, args=(
