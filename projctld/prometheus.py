@@ -39,6 +39,14 @@ class Family:
         self.add(latency.count, labels, "_count")
 
 
+def one(name: str, kind: str, help_text: str, value: float | None,
+        labels: Labels | None = None) -> Family:
+    """A family of one sample."""
+    family = Family(name, kind, help_text)
+    family.add(value, labels)
+    return family
+
+
 def render(families: Iterable[Family]) -> str:
     lines = []
     for family in families:
@@ -75,20 +83,20 @@ def _number(value: float) -> str:
 def daemon_families(report: MetricsReport) -> list[Family]:
     """`projctl metrics` as Prometheus families, named projctld_*."""
     daemon = report.daemon
-    info = Family("projctld_info", "gauge", "The running projctld's version.")
-    info.add(1, {"version": daemon.version})
-    uptime = Family("projctld_uptime_seconds", "gauge", "Seconds since projctld started.")
-    uptime.add(daemon.uptime_s)
-    rss = Family("projctld_resident_memory_bytes", "gauge", "Resident memory (VmRSS).")
-    rss.add(daemon.rss_bytes)
-    peak = Family("projctld_peak_resident_memory_bytes", "gauge",
-                  "Highest resident memory so far (VmHWM).")
-    peak.add(daemon.peak_rss_bytes)
-    connections = Family("projctld_open_connections", "gauge", "Clients connected now.")
-    connections.add(daemon.open_connections)
-    slow = Family("projctld_slow_requests_total", "counter",
-                  "Requests slower than daemon.slow_request (each was logged).")
-    slow.add(daemon.slow_requests)
+    singles = [
+        one("projctld_info", "gauge", "The running projctld's version.", 1,
+            {"version": daemon.version}),
+        one("projctld_uptime_seconds", "gauge", "Seconds since projctld started.",
+            daemon.uptime_s),
+        one("projctld_resident_memory_bytes", "gauge", "Resident memory (VmRSS).",
+            daemon.rss_bytes),
+        one("projctld_peak_resident_memory_bytes", "gauge",
+            "Highest resident memory so far (VmHWM).", daemon.peak_rss_bytes),
+        one("projctld_open_connections", "gauge", "Clients connected now.",
+            daemon.open_connections),
+        one("projctld_slow_requests_total", "counter",
+            "Requests slower than daemon.slow_request (each was logged).", daemon.slow_requests),
+    ]
 
     requests = Family("projctld_requests_total", "counter",
                       "Requests answered, by request type and the projctl command that sent it.")
@@ -137,20 +145,16 @@ def daemon_families(report: MetricsReport) -> list[Family]:
             upstream["reset"].add(budget.reset_at, budget_labels)
 
     sync = report.sync
-    pushed = Family("projctld_sync_pushed_events_total", "counter", "Events sent to the hub.")
-    pushed.add(sync.pushed)
-    pulled = Family("projctld_sync_pulled_events_total", "counter",
-                    "Teammates' events received from the hub.")
-    pulled.add(sync.pulled)
-    queue = Family("projctld_sync_queue_events", "gauge",
-                   "Events recorded here and not yet accepted by the hub.")
-    queue.add(sync.waiting)
-    last = Family("projctld_sync_last_success_timestamp_seconds", "gauge",
-                  "When a sync with the hub last succeeded (Unix time).")
-    last.add(sync.last_success)
-    failures = Family("projctld_sync_consecutive_failures", "gauge",
-                      "Sync attempts failed in a row (0 when the last one worked).")
-    failures.add(sync.failures)
-
-    return [info, uptime, rss, peak, connections, slow, requests, errors, latency,
-            *upstream.values(), pushed, pulled, queue, last, failures]
+    return [
+        *singles, requests, errors, latency, *upstream.values(),
+        one("projctld_sync_pushed_events_total", "counter", "Events sent to the hub.",
+            sync.pushed),
+        one("projctld_sync_pulled_events_total", "counter",
+            "Teammates' events received from the hub.", sync.pulled),
+        one("projctld_sync_queue_events", "gauge",
+            "Events recorded here and not yet accepted by the hub.", sync.waiting),
+        one("projctld_sync_last_success_timestamp_seconds", "gauge",
+            "When a sync with the hub last succeeded (Unix time).", sync.last_success),
+        one("projctld_sync_consecutive_failures", "gauge",
+            "Sync attempts failed in a row (0 when the last one worked).", sync.failures),
+    ]

@@ -7,6 +7,7 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -242,3 +243,10 @@ def upstreams() -> Iterator[Upstreams]:
     with contextlib.ExitStack() as stack:
         yield start_fakes(stack, generate(github_repos=3, gitlab_projects=2, changes_per_repo=5,
                                           tickets=40, jira_projects=1))
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server started next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

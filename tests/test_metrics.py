@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import HubProcess, Sandbox
+from conftest import HubProcess, Sandbox, free_port
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -95,12 +95,6 @@ def test_a_histogram_is_cumulative_and_ends_at_the_count() -> None:
 # The daemon, end to end
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     reply = httpx.get(url, timeout=10)
     assert reply.status_code == 200, reply.text
@@ -131,7 +125,7 @@ def measured(sandbox: Sandbox, upstreams: Upstreams,
     hub: HubProcess = hub_server()
     sandbox.env["PROJCTL_HUB_TOKEN"] = hub.token("ada", "web")
     checkout = git_checkout(os.path.join(sandbox.root, "web"), my_pull(upstreams).head_ref)
-    port = _free_port()
+    port = free_port()
     configure(sandbox, f"""
 [daemon]
 log_format = "json"
@@ -234,7 +228,7 @@ def test_upstream_failures_are_counted_with_their_code(sandbox: Sandbox,
 
 
 def test_the_metrics_port_answers_only_get_metrics(sandbox: Sandbox) -> None:
-    port = _free_port()
+    port = free_port()
     sandbox.write_config(f'[daemon]\nmetrics_listen = "127.0.0.1:{port}"\n')
     sandbox.start_daemon()
     assert sandbox.client("status").returncode == 0  # answered: the endpoint is up

@@ -76,7 +76,7 @@ def test_a_request_in_flight_finishes_and_idle_clients_are_closed(socket_path) -
                 tasks.start_soon(anyio.to_thread.run_sync, slow_client)
                 await handler.arrived.wait()
                 stop.set()
-        assert server.open_connections == 0
+        assert server.metrics.open_connections == 0
 
     anyio.run(scenario)
     assert replies == [{"type": "ack", "message": "done"}]

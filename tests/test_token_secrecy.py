@@ -6,12 +6,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import HubProcess, Sandbox
+from conftest import HubProcess, Sandbox, free_port
 from test_upstream_status import config_text, configure, git_checkout, my_pull
 
 from projctld.sandbox.dataset import generate
@@ -34,16 +33,10 @@ def planted() -> Iterator[Upstreams]:
                                           tickets=10, jira_projects=1), token=GOOD)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _daemon_day(sandbox: Sandbox, up: Upstreams, hub: HubProcess, token: str,
                 hub_token: str, checkout: str) -> list[str]:
     """Everything a user, a script and a scraper see in one daemon's life, and its log."""
-    port = _free_port()
+    port = free_port()
     configure(sandbox, f"""
 [daemon]
 log_level = "debug"

@@ -12,7 +12,7 @@ from litestar.types import Message, Scope
 from projctld import __version__
 from projctld.logging import get_logger
 from projctld.metrics import LATENCY_BOUNDS, Histogram, memory
-from projctld.prometheus import Family, render
+from projctld.prometheus import Family, one, render
 
 log = get_logger(__name__)
 
@@ -77,16 +77,7 @@ class HubMetrics:
                     total_ms=round((now - started) * 1000, 3), **breakdown)
 
     def exposition(self) -> str:
-        info = Family("projctl_hub_info", "gauge", "The hub's version and storage.")
-        info.add(1, {"version": __version__, "storage": self._storage_kind})
-        uptime = Family("projctl_hub_uptime_seconds", "gauge", "Seconds since the hub started.")
-        uptime.add(time.time() - self._started_at)
         rss, peak = memory()
-        resident = Family("projctl_hub_resident_memory_bytes", "gauge", "Resident memory.")
-        resident.add(rss)
-        highest = Family("projctl_hub_peak_resident_memory_bytes", "gauge",
-                         "Highest resident memory so far.")
-        highest.add(peak)
         replies = Family("projctl_hub_http_responses_total", "counter",
                          "Replies sent, by method, route and status.")
         for (method, path, status), count in sorted(self._replies.items()):
@@ -97,16 +88,21 @@ class HubMetrics:
         for (method, path), histogram in sorted(self._latency.items()):
             latency.add_histogram(histogram.view(), LATENCY_BOUNDS,
                                   {"method": method, "route": path})
-        accepted = Family("projctl_hub_events_accepted_total", "counter",
-                          "Events pushed and stored for the first time.")
-        accepted.add(self.accepted)
-        duplicates = Family("projctl_hub_events_duplicate_total", "counter",
-                            "Events pushed again that the hub already held.")
-        duplicates.add(self.duplicates)
-        pulled = Family("projctl_hub_events_pulled_total", "counter", "Events sent to devices.")
-        pulled.add(self.pulled)
-        slow = Family("projctl_hub_slow_requests_total", "counter",
-                      "Requests slower than --slow-request (each was logged).")
-        slow.add(self.slow_requests)
-        return render([info, uptime, resident, highest, replies, latency, accepted,
-                       duplicates, pulled, slow])
+        return render([
+            one("projctl_hub_info", "gauge", "The hub's version and storage.", 1,
+                {"version": __version__, "storage": self._storage_kind}),
+            one("projctl_hub_uptime_seconds", "gauge", "Seconds since the hub started.",
+                time.time() - self._started_at),
+            one("projctl_hub_resident_memory_bytes", "gauge", "Resident memory.", rss),
+            one("projctl_hub_peak_resident_memory_bytes", "gauge",
+                "Highest resident memory so far.", peak),
+            replies, latency,
+            one("projctl_hub_events_accepted_total", "counter",
+                "Events pushed and stored for the first time.", self.accepted),
+            one("projctl_hub_events_duplicate_total", "counter",
+                "Events pushed again that the hub already held.", self.duplicates),
+            one("projctl_hub_events_pulled_total", "counter", "Events sent to devices.",
+                self.pulled),
+            one("projctl_hub_slow_requests_total", "counter",
+                "Requests slower than --slow-request (each was logged).", self.slow_requests),
+        ])

@@ -84,10 +84,6 @@ class RpcServer:
         # object again while nothing changed (and never alters one), so it is encoded once.
         self._status: tuple[StatusView | None, bytes] = (None, b"")
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._connections)
-
     async def serve(self, listener: SocketListener, stop: anyio.Event, grace: float) -> None:
         """Serve until `stop` is set; then stop accepting, give requests in flight up to
         `grace` seconds to finish, and close every connection."""
