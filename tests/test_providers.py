@@ -14,6 +14,7 @@ import pytest
 from projctld.config import Config
 from projctld.errors import UpstreamError
 from projctld.providers import create_providers, http
+from projctld.providers.gitlab import _next_page
 from projctld.providers.model import Snapshot
 from projctld.sandbox.dataset import Dataset, generate
 from projctld.sandbox.demo import Upstreams, sandbox_config, start_fakes
@@ -293,6 +294,34 @@ def test_gitlab_pages_by_next_page_even_without_totals(tmp_path) -> None:
                 if mr.author == me or me in mr.assignees or me in mr.reviewers]
     assert len(pages) == 3  # 230 at 100 a page
     assert len(snapshot.change_requests) == len(expected)
+
+
+def test_gitlab_pages_by_next_page_header_when_a_proxy_drops_link(tmp_path) -> None:
+    data = generate(github_repos=1, gitlab_projects=1, changes_per_repo=230, tickets=5)
+    with world(data) as up:
+        up.gitlab.links = False
+        snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
+        pages = [r.path for r in up.gitlab.requests
+                 if r.path.split("?")[0].endswith("merge_requests")]
+    assert len(pages) == 3 and "page=3" in pages[-1]
+    me = data.gitlab_username
+    assert len(snapshot.change_requests) == sum(
+        mr.author == me or me in mr.assignees or me in mr.reviewers
+        for mrs in data.merge_requests.values() for mr in mrs)
+
+
+@pytest.mark.parametrize(("header", "url", "expected"), [
+    ("2", "https://gl/api?per_page=100", "https://gl/api?per_page=100&page=2"),
+    ("4", "https://gl/api?page=3&per_page=100", "https://gl/api?per_page=100&page=4"),
+    ("", "https://gl/api?page=3", None),  # the last page
+    ("abc", "https://gl/api?per_page=100", None),  # garbled: would read page 1 again
+    ("3", "https://gl/api?page=3", None),  # the same page again: a loop
+    ("1", "https://gl/api?page=3", None),  # backwards
+    ("2&private_token=x", "https://gl/api", None),  # not a page number at all
+])
+def test_gitlab_follows_only_a_next_page_past_this_one(header, url, expected) -> None:
+    fetched = http.Fetched(200, b"[]", httpx.Headers({"x-next-page": header}), url)
+    assert _next_page(fetched, url) == expected
 
 
 def test_gitlab_second_poll_is_all_conditional(tmp_path) -> None:

@@ -124,11 +124,15 @@ def _next_page(fetched: Fetched, url: str) -> str | None:
     if link:
         return link
     page = fetched.headers.get("x-next-page", "").strip()
-    if not page:
-        return None
     base, _, query = url.partition("?")
     params = [p for p in query.split("&") if p and not p.startswith("page=")]
-    return f"{base}?{'&'.join([*params, f'page={page}'])}"
+    current = next((p.removeprefix("page=") for p in query.split("&") if p.startswith("page=")),
+                   "1")
+    # Only a page past this one: anything else (empty, garbled by a proxy, a page already
+    # read) would fetch the same rows again until MAX_PAGES.
+    if not (page.isdecimal() and current.isdecimal() and int(page) > int(current)):
+        return None
+    return f"{base}?{'&'.join([*params, f'page={int(page)}'])}"
 
 
 def _concerns(mr: _MergeRequest, username: str) -> bool:
