@@ -12,28 +12,26 @@ import time
 from projctl_client import paths
 from projctl_client.connection import DaemonUnavailable, connect, seconds_from_env
 
-_LOG_ROTATE_BYTES = 1 << 20
-
 
 def start(socket: str | None = None, *, sandbox: bool = False) -> None:
     """Start projctld in the background and return once a daemon serves `socket`.
 
     The daemon reports on an inherited pipe (`--ready-fd`): `ready`, or `error: ...` lines that
-    are shown to the user as they are. Its log goes to paths.log_path(). With `sandbox`, it is
-    the demo daemon that polls built-in fake upstreams.
+    are shown to the user as they are. Its log goes to paths.log_path(), which the daemon keeps
+    bounded (`--log-file`). With `sandbox`, it is the demo daemon that polls built-in fake
+    upstreams.
     """
     socket = socket or paths.socket_path()
     timeout = seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
     log = paths.log_path(sandbox=sandbox)
     os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
-    _rotate(log)
     read_fd, write_fd = os.pipe()
     env = dict(os.environ, PROJCTL_SOCKET=socket)
     try:
         with open(log, "ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "projctld", "run", "--ready-fd", str(write_fd),
-                 *(["--sandbox"] if sandbox else [])],
+                 "--log-file", log, *(["--sandbox"] if sandbox else [])],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 pass_fds=(write_fd,), start_new_session=True, env=env,
             )
@@ -87,14 +85,6 @@ def _wait_serving(socket: str, deadline: float) -> bool:
         except DaemonUnavailable:
             time.sleep(0.01)
     return False
-
-
-def _rotate(log: str) -> None:
-    try:
-        if os.path.getsize(log) > _LOG_ROTATE_BYTES:
-            os.replace(log, log + ".1")
-    except OSError:
-        pass
 
 
 def wait_until_stopped(socket: str | None = None) -> bool:

@@ -19,6 +19,7 @@ from projctld import __version__
 from projctld.errors import ProjctlError
 from projctld.hub.auth import DEFAULT_MIN_CLIENT_VERSION, parse_version
 from projctld.hub.storage import HubStorage, TokenRecord, new_token, open_storage
+from projctld.logfile import DEFAULT_MAX_BYTES, RotatingLog
 from projctld.sync.events import ProjectName
 
 T = TypeVar("T")
@@ -45,7 +46,14 @@ def main() -> None:
     help="Poll built-in fake GitHub, GitLab and Jira servers with demo data instead of the "
     "config (what `projctl demo` runs); state goes to $XDG_STATE_HOME/projctl/sandbox/.",
 )
-def run(ready_fd: int | None, sandbox: bool) -> None:
+@click.option(
+    "--log-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+    help="Append the log (stdout and stderr) to PATH, which is kept under --log-max-bytes: "
+    "past that it becomes PATH.1 and a new PATH starts (how `projctl` starts it).",
+)
+@click.option("--log-max-bytes", type=click.IntRange(min=4096), default=DEFAULT_MAX_BYTES,
+              show_default=True, help="The size at which --log-file is rotated.")
+def run(ready_fd: int | None, sandbox: bool, log_file: str | None, log_max_bytes: int) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT.
 
     Reads $PROJCTL_CONFIG (or $XDG_CONFIG_HOME/projctl/config.toml), keeps its state in
@@ -68,6 +76,13 @@ def run(ready_fd: int | None, sandbox: bool) -> None:
             ready_fd = None
 
     try:
+        if log_file:
+            try:
+                sys.stdout = sys.stderr = RotatingLog(log_file, log_max_bytes)
+            except OSError as exc:
+                raise ProjctlError(f"cannot write the log file {log_file}: {exc.strerror}",
+                                   suggestions=["check that its directory exists and is yours"]
+                                   ) from None
         if sandbox:
             from projctld.sandbox.demo import start_sandbox
 
@@ -87,7 +102,7 @@ def run(ready_fd: int | None, sandbox: bool) -> None:
     except Exception as exc:
         traceback.print_exc()
         report(f"error: projctld failed: {type(exc).__name__}: {exc}\n"
-               f"try: read {paths.log_path()}\n")
+               f"try: read {log_file or paths.log_path(sandbox=sandbox)}\n")
         sys.exit(1)
 
 

@@ -213,8 +213,11 @@ class Poller:
             source.snapshot, source.fetched_at, source.error = snapshot, fetched_at, None
             source.failures = 0
             self._save(source, started, with_data=changed)
-            log.info("polled", project=source.project, upstream=source.upstream,
-                     changed=changed, seconds=round(self._clock() - started, 3))
+            # A poll that found nothing new is routine: at info, a month of them would fill
+            # the log with little else.
+            (log.info if changed else log.debug)(
+                "polled", project=source.project, upstream=source.upstream, changed=changed,
+                seconds=round(self._clock() - started, 3))
         finally:
             source.polling = False
 

@@ -62,9 +62,9 @@ class Sandbox:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
 
-    def start_daemon(self) -> subprocess.Popen[bytes]:
-        """Start projctld and return once it answers."""
-        process = self.spawn_daemon()
+    def start_daemon(self, *extra: str) -> subprocess.Popen[bytes]:
+        """Start projctld (`projctld run EXTRA`) and return once it answers."""
+        process = self.spawn_daemon(*extra)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if process.poll() is not None:

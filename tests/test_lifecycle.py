@@ -260,3 +260,38 @@ def test_help_reads_well(sandbox) -> None:
     assert sandbox.client("--version").stdout.strip() == "projctl, version 0.1.0"
     unknown = sandbox.client("stauts")
     assert unknown.returncode == 2 and "No such command 'stauts'" in unknown.stderr
+
+
+def test_a_started_daemon_rotates_a_large_log_at_start(sandbox) -> None:
+    log = os.path.join(sandbox.state_dir, "projctld.log")
+    os.makedirs(sandbox.state_dir)
+    with open(log, "w") as old:
+        old.write('{"event": "an old line"}\n' * 50_000)  # 1.3 MB, past the 1 MiB bound
+    assert sandbox.client("daemon", "start").returncode == 0
+    with open(log + ".1") as rotated:
+        assert rotated.read().count("an old line") == 50_000
+    with open(log) as fresh:
+        events = [json.loads(line)["event"] for line in fresh]
+    assert "serving" in events and "an old line" not in events
+
+
+def test_a_running_daemon_keeps_its_log_file_bounded(sandbox) -> None:
+    # Every request is "slow" at this threshold, so each one writes a line.
+    sandbox.write_config("[daemon]\nslow_request = 0.000001\n")
+    log = os.path.join(sandbox.root, "projctld.log")
+    limit = 8192
+    process = sandbox.start_daemon("--log-file", log, "--log-max-bytes", str(limit))
+    try:
+        with sandbox.connect() as conn:
+            for _ in range(200):
+                assert conn.call(request("ping"))["type"] == "pong"
+        assert os.path.getsize(log) <= limit + 1024  # one line past the bound at most
+        with open(log + ".1") as older:
+            lines = older.read().splitlines()
+        assert len(lines) > 10
+        assert all(json.loads(line)["event"] == "slow_request" for line in lines[-10:])
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+    with open(log) as last:
+        assert json.loads(last.read().splitlines()[-1])["event"] == "stopped"
