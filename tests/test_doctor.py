@@ -55,7 +55,6 @@ token_env = "PJ_JIRA"
 
 [sync]
 hub = "{hub}"
-live = false  # no long poll for the hub to wait out when it stops
 
 [projects.web]
 github = {json.dumps(data.github_repos)}

@@ -288,6 +288,25 @@ async def test_a_waiter_returns_after_its_timeout_when_nothing_arrives(
     assert await storage.pull("web", held.hub_seq, 10) == []
 
 
+async def test_stop_waiting_ends_every_wait_now_and_any_later_one(storage: HubStorage) -> None:
+    woken: list[str] = []
+
+    async def wait(project: str) -> None:
+        await storage.wait_for_events(project, 0, 600)
+        woken.append(project)
+
+    with anyio.fail_after(20):  # the waits' own 600 s would trip it
+        async with anyio.create_task_group() as tg:
+            for project in ("web", "api", "web"):
+                tg.start_soon(wait, project)
+            await anyio.sleep(0.3)
+            assert woken == []
+            storage.stop_waiting()
+        await storage.wait_for_events("web", 0, 600)  # the hub is stopping: no wait at all
+    assert sorted(woken) == ["api", "web", "web"]
+    assert await storage.pull("web", 0, 10) == []  # they returned with nothing to read
+
+
 async def test_a_cancelled_waiter_leaves_the_store_usable(storage: HubStorage) -> None:
     with anyio.move_on_after(0.2) as scope:
         await storage.wait_for_events("web", 0, 30)

@@ -8,6 +8,7 @@ import math
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -16,6 +17,7 @@ from conftest import HubProcess, Sandbox, free_port
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from test_sync_e2e import wait_for
 from test_upstream_status import config_text, configure, git_checkout, my_pull
 
 from projctld.metrics import LATENCY_BOUNDS, MAX_SERIES, Histogram, RequestMetrics, RequestTiming
@@ -298,3 +300,20 @@ def test_a_long_poll_is_not_a_slow_request(hub_server) -> None:
                        headers={"authorization": f"Bearer {token}"}, timeout=10)
     assert waited.status_code == 200 and waited.elapsed.total_seconds() >= 0.9
     assert not [entry for entry in _hub_log(hub) if entry.get("event") == "slow_request"]
+
+
+def test_a_stopping_hub_answers_the_long_polls_it_holds(hub_server) -> None:
+    hub: HubProcess = hub_server()
+    token = hub.token("ada", "web", write=False)
+    replies: list[httpx.Response] = []
+    poll = threading.Thread(target=lambda: replies.append(httpx.get(
+        f"{hub.url}/v1/events", params={"project": "web", "wait": 60},
+        headers={"authorization": f"Bearer {token}"}, timeout=90)))
+    poll.start()
+    wait_for(lambda: _scrape(f"{hub.url}/metrics")[("projctl_hub_pulls_waiting", ())] == 1)
+    hub.stop()
+    poll.join(30)
+    # Answered, empty, rather than cut off once the shutdown grace ran out.
+    assert replies and replies[0].status_code == 200, replies
+    assert replies[0].json()["events"] == []
+    assert hub.process.returncode == 0

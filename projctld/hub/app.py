@@ -198,7 +198,11 @@ class _Hub:
         events = await self.storage.pull(project, after, limit + 1)
         self.metrics.stage(request.scope, "storage")
         if not events and wait > 0:
-            await self.storage.wait_for_events(project, after, wait)
+            self.metrics.pulls_waiting += 1
+            try:
+                await self.storage.wait_for_events(project, after, wait)
+            finally:
+                self.metrics.pulls_waiting -= 1
             self.metrics.stage(request.scope, "wait")
             events = await self.storage.pull(project, after, limit + 1)
             self.metrics.stage(request.scope, "storage_again")

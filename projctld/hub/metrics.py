@@ -36,6 +36,7 @@ class HubMetrics:
         self.accepted = 0
         self.duplicates = 0
         self.pulled = 0
+        self.pulls_waiting = 0
 
     def request_started(self, scope: Scope) -> None:
         scope[_STARTED] = perf_counter()  # type: ignore[literal-required]
@@ -103,6 +104,9 @@ class HubMetrics:
                 "Events pushed again that the hub already held.", self.duplicates),
             one("projctl_hub_events_pulled_total", "counter", "Events sent to devices.",
                 self.pulled),
+            one("projctl_hub_pulls_waiting", "gauge",
+                "Long-poll pulls waiting for an event now: devices following live.",
+                self.pulls_waiting),
             one("projctl_hub_slow_requests_total", "counter",
                 "Requests slower than --slow-request (each was logged).", self.slow_requests),
         ])

@@ -235,6 +235,9 @@ class PostgresStorage:
 
         await self._new_events.wait(project, timeout, has_events)
 
+    def stop_waiting(self) -> None:
+        self._new_events.stop()
+
     async def add_token(self, token_hash: str, record: TokenRecord) -> None:
         async with self._connection() as conn:
             await conn.execute(

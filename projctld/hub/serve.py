@@ -15,12 +15,13 @@ from projctld import logging as logs
 from projctld.errors import StartupError
 from projctld.hub.app import create_app
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST
-from projctld.hub.storage import open_storage
+from projctld.hub.storage import HubStorage, open_storage
 
 log = logs.get_logger(__name__)
 
-# Requests still running this long after a stop signal are cancelled: a long-poll pull may wait
-# a minute, and its device simply pulls again from the hub's next run.
+# Requests still running this long after a stop signal are cancelled. Long-poll pulls are not
+# among them: they are answered (empty) at the signal, and their devices pull again from the
+# hub's next run.
 SHUTDOWN_GRACE = 5.0
 
 
@@ -62,7 +63,7 @@ async def serve_hub(database_url: str, host: str, port: int, *, min_client_versi
                                     lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE)
             server = _Server(config, lambda: on_ready(url) if on_ready else None)
             async with anyio.create_task_group() as tasks:
-                await tasks.start(_stop_on_signal, server)
+                await tasks.start(_stop_on_signal, server, storage)
                 log.info("hub_starting", url=url, storage=storage.kind)
                 await server.serve(sockets=[sock])
                 tasks.cancel_scope.cancel()
@@ -94,7 +95,7 @@ def _bind(host: str, port: int) -> Iterator[socket.socket]:
         yield sock
 
 
-async def _stop_on_signal(server: uvicorn.Server, *,
+async def _stop_on_signal(server: uvicorn.Server, storage: HubStorage, *,
                           task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
@@ -103,3 +104,4 @@ async def _stop_on_signal(server: uvicorn.Server, *,
             # A second signal stops waiting for the requests still in flight.
             server.force_exit = server.should_exit
             server.should_exit = True
+            storage.stop_waiting()

@@ -117,6 +117,9 @@ class SqliteStorage:
 
         await self._new_events.wait(project, timeout, has_events)
 
+    def stop_waiting(self) -> None:
+        self._new_events.stop()
+
     async def add_token(self, token_hash: str, record: TokenRecord) -> None:
         await self._run(self._write, "INSERT INTO tokens (hash, id, user, projects, write,"
                         " created_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?)",

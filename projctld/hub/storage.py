@@ -83,6 +83,11 @@ class HubStorage(Protocol):
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
         """Return once `project` has an event with hub_seq > after, or after `timeout` s."""
 
+    def stop_waiting(self) -> None:
+        """End every wait_for_events now, and any later one at once: the hub is stopping, and
+        a long poll answered empty is pulled again from the next hub, where one cut off is an
+        error on the device."""
+
     async def add_token(self, token_hash: str, record: TokenRecord) -> None: ...
 
     async def find_token(self, token_hash: str) -> TokenRecord | None: ...
@@ -101,6 +106,7 @@ class NewEventSignals:
     def __init__(self, recheck: float) -> None:
         self._recheck = recheck
         self._signals: dict[str, anyio.Event] = {}
+        self._stopped = False
 
     def wake(self, project: str) -> None:
         signal = self._signals.pop(project, None)
@@ -111,6 +117,11 @@ class NewEventSignals:
         for project in list(self._signals):
             self.wake(project)
 
+    def stop(self) -> None:
+        """Wake every waiter for good: from now on, wait() returns without waiting."""
+        self._stopped = True
+        self.wake_all()
+
     async def wait(self, project: str, timeout: float,
                    has_events: Callable[[], Awaitable[bool]]) -> None:
         """Return once `has_events()` is true, or after `timeout` seconds."""
@@ -119,7 +130,7 @@ class NewEventSignals:
             # Taken before looking, so that a push landing between the look and the wait
             # still wakes this waiter.
             signal = self._signals.setdefault(project, anyio.Event())
-            if await has_events():
+            if self._stopped or await has_events():
                 return
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
