@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import anyio
 import httpx
-from anyio.abc import SocketListener
 
 from projctl_client import paths
 from projctld import __version__, listener, prometheus, systemd
@@ -109,14 +108,14 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             hosts=hosts, started_at=started_at, sandbox=sandbox is not None,
         )
         poller.on_polled = runner.on_change = ctx.changed
+        handlers = Handlers(ctx)
         server = RpcServer(
-            Handlers(ctx),
+            handlers, handle_now=handlers.now,
             max_connections=config.daemon.max_connections,
             idle_timeout=config.daemon.idle_timeout,
             frame_timeout=min(10.0, config.daemon.idle_timeout),
             metrics=ctx.requests,
         )
-        socket_listener = await SocketListener.from_socket(sock)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, ctx.shutdown)
             tasks.start_soon(runner.run)
@@ -139,7 +138,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             tasks.start_soon(_tell_systemd, notifier, ctx.shutdown,
                              f"serving {socket_path}, {len(poller.sources)} sources")
             try:
-                await server.serve(socket_listener, ctx.shutdown, config.daemon.shutdown_timeout)
+                await server.serve(sock, ctx.shutdown, config.daemon.shutdown_timeout)
             finally:
                 schedule.shutdown()
                 tasks.cancel_scope.cancel()

@@ -18,6 +18,8 @@ log = logs.get_logger(__name__)
 
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
+# Clients that connect while the daemon starts, or in a burst, wait here rather than fail.
+BACKLOG = 512
 
 
 @contextlib.contextmanager
@@ -73,7 +75,7 @@ def listen(socket_path: str) -> Iterator[tuple[socket.socket, str]]:
         yield sock, socket_path
 
 
-def bind(socket_path: str, backlog: int = 512) -> socket.socket:
+def bind(socket_path: str, backlog: int = BACKLOG) -> socket.socket:
     """A listening socket at `socket_path`, mode 0600. Call only while holding instance_lock."""
     if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
         raise StartupError(

@@ -596,6 +596,23 @@ def test_pipelined_requests_are_answered_in_order(projctld) -> None:
     daemon.ping_ok()
 
 
+def test_a_client_sending_a_thousand_requests_at_once_takes_turns_with_others(projctld) -> None:
+    daemon = projctld()
+    ping, bad = encode(request()), encode(request("nope"))
+    burst = b"".join(header(len(body)) + body for body in [ping, ping, bad] * 400)
+    with open_client(daemon.path) as flood, open_client(daemon.path) as other:
+        sender = threading.Thread(target=flood.sendall, args=(burst,))
+        sender.start()
+        ping_on(other, daemon.pid)  # answered while the flood is being answered
+        for _ in range(400):  # and the flood's replies come in the order it asked
+            assert_pong(recv_frame(flood), daemon.pid)
+            assert_pong(recv_frame(flood), daemon.pid)
+            assert_error(recv_frame(flood), "bad_request")
+        sender.join()
+        ping_on(flood, daemon.pid)
+    daemon.ping_ok()
+
+
 # --------------------------------------------------------------------------------------------
 # 13: other users
 

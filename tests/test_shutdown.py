@@ -8,7 +8,6 @@ import tempfile
 
 import anyio
 import pytest
-from anyio.abc import SocketListener
 
 from projctl_client.connection import DaemonUnavailable, connect, request
 from projctl_client.protocol import Ack, Reply, Request
@@ -39,11 +38,11 @@ def socket_path():
     yield os.path.join(directory, "s.sock")
 
 
-async def listen(path: str) -> SocketListener:
+def listen(path: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(path)
     sock.listen()
-    return await SocketListener.from_socket(sock)
+    return sock
 
 
 def test_a_request_in_flight_finishes_and_idle_clients_are_closed(socket_path) -> None:
@@ -66,7 +65,7 @@ def test_a_request_in_flight_finishes_and_idle_clients_are_closed(socket_path) -
     async def scenario() -> None:
         server = RpcServer(handler, idle_timeout=60)
         stop = anyio.Event()
-        listener = await listen(socket_path)
+        listener = listen(socket_path)
         with anyio.fail_after(GUARD):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(server.serve, listener, stop, 10.0)
@@ -100,7 +99,7 @@ def test_a_request_that_outlives_the_grace_period_is_cut(socket_path) -> None:
     async def scenario() -> None:
         server = RpcServer(handler)
         stop = anyio.Event()
-        listener = await listen(socket_path)
+        listener = listen(socket_path)
         with anyio.fail_after(GUARD):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(server.serve, listener, stop, 0.2)
@@ -111,3 +110,4 @@ def test_a_request_that_outlives_the_grace_period_is_cut(socket_path) -> None:
     anyio.run(scenario)
     assert handler.finished == 0
     assert outcome and "lost the connection" in outcome[0]
+

@@ -142,11 +142,22 @@ class PluginHost:
 
     # The hooks, as the daemon calls them.
 
+    def hooks(self, request: Request) -> bool:
+        """Whether before- or after-request hooks see `request` (they run in threads: a
+        request they see cannot be answered without waiting)."""
+        return not isinstance(request, _UNHOOKED) and bool(self._impls[BEFORE]
+                                                            or self._impls[AFTER])
+
+    @property
+    def transforms_status(self) -> bool:
+        """Whether a status view passes through plugins (in threads) before it is sent."""
+        return bool(self._impls[STATUS])
+
     async def around_request(self, request: Request,
                              handle: Callable[[Request], Awaitable[Reply]]) -> Reply:
         """`handle(request)` between the before and after hooks; a refusal (ProjctlError)
         becomes its Error reply here, so that after-hooks see it too."""
-        if isinstance(request, _UNHOOKED) or not (self._impls[BEFORE] or self._impls[AFTER]):
+        if not self.hooks(request):
             return await handle(request)
         if self._impls[BEFORE]:
             await self._gather(BEFORE, {"request": request})

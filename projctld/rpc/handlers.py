@@ -30,6 +30,7 @@ from projctl_client.protocol import (
     RunStart,
     Shutdown,
     Status,
+    StatusView,
     Sync,
     SyncReport,
 )
@@ -43,52 +44,76 @@ class Handlers:
     def __init__(self, ctx: DaemonContext) -> None:
         self._ctx = ctx
 
+    def now(self, request: Request) -> Reply | None:
+        """The reply to `request` if it can be made without waiting, as most can (status
+        among them); None sends the request to `__call__`, in a task of its own."""
+        if self._ctx.plugins.hooks(request):
+            return None
+        _check_checkout(getattr(request, "checkout", None))
+        return self._answer_now(request)
+
     async def __call__(self, request: Request) -> Reply:
         _check_checkout(getattr(request, "checkout", None))
         return await self._ctx.plugins.around_request(request, self._handle)
 
     async def _handle(self, request: Request) -> Reply:
+        reply = self._answer_now(request)
+        if reply is not None:
+            return reply
         match request:
-            case Ping():
-                return Pong(daemon=self._ctx.info())
             case Status(checkout=checkout, tickets_per_status=limit):
-                self._ctx.poller.touch()
-                return await self._ctx.plugins.status_view(
-                    self._ctx.status_views.get(checkout, limit))
+                return await self._ctx.plugins.status_view(self._status(checkout, limit))
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
                 return await self._refresh(project, wait)
+            case DeployStart():
+                return await team.deploy_start(self._ctx, request)
+            case Sync(wait=wait):  # with now: the others were answered at once
+                await self._ctx.runner.sync_now(wait)
+                return SyncReport(sync=self._ctx.runner.view())
+            case RunFollow():
+                return await workflowcmds.follow(self._ctx, request)
+            case Doctor():
+                return await doctor.report(self._ctx)
+        raise AssertionError(f"no handler for {type(request).__name__}")
+
+    def _answer_now(self, request: Request) -> Reply | None:
+        """The requests that never wait (each may write to the state database, which is
+        quick), answered; None for those that may."""
+        match request:
+            case Ping():
+                return Pong(daemon=self._ctx.info())
+            case Status(checkout=checkout, tickets_per_status=limit) \
+                    if not self._ctx.plugins.transforms_status:
+                return self._status(checkout, limit)
             case Note():
                 return team.note(self._ctx, request)
             case BranchCreated():
                 return team.branch_created(self._ctx, request)
-            case DeployStart():
-                return await team.deploy_start(self._ctx, request)
             case DeployFinish():
                 return team.deploy_finish(self._ctx, request)
             case Log():
                 return team.log(self._ctx, request)
-            case Sync(now=now, wait=wait):
-                if now:
-                    await self._ctx.runner.sync_now(wait)
+            case Sync(now=False):
                 return SyncReport(sync=self._ctx.runner.view())
             case Prompt(checkout=checkout, format=fmt, style=style):
                 return self._prompt(checkout, fmt, style)
             case RunStart():
                 return workflowcmds.start(self._ctx, request)
-            case RunFollow():
-                return await workflowcmds.follow(self._ctx, request)
             case Runs():
                 return workflowcmds.recent(self._ctx, request)
             case Plugins():
                 return PluginsReport(plugins=self._ctx.plugins.views())
             case Metrics():
                 return self._ctx.metrics()
-            case Doctor():
-                return await doctor.report(self._ctx)
             case Shutdown():
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")
+        return None
+
+    def _status(self, checkout: Checkout | None, limit: int | None) -> StatusView:
+        self._ctx.poller.touch()
+        return self._ctx.status_views.get(checkout, limit)
 
     def _prompt(self, checkout: Checkout, fmt: str | None, style: Style) -> PromptText:
         ctx = self._ctx

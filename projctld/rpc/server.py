@@ -4,10 +4,19 @@ Every fault a client can cause ends in an Error reply or a closed connection for
 only: a frame over MAX_FRAME is refused from its header, a request that does not decode is
 answered with what was wrong, a silent or stalled client is dropped after a timeout, and past
 `max_connections` new clients are told the daemon is busy.
+
+Each connection is an asyncio Protocol (the daemon runs anyio on asyncio): the event loop hands
+over bytes as they arrive, and a request that can be answered without waiting, as status and
+most others can, is answered in that same callback. Only the requests that wait (a refresh,
+`sync --now`, a deployment, a followed run) get a task. A task per connection reading through
+anyio's streams cost three times the CPU per lone request: each read registered the socket
+with epoll and removed it again, and each request passed through the loop several times
+(bench/status_load.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import socket
@@ -17,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import msgspec
-from anyio.abc import SocketAttribute, SocketListener, SocketStream
+from anyio.abc import TaskGroup
 
 from projctl_client.frames import HEADER_SIZE, FrameTooLarge, body_length, frame
 from projctl_client.protocol import (
@@ -31,30 +40,24 @@ from projctl_client.protocol import (
 )
 from projctld import __version__
 from projctld.errors import ProjctlError
+from projctld.listener import BACKLOG
 from projctld.logging import get_logger
 from projctld.metrics import RequestMetrics, RequestTiming
 
 log = get_logger(__name__)
 
 Handler = Callable[[Request], Awaitable[Reply]]
+# The reply to a request when it needs no waiting, else None (it then goes to the Handler).
+ImmediateHandler = Callable[[Request], Reply | None]
 _PEERCRED = struct.Struct("3i")
 # msgspec raises RecursionError, not DecodeError, for maps nested about a thousand deep, and
 # UnicodeDecodeError for a str that is not UTF-8 where a field or the type tag is read.
 _UNDECODABLE = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 # Echoed client text is cut so that an error about a huge field still fits in a frame.
 _ECHO_LIMIT = 200
-_CLIENT_GONE = (
-    anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-    anyio.ClosedResourceError, ConnectionError,
-)
-
-
-class _Connection:
-    def __init__(self) -> None:
-        self.scope = anyio.CancelScope()
-        self.busy = False
-        # When the wait in progress times out (time.monotonic()); the sweeper ends it then.
-        self.expires = math.inf
+# Requests one connection may have answered in a row while others wait: a client that sends
+# thousands at once takes turns with the rest.
+_FAIR_SHARE = 16
 
 
 class RpcServer:
@@ -62,21 +65,24 @@ class RpcServer:
         self,
         handle: Handler,
         *,
+        handle_now: ImmediateHandler | None = None,
         max_connections: int = 256,
         idle_timeout: float = 60.0,
         frame_timeout: float = 10.0,
         metrics: RequestMetrics | None = None,
     ) -> None:
         self._handle = handle
+        self._handle_now = handle_now
         self.metrics = metrics or RequestMetrics(slow_threshold=float("inf"))
         self._max_connections = max_connections
-        self._idle_timeout = idle_timeout
-        self._frame_timeout = frame_timeout
+        self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
         # A timeout ends its connection up to a tenth of itself late: one sweep for all
         # connections costs less than a timer armed and cancelled at every wait.
         self._sweep_interval = min(1.0, max(0.01, min(idle_timeout, frame_timeout) / 10))
         self._connections: set[_Connection] = set()
-        self._draining = False
+        self.draining = False
+        self._tasks: TaskGroup | None = None
         self._decoder = msgspec.msgpack.Decoder(Request)
         self._envelope = msgspec.msgpack.Decoder(Envelope)
         self._encoder = msgspec.msgpack.Encoder()
@@ -84,72 +90,48 @@ class RpcServer:
         # object again while nothing changed (and never alters one), so it is encoded once.
         self._status: tuple[StatusView | None, bytes] = (None, b"")
 
-    async def serve(self, listener: SocketListener, stop: anyio.Event, grace: float) -> None:
-        """Serve until `stop` is set; then stop accepting, give requests in flight up to
-        `grace` seconds to finish, and close every connection."""
-        async with anyio.create_task_group() as connections:
-            async with anyio.create_task_group() as acceptor:
-                acceptor.start_soon(self._accept, listener, connections)
-                acceptor.start_soon(self._sweep)
-                await stop.wait()
-                acceptor.cancel_scope.cancel()
-            await listener.aclose()
-            self._draining = True
+    async def serve(self, sock: socket.socket, stop: anyio.Event, grace: float) -> None:
+        """Serve on the listening Unix socket `sock` until `stop` is set; then stop accepting,
+        give requests in flight up to `grace` seconds to finish, and close every connection."""
+        loop = asyncio.get_running_loop()
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            # asyncio listens again with its own backlog: keep the one the socket was made with.
+            server = await loop.create_unix_server(lambda: _Connection(self), sock=sock,
+                                                   backlog=BACKLOG)
+            tasks.start_soon(self._sweep)
+            await stop.wait()
+            server.close()
+            self.draining = True
             for conn in list(self._connections):
                 if not conn.busy:
-                    conn.scope.cancel()
+                    conn.close()
             with anyio.move_on_after(grace):
                 while any(conn.busy for conn in self._connections):
                     await anyio.sleep(0.01)
             if self._connections:
                 log.warning("shutdown_cut_requests", requests=len(self._connections))
-            connections.cancel_scope.cancel()
+            for conn in list(self._connections):
+                conn.abort()
+            # Each connection_lost comes one loop iteration after its abort.
+            with anyio.move_on_after(1.0):
+                while self._connections:
+                    await anyio.sleep(0)
+            tasks.cancel_scope.cancel()
 
     async def _sweep(self) -> None:
         """End the connections whose wait has timed out."""
         while True:
             await anyio.sleep(self._sweep_interval)
             now = time.monotonic()
-            for conn in self._connections:
+            for conn in list(self._connections):
                 if conn.expires <= now:
-                    conn.scope.cancel()
+                    conn.abort()
 
-    async def _accept(self, listener: SocketListener, connections: anyio.abc.TaskGroup) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:  # out of file descriptors, say: wait and keep serving
-                log.warning("accept_failed", error=str(exc))
-                await anyio.sleep(0.1)
-                continue
-            connections.start_soon(self._serve_connection, stream)
-
-    async def _serve_connection(self, stream: SocketStream) -> None:
-        conn = _Connection()
-        with conn.scope:
-            async with stream:
-                refusal = self._refusal(stream)
-                if refusal is not None:
-                    await self._send_quietly(stream, refusal)
-                    return
-                self._connections.add(conn)
-                self.metrics.open_connections = len(self._connections)
-                try:
-                    await self._requests(stream, conn)
-                except _CLIENT_GONE:
-                    pass
-                except Exception:
-                    # A fault no test foresaw costs this client its connection, never the daemon.
-                    log.exception("connection_failed")
-                finally:
-                    self._connections.discard(conn)
-                    self.metrics.open_connections = len(self._connections)
-
-    def _refusal(self, stream: SocketStream) -> Error | None:
-        """Why this connection may not send requests, checked before reading anything."""
-        raw = stream.extra(SocketAttribute.raw_socket)
+    def opened(self, conn: _Connection, sock: socket.socket) -> Error | None:
+        """Register a new connection, or say why it may not send requests."""
         _pid, uid, _gid = _PEERCRED.unpack(
-            raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
         )
         if uid != os.getuid():
             log.warning("peer_refused", uid=uid)
@@ -161,56 +143,58 @@ class RpcServer:
                 message=f"projctld already has {len(self._connections)} clients connected",
                 suggestions=["try again in a moment"],
             )
+        self._connections.add(conn)
+        self.metrics.open_connections = len(self._connections)
         return None
 
-    async def _requests(self, stream: SocketStream, conn: _Connection) -> None:
-        # Each wait sets when it expires (see _sweep): a timeout scope per wait would cost more
-        # than the request itself.
-        reader = _FrameReader(stream)
-        raw = stream.extra(SocketAttribute.raw_socket)
-        while not self._draining:
-            if reader.buffered:  # requests sent ahead: let the other clients have a turn first
-                await anyio.lowlevel.checkpoint()
-            conn.expires = time.monotonic() + self._idle_timeout
-            header = await reader.read_exactly(HEADER_SIZE)
-            conn.busy = True
-            timing = RequestTiming()
-            try:
-                length = body_length(header)
-            except FrameTooLarge as exc:
-                timing.rpc, timing.error = "frame_too_large", True
-                timing.mark("read")
-                self.metrics.record(timing)
-                # The body is never read, so the stream cannot be resynchronised: answer, close.
-                await self._send_quietly(stream, Error(
-                    code="frame_too_large", message=str(exc), context={"limit": str(MAX_FRAME)}
-                ))
-                return
-            conn.expires = time.monotonic() + self._frame_timeout
-            body = await reader.read_exactly(length)
-            timing.mark("read")
-            conn.expires = math.inf  # a refresh or a followed run may wait long
-            reply = await self._answer(body, timing)
-            # A client that stops reading would otherwise hold its slot (and the reply) forever.
-            conn.expires = time.monotonic() + self._frame_timeout
-            await _send(stream, raw, frame(reply))
-            timing.mark("send")
-            self.metrics.record(timing)
-            conn.busy = False
+    def closed(self, conn: _Connection) -> None:
+        self._connections.discard(conn)
+        self.metrics.open_connections = len(self._connections)
 
-    async def _answer(self, body: bytes, timing: RequestTiming) -> bytes:
+    def spawn(self, job: Callable[[], Awaitable[None]]) -> None:
+        assert self._tasks is not None
+        self._tasks.start_soon(job)
+
+    def decode(self, body: bytes, timing: RequestTiming) -> Request | Error:
+        """The request in `body`, or the Error that answers it when it is not one."""
         try:
             request = self._decoder.decode(body)
         except _UNDECODABLE as exc:
             timing.mark("decode")
-            reply: Reply = self._malformed(body, exc)
-        else:
-            timing.mark("decode")
-            timing.identify(request)
-            if request.protocol != PROTOCOL_VERSION:
-                reply = _protocol_mismatch(request.protocol, request.client)
-            else:
-                reply = await self._dispatch(request)
+            return self._malformed(body, exc)
+        timing.mark("decode")
+        timing.identify(request)
+        if request.protocol != PROTOCOL_VERSION:
+            return _protocol_mismatch(request.protocol, request.client)
+        return request
+
+    def answer_now(self, request: Request) -> Reply | None:
+        if self._handle_now is None:
+            return None
+        try:
+            return self._handle_now(request)
+        except Exception as exc:
+            return self._failed(request, exc)
+
+    async def answer(self, request: Request) -> Reply:
+        try:
+            return await self._handle(request)
+        except Exception as exc:
+            return self._failed(request, exc)
+
+    def _failed(self, request: Request, exc: Exception) -> Error:
+        """The reply to a request whose handler raised `exc` (called in its except block)."""
+        if isinstance(exc, ProjctlError):
+            return error_reply(exc)
+        log.exception("request_failed", request=type(request).__name__)
+        return Error(
+            code="internal",
+            message="projctld failed while handling this request; its log has the details",
+            suggestions=["projctl daemon status"],
+        )
+
+    def encode(self, reply: Reply, timing: RequestTiming) -> bytes:
+        """`reply` as a whole frame, header and all."""
         timing.mark("handle")
         timing.error = isinstance(reply, Error)
         if isinstance(reply, StatusView):
@@ -226,20 +210,10 @@ class RpcServer:
                 suggestions=["report this as a bug in projctl"],
             ))
         timing.mark("encode")
-        return encoded
+        return frame(encoded)
 
-    async def _dispatch(self, request: Request) -> Reply:
-        try:
-            return await self._handle(request)
-        except ProjctlError as exc:
-            return error_reply(exc)
-        except Exception:
-            log.exception("request_failed", request=type(request).__name__)
-            return Error(
-                code="internal",
-                message="projctld failed while handling this request; its log has the details",
-                suggestions=["projctl daemon status"],
-            )
+    def refusal_frame(self, reply: Error) -> bytes:
+        return frame(self._encoder.encode(reply))
 
     def _malformed(self, body: bytes, exc: Exception) -> Error:
         # A request from another protocol version may not fit today's union at all; its
@@ -253,47 +227,156 @@ class RpcServer:
         problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         return Error(code="bad_request", message=f"malformed request: {_clip(problem)}")
 
-    async def _send_quietly(self, stream: SocketStream, reply: Reply) -> None:
-        try:
-            with anyio.move_on_after(1.0):
-                await stream.send(frame(self._encoder.encode(reply)))
-        except _CLIENT_GONE:
-            pass
 
+class _Connection(asyncio.Protocol):
+    """One client: its unread bytes, and whether a request of it is being answered in a task.
 
-class _FrameReader:
-    """Reads whole frames off a stream, taking whatever has arrived at each read: a request's
-    body comes with its header, where reading the header alone would cost one more trip
-    through the event loop, behind every other client's request (anyio's
-    BufferedByteReceiveStream asks for exactly the bytes still missing)."""
+    While a request waits in its task, while the client does not read its replies, and while
+    whole requests wait their turn, reading stops, so that what a client sends is held here
+    only a frame or a read at a time. An end of file is therefore only seen with every whole
+    request answered: asyncio then closes the connection, after the replies still buffered.
+    """
 
-    def __init__(self, stream: SocketStream) -> None:
-        self._stream = stream
+    def __init__(self, server: RpcServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._timing: RequestTiming | None = None  # of the frame being read
+        self.busy = False  # a task is answering a request
+        self._writable = True  # the client reads its replies
+        # When the wait in progress times out (time.monotonic()); the server's sweep ends it.
+        self.expires = math.inf
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
+    # asyncio's calls
 
-    async def read_exactly(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            self._buffer += await self._stream.receive()
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        refusal = self._server.opened(self, transport.get_extra_info("socket"))
+        if refusal is not None:
+            transport.write(self._server.refusal_frame(refusal))
+            transport.close()
+            return
+        self.expires = time.monotonic() + self._server.idle_timeout
 
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._process()
 
-async def _send(stream: SocketStream, raw: socket.socket, data: bytes) -> None:
-    """Send `data`, at once when the socket takes it all (as it nearly always does). anyio's
-    send passes through the event loop first, which puts the reply, already made, behind every
-    other client's request: at 64 clients that cost a quarter of the throughput and pushed
-    p99 past 5 ms (bench/status_load.py)."""
-    try:
-        sent = raw.send(data)
-    except BlockingIOError:
-        sent = 0
-    if sent < len(data):
-        await stream.send(data[sent:])
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.closed(self)
+
+    def pause_writing(self) -> None:
+        """The client does not read its replies: read no more requests until it does, and
+        drop it if it has not in frame_timeout (it would hold its slot and the replies)."""
+        self._writable = False
+        self._pause_reading()
+        self.expires = time.monotonic() + self._server.frame_timeout
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._process()
+
+    # The connection's own work
+
+    def close(self) -> None:
+        assert self._transport is not None
+        self._transport.close()
+
+    def abort(self) -> None:
+        assert self._transport is not None
+        self._transport.abort()
+
+    def _process(self) -> None:
+        """Answer each whole request in the buffer, up to a fair share, then wait for more."""
+        transport, server = self._transport, self._server
+        assert transport is not None
+        try:
+            for _ in range(_FAIR_SHARE):
+                if self.busy or not self._writable or transport.is_closing():
+                    return
+                if server.draining:
+                    transport.close()
+                    return
+                if not self._answer_next():
+                    break
+            else:
+                # Its turn is over; the rest of its requests wait behind everyone else's.
+                self._pause_reading()
+                asyncio.get_running_loop().call_soon(self._process)
+                return
+            self._resume_reading()
+            timeout = server.frame_timeout if self._buffer else server.idle_timeout
+            self.expires = time.monotonic() + timeout
+        except Exception:
+            # A fault no test foresaw costs this client its connection, never the daemon.
+            log.exception("connection_failed")
+            transport.abort()
+
+    def _answer_next(self) -> bool:
+        """Answer the next request if the buffer holds all of it; False when it does not."""
+        buffer, server = self._buffer, self._server
+        if len(buffer) < HEADER_SIZE:
+            return False
+        timing = self._timing = self._timing or RequestTiming()
+        try:
+            length = body_length(buffer[:HEADER_SIZE])
+        except FrameTooLarge as exc:
+            timing.rpc, timing.error = "frame_too_large", True
+            timing.mark("read")
+            server.metrics.record(timing)
+            # The body is never read, so the stream cannot be resynchronised: answer, close.
+            self._transport.write(server.refusal_frame(Error(  # type: ignore[union-attr]
+                code="frame_too_large", message=str(exc), context={"limit": str(MAX_FRAME)}
+            )))
+            self._transport.close()  # type: ignore[union-attr]
+            return False
+        if len(buffer) < HEADER_SIZE + length:
+            return False
+        body = bytes(buffer[HEADER_SIZE:HEADER_SIZE + length])
+        del buffer[:HEADER_SIZE + length]
+        self._timing = None
+        timing.mark("read")
+        request = server.decode(body, timing)
+        reply = request if isinstance(request, Error) else server.answer_now(request)
+        if reply is None:
+            self._answer_later(request, timing)  # type: ignore[arg-type]
+        else:
+            self._send(server.encode(reply, timing), timing)
+        return True
+
+    def _answer_later(self, request: Request, timing: RequestTiming) -> None:
+        self.busy = True
+        self.expires = math.inf  # a refresh or a followed run may wait long
+        self._pause_reading()
+
+        async def answer() -> None:
+            reply = await self._server.answer(request)
+            self.busy = False
+            if self._transport.is_closing():  # type: ignore[union-attr]
+                return  # cut at shutdown
+            try:
+                self._send(self._server.encode(reply, timing), timing)
+            except Exception:
+                log.exception("connection_failed")
+                self._transport.abort()
+                return
+            self._process()
+
+        self._server.spawn(answer)
+
+    def _send(self, data: bytes, timing: RequestTiming) -> None:
+        self._transport.write(data)  # type: ignore[union-attr]
+        timing.mark("send")
+        self._server.metrics.record(timing)
+
+    def _pause_reading(self) -> None:
+        if not self._transport.is_closing():  # type: ignore[union-attr]
+            self._transport.pause_reading()  # type: ignore[union-attr]
+
+    def _resume_reading(self) -> None:
+        if not self._transport.is_closing():  # type: ignore[union-attr]
+            self._transport.resume_reading()  # type: ignore[union-attr]
 
 
 def error_reply(exc: ProjctlError) -> Error:
