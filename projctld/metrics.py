@@ -34,10 +34,11 @@ log = get_logger(__name__)
 # new ones are counted together as command "other" and memory stays bounded.
 MAX_SERIES = 256
 
-# Upper bounds in seconds: fine where the hot commands live (a status answers in ~100 µs),
-# coarse where only waits and upstream-bound requests go.
+# Upper bounds in seconds: fine where the hot commands live (a status is answered in 10 to 20
+# µs, from its first byte to its reply's last), coarse where only waits and upstream-bound
+# requests go.
 LATENCY_BOUNDS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0,
 )
 

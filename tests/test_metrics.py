@@ -81,7 +81,7 @@ def test_any_label_value_reads_back_unchanged(value: str, number: float) -> None
 
 def test_a_histogram_is_cumulative_and_ends_at_the_count() -> None:
     histogram = Histogram()
-    for latency in (0.00005, 0.0003, 0.0003, 0.2, 99.0):
+    for latency in (0.000005, 0.0003, 0.0003, 0.2, 99.0):
         histogram.observe(latency)
     family = Family("projctl_test_seconds", "histogram", "test")
     family.add_histogram(histogram.view(), LATENCY_BOUNDS, {"rpc": "status"})
@@ -89,7 +89,7 @@ def test_a_histogram_is_cumulative_and_ends_at_the_count() -> None:
     buckets = [s for s in parsed.samples if s.name.endswith("_bucket")]
     values = [s.value for s in buckets]
     assert values == sorted(values)
-    assert buckets[0].labels["le"] == "0.0001" and buckets[0].value == 1
+    assert float(buckets[0].labels["le"]) == 0.00001 and buckets[0].value == 1
     assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == 5
     assert next(s.value for s in parsed.samples if s.name.endswith("_count")) == 5
 
