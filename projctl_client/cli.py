@@ -44,6 +44,16 @@ def _fail(exc: ClientError, exit_code: int | None = None) -> NoReturn:
     sys.exit(exc.exit_code if exit_code is None else exit_code)
 
 
+def _ask(kind: str, **fields: object) -> dict:
+    """The reply to one request on a new connection (projctld is started if need be); a
+    failure ends the command with its message."""
+    try:
+        with connect_or_start() as conn:
+            return conn.call(request(kind, **fields))
+    except ClientError as exc:
+        _fail(exc)
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
@@ -152,12 +162,7 @@ def branch_create(name: str, base: str | None, no_switch: bool, project: str | N
                                                       f"create {name}"]))
     # Which project it goes to is settled before git runs: a branch that cannot be recorded
     # is better not made.
-    try:
-        with connect_or_start() as conn:
-            conn.call(request("branch_created", checkout=here, project=project, name=name,
-                              dry_run=True))
-    except ClientError as exc:
-        _fail(exc)
+    _ask("branch_created", checkout=here, project=project, name=name, dry_run=True)
     args = ["branch", name] if no_switch else ["switch", "-c", name]
     status = gitcmd.run(args + ([base] if base else []))
     if status != 0:
@@ -194,13 +199,8 @@ def deploy(environment: str, branch: str | None, dry_run: bool, verbose: bool,
     """
     here = hotpath.current_checkout()
     branch, commit = _deploy_target(here, branch)
-    try:
-        with connect_or_start() as conn:
-            plan = conn.call(request("deploy_start", checkout=here, project=project,
-                                     environment=environment, branch=branch, commit=commit,
-                                     dry_run=dry_run))
-    except ClientError as exc:
-        _fail(exc)
+    plan = _ask("deploy_start", checkout=here, project=project, environment=environment,
+                branch=branch, commit=commit, dry_run=dry_run)
     what = render.ref(plan["branch"], plan["commit"]) or "(no branch)"
     target = f"{what} to {plan['environment']}"
     if plan.get("workflow"):
@@ -443,11 +443,7 @@ def runs_group(ctx: click.Context, project: str | None, limit: int, as_json: boo
     """The newest workflow runs started on this machine, with their state."""
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        with connect_or_start() as conn:
-            view = conn.call(request("runs", project=project, limit=limit))
-    except ClientError as exc:
-        _fail(exc)
+    view = _ask("runs", project=project, limit=limit)
     if as_json:
         click.echo(jsonout.dumps(view["runs"]))
     else:
@@ -486,13 +482,8 @@ def log(project: str | None, project_option: str | None, since: float | None,
     if project and project_option and project != project_option:
         raise click.UsageError(f"two projects given: {project} and --project {project_option}")
     project = project or project_option
-    try:
-        with connect_or_start() as conn:
-            view = conn.call(request("log", checkout=hotpath.current_checkout(),
-                                     project=project, since=since, types=list(types),
-                                     limit=limit))
-    except ClientError as exc:
-        _fail(exc)
+    view = _ask("log", checkout=hotpath.current_checkout(), project=project, since=since,
+                types=list(types), limit=limit)
     del view["type"]
     if as_json:
         click.echo(jsonout.dumps(view))
@@ -525,11 +516,7 @@ def plugins(as_json: bool) -> None:
     """List the daemon's plugins: name, version, where each came from, the hooks it implements,
     whether it loaded, and its last error. Plugins come from installed packages (entry point
     group `projctl.plugins`) and from `[plugins] modules` in the config; README, Plugins."""
-    try:
-        with connect_or_start() as conn:
-            reply = conn.call(request("plugins"))
-    except ClientError as exc:
-        _fail(exc)
+    reply = _ask("plugins")
     del reply["type"]
     if as_json:
         click.echo(jsonout.dumps(reply))
@@ -544,11 +531,7 @@ def metrics(as_json: bool) -> None:
     command that sent them (count, errors, latency quantiles), each upstream's requests, 304s,
     errors and rate limits, the team sync, memory and clients. The same numbers are served to
     Prometheus when daemon.metrics_listen is set; README, Metrics."""
-    try:
-        with connect_or_start() as conn:
-            reply = conn.call(request("metrics"))
-    except ClientError as exc:
-        _fail(exc)
+    reply = _ask("metrics")
     del reply["type"]
     if as_json:
         click.echo(jsonout.dumps(reply))

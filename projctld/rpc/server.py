@@ -9,7 +9,7 @@ Each connection is an asyncio Protocol (the daemon runs anyio on asyncio): the e
 over bytes as they arrive, and a request that can be answered without waiting, as status and
 most others can, is answered in that same callback. Only the requests that wait (a refresh,
 `sync --now`, a deployment, a followed run) get a task. A task per connection reading through
-anyio's streams cost three times the CPU per lone request: each read registered the socket
+anyio's streams cost two to three times the CPU per lone request: each read registered the socket
 with epoll and removed it again, and each request passed through the loop several times
 (bench/status_load.py).
 """
