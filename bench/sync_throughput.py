@@ -44,11 +44,11 @@ from client_latency import (
 from projctld.config import SyncConfig
 from projctld.store.database import Database
 from projctld.store.events import EventStore
-from projctld.sync.events import NoteAdded, uuid7
-from projctld.sync.exchange import pull_project, push_waiting
-from projctld.sync.hlc import HybridClock
-from projctld.sync.hubclient import HubClient
-from projctld.tokens import TokenSource
+from projctld.team.sync.events import NoteAdded, uuid7
+from projctld.team.sync.exchange import pull_project, push_waiting
+from projctld.team.sync.hlc import HybridClock
+from projctld.team.sync.hubclient import HubClient
+from projctld.upstream.tokens import TokenSource
 
 DEVICES = 3
 PROJECT = "demo"

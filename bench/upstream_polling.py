@@ -47,13 +47,13 @@ from client_latency import (
 
 from projctld import logging as logs
 from projctld.config import Config
-from projctld.polling import Poller
-from projctld.providers import create_providers
 from projctld.sandbox.dataset import generate
 from projctld.sandbox.demo import TOKEN, Upstreams, sandbox_config, start_fakes
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
 from projctld.store.snapshots import SnapshotTable
+from projctld.upstream.polling import Poller
+from projctld.upstream.providers import create_providers
 
 PROJECTS = 5
 COLD_GOAL_S = 1.0

@@ -30,9 +30,9 @@ from projctl_client.connection import (
     Connection,
     NotRunning,
     connect,
-    connect_or_start,
     request,
 )
+from projctl_client.daemonctl import connect_or_start
 
 EXIT_CODES = """\b
 Exit codes: 0 success · 1 projctld refused the request · 2 bad usage

@@ -172,25 +172,6 @@ def connect(path: str | None = None, *, timeout: float | None = None,
     return Connection(sock, path, deadline)
 
 
-def connect_or_start(path: str | None = None, *, timeout: float | None = None,
-                     sandbox: bool = False) -> Connection:
-    """Connect to the daemon, starting it first unless PROJCTL_NO_AUTOSTART=1."""
-    try:
-        return connect(path, timeout=timeout)
-    except NotRunning as exc:
-        if os.environ.get("PROJCTL_NO_AUTOSTART", "") not in ("", "0"):
-            raise DaemonUnavailable(
-                f"projctld is not running (no daemon at {exc.path}) and "
-                "PROJCTL_NO_AUTOSTART is set",
-                ["projctl daemon start"],
-            ) from None
-    # Imported here: subprocess and select cost milliseconds that a warm call never needs.
-    from projctl_client import daemonctl
-
-    daemonctl.start(path, sandbox=sandbox)
-    return connect(path, timeout=timeout)
-
-
 class NotRunning(DaemonUnavailable):
     """No daemon listens on the socket (no file, or a stale file nobody accepts on)."""
 

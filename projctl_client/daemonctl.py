@@ -1,16 +1,40 @@
-"""Starting and stopping projctld from the client: spawn, bounded readiness wait, ordered stop."""
+"""Starting and stopping projctld from the client: spawn, bounded readiness wait, ordered stop.
+
+connect_or_start is on the hot path (every command that needs the daemon connects through it), so
+subprocess, select and fcntl are imported where they are used: connecting to a running daemon
+costs no more than connection.py does.
+"""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
-import subprocess
 import sys
 import time
 
 from projctl_client import paths
-from projctl_client.connection import DaemonUnavailable, connect, seconds_from_env
+from projctl_client.connection import (
+    Connection,
+    DaemonUnavailable,
+    NotRunning,
+    connect,
+    seconds_from_env,
+)
+
+
+def connect_or_start(path: str | None = None, *, timeout: float | None = None,
+                     sandbox: bool = False) -> Connection:
+    """Connect to the daemon, starting it first unless PROJCTL_NO_AUTOSTART=1."""
+    try:
+        return connect(path, timeout=timeout)
+    except NotRunning as exc:
+        if os.environ.get("PROJCTL_NO_AUTOSTART", "") not in ("", "0"):
+            raise DaemonUnavailable(
+                f"projctld is not running (no daemon at {exc.path}) and "
+                "PROJCTL_NO_AUTOSTART is set",
+                ["projctl daemon start"],
+            ) from None
+    start(path, sandbox=sandbox)
+    return connect(path, timeout=timeout)
 
 
 def start(socket: str | None = None, *, sandbox: bool = False) -> None:
@@ -21,6 +45,8 @@ def start(socket: str | None = None, *, sandbox: bool = False) -> None:
     bounded (`--log-file`). With `sandbox`, it is the demo daemon that polls built-in fake
     upstreams.
     """
+    import subprocess
+
     socket = socket or paths.socket_path()
     timeout = seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
     log = paths.log_path(sandbox=sandbox)
@@ -62,6 +88,8 @@ def start(socket: str | None = None, *, sandbox: bool = False) -> None:
 
 def _read_report(pipe: object, deadline: float) -> str:
     """Everything the daemon writes on the ready pipe until it closes it or says `ready`."""
+    import select
+
     data = b""
     fd = pipe.fileno()  # type: ignore[attr-defined]
     while (remaining := deadline - time.monotonic()) > 0:
@@ -89,6 +117,8 @@ def _wait_serving(socket: str, deadline: float) -> bool:
 
 def wait_until_stopped(socket: str | None = None) -> bool:
     """Wait (bounded) until the daemon on `socket` has released its lock, i.e. has exited."""
+    import fcntl
+
     lock = paths.lock_path(socket or paths.socket_path())
     deadline = time.monotonic() + seconds_from_env("PROJCTL_STOP_TIMEOUT", 15.0)
     while time.monotonic() < deadline:

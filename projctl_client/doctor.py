@@ -1,6 +1,6 @@
 """`projctl doctor`: the client's own checks (config file, socket, daemon), then the daemon's.
 
-The daemon's checks (projctld/doctor.py) come over the socket; with no daemon to ask they run
+The daemon's checks (projctld/ops/doctor.py) come over the socket; with no daemon to ask they run
 in `projctld doctor --json`, started here, so that doctor helps most when the daemon is down.
 It never starts the daemon (though under systemd socket activation, connecting does).
 """

@@ -16,9 +16,9 @@ from projctl_client.connection import (
     ClientError,
     DaemonError,
     connect,
-    connect_or_start,
     request,
 )
+from projctl_client.daemonctl import connect_or_start
 
 HOT = (["status"], ["status", "--json"], ["ping"])
 # The daemon's limits on a note, checked here so that a mistake reads as one, not as a

@@ -580,7 +580,7 @@ class RunPlanView(_Reply, tag="run_plan"):
 
 
 class RunProgress(_Reply, tag="run_progress"):
-    """Events `after` to `next` of a run, of `total` so far; see projctld/workflows/events.py
+    """Events `after` to `next` of a run, of `total` so far; see projctld/team/workflows/events.py
     for their shapes (each has `event`, `workflow` and `at`)."""
 
     run: RunSummary

@@ -1,4 +1,22 @@
-"""projctld: the per-user daemon that keeps projctl's state warm and serves it over a socket."""
+"""projctld: the per-user daemon that keeps projctl's state warm and serves it over a socket.
+
+Its rooms, each named by what it serves (dependencies point down this list, never up):
+
+    __main__.py   `projctld run | hub serve | hub token | doctor | install-systemd`
+    daemon/       the frame: lifecycle, shared context, socket listener, systemd, log file,
+                  what the daemon knows between requests, the status view
+    rpc/          the Unix-socket server and the one `match` over the request union
+    upstream/     upstream state: providers/ (GitHub, GitLab, Jira), polling, scheduling, tokens
+    team/         team events: sync/ (model, clock, fold, hub client), workflows/ (the engine),
+                  the note, branch, deploy, log and workflow-run requests
+    ops/          the operator's tools: doctor, metrics, Prometheus text and endpoint, units
+    prompt/       what a shell prompt shows, and the files shells read
+    plugins/      pluggy hook specs, the host, the built-in notifier; what plugin authors import
+    hub/          the team hub: HTTP app, auth, storage (SQLite, PostgreSQL)
+    store/        SQLite: connection, migrations, one repository per kind of record
+    sandbox/      fake GitHub, GitLab and Jira servers and demo data
+    config.py, errors.py, logging.py   the config Structs, the exception tree, structlog set-up
+"""
 
 from projctl_client import __version__
 

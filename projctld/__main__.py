@@ -16,11 +16,12 @@ import msgspec
 
 from projctl_client import paths
 from projctld import __version__
+from projctld.daemon.logfile import DEFAULT_MAX_BYTES, RotatingLog
 from projctld.errors import ProjctlError
 from projctld.hub.auth import DEFAULT_MIN_CLIENT_VERSION, parse_version
-from projctld.hub.storage import HubStorage, TokenRecord, new_token, open_storage
-from projctld.logfile import DEFAULT_MAX_BYTES, RotatingLog
-from projctld.sync.events import ProjectName
+from projctld.hub.backends import open_storage
+from projctld.hub.storage import HubStorage, TokenRecord, new_token
+from projctld.team.sync.events import ProjectName
 
 T = TypeVar("T")
 
@@ -63,7 +64,7 @@ def run(ready_fd: int | None, sandbox: bool, log_file: str | None, log_max_bytes
     """
     import anyio
 
-    from projctld import daemon
+    from projctld.daemon import lifecycle
 
     def report(text: str) -> None:
         nonlocal ready_fd
@@ -87,13 +88,13 @@ def run(ready_fd: int | None, sandbox: bool, log_file: str | None, log_max_bytes
             from projctld.sandbox.demo import start_sandbox
 
             anyio.run(functools.partial(
-                daemon.serve, "(sandbox: built-in demo data)", paths.socket_path(),
+                lifecycle.serve, "(sandbox: built-in demo data)", paths.socket_path(),
                 lambda: report("ready\n"), database=paths.database_path(sandbox=True),
                 sandbox=start_sandbox,
             ))
         else:
             anyio.run(functools.partial(
-                daemon.serve, paths.config_path(), paths.socket_path(),
+                lifecycle.serve, paths.config_path(), paths.socket_path(),
                 lambda: report("ready\n"), database=paths.database_path(),
             ))
     except ProjctlError as exc:
@@ -128,7 +129,7 @@ def doctor(as_json: bool) -> None:
     from projctl_client import doctor as client_doctor
     from projctl_client import jsonout
     from projctld import logging as logs
-    from projctld.doctor import run_checks
+    from projctld.ops.doctor import run_checks
 
     logs.configure("warning")  # on stderr: stdout carries the checks
     checks = [msgspec.to_builtins(check) for check in anyio.run(
@@ -155,7 +156,7 @@ def install_systemd(user_units: bool, hub: bool, directory: str | None, dry_run:
     restart it if it fails or hangs; the hub's unit runs `projctld hub serve` as a hardened
     system service with its SQLite database in /var/lib/projctl-hub/.
     """
-    from projctld import unitfiles
+    from projctld.ops import unitfiles
 
     try:
         unitfiles.install(user=user_units or not hub, hub=hub, directory=directory,

@@ -13,7 +13,7 @@ import msgspec
 
 from projctld.errors import ConfigError
 from projctld.prompt.format import DEFAULT_FORMAT, DEFAULT_STALE_MARKER, FormatError, parse
-from projctld.workflows import Workflow, WorkflowError, load_table
+from projctld.team.workflows import Workflow, WorkflowError, load_table
 
 S = typing.TypeVar("S", bound=msgspec.Struct)
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]

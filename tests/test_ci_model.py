@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
-from projctld.providers import github, gitlab
-from projctld.providers.github import _CheckRun, _Contexts, _Rollup, _Run, _StatusContext
-from projctld.providers.model import CI_STATES, Snapshot, latest_per_branch, most_urgent
+from projctld.upstream.providers import github, gitlab
+from projctld.upstream.providers.github import _CheckRun, _Contexts, _Rollup, _Run, _StatusContext
+from projctld.upstream.providers.model import CI_STATES, Snapshot, latest_per_branch, most_urgent
 
 PR_URL = "https://github.com/acme/web/pull/7"
 T0 = 1_700_000_000.0

@@ -14,16 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projctld.config import Config, RetentionConfig
-from projctld.polling import Poller
-from projctld.scheduler import PollScheduler
 from projctld.store.compaction import DAY, Compaction, compact_events, reclaim
 from projctld.store.database import Database
 from projctld.store.events import EventStore
 from projctld.store.http_cache import HttpCache
 from projctld.store.runs import RunRow, RunTable
 from projctld.store.snapshots import SnapshotTable
-from projctld.sync import events as ev
-from projctld.sync.hlc import pack
+from projctld.team.sync import events as ev
+from projctld.team.sync.hlc import pack
+from projctld.upstream.polling import Poller
+from projctld.upstream.scheduler import PollScheduler
 
 PROJECT = "web"
 DEPLOYMENTS = [f"0190000{i}-0000-7000-8000-000000000000" for i in range(3)]

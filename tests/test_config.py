@@ -12,7 +12,7 @@ import pytest
 
 from projctld.config import Config, ProjectConfig, load_config
 from projctld.errors import ConfigError
-from projctld.workflows import load_table
+from projctld.team.workflows import load_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -21,7 +21,7 @@ import pytest
 from projctl_client import frames
 from projctl_client.connection import DaemonUnavailable
 from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo, Error, Pong
-from projctld.doctor import parse_show, systemd_verdict
+from projctld.ops.doctor import parse_show, systemd_verdict
 from projctld.sandbox.dataset import generate
 from projctld.sandbox.demo import Upstreams, start_fakes
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from projctld.store.database import Database
 from projctld.store.events import EventStore
-from projctld.sync import events as ev
+from projctld.team.sync import events as ev
 
 DEPLOYMENTS = [f"0190000{i}-0000-7000-8000-000000000000" for i in range(3)]
 NOTES = [f"0190001{i}-0000-7000-8000-000000000000" for i in range(3)]

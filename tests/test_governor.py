@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import httpx
 import pytest
 
-from projctld.providers import governor as governor_module
-from projctld.providers.governor import MAX_HOLD, Governor
+from projctld.upstream.providers import governor as governor_module
+from projctld.upstream.providers.governor import MAX_HOLD, Governor
 
 NOW = 1_700_000_000.0
 

@@ -31,9 +31,9 @@ from projctld.errors import StoreError
 from projctld.hub.app import create_app
 from projctld.hub.sqlite import SqliteStorage
 from projctld.hub.storage import TokenRecord, new_token
-from projctld.sync.events import Event, PulledEvent, new_device_id, uuid7
-from projctld.sync.hlc import pack
-from projctld.sync.wire import (
+from projctld.team.sync.events import Event, PulledEvent, new_device_id, uuid7
+from projctld.team.sync.hlc import pack
+from projctld.team.sync.wire import (
     HUB_CLOCK_HEADER,
     JSON,
     LATEST_VERSION_HEADER,

@@ -31,7 +31,7 @@ from test_hub_storage import DSN, require_postgres
 
 from projctld.hub.postgres import PostgresStorage
 from projctld.hub.sqlite import SqliteStorage
-from projctld.sync.wire import JSON, MAX_WAIT, MSGPACK
+from projctld.team.sync.wire import JSON, MAX_WAIT, MSGPACK
 
 # No 5xx, and the status, content type, headers and body each as the description says.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

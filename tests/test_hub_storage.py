@@ -18,6 +18,7 @@ from psycopg import sql
 
 from projctld.errors import ConfigError, StoreError
 from projctld.hub import postgres
+from projctld.hub.backends import open_storage
 from projctld.hub.postgres import PostgresStorage
 from projctld.hub.sqlite import SqliteStorage
 from projctld.hub.storage import (
@@ -28,9 +29,8 @@ from projctld.hub.storage import (
     TokenRecord,
     hash_token,
     new_token,
-    open_storage,
 )
-from projctld.sync.events import Event, PulledEvent, uuid7
+from projctld.team.sync.events import Event, PulledEvent, uuid7
 
 DSN_VARIABLE = "PROJCTL_TEST_POSTGRES_DSN"
 DSN = os.environ.get(DSN_VARIABLE, "postgresql://postgres@127.0.0.1:5432/test")

@@ -20,8 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_sync_e2e import wait_for
 from test_upstream_status import config_text, configure, git_checkout, my_pull
 
-from projctld.metrics import LATENCY_BOUNDS, MAX_SERIES, Histogram, RequestMetrics, RequestTiming
-from projctld.prometheus import Family, render
+from projctld.ops.metrics import (
+    LATENCY_BOUNDS,
+    MAX_SERIES,
+    Histogram,
+    RequestMetrics,
+    RequestTiming,
+)
+from projctld.ops.prometheus import Family, render
 from projctld.sandbox.demo import Upstreams
 
 # Histograms

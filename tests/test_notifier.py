@@ -14,7 +14,7 @@ import pytest
 from projctld.config import NotifyConfig, load_config
 from projctld.errors import ConfigError
 from projctld.plugins.notifier import Notifier, message
-from projctld.sync.events import Event
+from projctld.team.sync.events import Event
 
 
 def event(kind: str, origin_payload: dict, actor: str = "ann") -> Event:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import Sandbox
@@ -454,3 +455,16 @@ def test_projctl_plugins_without_plugins_says_how_to_add_one(sandbox) -> None:
     assert text.startswith("no plugins loaded\n  to add one: install a package with a "
                            "`projctl.plugins` entry point")
     assert render.plugins([]) in text
+
+
+def test_the_imports_the_readme_gives_plugin_authors_work() -> None:
+    # The README names these paths; moving a module inside projctld must not break a plugin.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert "`from projctld.plugins import hookimpl, Upstream, Snapshot`" in readme
+    assert "`projctld.errors.UpstreamError`" in readme
+    from projctld.errors import UpstreamError
+    from projctld.plugins import Snapshot, Upstream, hookimpl
+
+    snapshot = Snapshot(change_requests=[])
+    assert snapshot.tickets == [] and callable(hookimpl) and Upstream.__name__ == "Upstream"
+    assert issubclass(UpstreamError, Exception)

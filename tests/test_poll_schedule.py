@@ -10,10 +10,10 @@ import pytest
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
 from projctld.config import Config, GitHubConfig, PollingConfig, ProjectConfig
 from projctld.errors import UpstreamError
-from projctld.polling import IDLE_FACTOR, RUNNING_CI_INTERVAL, Poller
-from projctld.providers.model import Snapshot
 from projctld.store.database import Database
 from projctld.store.snapshots import SnapshotTable
+from projctld.upstream.polling import IDLE_FACTOR, RUNNING_CI_INTERVAL, Poller
+from projctld.upstream.providers.model import Snapshot
 
 KEY = ("web", "github")
 

@@ -13,13 +13,13 @@ import pytest
 
 from projctld.config import Config
 from projctld.errors import UpstreamError
-from projctld.providers import create_providers, http
-from projctld.providers.gitlab import _next_page
-from projctld.providers.model import Snapshot
 from projctld.sandbox.dataset import Dataset, generate
 from projctld.sandbox.demo import Upstreams, sandbox_config, start_fakes
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
+from projctld.upstream.providers import create_providers, http
+from projctld.upstream.providers.gitlab import _next_page
+from projctld.upstream.providers.model import Snapshot
 
 
 @pytest.fixture(autouse=True)

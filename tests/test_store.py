@@ -7,10 +7,10 @@ import sqlite3
 import pytest
 
 from projctl_client.protocol import Checkout
-from projctld import knowledge as knowledge_module
 from projctld.config import Config, ProjectConfig
+from projctld.daemon import knowledge as knowledge_module
+from projctld.daemon.knowledge import Knowledge
 from projctld.errors import StoreError
-from projctld.knowledge import Knowledge
 from projctld.store import database
 from projctld.store.checkouts import CheckoutTable
 from projctld.store.database import Database

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from projctld.sync import hlc, planner
-from projctld.sync.hlc import ClockAhead, HybridClock
+from projctld.team.sync import hlc, planner
+from projctld.team.sync.hlc import ClockAhead, HybridClock
 
 
 def test_values_grow_even_when_the_wall_clock_stands_still_or_goes_back() -> None:

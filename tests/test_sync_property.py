@@ -24,10 +24,10 @@ from projctld.errors import UpstreamError
 from projctld.hub.sqlite import SqliteStorage
 from projctld.store.database import Database
 from projctld.store.events import EventStore
-from projctld.sync import events as ev
-from projctld.sync import wire
-from projctld.sync.exchange import sync_once
-from projctld.sync.hlc import HybridClock
+from projctld.team.sync import events as ev
+from projctld.team.sync import wire
+from projctld.team.sync.exchange import sync_once
+from projctld.team.sync.hlc import HybridClock
 
 PROJECTS = ("web", "api")
 DEVICES = 3

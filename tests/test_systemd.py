@@ -15,7 +15,8 @@ import uuid
 import pytest
 
 from projctl_client.connection import connect
-from projctld import systemd, unitfiles
+from projctld.daemon import systemd
+from projctld.ops import unitfiles
 
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"

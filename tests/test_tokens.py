@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from projctld import tokens
 from projctld.config import GitHubConfig, GitLabConfig
 from projctld.errors import UpstreamError
-from projctld.tokens import TokenSource
+from projctld.upstream import tokens
+from projctld.upstream.tokens import TokenSource
 
 pytestmark = pytest.mark.anyio
 

@@ -19,15 +19,15 @@ import pytest
 from projctl_client.connection import request
 from projctl_client.protocol import SourceError
 from projctld.config import Config, PollingConfig
-from projctld.polling import Poller
-from projctld.providers import create_providers, http
-from projctld.providers.model import Snapshot
 from projctld.sandbox.dataset import generate
 from projctld.sandbox.demo import Upstreams, sandbox_config, start_fakes
 from projctld.sandbox.fakehttp import FakeServer, RequestRecord
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
 from projctld.store.snapshots import SnapshotTable
+from projctld.upstream.polling import Poller
+from projctld.upstream.providers import create_providers, http
+from projctld.upstream.providers.model import Snapshot
 
 # Looks like a real token, so that finding it in an error or a log means it leaked.
 TOKEN = "glpat-Chaos5ecretT0ken"

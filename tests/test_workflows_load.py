@@ -11,8 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projctld.workflows import WorkflowError, load_directory, load_file, load_table, load_workflows
-from projctld.workflows.conditions import (
+from projctld.team.workflows import (
+    WorkflowError,
+    load_directory,
+    load_file,
+    load_table,
+    load_workflows,
+)
+from projctld.team.workflows.conditions import (
     UNKNOWN,
     ConditionError,
     Symbols,
@@ -20,8 +26,8 @@ from projctld.workflows.conditions import (
     evaluate,
     parse,
 )
-from projctld.workflows.model import MAX_RETRY_DELAY, Step
-from projctld.workflows.template import split
+from projctld.team.workflows.model import MAX_RETRY_DELAY, Step
+from projctld.team.workflows.template import split
 
 HEADER = """\
 description = "checks, then deploy"

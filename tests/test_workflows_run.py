@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from projctld.errors import ProjctlError
-from projctld.workflows import (
+from projctld.team.workflows import (
     GitFacts,
     RunResult,
     StepFinished,

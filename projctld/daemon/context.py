@@ -8,20 +8,21 @@ from dataclasses import dataclass, field
 import anyio
 
 from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo, MetricsReport
-from projctld import __version__, metrics
+from projctld import __version__
 from projctld.config import Config
-from projctld.knowledge import Knowledge
-from projctld.metrics import RequestMetrics
+from projctld.daemon.knowledge import Knowledge
+from projctld.daemon.status import StatusViews
+from projctld.ops import metrics
+from projctld.ops.metrics import RequestMetrics
 from projctld.plugins.host import PluginHost
-from projctld.polling import Poller
 from projctld.prompt.files import PromptFiles
 from projctld.prompt.segments import Segments
-from projctld.providers.http import UpstreamHttp
-from projctld.runs import Runs
-from projctld.status import StatusViews
 from projctld.store.database import Database
-from projctld.sync.journal import Journal
-from projctld.sync.runner import SyncRunner
+from projctld.team.runs import Runs
+from projctld.team.sync.journal import Journal
+from projctld.team.sync.runner import SyncRunner
+from projctld.upstream.polling import Poller
+from projctld.upstream.providers.http import UpstreamHttp
 
 
 @dataclass

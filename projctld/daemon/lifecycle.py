@@ -5,7 +5,7 @@ their schedule, the event sync, then `on_ready`. Shutdown (SIGTERM, SIGINT or a 
 request): stop accepting, let requests in flight finish within `daemon.shutdown_timeout`, stop
 polling and syncing, close the HTTP client, flush and close the store, remove the socket
 (unless systemd passed it: socket activation), release the lock. Under systemd it also sends
-READY=1, watchdog pings and STOPPING=1 (projctld/systemd.py).
+READY=1, watchdog pings and STOPPING=1 (projctld/daemon/systemd.py).
 """
 
 from __future__ import annotations
@@ -22,23 +22,20 @@ import anyio
 import httpx
 
 from projctl_client import paths
-from projctld import __version__, listener, prometheus, systemd
+from projctld import __version__
 from projctld import logging as logs
 from projctld.config import Config, load_config
-from projctld.context import DaemonContext
-from projctld.knowledge import Knowledge
-from projctld.metrics import RequestMetrics
-from projctld.metrics_http import serve_metrics
+from projctld.daemon import listener, systemd
+from projctld.daemon.context import DaemonContext
+from projctld.daemon.knowledge import Knowledge
+from projctld.ops import prometheus
+from projctld.ops.metrics import RequestMetrics
+from projctld.ops.metrics_http import serve_metrics
 from projctld.plugins.host import PluginHost
-from projctld.polling import Poller
 from projctld.prompt.files import PromptFiles
 from projctld.prompt.segments import Segments
-from projctld.providers import create_providers
-from projctld.providers.http import UpstreamHttp
 from projctld.rpc.handlers import Handlers
 from projctld.rpc.server import RpcServer
-from projctld.runs import Runs
-from projctld.scheduler import PollScheduler
 from projctld.store.checkouts import CheckoutTable
 from projctld.store.compaction import Compaction
 from projctld.store.database import Database
@@ -46,11 +43,16 @@ from projctld.store.events import EventStore
 from projctld.store.http_cache import HttpCache
 from projctld.store.runs import RunTable
 from projctld.store.snapshots import SnapshotTable
-from projctld.sync.hlc import HybridClock
-from projctld.sync.hubclient import HubClient
-from projctld.sync.journal import Journal
-from projctld.sync.runner import SyncRunner
-from projctld.tokens import TokenSource
+from projctld.team.runs import Runs
+from projctld.team.sync.hlc import HybridClock
+from projctld.team.sync.hubclient import HubClient
+from projctld.team.sync.journal import Journal
+from projctld.team.sync.runner import SyncRunner
+from projctld.upstream.polling import Poller
+from projctld.upstream.providers import create_providers
+from projctld.upstream.providers.http import UpstreamHttp
+from projctld.upstream.scheduler import PollScheduler
+from projctld.upstream.tokens import TokenSource
 
 log = logs.get_logger(__name__)
 # The first compaction comes this long after start-up, behind the first polls: a daemon

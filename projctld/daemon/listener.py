@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from projctl_client.paths import InsecureDirectory, ensure_private_dir, lock_path
 from projctld import logging as logs
-from projctld import systemd
+from projctld.daemon import systemd
 from projctld.errors import StartupError
 
 log = logs.get_logger(__name__)

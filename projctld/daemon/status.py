@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 
@@ -13,16 +13,19 @@ from projctl_client.protocol import (
     BranchView,
     Checkout,
     CheckoutView,
+    DaemonInfo,
     ProjectView,
     StateInfo,
     StatusView,
     TicketView,
 )
-from projctld.polling import Source, branch_upstream
+from projctld.config import Config
+from projctld.daemon.knowledge import Knowledge
 from projctld.store.checkouts import CheckoutRow
-
-if TYPE_CHECKING:  # the context holds a StatusViews
-    from projctld.context import DaemonContext
+from projctld.store.database import Database
+from projctld.team.sync.journal import Journal
+from projctld.team.sync.runner import SyncRunner
+from projctld.upstream.polling import Poller, Source, branch_upstream
 
 # Deployments shown per environment: the latest, and enough before it to see a pattern.
 DEPLOYMENTS_PER_ENVIRONMENT = 3
@@ -38,14 +41,28 @@ MAX_VIEWS = 64
 Key = tuple[Checkout | None, int | None]
 
 
+class ViewSources(Protocol):
+    """What a view is built from: the daemon's context, which holds the StatusViews."""
+
+    config: Config
+    knowledge: Knowledge
+    poller: Poller
+    journal: Journal
+    runner: SyncRunner
+    db: Database
+    sandbox: bool
+
+    def info(self) -> DaemonInfo: ...
+
+
 class StatusViews:
     """The views last built, one per (checkout, ticket limit), served again until `changed()`
     (a poll, an event, a sync) or a checkout change, and for at most MAX_REUSE seconds.
 
     Under load this turns a status into a lookup: many shells and editors asking at once get
-    the same view, and the RPC server reuses its encoding too (rpc/server.py)."""
+    the same view, and the RPC server reuses its encoding too (projctld/rpc/server.py)."""
 
-    def __init__(self, ctx: DaemonContext, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ctx: ViewSources, clock: Callable[[], float] = time.monotonic) -> None:
         self._ctx = ctx
         self._clock = clock
         self._views: dict[Key, tuple[float, int, StatusView]] = {}
@@ -69,7 +86,7 @@ class StatusViews:
         return view
 
 
-def build_status(ctx: DaemonContext, here: Checkout | None, *,
+def build_status(ctx: ViewSources, here: Checkout | None, *,
                  tickets_per_status: int | None = None) -> StatusView:
     """The view for the client in checkout `here`, which the caller has observed already."""
     now = time.time()

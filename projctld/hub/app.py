@@ -39,10 +39,10 @@ from projctld.hub.auth import (
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST, HubMetrics
 from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict
 from projctld.logging import get_logger
-from projctld.prometheus import MEDIA_TYPE
-from projctld.sync.events import Event, InvalidPayload, ProjectName, typed_payload
-from projctld.sync.hlc import ClockAhead, HybridClock, ahead_of
-from projctld.sync.wire import (
+from projctld.ops.prometheus import MEDIA_TYPE
+from projctld.team.sync.events import Event, InvalidPayload, ProjectName, typed_payload
+from projctld.team.sync.hlc import ClockAhead, HybridClock, ahead_of
+from projctld.team.sync.wire import (
     CLIENT_VERSION_HEADER,
     HUB_CLOCK_HEADER,
     JSON,

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 
 from projctld.hub.storage import HubStorage, TokenRecord, hash_token
-from projctld.sync.wire import CLIENT_VERSION_HEADER
+from projctld.team.sync.wire import CLIENT_VERSION_HEADER
 
 # The oldest client that speaks this protocol; raised when the protocol changes incompatibly.
 DEFAULT_MIN_CLIENT_VERSION = "0.1.0"

@@ -11,8 +11,8 @@ from litestar.types import Message, Scope
 
 from projctld import __version__
 from projctld.logging import get_logger
-from projctld.metrics import LATENCY_BOUNDS, Histogram, memory
-from projctld.prometheus import Family, one, render
+from projctld.ops.metrics import LATENCY_BOUNDS, Histogram, memory
+from projctld.ops.prometheus import Family, one, render
 
 log = get_logger(__name__)
 

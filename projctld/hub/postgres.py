@@ -26,7 +26,7 @@ from projctld.hub.storage import (
     pulled_events,
 )
 from projctld.logging import get_logger
-from projctld.sync.events import Event, PulledEvent
+from projctld.team.sync.events import Event, PulledEvent
 
 log = get_logger(__name__)
 

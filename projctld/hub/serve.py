@@ -14,8 +14,9 @@ from anyio.abc import TaskStatus
 from projctld import logging as logs
 from projctld.errors import StartupError
 from projctld.hub.app import create_app
+from projctld.hub.backends import open_storage
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST
-from projctld.hub.storage import HubStorage, open_storage
+from projctld.hub.storage import HubStorage
 
 log = logs.get_logger(__name__)
 

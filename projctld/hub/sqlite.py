@@ -22,7 +22,7 @@ from projctld.hub.storage import (
     TokenRecord,
     pulled_events,
 )
-from projctld.sync.events import Event, PulledEvent
+from projctld.team.sync.events import Event, PulledEvent
 
 SCHEMA_VERSION = 1
 # Another process may write the same file; its pushes cannot signal our waiters, so a waiter

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
 import msgspec
 
-from projctld.errors import ConfigError
-from projctld.sync.events import Event, PulledEvent
+from projctld.team.sync.events import Event, PulledEvent
 
 
 class TokenRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -163,35 +161,3 @@ def new_token() -> tuple[str, str, str]:
 def hash_token(token: str) -> str:
     # Tokens are 192 random bits, so a fast hash is enough: nothing to brute-force.
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def open_storage(url: str) -> HubStorage:
-    """The store that `url` names, not yet opened: `sqlite:///ABS/PATH`, `sqlite:REL/PATH` or a
-    plain path for SQLite; `postgresql://...` (or `postgres://...`) for PostgreSQL."""
-    scheme = _URL_SCHEME.match(url)
-    if scheme and scheme.group(1).lower() in ("postgresql", "postgres"):
-        from projctld.hub.postgres import PostgresStorage
-
-        return PostgresStorage(url)
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite://"):]
-    elif url.startswith("sqlite:") and not scheme:
-        path = url[len("sqlite:"):]
-    elif not scheme:
-        path = os.path.expanduser(url)
-    else:
-        path = ""
-    if not path:
-        # Only the scheme: the rest of a URL may hold a password.
-        what = f"a {scheme.group(1)}:// URL" if scheme else f"{url!r}"
-        raise ConfigError(
-            f"the hub's storage {what} is neither a SQLite path nor a PostgreSQL URL",
-            suggestions=["sqlite:///var/lib/projctl-hub/hub.db",
-                         "postgresql://projctl:PASSWORD@db.example.com:5432/projctl"],
-        )
-    from projctld.hub.sqlite import SqliteStorage
-
-    return SqliteStorage(path)

@@ -28,13 +28,13 @@ from projctld.config import Config, GitHubConfig, UpstreamConfig, load_config
 from projctld.errors import ProjctlError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
-from projctld.providers import HEADERS, auth_headers
 from projctld.store.database import migrations
-from projctld.sync.hubclient import HubClient
-from projctld.tokens import TokenSource
+from projctld.team.sync.hubclient import HubClient
+from projctld.upstream.providers import HEADERS, auth_headers
+from projctld.upstream.tokens import TokenSource
 
 if TYPE_CHECKING:
-    from projctld.context import DaemonContext
+    from projctld.daemon.context import DaemonContext
 
 log = get_logger(__name__)
 

@@ -26,7 +26,7 @@ from projctl_client.protocol import (
 )
 from projctld import __version__
 from projctld.logging import get_logger
-from projctld.providers.http import UpstreamHttp
+from projctld.upstream.providers.http import UpstreamHttp
 
 log = get_logger(__name__)
 

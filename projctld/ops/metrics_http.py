@@ -14,7 +14,7 @@ from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from projctld.logging import get_logger
-from projctld.prometheus import CONTENT_TYPE
+from projctld.ops.prometheus import CONTENT_TYPE
 
 log = get_logger(__name__)
 

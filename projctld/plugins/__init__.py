@@ -1,4 +1,4 @@
-"""projctld's plugins (pluggy): what a plugin imports is here, `hookimpl` and `Upstream`.
+"""projctld's plugins (pluggy): what a plugin imports is here: `hookimpl`, `Upstream`, `Snapshot`.
 
 The hooks are in hookspecs.py, the host that loads and calls plugins in host.py, and the
 built-in notifier in notifier.py. README.md, section Plugins, tells the whole story.
@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from projctld.plugins.hookspecs import hookimpl
 from projctld.plugins.upstreams import Upstream
+from projctld.upstream.providers.model import Snapshot
 
-__all__ = ["Upstream", "hookimpl"]
+__all__ = ["Snapshot", "Upstream", "hookimpl"]

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from projctl_client.protocol import Reply, Request, StatusView
     from projctld.config import Config
     from projctld.plugins.upstreams import Upstream
-    from projctld.sync.events import Event
+    from projctld.team.sync.events import Event
 
 PROJECT = "projctl"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -38,10 +38,10 @@ from projctld.plugins.discovery import Candidate, candidates
 from projctld.plugins.notifier import Notifier
 from projctld.plugins.threads import Abandoned, call_in_thread
 from projctld.plugins.upstreams import PluginProvider, Upstream, problem
-from projctld.polling import Key
-from projctld.providers.model import Provider
 from projctld.rpc.server import error_reply
-from projctld.sync.events import Event
+from projctld.team.sync.events import Event
+from projctld.upstream.polling import Key
+from projctld.upstream.providers.model import Provider
 
 log = get_logger(__name__)
 HOOKS = tuple(name for name in vars(hookspecs) if name.startswith("projctl_"))

@@ -17,7 +17,7 @@ import httpx
 from projctld.config import NotifyConfig
 from projctld.logging import get_logger
 from projctld.plugins.hookspecs import hookimpl
-from projctld.sync.events import Event
+from projctld.team.sync.events import Event
 
 log = get_logger(__name__)
 # A Retry-After longer than this is not waited for: the post is retried after this instead.

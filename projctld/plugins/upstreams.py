@@ -11,7 +11,7 @@ import msgspec
 from projctld.config import UPSTREAMS, Config, ProjectConfig
 from projctld.errors import UpstreamError
 from projctld.plugins.threads import Abandoned, call_in_thread
-from projctld.providers.model import Snapshot
+from projctld.upstream.providers.model import Snapshot
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # The bounds of the built-in intervals (config.PollSeconds).
@@ -24,7 +24,7 @@ class Upstream:
 
     `poll(project)` runs on its own thread, at most `timeout` seconds, every `interval` seconds
     (halved while the user is active, backing off after failures, as for GitHub). It returns a
-    `projctld.providers.model.Snapshot`, or a dict of its shape: {"change_requests": [...],
+    `projctld.upstream.providers.model.Snapshot`, or a dict of its shape: {"change_requests": [...],
     "pipelines": [...], "tickets": [...]} of the fields of ChangeRequestView, PipelineView and
     TicketView in projctl_client/protocol.py. Raising `projctld.errors.UpstreamError` says what
     went wrong and what to do; status shows it and keeps the last good data.
@@ -57,7 +57,7 @@ def problem(upstream: object, taken: set[str], config: Config) -> str | None:
 
 
 class PluginProvider:
-    """A plugin's Upstream seen as a Provider (providers/model.py) by the poller."""
+    """A plugin's Upstream seen as a Provider (upstream/providers/model.py) by the poller."""
 
     def __init__(self, upstream: Upstream, plugin: str,
                  report: Callable[[str, Exception | None], None]) -> None:

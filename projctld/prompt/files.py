@@ -25,7 +25,7 @@ import anyio
 import msgspec
 
 from projctl_client.shellinit import ALIVE, BRANCHES, HEARTBEAT, REPO
-from projctld.knowledge import Knowledge
+from projctld.daemon.knowledge import Knowledge
 from projctld.logging import get_logger
 from projctld.prompt.format import STYLES, render
 from projctld.prompt.segments import Segments

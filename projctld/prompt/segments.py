@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from projctld.config import PromptConfig
-from projctld.knowledge import Knowledge
-from projctld.polling import Poller, Source, branch_upstream
+from projctld.daemon.knowledge import Knowledge
 from projctld.prompt.format import PromptFacts, Style, Template, parse, render
 from projctld.store.events import EventStore
+from projctld.upstream.polling import Poller, Source, branch_upstream
 
 
 class Segments:

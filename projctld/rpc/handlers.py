@@ -34,10 +34,11 @@ from projctl_client.protocol import (
     Sync,
     SyncReport,
 )
-from projctld import doctor, team, workflowcmds
-from projctld.context import DaemonContext
+from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
+from projctld.ops import doctor
 from projctld.prompt.format import Style, parse
+from projctld.team import records, run_requests
 
 
 class Handlers:
@@ -67,12 +68,12 @@ class Handlers:
                 self._ctx.poller.touch()
                 return await self._refresh(project, wait)
             case DeployStart():
-                return await team.deploy_start(self._ctx, request)
+                return await records.deploy_start(self._ctx, request)
             case Sync(wait=wait):  # with now: the others were answered at once
                 await self._ctx.runner.sync_now(wait)
                 return SyncReport(sync=self._ctx.runner.view())
             case RunFollow():
-                return await workflowcmds.follow(self._ctx, request)
+                return await run_requests.follow(self._ctx, request)
             case Doctor():
                 return await doctor.report(self._ctx)
         raise AssertionError(f"no handler for {type(request).__name__}")
@@ -87,21 +88,21 @@ class Handlers:
                     if not self._ctx.plugins.transforms_status:
                 return self._status(checkout, limit)
             case Note():
-                return team.note(self._ctx, request)
+                return records.note(self._ctx, request)
             case BranchCreated():
-                return team.branch_created(self._ctx, request)
+                return records.branch_created(self._ctx, request)
             case DeployFinish():
-                return team.deploy_finish(self._ctx, request)
+                return records.deploy_finish(self._ctx, request)
             case Log():
-                return team.log(self._ctx, request)
+                return records.log(self._ctx, request)
             case Sync(now=False):
                 return SyncReport(sync=self._ctx.runner.view())
             case Prompt(checkout=checkout, format=fmt, style=style):
                 return self._prompt(checkout, fmt, style)
             case RunStart():
-                return workflowcmds.start(self._ctx, request)
+                return run_requests.start(self._ctx, request)
             case Runs():
-                return workflowcmds.recent(self._ctx, request)
+                return run_requests.recent(self._ctx, request)
             case Plugins():
                 return PluginsReport(plugins=self._ctx.plugins.views())
             case Metrics():

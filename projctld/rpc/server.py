@@ -39,10 +39,10 @@ from projctl_client.protocol import (
     StatusView,
 )
 from projctld import __version__
+from projctld.daemon.listener import BACKLOG
 from projctld.errors import ProjctlError
-from projctld.listener import BACKLOG
 from projctld.logging import get_logger
-from projctld.metrics import RequestMetrics, RequestTiming
+from projctld.ops.metrics import RequestMetrics, RequestTiming
 
 log = get_logger(__name__)
 

@@ -24,20 +24,20 @@ from projctld.config import (
     SyncConfig,
 )
 from projctld.hub.sqlite import SqliteStorage
-from projctld.polling import Key, Poller
-from projctld.providers.model import Provider, Snapshot
 from projctld.store.compaction import Compaction
 from projctld.store.database import Database
 from projctld.store.events import EventStore
 from projctld.store.http_cache import HttpCache
 from projctld.store.runs import RunRow, RunTable
 from projctld.store.snapshots import SnapshotTable
-from projctld.sync import events as ev
-from projctld.sync import wire
-from projctld.sync.exchange import sync_once
-from projctld.sync.hlc import HybridClock
-from projctld.sync.journal import Journal
-from projctld.sync.runner import SyncRunner
+from projctld.team.sync import events as ev
+from projctld.team.sync import wire
+from projctld.team.sync.exchange import sync_once
+from projctld.team.sync.hlc import HybridClock
+from projctld.team.sync.journal import Journal
+from projctld.team.sync.runner import SyncRunner
+from projctld.upstream.polling import Key, Poller
+from projctld.upstream.providers.model import Provider, Snapshot
 
 PROJECT = "web"
 HOUR = 3600.0
@@ -109,7 +109,7 @@ class ChurningUpstream:
 
 
 class InProcessHub:
-    """The Hub protocol of sync/exchange.py over real hub storage, without HTTP."""
+    """The Hub protocol of team/sync/exchange.py over real hub storage, without HTTP."""
 
     def __init__(self, storage: SqliteStorage, user: str, clock: HybridClock) -> None:
         self._storage = storage
@@ -304,7 +304,7 @@ class Soak:
         return done
 
     def _workflow_run(self) -> None:
-        """A run started here, with its output, as Runs saves it (runs.py)."""
+        """A run started here, with its output, as Runs saves it (team/runs.py)."""
         now = self.clock.now
         events: list[dict] = [{"event": "workflow.started", "workflow": "ci", "at": now}]
         events += [{"event": "step.output", "step": "test", "at": now,

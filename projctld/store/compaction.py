@@ -6,7 +6,7 @@ replies. Never dropped:
 - an event the hub has not taken yet (`pushed = 0`): the user's offline work;
 - an event a row of folded state rests on: the one that decided each deployment's start and its
   end, each note's author and its text, each branch. Every fold rule compares an event's key
-  with the keys of exactly those (sync/fold.py), so a later event folds onto the compacted
+  with the keys of exactly those (team/sync/fold.py), so a later event folds onto the compacted
   state as it would onto the whole log, and `EventStore.refold` rebuilds the same state from
   what is left (tests/test_compaction.py proves both);
 - this device's newest event, whose seq the next one continues, and the newest event of all,
@@ -28,8 +28,8 @@ from projctld.errors import StoreError
 from projctld.logging import get_logger
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
-from projctld.sync.events import PAYLOADS
-from projctld.sync.hlc import pack
+from projctld.team.sync.events import PAYLOADS
+from projctld.team.sync.hlc import pack
 
 log = get_logger(__name__)
 
@@ -113,7 +113,7 @@ class Compacted:
 
 
 class Compaction:
-    """The pass the daemon runs every `retention.interval` seconds (scheduler.py)."""
+    """The pass the daemon runs every `retention.interval` seconds (upstream/scheduler.py)."""
 
     def __init__(self, db: Database, retention: RetentionConfig, device: str, cache: HttpCache,
                  *, clock: Callable[[], float] = time.time) -> None:

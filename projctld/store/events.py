@@ -10,8 +10,8 @@ import msgspec
 
 from projctl_client.protocol import DeploymentView
 from projctld.store.database import Database
-from projctld.sync import fold
-from projctld.sync.events import Event, new_device_id, uuid7
+from projctld.team.sync import fold
+from projctld.team.sync.events import Event, new_device_id, uuid7
 
 _COLUMNS = "id, device, seq, hlc, project, actor, type, payload, created_at"
 _encode = msgspec.msgpack.Encoder().encode

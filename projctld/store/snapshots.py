@@ -6,8 +6,8 @@ import msgspec
 
 from projctl_client.protocol import SourceError
 from projctld.logging import get_logger
-from projctld.providers.model import Snapshot
 from projctld.store.database import Database
+from projctld.upstream.providers.model import Snapshot
 
 log = get_logger(__name__)
 

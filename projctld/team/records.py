@@ -18,11 +18,11 @@ from projctl_client.protocol import (
     Note,
     Recorded,
 )
-from projctld.context import DaemonContext
+from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
-from projctld.sync import events, hlc
-from projctld.sync.events import Event
-from projctld.workflows import Workflow
+from projctld.team.sync import events, hlc
+from projctld.team.sync.events import Event
+from projctld.team.workflows import Workflow
 
 # Seconds: the latest time an event can be stamped with (events.Timestamp).
 _LATEST = 1e11

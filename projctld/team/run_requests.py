@@ -20,11 +20,11 @@ from projctl_client.protocol import (
     RunSummary,
     RunsView,
 )
-from projctld import team
-from projctld.context import DaemonContext
+from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.store.runs import RunRow
-from projctld.workflows import GitFacts, plan_workflow
+from projctld.team import records
+from projctld.team.workflows import GitFacts, plan_workflow
 
 # One follow reply carries at most this much of a run's events; the client asks again.
 PAGE_BYTES = 256 * 1024
@@ -33,7 +33,7 @@ MAX_NOTE = 4000  # as protocol.Note allows
 
 
 def start(ctx: DaemonContext, request: RunStart) -> RunStarted | RunPlanView:
-    project = team.resolve_project(ctx, request.project, request.checkout, "run")
+    project = records.resolve_project(ctx, request.project, request.checkout, "run")
     cwd, repository, git = _where(ctx, project, request.checkout)
     workflow = ctx.runs.workflow(request.workflow, repository)
     # Planning checks the parameters, so a mistake is this request's error, not a failed run.
@@ -51,7 +51,7 @@ def start(ctx: DaemonContext, request: RunStart) -> RunStarted | RunPlanView:
 
     def finished(run: RunRow) -> None:
         if deployment is not None:
-            team.deploy_finish(ctx, DeployFinish(
+            records.deploy_finish(ctx, DeployFinish(
                 project=project, deployment=deployment,
                 exit_status=0 if run.success else 1,
                 duration=max(0.0, (run.finished_at or run.started_at) - run.started_at),
@@ -113,7 +113,7 @@ async def internal(ctx: DaemonContext, project: str, args: list[str]) -> tuple[i
             if len(text) > MAX_NOTE or "\x00" in text:
                 return 2, f"a note holds at most {MAX_NOTE} characters and no NUL"
             try:
-                reply = team.note(ctx, Note(project=project, text=text))
+                reply = records.note(ctx, Note(project=project, text=text))
             except ProjctlError as exc:
                 return 1, exc.message
             return 0, f"noted in {project} ({reply.event.id[-8:]})"

@@ -20,9 +20,9 @@ from anyio.abc import TaskGroup
 from projctld.errors import ProjctlError
 from projctld.logging import get_logger
 from projctld.store.runs import RunRow, RunTable
-from projctld.sync import events as team_events
-from projctld.sync.journal import Journal
-from projctld.workflows import (
+from projctld.team.sync import events as team_events
+from projctld.team.sync.journal import Journal
+from projctld.team.workflows import (
     GitFacts,
     StepFinished,
     StepSkipped,

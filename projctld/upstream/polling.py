@@ -32,8 +32,8 @@ from projctl_client.protocol import (
 from projctld.config import Config
 from projctld.errors import StoreError, UpstreamError
 from projctld.logging import get_logger
-from projctld.providers.model import Provider, Snapshot
 from projctld.store.snapshots import SnapshotRow, SnapshotTable
+from projctld.upstream.providers.model import Provider, Snapshot
 
 log = get_logger(__name__)
 

@@ -16,7 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from projctld.logging import get_logger
-from projctld.polling import Key, Poller
+from projctld.upstream.polling import Key, Poller
 
 log = get_logger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Protocol
 
 from projctld.logging import get_logger
 from projctld.store.events import EventStore
-from projctld.sync import wire
-from projctld.sync.events import Event
-from projctld.sync.hlc import ClockAhead, HybridClock
+from projctld.team.sync import wire
+from projctld.team.sync.events import Event
+from projctld.team.sync.hlc import ClockAhead, HybridClock
 
 log = get_logger(__name__)
 PUSH_BATCH = 500

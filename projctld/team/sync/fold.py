@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 
 from projctld.logging import get_logger
-from projctld.sync.events import (
+from projctld.team.sync.events import (
     BranchCreated,
     DeploymentFinished,
     DeploymentStarted,

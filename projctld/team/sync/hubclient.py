@@ -14,9 +14,9 @@ import msgspec
 
 from projctld import __version__
 from projctld.errors import UpstreamError
-from projctld.sync import wire
-from projctld.sync.events import Event
-from projctld.tokens import TokenSource
+from projctld.team.sync import wire
+from projctld.team.sync.events import Event
+from projctld.upstream.tokens import TokenSource
 
 T = TypeVar("T")
 _push_encoder = msgspec.msgpack.Encoder()

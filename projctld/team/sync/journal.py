@@ -9,9 +9,9 @@ import msgspec
 
 from projctld.errors import ProjctlError
 from projctld.store.events import EventStore
-from projctld.sync.events import PAYLOADS, Event
-from projctld.sync.hlc import HybridClock
-from projctld.sync.runner import SyncRunner
+from projctld.team.sync.events import PAYLOADS, Event
+from projctld.team.sync.hlc import HybridClock
+from projctld.team.sync.runner import SyncRunner
 
 
 class Journal:

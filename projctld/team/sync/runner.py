@@ -14,9 +14,9 @@ from projctld.config import SyncConfig
 from projctld.errors import ProjctlError, UpstreamError
 from projctld.logging import get_logger
 from projctld.store.events import EventStore
-from projctld.sync import planner, wire
-from projctld.sync.exchange import Hub, pull_project, sync_once
-from projctld.sync.hlc import HybridClock
+from projctld.team.sync import planner, wire
+from projctld.team.sync.exchange import Hub, pull_project, sync_once
+from projctld.team.sync.hlc import HybridClock
 
 log = get_logger(__name__)
 _OFFLINE = ("unreachable", "timeout")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import msgspec
 
-from projctld.sync.events import Event, PulledEvent
+from projctld.team.sync.events import Event, PulledEvent
 
 MSGPACK = "application/msgpack"
 JSON = "application/json"

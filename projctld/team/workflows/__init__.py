@@ -81,8 +81,8 @@ StepSkipped, StepFinished, WorkflowFinished.
 
 from __future__ import annotations
 
-from projctld.workflows.errors import WorkflowError
-from projctld.workflows.events import (
+from projctld.team.workflows.errors import WorkflowError
+from projctld.team.workflows.events import (
     PlannedStep,
     RunResult,
     StepFinished,
@@ -96,16 +96,16 @@ from projctld.workflows.events import (
     WorkflowPlan,
     WorkflowStarted,
 )
-from projctld.workflows.loader import (
+from projctld.team.workflows.loader import (
     WORKFLOW_DIR,
     load_directory,
     load_file,
     load_table,
     load_workflows,
 )
-from projctld.workflows.model import GitFacts, Param, Step, Workflow
-from projctld.workflows.plan import plan_workflow
-from projctld.workflows.runner import EventSink, Internal, run_workflow
+from projctld.team.workflows.model import GitFacts, Param, Step, Workflow
+from projctld.team.workflows.plan import plan_workflow
+from projctld.team.workflows.runner import EventSink, Internal, run_workflow
 
 __all__ = [
     "WORKFLOW_DIR", "EventSink", "GitFacts", "Internal", "Param", "PlannedStep", "RunResult",

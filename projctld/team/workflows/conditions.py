@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from projctld.workflows.model import GIT_FIELDS, Value
+from projctld.team.workflows.model import GIT_FIELDS, Value
 
 STEP_FIELDS: dict[str, frozenset[str]] = {
     "success": frozenset({"bool"}),

@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from projctld.workflows.model import Value
+from projctld.team.workflows.model import Value
 
 
 class _Event(msgspec.Struct, tag_field="event", frozen=True, kw_only=True):

@@ -13,12 +13,12 @@ from typing import Any
 
 import msgspec
 
-from projctld.workflows import template
-from projctld.workflows.conditions import ConditionError, Symbols, check, parse
-from projctld.workflows.errors import WorkflowError
-from projctld.workflows.model import NAME_PATTERN, WORKFLOW_NAME_PATTERN, Param, Step, Workflow
-from projctld.workflows.scope import param_kinds
-from projctld.workflows.template import TemplateError
+from projctld.team.workflows import template
+from projctld.team.workflows.conditions import ConditionError, Symbols, check, parse
+from projctld.team.workflows.errors import WorkflowError
+from projctld.team.workflows.model import NAME_PATTERN, WORKFLOW_NAME_PATTERN, Param, Step, Workflow
+from projctld.team.workflows.scope import param_kinds
+from projctld.team.workflows.template import TemplateError
 
 WORKFLOW_DIR = os.path.join(".projctl", "workflows")
 SUFFIXES = (".toml", ".yaml", ".yml")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from projctld.workflows.conditions import UNKNOWN, ConditionError, evaluate, parse, truthy
-from projctld.workflows.events import PlannedStep, WorkflowPlan
-from projctld.workflows.model import GitFacts, Workflow
-from projctld.workflows.runner import command_of, is_internal
-from projctld.workflows.scope import Scope, resolve_params
-from projctld.workflows.template import TemplateError
+from projctld.team.workflows.conditions import UNKNOWN, ConditionError, evaluate, parse, truthy
+from projctld.team.workflows.events import PlannedStep, WorkflowPlan
+from projctld.team.workflows.model import GitFacts, Workflow
+from projctld.team.workflows.runner import command_of, is_internal
+from projctld.team.workflows.scope import Scope, resolve_params
+from projctld.team.workflows.template import TemplateError
 
 _SUCCEEDS = {"success": True, "failed": False, "skipped": False, "exit_code": 0,
              "output": UNKNOWN}

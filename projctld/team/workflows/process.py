@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import Process
 
-from projctld.workflows.output import LineSplitter
+from projctld.team.workflows.output import LineSplitter
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 _POLL = 0.02

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping
 import anyio
 
 from projctld.errors import ProjctlError
-from projctld.workflows import template
-from projctld.workflows.conditions import UNKNOWN, ConditionError, evaluate, parse, truthy
-from projctld.workflows.errors import WorkflowError
-from projctld.workflows.events import (
+from projctld.team.workflows import template
+from projctld.team.workflows.conditions import UNKNOWN, ConditionError, evaluate, parse, truthy
+from projctld.team.workflows.errors import WorkflowError
+from projctld.team.workflows.events import (
     RunResult,
     StepFinished,
     StepOutput,
@@ -24,11 +24,11 @@ from projctld.workflows.events import (
     WorkflowFinished,
     WorkflowStarted,
 )
-from projctld.workflows.model import GitFacts, Step, Value, Workflow
-from projctld.workflows.output import TAIL_LINES, LineSplitter, OutputTail
-from projctld.workflows.process import KILL_GRACE, Exit, run_process
-from projctld.workflows.scope import Scope, resolve_params
-from projctld.workflows.template import TemplateError
+from projctld.team.workflows.model import GitFacts, Step, Value, Workflow
+from projctld.team.workflows.output import TAIL_LINES, LineSplitter, OutputTail
+from projctld.team.workflows.process import KILL_GRACE, Exit, run_process
+from projctld.team.workflows.scope import Scope, resolve_params
+from projctld.team.workflows.template import TemplateError
 
 # Serves a `projctl ...` step inside the daemon: gets the arguments after `projctl`, returns
 # the exit code and the output.

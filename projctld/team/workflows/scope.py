@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from projctld.workflows.conditions import UNKNOWN
-from projctld.workflows.errors import WorkflowError
-from projctld.workflows.model import GIT_FIELDS, GitFacts, Param, Value, Workflow
-from projctld.workflows.template import TemplateError
+from projctld.team.workflows.conditions import UNKNOWN
+from projctld.team.workflows.errors import WorkflowError
+from projctld.team.workflows.model import GIT_FIELDS, GitFacts, Param, Value, Workflow
+from projctld.team.workflows.template import TemplateError
 
 _KIND = {"string": "str", "int": "int", "bool": "bool"}
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}

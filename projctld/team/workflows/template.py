@@ -7,7 +7,7 @@ import re
 import shlex
 from collections.abc import Callable, Collection
 
-from projctld.workflows.model import GIT_FIELDS, Value
+from projctld.team.workflows.model import GIT_FIELDS, Value
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)+$")

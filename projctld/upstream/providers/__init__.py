@@ -10,14 +10,14 @@ import httpx
 
 from projctld import __version__
 from projctld.config import Config
-from projctld.providers.github import GitHub
-from projctld.providers.gitlab import GitLab
-from projctld.providers.governor import Governor
-from projctld.providers.http import AuthHeaders, Hints, UpstreamHttp
-from projctld.providers.jira import Jira
-from projctld.providers.model import Provider
 from projctld.store.http_cache import HttpCache
-from projctld.tokens import TokenSource
+from projctld.upstream.providers.github import GitHub
+from projctld.upstream.providers.gitlab import GitLab
+from projctld.upstream.providers.governor import Governor
+from projctld.upstream.providers.http import AuthHeaders, Hints, UpstreamHttp
+from projctld.upstream.providers.jira import Jira
+from projctld.upstream.providers.model import Provider
+from projctld.upstream.tokens import TokenSource
 
 USER_AGENT = f"projctl/{__version__} (+https://github.com/projctl/projctl)"
 # What every request to each upstream carries besides its token.

@@ -20,9 +20,9 @@ import msgspec
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
 from projctld.config import GitHubConfig, ProjectConfig
 from projctld.errors import UpstreamError
-from projctld.providers.gather import gather
-from projctld.providers.http import UpstreamHttp, next_link
-from projctld.providers.model import Snapshot, latest_per_branch
+from projctld.upstream.providers.gather import gather
+from projctld.upstream.providers.http import UpstreamHttp, next_link
+from projctld.upstream.providers.model import Snapshot, latest_per_branch
 
 # Repositories per search: qualifiers do not count against the 256-character query limit, but
 # one search string per few dozen repositories keeps each well inside what GitHub accepts.

@@ -16,9 +16,9 @@ import msgspec
 
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
 from projctld.config import GitLabConfig, ProjectConfig
-from projctld.providers.gather import gather
-from projctld.providers.http import Fetched, UpstreamHttp, next_link
-from projctld.providers.model import Snapshot, latest_per_branch
+from projctld.upstream.providers.gather import gather
+from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
+from projctld.upstream.providers.model import Snapshot, latest_per_branch
 
 PER_PAGE = 100
 MAX_PAGES = 10

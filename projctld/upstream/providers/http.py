@@ -19,9 +19,9 @@ import msgspec
 
 from projctld.errors import UpstreamError
 from projctld.logging import get_logger
-from projctld.providers.governor import MAX_INLINE_WAIT, Governor
 from projctld.store.http_cache import HttpCache
-from projctld.tokens import TokenSource
+from projctld.upstream.providers.governor import MAX_INLINE_WAIT, Governor
+from projctld.upstream.tokens import TokenSource
 
 log = get_logger(__name__)
 T = TypeVar("T")

@@ -13,8 +13,8 @@ import msgspec
 
 from projctl_client.protocol import TicketView
 from projctld.config import JiraConfig, ProjectConfig
-from projctld.providers.http import UpstreamHttp
-from projctld.providers.model import Snapshot
+from projctld.upstream.providers.http import UpstreamHttp
+from projctld.upstream.providers.model import Snapshot
 
 FIELDS = "summary,status,priority,issuetype,updated,assignee"
 PAGE_SIZE = 100

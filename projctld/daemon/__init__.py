@@ -1,0 +1,1 @@
+"""The daemon's frame: lifecycle, shared context, socket listener, systemd, log, status view."""

@@ -1,0 +1,42 @@
+"""Which storage backend a hub database URL names: SQLite (a path) or PostgreSQL (a URL)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from projctld.errors import ConfigError
+from projctld.hub.storage import HubStorage
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def open_storage(url: str) -> HubStorage:
+    """The store that `url` names, not yet opened: `sqlite:///ABS/PATH`, `sqlite:REL/PATH` or a
+    plain path for SQLite; `postgresql://...` (or `postgres://...`) for PostgreSQL."""
+    scheme = _URL_SCHEME.match(url)
+    if scheme and scheme.group(1).lower() in ("postgresql", "postgres"):
+        # Each backend is imported only when chosen: psycopg costs a SQLite hub (and every
+        # `projctld` command that can open a hub) tens of milliseconds for nothing.
+        from projctld.hub.postgres import PostgresStorage
+
+        return PostgresStorage(url)
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite://"):]
+    elif url.startswith("sqlite:") and not scheme:
+        path = url[len("sqlite:"):]
+    elif not scheme:
+        path = os.path.expanduser(url)
+    else:
+        path = ""
+    if not path:
+        # Only the scheme: the rest of a URL may hold a password.
+        what = f"a {scheme.group(1)}:// URL" if scheme else f"{url!r}"
+        raise ConfigError(
+            f"the hub's storage {what} is neither a SQLite path nor a PostgreSQL URL",
+            suggestions=["sqlite:///var/lib/projctl-hub/hub.db",
+                         "postgresql://projctl:PASSWORD@db.example.com:5432/projctl"],
+        )
+    from projctld.hub.sqlite import SqliteStorage
+
+    return SqliteStorage(path)
