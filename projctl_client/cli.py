@@ -549,8 +549,9 @@ def metrics(as_json: bool) -> None:
 def refresh(project: str | None, wait: float) -> None:
     """Poll the upstreams of PROJECT (or of every project) now, instead of on schedule.
 
-    Prints what each poll brought or why it failed; exits 1 if any failed. The daemon keeps
-    showing the last good data of a failed upstream, marked with its age.
+    Prints what each poll brought or why it failed; exits 1 if any failed, or read only part
+    of what it should (a repository that cannot be read is named). The daemon keeps showing
+    the last good data of a failed upstream or part, marked with its age.
     """
     try:
         with connect_or_start(timeout=wait + 10) as conn:
@@ -559,7 +560,7 @@ def refresh(project: str | None, wait: float) -> None:
         _fail(exc)
     results = reply["results"]
     click.echo(render.refresh(results))
-    sys.exit(1 if any(r["outcome"] == "error" for r in results) else 0)
+    sys.exit(1 if any(r["outcome"] == "error" or r.get("problems") for r in results) else 0)
 
 
 @cli.command(short_help="Check config, tokens, socket, daemon, hub, state and systemd.")

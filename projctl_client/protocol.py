@@ -70,6 +70,7 @@ __all__ = [
     "RunsView",
     "Shutdown",
     "SourceError",
+    "SourceProblem",
     "SourceView",
     "StateInfo",
     "Status",
@@ -282,7 +283,9 @@ class CheckoutView(msgspec.Struct, kw_only=True):
 class CiView(msgspec.Struct, kw_only=True):
     """The CI of one commit: its overall state, check counts and the names of failing checks.
 
-    `state` is one of success, failure, running, pending, canceled, skipped, none.
+    `state` is one of failure, stuck, running, pending, manual, canceled, success, skipped,
+    none. The counts are the upstream's own (every check, however many); `failing` names each
+    failed one the daemon could read, `started_at` is when the oldest unfinished one started.
     """
 
     state: str
@@ -291,6 +294,8 @@ class CiView(msgspec.Struct, kw_only=True):
     failed: int = 0
     running: int = 0
     failing: list[str] = []
+    pending: int = 0  # queued, waiting, or expected and not yet reported
+    started_at: float | None = None
 
 
 class ChangeRequestView(msgspec.Struct, kw_only=True):
@@ -315,6 +320,14 @@ class ChangeRequestView(msgspec.Struct, kw_only=True):
     review_requested: bool = False
     assigned: bool = False
     updated_at: float
+    reviewed: bool = False  # I have reviewed it, and it is still open
+    conflicts: bool | None = None  # None: the upstream has not worked it out (yet)
+    # The upstream's own word for what stands between it and a merge, lower case: GitHub's
+    # mergeStateStatus (clean, blocked, behind, dirty, unstable, ...) or GitLab's
+    # detailed_merge_status (mergeable, not_approved, ci_must_pass, conflict, ...).
+    merge_status: str | None = None
+    approvals_left: int | None = None  # GitLab, where approval rules exist
+    approved_by: list[str] = []
 
 
 class PipelineView(msgspec.Struct, kw_only=True):
@@ -331,6 +344,7 @@ class PipelineView(msgspec.Struct, kw_only=True):
     name: str = ""
     url: str | None = None
     updated_at: float
+    started_at: float | None = None
 
 
 class TicketView(msgspec.Struct, kw_only=True):
@@ -345,6 +359,8 @@ class TicketView(msgspec.Struct, kw_only=True):
     assignee: str | None = None
     url: str
     updated_at: float
+    sprint: str | None = None  # the active (else the latest) sprint's name
+    due: str | None = None  # YYYY-MM-DD
 
 
 class SourceError(msgspec.Struct, kw_only=True):
@@ -353,8 +369,23 @@ class SourceError(msgspec.Struct, kw_only=True):
     suggestions: list[str] = []
 
 
+class SourceProblem(msgspec.Struct, kw_only=True):
+    """One part of a source that could not be read at the last poll: a repository, a GitLab
+    project, a query, or what an organisation's single sign-on hides. The rest was read."""
+
+    part: str
+    code: str
+    message: str
+    suggestions: list[str] = []
+
+
 class SourceView(msgspec.Struct, kw_only=True):
-    """How fresh one upstream's data is for a project, and why not if it is not."""
+    """How fresh one upstream instance's data is for a project, and why not if it is not.
+
+    `upstream` names the instance (`github`, or a named one such as `ghe`), `kind` what it is
+    (github, gitlab, jira, or plugin). Never fetched: `fetched_at` is None, and its lists are
+    not known. Fetched with `problems`: partly fetched, each problem naming the part it costs.
+    """
 
     upstream: str
     fetched_at: float | None = None
@@ -363,6 +394,9 @@ class SourceView(msgspec.Struct, kw_only=True):
     polling: bool = False
     stale: bool = False
     error: SourceError | None = None
+    kind: str = ""
+    host: str | None = None
+    problems: list[SourceProblem] = []
 
 
 class DeploymentView(msgspec.Struct, kw_only=True):
@@ -392,6 +426,10 @@ class ProjectView(msgspec.Struct, kw_only=True):
     sources: list[SourceView] = []
     environments: list[str] = []
     deployments: list[DeploymentView] = []
+    # For each list some source feeds (change_requests, pipelines, tickets): "complete" (every
+    # source feeding it was fetched whole), "partial" (some part or source is missing) or
+    # "unknown" (none was ever fetched: an empty list means nothing, not "none").
+    known: dict[str, str] = {}
 
 
 class SyncView(msgspec.Struct, kw_only=True):
@@ -435,6 +473,9 @@ class BranchView(msgspec.Struct, kw_only=True):
     branch: str
     change_request: ChangeRequestView | None = None
     pipeline: PipelineView | None = None
+    # As ProjectView.known for change requests: with "unknown", no change request means
+    # nothing yet, and with "partial" it may be in a part that could not be read.
+    known: str = "complete"
 
 
 class StateInfo(msgspec.Struct, kw_only=True):
@@ -469,6 +510,8 @@ class PollResult(msgspec.Struct, kw_only=True):
     change_requests: int = 0
     pipelines: int = 0
     tickets: int = 0
+    problems: list[SourceProblem] = []  # outcome ok, but these parts could not be read
+    kind: str = ""  # as SourceView.kind
 
 
 class RefreshReport(_Reply, tag="refresh"):

@@ -28,8 +28,9 @@ class Style:
 
 # How a CI state reads, and its colour.
 _CI = {
-    "failure": ("✗ failing", "red"), "running": ("● running", "yellow"),
-    "pending": ("○ pending", "yellow"), "canceled": ("⊘ canceled", "dim"),
+    "failure": ("✗ failing", "red"), "stuck": ("◌ stuck", "red"),
+    "running": ("● running", "yellow"), "pending": ("○ pending", "yellow"),
+    "manual": ("▷ manual", "yellow"), "canceled": ("⊘ canceled", "dim"),
     "success": ("✓ passing", "green"), "skipped": ("- skipped", "dim"), "none": ("· no CI", "dim"),
 }
 _REVIEW = {"approved": ("approved", "green"), "changes_requested": ("changes requested", "red"),
@@ -209,9 +210,16 @@ def _branch(branch: dict | None, style: Style) -> list[str]:
         return []
     lines = []
     change = branch.get("change_request")
+    known = branch.get("known", "complete")
     if change:
         lines.append(f"          {change['ref']} {_clip(change['title'], 48)}  "
                      f"{_review(change['review'], style).strip()}  {_ci(change.get('ci'), style)}")
+    elif known == "unknown":
+        lines.append(style.paint("dim", f"          change request for {branch['branch']}: not "
+                                        "known yet (nothing fetched so far)"))
+    elif known == "partial":
+        lines.append(style.paint("dim", f"          no open change request for "
+                                        f"{branch['branch']} in what could be read"))
     else:
         lines.append(style.paint("dim", f"          no open change request for "
                                         f"{branch['branch']}"))
@@ -247,7 +255,9 @@ def _upstreams(project: dict, style: Style, now: float) -> list[str]:
                          f" {role:<8} {_review(change['review'], style)} "
                          f"{_ci(change.get('ci'), style)}{draft}")
         if not change_requests:
-            lines.append(style.paint("dim", "    none open for you"))
+            lines.append(style.paint("dim", "    " + _nothing(
+                (project.get("known") or {}).get("change_requests", "complete"),
+                "none open for you")))
         pipelines = project.get("pipelines") or []
         if pipelines:
             lines.append(_heading("CI on my branches that needs a look", [], style))
@@ -259,7 +269,8 @@ def _upstreams(project: dict, style: Style, now: float) -> list[str]:
                              f"{style.paint('dim', age(now - pipeline['updated_at']))}")
     if ticket_sources:
         lines.append(_heading("Tickets", [f"{u} {ages[u]}" for u in ticket_sources], style))
-        lines += _tickets(project.get("tickets") or [], project.get("ticket_counts") or {}, style)
+        lines += _tickets(project.get("tickets") or [], project.get("ticket_counts") or {}, style,
+                          (project.get("known") or {}).get("tickets", "complete"))
     for upstream in plugin_sources:
         if upstream not in code_sources and upstream not in ticket_sources:
             lines.append(_heading(upstream, [ages[upstream]], style))
@@ -272,13 +283,29 @@ def _upstreams(project: dict, style: Style, now: float) -> list[str]:
             lines.append(style.paint("red", f"  ! {source['upstream']}: {error['message']}")
                          + style.paint("dim", kept))
             lines += [f"      try: {s}" for s in error.get("suggestions", [])]
+        for problem in source.get("problems") or []:
+            # One part that could not be read: named, the rest of the source still shows.
+            part = "" if problem["part"] == "*" else f"{problem['part']}: "
+            lines.append(style.paint("red", f"  ! {source['upstream']}: {part}"
+                                            f"{problem['message']}"))
+            lines += [f"      try: {s}" for s in problem.get("suggestions", [])]
     return lines
 
 
-def _tickets(tickets: list[dict], counts: dict[str, int], style: Style) -> list[str]:
+def _nothing(known: str, none: str) -> str:
+    """What an empty list means: none, none among what could be read, or not known yet."""
+    if known == "unknown":
+        return "not fetched yet"
+    if known == "partial":
+        return f"{none} in what could be read"
+    return none
+
+
+def _tickets(tickets: list[dict], counts: dict[str, int], style: Style,
+             known: str = "complete") -> list[str]:
     """Tickets by status, in the daemon's order (in progress, to do, done; newest first)."""
     if not tickets:
-        return [style.paint("dim", "    none")]
+        return [style.paint("dim", "    " + _nothing(known, "none"))]
     by_status: dict[str, list[dict]] = {}
     for ticket in tickets:
         by_status.setdefault(ticket["status"], []).append(ticket)
@@ -301,12 +328,15 @@ def _heading(title: str, ages: list[str], style: Style) -> str:
 
 
 def _freshness(source: dict, now: float) -> str:
-    """`12 s ago`, `polling…`, `stale, 2 h ago`, or `not fetched yet`."""
+    """`12 s ago`, `polling…`, `stale, 2 h ago`, `12 s ago, partly fetched` or
+    `not fetched yet`."""
     if source.get("polling") and not source.get("fetched_at"):
         return "polling…"
     if not source.get("fetched_at"):
         return "not fetched yet" + (" (failing)" if source.get("error") else "")
     text = age(now - source["fetched_at"])
+    if source.get("problems"):
+        text += ", partly fetched"
     return f"stale, {text}" if source.get("stale") else text
 
 
@@ -318,10 +348,18 @@ def refresh(results: list[dict], stream: object = None) -> str:
         head = f"{result['project']:<12} {result['upstream']:<7}"
         if result["outcome"] == "ok":
             found = [_count(result["change_requests"], "change request"),
-                     _count(result["pipelines"], "pipeline")] if result["upstream"] != "jira" \
+                     _count(result["pipelines"], "pipeline")] \
+                if result.get("kind", result["upstream"]) != "jira" \
                 else [_count(result["tickets"], "ticket")]
             took = style.paint("dim", f"{result['elapsed']:.2f} s")
-            lines.append(f"{head} {style.paint('green', 'ok')}     {', '.join(found)}  {took}")
+            problems = result.get("problems") or []
+            outcome = style.paint("yellow", "partly") if problems else \
+                style.paint("green", "ok") + "    "
+            lines.append(f"{head} {outcome} {', '.join(found)}  {took}")
+            for problem in problems:
+                part = "" if problem["part"] == "*" else f"{problem['part']}: "
+                lines.append(f"{' ' * 21}{style.paint('red', '!')} {part}{problem['message']}")
+                lines += [f"{' ' * 23}try: {s}" for s in problem.get("suggestions", [])]
         elif result["outcome"] == "pending":
             lines.append(f"{head} {style.paint('yellow', 'still polling')}: `projctl status` "
                          "shows it when it is done")

@@ -21,8 +21,11 @@ PollSeconds = Annotated[float, msgspec.Meta(ge=10, le=86400)]
 _URL = r"^https?://[^\s/]+[^\s]*$"
 # The same shape as _URL, kept apart so that its error can show a GitLab example.
 _GITLAB_URL = r"^(https?://[^\s/]+[^\s]*)$"
-_GITHUB_REPO = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
-_GITLAB_PROJECT = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$"
+# A repository or project may name the instance it lives on first: "ghe:acme/web".
+_INSTANCE_PREFIX = r"([a-z][a-z0-9-]{0,31}:)?"
+_GITHUB_REPO = rf"^{_INSTANCE_PREFIX}[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+_GITLAB_PROJECT = rf"^{_INSTANCE_PREFIX}([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+|[0-9]+)$"
+_INSTANCE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _OPTIONAL_URL = r"^(https?://[^\s/]+[^\s]*)?$"
 _HUB_URL = r"^((https?)://[^\s/]+[^\s]*)?$"  # _OPTIONAL_URL's shape, with its own example
 _WEBHOOK_URL = r"^(https?://[^\s/]+[^\s]*|)$"  # _OPTIONAL_URL's shape, with its own example
@@ -38,8 +41,10 @@ _PATTERN_MEANING = {
     _GITLAB_URL: 'an http(s) URL, e.g. "https://gitlab.example.com"',
     _OPTIONAL_URL: 'an http(s) URL, e.g. "https://acme.atlassian.net"',
     _HUB_URL: 'the hub\'s http(s) URL, e.g. "https://hub.example.com" or "http://10.0.0.5:8470"',
-    _GITHUB_REPO: 'OWNER/NAME, e.g. "acme/web"',
-    _GITLAB_PROJECT: 'a project path with its groups, e.g. "acme/platform/api", or its numeric id',
+    _GITHUB_REPO: 'OWNER/NAME, e.g. "acme/web", or INSTANCE:OWNER/NAME for another GitHub, '
+                  'e.g. "ghe:acme/web"',
+    _GITLAB_PROJECT: 'a project path with its groups, e.g. "acme/platform/api", or its numeric id '
+                     '(INSTANCE:PATH for another GitLab)',
     _WEBHOOK_URL: 'a webhook URL, e.g. "https://hooks.slack.com/services/T0/B0/XXXX"',
     _LISTEN: 'a port on loopback, e.g. "9464", or an address and port, e.g. "0.0.0.0:9464"',
     _PLUGIN_MODULE: 'a module path, e.g. "mypkg.plugin" or "mypkg.plugin:object"',
@@ -65,6 +70,8 @@ class PollingConfig(_Section):
     idle_after: PollSeconds = 1800.0
     max_backoff: PollSeconds = 900.0
     request_timeout: Seconds = 10.0
+    # CI running or pending longer than this is shown as stuck and no longer speeds polling.
+    stuck_after: Annotated[float, msgspec.Meta(ge=600, le=30 * 86400)] = 43200.0
 
 
 class UpstreamConfig(_Section):
@@ -93,6 +100,45 @@ class JiraConfig(UpstreamConfig):
     email: str = ""
     token_env: str = "JIRA_API_TOKEN"
     interval: PollSeconds = 300.0
+    # Jira Cloud and Data Center (or Server) answer searches differently; "auto" asks the site.
+    flavour: Literal["auto", "cloud", "data-center"] = "auto"
+
+
+Kind = Literal["github", "gitlab", "jira"]
+KINDS: tuple[Kind, ...] = ("github", "gitlab", "jira")
+SECTIONS: dict[str, type[UpstreamConfig]] = {
+    "github": GitHubConfig, "gitlab": GitLabConfig, "jira": JiraConfig}
+
+
+class Instance(msgspec.Struct, frozen=True):
+    """One upstream host: the default `github`, `gitlab` and `jira`, or a named extra one."""
+
+    name: str
+    kind: Kind
+    section: UpstreamConfig  # the GitHubConfig, GitLabConfig or JiraConfig of its kind
+
+    @property
+    def interval(self) -> float:
+        return self.section.interval  # type: ignore[attr-defined]
+
+    @property
+    def table(self) -> str:
+        """Its table in the config file: `github`, or `github.ghe` for a named instance."""
+        return self.kind if self.name == self.kind else f"{self.kind}.{self.name}"
+
+    @property
+    def title(self) -> str:
+        """How messages name it: `GitHub`, or `GitHub ghe` for a named instance."""
+        brand = {"github": "GitHub", "gitlab": "GitLab", "jira": "Jira"}[self.kind]
+        return brand if self.name == self.kind else f"{brand} {self.name}"
+
+    @property
+    def url(self) -> str:
+        section = self.section
+        if isinstance(section, GitHubConfig):
+            return section.api_url
+        assert isinstance(section, GitLabConfig | JiraConfig)
+        return section.url
 
 
 class SyncConfig(UpstreamConfig):
@@ -121,17 +167,41 @@ class ProjectConfig(_Section):
     paths: list[str] = []
     github: list[GitHubRepo] = []
     gitlab: list[GitLabProject] = []
-    jira: str = ""
+    # The JQL for the default Jira site, or a JQL per Jira instance: {ops = "project = OPS"}.
+    jira: str | dict[str, str] = ""
     environments: Annotated[list[EnvironmentName], msgspec.Meta(min_length=1)] = \
         msgspec.field(default_factory=lambda: ["development", "staging", "production"])
     deploy: str = ""
 
     def upstreams(self) -> list[str]:
-        """The upstreams this project polls, in the order status shows them."""
-        return [name for name in UPSTREAMS if getattr(self, name)]
+        """The instances this project polls, in the order status shows them."""
+        names: list[str] = []
+        for kind in KINDS:
+            for instance in self._parts(kind):
+                if instance not in names:
+                    names.append(instance)
+        return names
 
+    def parts(self, instance: str) -> list[str]:
+        """What this project polls on `instance`: repositories, project paths, or one JQL."""
+        for kind in KINDS:
+            if instance in (found := self._parts(kind)):
+                return found[instance]
+        return []
 
-UPSTREAMS = ("github", "gitlab", "jira")
+    def _parts(self, kind: Kind) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        if kind == "jira":
+            queries = {"jira": self.jira} if isinstance(self.jira, str) else self.jira
+            for name, jql in queries.items():
+                if jql:
+                    found.setdefault(name, []).append(jql)
+            return found
+        for entry in getattr(self, kind):
+            name, colon, path = entry.partition(":")
+            instance, part = (name, path) if colon else (kind, entry)
+            found.setdefault(instance, []).append(part)
+        return found
 
 
 class PluginsConfig(_Section):
@@ -184,6 +254,16 @@ class Config(_Section):
     projects: dict[str, ProjectConfig] = {}
     # Loaded by the workflow engine, which checks conditions and templates with line numbers.
     workflows: dict[str, Workflow] = {}
+    # Named extra instances, from the sub-tables of [github], [gitlab] and [jira].
+    extra_instances: dict[str, Instance] = {}
+
+    def instances(self) -> dict[str, Instance]:
+        """Every instance by name: the three defaults, then the named ones."""
+        found = {kind: Instance(kind, kind, getattr(self, kind)) for kind in KINDS}
+        return {**found, **self.extra_instances}
+
+    def instance(self, name: str) -> Instance:
+        return self.instances()[name]
 
 
 def load_config(path: str) -> Config:
@@ -204,7 +284,11 @@ def load_config(path: str) -> Config:
     # Projects are validated one by one so that an error can name the project it is in.
     raw_projects = raw.pop("projects", {})
     raw_workflows = raw.pop("workflows", None)
-    config = _convert(path, raw, Config, "")
+    if "extra_instances" in raw:
+        raise _error(path, "extra_instances", "unknown key; another GitHub, GitLab or Jira "
+                     'is a table inside its kind\'s, e.g. [github.ghe] api_url = "..."')
+    extra = _extra_instances(path, raw)
+    config = msgspec.structs.replace(_convert(path, raw, Config, ""), extra_instances=extra)
     if not isinstance(raw_projects, dict):
         raise _error(path, "projects", f"expected a table, got {_toml_type(raw_projects)}")
     projects = {}
@@ -232,14 +316,55 @@ def load_config(path: str) -> Config:
     return config
 
 
+def _extra_instances(path: str, raw: dict) -> dict[str, Instance]:
+    """The sub-tables of [github], [gitlab] and [jira], taken out of `raw`: each is another
+    instance of that kind, named by its key ([github.ghe] is instance `ghe`)."""
+    found: dict[str, Instance] = {}
+    for kind in KINDS:
+        table = raw.get(kind)
+        if not isinstance(table, dict):
+            continue
+        for name in [key for key, value in table.items() if isinstance(value, dict)]:
+            where = f"{kind}.{name}"
+            if not _INSTANCE_NAME.match(name) or name in KINDS:
+                raise _error(path, where, "an instance name is 1-32 lowercase letters, digits "
+                             "or `-`, starting with a letter, and not github, gitlab or jira")
+            if name in found:
+                raise _error(path, where, f"the name {name} is taken by "
+                             f"[{found[name].kind}.{name}]; instance names are unique")
+            section_type = SECTIONS[kind]
+            section_raw = table.pop(name)
+            # Another host never gets the default instance's token by accident.
+            section_raw.setdefault("token_env", _token_env(name))
+            section = _convert(path, section_raw, section_type, where)
+            found[name] = Instance(name, kind, section)  # type: ignore[arg-type]
+    return found
+
+
+def _token_env(instance: str) -> str:
+    """The default token variable of a named instance: `ghe` reads $GHE_TOKEN."""
+    return re.sub(r"[^A-Z0-9]", "_", instance.upper()) + "_TOKEN"
+
+
 def _check_upstreams(path: str, config: Config) -> None:
-    """What the schema cannot say: Jira needs a URL, and a token in a file needs a private file."""
-    if config.jira.url == "":
-        for name, project in config.projects.items():
-            if project.jira:
-                raise _error(path, f"projects.{name}.jira",
-                             "a JQL query needs the Jira site: set `url` in [jira], "
-                             'e.g. url = "https://acme.atlassian.net"')
+    """What the schema cannot say: each instance a project names exists and has what it needs,
+    and a token in a file needs a private file."""
+    instances = config.instances()
+    for name, project in config.projects.items():
+        for kind in KINDS:
+            for instance in project._parts(kind):
+                known = instances.get(instance)
+                key = f"projects.{name}.{kind}"
+                if known is None or known.kind != kind:
+                    others = [i for i, found in instances.items()
+                              if found.kind == kind and i != kind]
+                    raise _error(path, key, f"no {kind} instance named {instance!r}: add "
+                                 f"[{kind}.{instance}] with its URL" + (
+                                     f" (known: {', '.join(others)})" if others else ""))
+                if isinstance(known.section, JiraConfig) and not known.section.url:
+                    table = "jira" if instance == "jira" else f"jira.{instance}"
+                    raise _error(path, key, f"a JQL query needs the Jira site: set `url` in "
+                                 f'[{table}], e.g. url = "https://acme.atlassian.net"')
     for name, project in config.projects.items():
         if project.deploy:
             try:
@@ -247,7 +372,9 @@ def _check_upstreams(path: str, config: Config) -> None:
             except ValueError as exc:
                 raise _error(path, f"projects.{name}.deploy",
                              f"cannot split the command into arguments: {exc}") from None
-    inline = [name for name in (*UPSTREAMS, "sync") if getattr(config, name).token]
+    inline = [name if name in KINDS else f"{instance.kind}.{name}"
+              for name, instance in instances.items() if instance.section.token]
+    inline += ["sync"] if config.sync.token else []
     if inline:
         mode = os.stat(path).st_mode & 0o777
         if mode & 0o077:

@@ -54,9 +54,10 @@ class StoreError(ProjctlError):
 class UpstreamError(ProjctlError):
     """A poll of one upstream failed; `retryable` faults (5xx, timeouts, unreachable) back off.
 
-    Codes: auth, forbidden, not_found, rate_limited, unreachable, timeout, server_error,
-    rejected (another 4xx), malformed (a body we cannot read), token (no token or its command
-    failed).
+    Codes: auth, forbidden, saml (an organisation's single sign-on hides it), not_found,
+    rate_limited, unreachable, timeout, server_error, rejected (another 4xx), malformed (a body
+    we cannot read), token (no token or its command failed), truncated (more than the bounds
+    allow, as a part's problem).
     """
 
     code = "upstream"

@@ -9,7 +9,13 @@ import pytest
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
 from projctld.upstream.providers import github, gitlab
 from projctld.upstream.providers.github import _CheckRun, _Contexts, _Rollup, _Run, _StatusContext
-from projctld.upstream.providers.model import CI_STATES, Snapshot, latest_per_branch, most_urgent
+from projctld.upstream.providers.model import (
+    CI_STATES,
+    Snapshot,
+    latest_per_branch,
+    most_urgent,
+    stuck_state,
+)
 
 PR_URL = "https://github.com/acme/web/pull/7"
 T0 = 1_700_000_000.0
@@ -19,8 +25,8 @@ T0 = 1_700_000_000.0
 
 
 def test_most_urgent_follows_the_documented_order() -> None:
-    assert CI_STATES == ("failure", "running", "pending", "canceled", "success", "skipped",
-                         "none")
+    assert CI_STATES == ("failure", "stuck", "running", "pending", "manual", "canceled",
+                         "success", "skipped", "none")
     for rank, state in enumerate(CI_STATES):
         assert most_urgent(CI_STATES[rank:]) == state
         assert most_urgent(reversed(CI_STATES[rank:])) == state
@@ -131,17 +137,36 @@ def change_request(*, mine: bool, ci: CiView | None) -> ChangeRequestView:
                              target_branch="main", ci=ci, mine=mine, updated_at=T0)
 
 
+STUCK_AFTER = 12 * 3600.0
+
+
 @pytest.mark.parametrize("state", ["running", "pending"])
 def test_ci_running_for_my_pipelines(state: str) -> None:
     snapshot = Snapshot(pipelines=[run("b", "success", T0 + 1), run("c", state, T0)])
 
-    assert snapshot.ci_running() is True
+    assert snapshot.ci_running(T0 + 60, STUCK_AFTER) is True
 
 
 @pytest.mark.parametrize("state", ["running", "pending"])
 def test_ci_running_for_my_change_requests(state: str) -> None:
     assert Snapshot(change_requests=[
-        change_request(mine=True, ci=CiView(state=state))]).ci_running() is True
+        change_request(mine=True, ci=CiView(state=state))]).ci_running(
+            T0 + 60, STUCK_AFTER) is True
+
+
+@pytest.mark.parametrize("state", ["running", "pending"])
+def test_ci_unfinished_for_longer_than_stuck_after_is_stuck_and_does_not_speed_polling(
+        state: str) -> None:
+    # A pipeline "running" since 2016 was seen in the field: waiting faster will not help.
+    old = PipelineView(upstream="gitlab", repo="g/p", branch="b", state=state, updated_at=T0,
+                       started_at=T0)
+    assert Snapshot(pipelines=[old]).ci_running(T0 + STUCK_AFTER + 1, STUCK_AFTER) is False
+    assert Snapshot(pipelines=[old]).ci_running(T0 + STUCK_AFTER - 1, STUCK_AFTER) is True
+    assert stuck_state(state, T0, T0 + STUCK_AFTER + 1, STUCK_AFTER) == "stuck"
+    assert stuck_state("failure", T0, T0 + 10 * STUCK_AFTER, STUCK_AFTER) == "failure"
+    mine = change_request(mine=True, ci=CiView(state=state, started_at=T0))
+    assert Snapshot(change_requests=[mine]).ci_running(T0 + STUCK_AFTER + 1,
+                                                       STUCK_AFTER) is False
 
 
 @pytest.mark.parametrize(
@@ -157,7 +182,7 @@ def test_ci_running_for_my_change_requests(state: str) -> None:
     ],
 )
 def test_ci_not_running(snapshot: Snapshot) -> None:
-    assert snapshot.ci_running() is False
+    assert snapshot.ci_running(T0 + 60, STUCK_AFTER) is False
 
 
 # GitHub: the status check rollup of a pull request's head commit.

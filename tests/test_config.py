@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from projctld.config import Config, ProjectConfig, load_config
+from projctld.config import Config, GitHubConfig, ProjectConfig, load_config
 from projctld.errors import ConfigError
 from projctld.team.workflows import load_table
 
@@ -97,9 +97,14 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     raw = tomllib.loads(uncommented)
 
     defaults = Config()
+    derived = ("extra_instances",)  # from the sub-tables of [github], [gitlab], [jira]
     sections = [name for name in Config.__struct_fields__
-                if name not in ("projects", "workflows")]
-    assert set(raw) == set(Config.__struct_fields__)
+                if name not in ("projects", "workflows", *derived)]
+    assert set(raw) | set(derived) == set(Config.__struct_fields__)
+    # Another instance of an upstream is a table inside its kind's, with that kind's keys.
+    (extra_name,) = [key for key, value in raw["github"].items() if isinstance(value, dict)]
+    extra = raw["github"].pop(extra_name)
+    assert set(extra) <= set(GitHubConfig.__struct_fields__)
     for section in sections:
         assert set(raw[section]) == set(type(getattr(defaults, section)).__struct_fields__)
         for key, value in raw[section].items():

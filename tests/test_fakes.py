@@ -745,7 +745,8 @@ def test_jira_search_by_post_and_without_fields(jc: httpx.Client, data: Dataset)
     updated = [i["fields"]["updated"] for i in page["issues"]]
     assert updated == sorted(updated) and updated[0].endswith("+0000")
     assert set(page["issues"][0]["fields"]) == {
-        "summary", "status", "priority", "issuetype", "updated", "assignee", "project"}
+        "summary", "status", "priority", "issuetype", "updated", "assignee", "project",
+        "duedate", "customfield_10020"}
     # Without fields the enhanced search returns ids alone, as Jira Cloud does.
     bare = jc.post("/rest/api/3/search/jql", json={"jql": "project = WEB"}).json()
     assert bare["issues"][0] == {"id": bare["issues"][0]["id"]}

@@ -87,8 +87,20 @@ def test_running_ci_of_mine_polls_soon(db) -> None:
     clock.now += 3600  # idle
     source = polls.sources[KEY]
     source.snapshot = Snapshot(pipelines=[PipelineView(
-        upstream="github", repo="acme/web", branch="b", state="running", updated_at=1.0)])
+        upstream="github", repo="acme/web", branch="b", state="running",
+        updated_at=clock.now - 60, started_at=clock.now - 600)])
     assert polls.delay(source) <= RUNNING_CI_INTERVAL * 1.11
+
+
+def test_ci_running_longer_than_stuck_after_does_not_speed_polling(db) -> None:
+    polls, _, clock = poller(db)
+    clock.now += 3600  # idle
+    source = polls.sources[KEY]
+    # Running for days: stuck (a pipeline pending since 2016 was seen in the field).
+    source.snapshot = Snapshot(pipelines=[PipelineView(
+        upstream="github", repo="acme/web", branch="b", state="running",
+        updated_at=clock.now - 3 * 86400, started_at=clock.now - 3 * 86400)])
+    assert within_jitter(polls.delay(source), 60.0 * IDLE_FACTOR)
 
 
 def test_failures_back_off_doubling_up_to_max_backoff(db) -> None:

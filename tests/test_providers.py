@@ -355,15 +355,19 @@ def test_gitlab_429_holds_and_says_when(tmp_path) -> None:
     assert caught.value.code == "rate_limited"
 
 
-def test_gitlab_unknown_project_names_the_config_key(tmp_path) -> None:
+def test_gitlab_unknown_project_costs_only_itself_and_names_the_config_key(tmp_path) -> None:
+    # GitLab answers 404 {"message": "404 Project Not Found"} for a path it does not know (or
+    # the token cannot see): that project is a problem, the others' data stays.
     with world() as up:
         config = one_project(up)
+        good = list(config.projects["web"].gitlab)
         config.projects["web"].gitlab.append("acme/nowhere/gone")
-        with pytest.raises(UpstreamError) as caught:
-            Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
-    assert caught.value.code == "not_found"
-    assert "acme/nowhere/gone" in caught.value.message
-    assert any("under `gitlab`" in s for s in caught.value.suggestions)
+        snapshot = Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
+    (problem,) = snapshot.problems
+    assert (problem.part, problem.code) == ("acme/nowhere/gone", "not_found")
+    assert "acme/nowhere/gone" in problem.message
+    assert any("under `gitlab`" in s for s in problem.suggestions)
+    assert snapshot.change_requests and {cr.repo for cr in snapshot.change_requests} <= set(good)
 
 
 # Jira

@@ -94,7 +94,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         hub = HubClient(client, config.sync.hub, TokenSource("hub", "sync", config.sync)) \
             if config.sync.hub else None
         runner = SyncRunner(events, hub, clock, config.sync, list(config.projects))
-        segments = Segments(config.prompt, knowledge, poller, events, syncing=hub is not None)
+        segments = Segments(config.prompt, knowledge, poller, events, syncing=hub is not None,
+                            stuck_after=config.polling.stuck_after)
         prompt_files = PromptFiles(
             paths.prompt_dir(socket_path), segments, knowledge,
             [path for project in config.projects.values() for path in project.paths])

@@ -11,6 +11,7 @@ import msgspec
 
 from projctl_client.protocol import (
     BranchView,
+    ChangeRequestView,
     Checkout,
     CheckoutView,
     DaemonInfo,
@@ -26,11 +27,12 @@ from projctld.store.database import Database
 from projctld.team.sync.journal import Journal
 from projctld.team.sync.runner import SyncRunner
 from projctld.upstream.polling import Poller, Source, branch_upstream
+from projctld.upstream.providers.model import stuck_state
 
 # Deployments shown per environment: the latest, and enough before it to see a pattern.
 DEPLOYMENTS_PER_ENVIRONMENT = 3
-# Pipelines shown per project are the ones that need me: failed, or still going.
-_NEEDS_ATTENTION = ("failure", "running", "pending")
+# Pipelines shown per project are the ones that need me: failed, stuck, or still going.
+_NEEDS_ATTENTION = ("failure", "stuck", "running", "pending", "manual")
 _CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
 # How long a built view may be served again. What it derives from the clock (stale marks) and
 # what changes without a signal (a poll or a sync starting, last_seen_at) lags by at most this.
@@ -108,14 +110,14 @@ def build_status(ctx: ViewSources, here: Checkout | None, *,
         projects=[
             msgspec.structs.replace(
                 _project(name, project.paths, by_project[name], sources[name], now,
-                         tickets_per_status),
+                         tickets_per_status, ctx.config.polling.stuck_after),
                 environments=project.environments,
                 deployments=ctx.journal.store.deployments(name, DEPLOYMENTS_PER_ENVIRONMENT),
             )
             for name, project in ctx.config.projects.items()
         ],
         sync=ctx.runner.view(),
-        branch=_branch(current, sources),
+        branch=_branch(current, sources, now, ctx.config.polling.stuck_after),
         sandbox=ctx.sandbox,
         state=StateInfo(
             path=ctx.db.path,
@@ -133,8 +135,9 @@ def _view(row: CheckoutRow, project: str | None) -> CheckoutView:
 
 
 def _project(name: str, paths: list[str], checkouts: list[CheckoutView], sources: list[Source],
-             now: float, tickets_per_status: int | None) -> ProjectView:
-    change_requests = [cr for s in sources for cr in s.snapshot.change_requests]
+             now: float, tickets_per_status: int | None, stuck_after: float) -> ProjectView:
+    change_requests = [_settled(cr, now, stuck_after)
+                       for s in sources for cr in s.snapshot.change_requests]
     # Work in progress first, then to do, then done; newest first within each.
     tickets = sorted((t for s in sources for t in s.snapshot.tickets),
                      key=lambda t: (_CATEGORY_ORDER.get(t.category, 3), -t.updated_at))
@@ -145,15 +148,52 @@ def _project(name: str, paths: list[str], checkouts: list[CheckoutView], sources
         tickets = _first_per_status(tickets, tickets_per_status)
     # Mine first, then those waiting for my review, then the rest; newest first within each.
     change_requests.sort(key=lambda cr: (not cr.mine, not cr.review_requested, -cr.updated_at))
+    pipelines = [msgspec.structs.replace(p, state=stuck_state(
+        p.state, p.started_at or p.updated_at, now, stuck_after))
+        for s in sources for p in s.snapshot.pipelines]
     return ProjectView(
         name=name, paths=paths, checkouts=checkouts,
         change_requests=change_requests,
-        pipelines=[p for s in sources for p in s.snapshot.pipelines
-                   if p.state in _NEEDS_ATTENTION],
+        pipelines=[p for p in pipelines if p.state in _NEEDS_ATTENTION],
         tickets=tickets,
         ticket_counts=counts,
         sources=[s.view(now) for s in sources],
+        known=_known(sources),
     )
+
+
+def _settled(change: ChangeRequestView, now: float, stuck_after: float) -> ChangeRequestView:
+    """The change request with CI that has not finished for too long shown as stuck."""
+    ci = change.ci
+    if ci is None:
+        return change
+    state = stuck_state(ci.state, ci.started_at or change.updated_at, now, stuck_after)
+    if state == ci.state:
+        return change
+    return msgspec.structs.replace(change, ci=msgspec.structs.replace(ci, state=state))
+
+
+# The lists each kind of source feeds; a plugin's upstream may bring any of them.
+_FEEDS = {"github": ("change_requests", "pipelines"), "gitlab": ("change_requests", "pipelines"),
+          "jira": ("tickets",)}
+_LISTS = ("change_requests", "pipelines", "tickets")
+
+
+def _known(sources: list[Source]) -> dict[str, str]:
+    """How much of each list is known: a list that no source fed yet is `unknown`, not empty."""
+    known: dict[str, str] = {}
+    for name in _LISTS:
+        feeding = [s for s in sources if name in _FEEDS.get(s.kind, _LISTS)]
+        if not feeding:
+            continue
+        fetched = [s for s in feeding if s.fetched_at is not None]
+        if not fetched:
+            known[name] = "unknown"
+        elif len(fetched) < len(feeding) or any(s.snapshot.problems for s in fetched):
+            known[name] = "partial"
+        else:
+            known[name] = "complete"
+    return known
 
 
 def _first_per_status(tickets: list[TicketView], limit: int) -> list[TicketView]:
@@ -166,7 +206,8 @@ def _first_per_status(tickets: list[TicketView], limit: int) -> list[TicketView]
     return kept
 
 
-def _branch(current: CheckoutView | None, sources: dict[str, list[Source]]) -> BranchView | None:
+def _branch(current: CheckoutView | None, sources: dict[str, list[Source]], now: float,
+            stuck_after: float) -> BranchView | None:
     """The current branch's change request and latest CI, when its project polls upstreams."""
     if current is None or current.project is None or current.branch is None:
         return None
@@ -174,5 +215,11 @@ def _branch(current: CheckoutView | None, sources: dict[str, list[Source]]) -> B
     if not project_sources:
         return None
     change_request, pipeline = branch_upstream(current.branch, project_sources)
+    if change_request is not None:
+        change_request = _settled(change_request, now, stuck_after)
+    if pipeline is not None:
+        pipeline = msgspec.structs.replace(pipeline, state=stuck_state(
+            pipeline.state, pipeline.started_at or pipeline.updated_at, now, stuck_after))
     return BranchView(project=current.project, branch=current.branch,
-                      change_request=change_request, pipeline=pipeline)
+                      change_request=change_request, pipeline=pipeline,
+                      known=_known(project_sources).get("change_requests", "complete"))

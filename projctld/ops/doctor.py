@@ -8,6 +8,7 @@ the token itself.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -24,7 +25,17 @@ import httpx
 
 from projctl_client.protocol import CheckView, DoctorReport
 from projctld import __version__
-from projctld.config import Config, GitHubConfig, UpstreamConfig, load_config
+from projctld.config import (
+    KINDS,
+    SECTIONS,
+    Config,
+    GitHubConfig,
+    GitLabConfig,
+    Instance,
+    JiraConfig,
+    UpstreamConfig,
+    load_config,
+)
 from projctld.errors import ProjctlError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
@@ -87,10 +98,14 @@ async def run_checks(config_path: str, database: str, *, running: Config | None 
     first = await _guarded("config", config_check)
     config = running or next(iter(on_disk), None)
     async with httpx.AsyncClient(timeout=NETWORK_TIMEOUT, follow_redirects=True) as http:
+        # The three default instances always, then each named one (which exists to be used).
+        instances = config.instances() if config is not None else {
+            kind: Instance(kind, kind, SECTIONS[kind]()) for kind in KINDS}
         checks: list[tuple[str, Callable[[], Awaitable[Outcome]]]] = [
-            ("github", lambda: _upstream(config, "github", _github, http, config_path)),
-            ("gitlab", lambda: _upstream(config, "gitlab", _gitlab, http, config_path)),
-            ("jira", lambda: _upstream(config, "jira", _jira, http, config_path)),
+            (name, functools.partial(_upstream, config, instance, http, config_path))
+            for name, instance in instances.items()
+        ]
+        checks += [
             ("hub", lambda: _hub(config, http, config_path)),
             ("state database", lambda: anyio.to_thread.run_sync(_state_database, database)),
             ("systemd", _systemd),
@@ -166,17 +181,18 @@ def _clock(epoch: float) -> str:
 
 # -- GitHub, GitLab, Jira
 
-Check = Callable[[Config, httpx.AsyncClient, str], Awaitable[Outcome]]
-_NAMES = {"github": "GitHub", "gitlab": "GitLab", "jira": "Jira"}
-
-
-async def _upstream(config: Config | None, upstream: str, check: Check,
-                    http: httpx.AsyncClient, config_path: str) -> Outcome:
+async def _upstream(config: Config | None, instance: Instance, http: httpx.AsyncClient,
+                    config_path: str) -> Outcome:
     if config is None:
         return Outcome("skip", "the config does not load (see `config`)")
-    if not any(upstream in project.upstreams() for project in config.projects.values()):
-        return Outcome("skip", f"no project uses {_NAMES[upstream]}")
-    return await check(config, http, config_path)
+    if not any(instance.name in project.upstreams() for project in config.projects.values()):
+        return Outcome("skip", f"no project uses {instance.title}")
+    check = {"github": _github, "gitlab": _gitlab, "jira": _jira}[instance.kind]
+    outcome = await check(instance, http, config_path)
+    if instance.name == instance.kind:
+        return outcome
+    # A named instance's line says which host it checked.
+    return outcome._replace(detail=f"{httpx.URL(instance.url).host}: {outcome.detail}")
 
 
 async def _token(source: TokenSource) -> str:
@@ -241,20 +257,23 @@ def _github_web(section: GitHubConfig) -> str:
     return f"{api.scheme}://{host}"
 
 
-async def _github(config: Config, http: httpx.AsyncClient, config_path: str) -> Outcome:
-    section = config.github
-    source = TokenSource("GitHub", "github", section)
+async def _github(instance: Instance, http: httpx.AsyncClient, config_path: str) -> Outcome:
+    section = instance.section
+    assert isinstance(section, GitHubConfig)
+    source = TokenSource(instance.title, instance.table, section)
     if source.origin == f"`{section.token_command}`" and \
             section.token_command.split()[:1] == ["gh"]:
         new_token = "gh auth refresh --scopes repo  # then: projctl daemon restart"
     else:
         new_token = (f"create a token at {_github_web(section)}/settings/tokens/new?scopes=repo"
-                     f"&description=projctl, then {_store_token('github', section, config_path)}")
+                     f"&description=projctl, then "
+                     f"{_store_token(instance.table, section, config_path)}")
     token = await _token(source)
     response = await _get(
         http, section.api_url.rstrip("/") + "/user",
-        {**HEADERS["github"], **auth_headers("github", config)(token)}, name="GitHub",
-        source=source, new_token=new_token, url_key=f"api_url in [github] of {config_path}")
+        {**HEADERS["github"], **auth_headers(instance)(token)}, name=instance.title,
+        source=source, new_token=new_token,
+        url_key=f"api_url in [{instance.table}] of {config_path}")
     who = f"token from {source.origin} works for @{_json(response).get('login', '?')}"
     header = response.headers.get("x-oauth-scopes")
     if header is None:
@@ -273,17 +292,18 @@ async def _github(config: Config, http: httpx.AsyncClient, config_path: str) -> 
     return Outcome("ok", f"{who}; {has}")
 
 
-async def _gitlab(config: Config, http: httpx.AsyncClient, config_path: str) -> Outcome:
-    section = config.gitlab
-    source = TokenSource("GitLab", "gitlab", section)
+async def _gitlab(instance: Instance, http: httpx.AsyncClient, config_path: str) -> Outcome:
+    section = instance.section
+    assert isinstance(section, GitLabConfig)
+    source = TokenSource(instance.title, instance.table, section)
     site = section.url.rstrip("/")
     new_token = (f"create a token with the read_api scope at {site}/-/user_settings/"
                  f"personal_access_tokens?name=projctl&scopes=read_api, then "
-                 f"{_store_token('gitlab', section, config_path)}")
+                 f"{_store_token(instance.table, section, config_path)}")
     token = await _token(source)
-    headers = {**HEADERS["gitlab"], **auth_headers("gitlab", config)(token)}
-    fetch = {"name": "GitLab", "source": source, "new_token": new_token,
-             "url_key": f"url in [gitlab] of {config_path}"}
+    headers = {**HEADERS["gitlab"], **auth_headers(instance)(token)}
+    fetch = {"name": instance.title, "source": source, "new_token": new_token,
+             "url_key": f"url in [{instance.table}] of {config_path}"}
     response = await _get(http, f"{site}/api/v4/personal_access_tokens/self", headers,
                           passes=(403, 404), **fetch)
     if response.status_code in (403, 404):
@@ -316,20 +336,25 @@ def _date(value: object) -> date | None:
         return None
 
 
-async def _jira(config: Config, http: httpx.AsyncClient, config_path: str) -> Outcome:
-    section = config.jira
-    source = TokenSource("Jira", "jira", section)
-    where = _store_token("jira", section, config_path)
+async def _jira(instance: Instance, http: httpx.AsyncClient, config_path: str) -> Outcome:
+    section = instance.section
+    assert isinstance(section, JiraConfig)
+    source = TokenSource(instance.title, instance.table, section)
+    where = _store_token(instance.table, section, config_path)
     if section.email:
-        new_token = (f"check email in [jira] of {config_path}, or create an API token at "
-                     f"https://id.atlassian.com/manage-profile/security/api-tokens, then {where}")
+        new_token = (f"check email in [{instance.table}] of {config_path}, or create an API "
+                     f"token at https://id.atlassian.com/manage-profile/security/api-tokens, "
+                     f"then {where}")
     else:
-        new_token = f"create a personal access token in Jira's profile page, then {where}"
+        new_token = (f"create a personal access token in Jira's profile page (Profile > "
+                     f"Personal Access Tokens), then {where}")
     token = await _token(source)
+    # /rest/api/2 is served by Jira Cloud and Data Center alike; /rest/api/3 only by Cloud.
     response = await _get(
-        http, section.url.rstrip("/") + "/rest/api/3/myself",
-        {**HEADERS["jira"], **auth_headers("jira", config)(token)}, name="Jira",
-        source=source, new_token=new_token, url_key=f"url in [jira] of {config_path}")
+        http, section.url.rstrip("/") + "/rest/api/2/myself",
+        {**HEADERS["jira"], **auth_headers(instance)(token)}, name=instance.title,
+        source=source, new_token=new_token,
+        url_key=f"url in [{instance.table}] of {config_path}")
     me = _json(response).get("displayName", "?")
     return Outcome("ok", f"token from {source.origin} works for {me}; Jira lists no token's "
                          "permissions: `projctl refresh` shows whether each project's JQL "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from projctld.config import UPSTREAMS, Config, ProjectConfig
+from projctld.config import Config, ProjectConfig
 from projctld.errors import UpstreamError
 from projctld.plugins.threads import Abandoned, call_in_thread
 from projctld.upstream.providers.model import Snapshot
@@ -43,7 +43,7 @@ def problem(upstream: object, taken: set[str], config: Config) -> str | None:
         return f"returned {type(upstream).__name__}, not projctld.plugins.Upstream"
     if not _NAME.match(upstream.name):
         return f"upstream name {upstream.name!r} is not 1-32 lowercase letters, digits, _ or -"
-    if upstream.name in UPSTREAMS or upstream.name in taken:
+    if upstream.name in config.instances() or upstream.name in taken:
         return f"upstream name {upstream.name!r} is taken"
     if not MIN_INTERVAL <= upstream.interval <= MAX_INTERVAL:
         return f"upstream {upstream.name}: interval {upstream.interval!r} is not between " \

@@ -34,8 +34,11 @@ class PromptFacts(msgspec.Struct, frozen=True, kw_only=True):
     """What a prompt can show for one checkout and branch."""
 
     project: str
-    upstream: str | None = None  # of the branch's change request
+    upstream: str | None = None  # the kind of the branch's change request's upstream
     number: int | None = None
+    # False when no change request was found but none could be looked for yet (not fetched):
+    # {ref} then shows `?`, never the absence of one as a fact.
+    known: bool = True
     review: str = "none"
     ci: str = "none"
     waiting: int = 0
@@ -128,7 +131,8 @@ def _values(facts: PromptFacts, stale_marker: str) -> dict[str, tuple[str, str |
     sign = "!" if facts.upstream == "gitlab" else "#"
     return {
         "project": (facts.project, None),
-        "ref": (f"{sign}{facts.number}" if facts.number is not None else "", "cyan"),
+        "ref": (f"{sign}{facts.number}" if facts.number is not None
+                else "" if facts.known else "?", "cyan"),
         "number": (str(facts.number) if facts.number is not None else "", "cyan"),
         "review": _REVIEW.get(facts.review, ("", None)),
         "ci": _CI.get(facts.ci, ("", None)),

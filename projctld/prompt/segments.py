@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from projctld.config import PromptConfig
 from projctld.daemon.knowledge import Knowledge
 from projctld.prompt.format import PromptFacts, Style, Template, parse, render
 from projctld.store.events import EventStore
 from projctld.upstream.polling import Poller, Source, branch_upstream
+from projctld.upstream.providers.model import stuck_state
 
 
 class Segments:
     """Renders the configured format (or another) for any checkout the daemon can place."""
 
     def __init__(self, config: PromptConfig, knowledge: Knowledge, poller: Poller,
-                 events: EventStore, *, syncing: bool) -> None:
+                 events: EventStore, *, syncing: bool, stuck_after: float = 43200.0) -> None:
+        self._stuck_after = stuck_after
         self.template = parse(config.format)
         self.stale_marker = config.stale_marker
         self._knowledge = knowledge
@@ -39,16 +43,26 @@ class Segments:
         sources = self.sources(project)
         stale = any(source.view(now).stale for source in sources)
         change_request, pipeline = branch_upstream(branch, sources) if branch else (None, None)
+        stuck_after = self._stuck_after
+        if pipeline is not None:
+            pipeline = msgspec.structs.replace(pipeline, state=stuck_state(
+                pipeline.state, pipeline.started_at or pipeline.updated_at, now, stuck_after))
         # A change request's own CI is of its head commit; else the branch's latest pipeline.
         if change_request is not None and change_request.ci is not None:
-            ci = change_request.ci.state
+            ci = stuck_state(change_request.ci.state,
+                             change_request.ci.started_at or change_request.updated_at,
+                             now, stuck_after)
         else:
             ci = pipeline.state if pipeline else "none"
         if change_request is None:
-            return PromptFacts(project=project, ci=ci, waiting=waiting, stale=stale)
-        return PromptFacts(project=project, upstream=change_request.upstream,
-                           number=change_request.number, review=change_request.review,
-                           ci=ci, waiting=waiting, stale=stale)
+            # Looked for only if some source of change requests was ever fetched.
+            code = [s for s in sources if s.kind in ("github", "gitlab")]
+            known = not code or any(s.fetched_at is not None for s in code)
+            return PromptFacts(project=project, ci=ci, waiting=waiting, stale=stale,
+                               known=known or branch is None)
+        kind = next((s.kind for s in sources if s.upstream == change_request.upstream), None)
+        return PromptFacts(project=project, upstream=kind, number=change_request.number,
+                           review=change_request.review, ci=ci, waiting=waiting, stale=stale)
 
     def waiting(self) -> int:
         """Events on this device not yet on the hub; none wait without a hub to go to."""

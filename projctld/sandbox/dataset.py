@@ -9,7 +9,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 CiOutcome = Literal["success", "failure", "running", "pending"]
 
@@ -162,6 +162,9 @@ class Ticket:
     assignee_name: str | None
     updated_at: float
     project_key: str
+    # (name, state) of each sprint it was in, oldest first; state active, closed or future.
+    sprints: list[tuple[str, str]] = field(default_factory=list)
+    due: str | None = None  # YYYY-MM-DD
 
 
 @dataclass
@@ -476,14 +479,29 @@ def _tickets(rng: random.Random, data: Dataset, count: int, now: float) -> list[
             account = f"acc-{login}"
         else:
             account = name = None
+        key = f"{project}-{next(numbers[project])}"
         tickets.append(Ticket(
-            key=f"{project}-{next(numbers[project])}", summary=summary, status=status,
+            key=key, summary=summary, status=status,
             category=category, priority=rng.choices(*zip(*PRIORITIES, strict=True))[0],
             issue_type=kind, assignee_account_id=account, assignee_name=name,
             updated_at=now - min(30 * DAY, rng.expovariate(1 / (4 * DAY)) + 60),
-            project_key=project,
+            project_key=project, **_planning(key, category, now),
         ))
     return tickets
+
+
+def _planning(key: str, category: str, now: float) -> dict[str, Any]:
+    """Sprints and a due date for some tickets, derived from the key so that the random
+    stream (and so every other generated value) stays as it was."""
+    number = stable_id(key)
+    sprint = 40 + number % 3
+    sprints = [(f"Sprint {sprint - 1}", "closed")] if number % 5 == 0 else []
+    if category != "done" and number % 3:
+        sprints.append((f"Sprint {sprint}", "active"))
+    due = None
+    if number % 4 == 0:
+        due = time.strftime("%Y-%m-%d", time.gmtime(now + (number % 21 - 5) * DAY))
+    return {"sprints": sprints, "due": due}
 
 
 def _ids(rng: random.Random, start: int, max_step: int) -> Iterator[int]:

@@ -4,11 +4,16 @@ The scheduler (scheduler.py) calls `poll` and applies the delay it returns; a Re
 calls `refresh`. When to poll next:
 
 - the upstream's `interval`, halved while the user is active (a client request within
-  `polling.active_window`), and at most 15 s while CI of mine runs;
+  `polling.active_window`), and at most 15 s while CI of mine runs (but not CI that has run
+  for longer than `polling.stuck_after`: that is stuck, and waiting faster will not help);
 - four times the interval once no client has asked for `polling.idle_after` seconds;
 - after failures, doubling per failure up to `polling.max_backoff` (offline, 5xx, bad token),
   and never before a rate-limit hold ends;
 - always with ±10 % jitter, so that many daemons do not poll in step.
+
+A poll that read some parts and not others (a repository renamed, one the token lost) succeeds:
+the parts it read replace their data, each failed part keeps its last data and is named with
+its problem. Only a fault of the upstream itself fails the source, and keeps all of its data.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import anyio
 import msgspec
@@ -48,8 +54,10 @@ STALE_AFTER_INTERVALS = 3.0
 @dataclass
 class Source:
     project: str
-    upstream: str
+    upstream: str  # the instance's name
     interval: float
+    kind: str = "plugin"
+    host: str | None = None
     snapshot: Snapshot = field(default_factory=Snapshot)
     fetched_at: float | None = None
     attempted_at: float | None = None
@@ -66,6 +74,7 @@ class Source:
         return SourceView(
             upstream=self.upstream, fetched_at=self.fetched_at, attempted_at=self.attempted_at,
             next_poll_at=self.next_poll_at, polling=self.polling, stale=stale, error=self.error,
+            kind=self.kind, host=self.host, problems=self.snapshot.problems,
         )
 
 
@@ -83,8 +92,11 @@ class Poller:
         self.on_sooner: Callable[[Key, float], None] = lambda key, when: None
         # Called after every poll, whatever its outcome: what a prompt shows may have changed.
         self.on_polled: Callable[[], None] = lambda: None
+        instances = config.instances()
         self.sources: dict[Key, Source] = {
-            (name, upstream): Source(name, upstream, getattr(config, upstream).interval)
+            (name, upstream): Source(name, upstream, instances[upstream].interval,
+                                     kind=instances[upstream].kind,
+                                     host=_host(instances[upstream].url))
             for name, project in config.projects.items() for upstream in project.upstreams()
             if upstream in providers
         }
@@ -168,6 +180,8 @@ class Poller:
                 elapsed=elapsed.get(key, self._clock() - started),
                 error=source.error if finished else None,
                 change_requests=crs, pipelines=pipelines, tickets=tickets,
+                problems=source.snapshot.problems if finished else [],
+                kind=source.kind,
             ))
         return results
 
@@ -185,7 +199,7 @@ class Poller:
             delay = source.interval / 2
         else:
             delay = source.interval
-        if source.snapshot.ci_running():
+        if source.snapshot.ci_running(now, polling.stuck_after):
             delay = min(delay, RUNNING_CI_INTERVAL)
         return delay * random.uniform(1 - JITTER, 1 + JITTER)
 
@@ -206,6 +220,8 @@ class Poller:
                 code="internal", suggestions=["report this as a bug in projctl; the log has "
                                               "the details"]), started)
         else:
+            if snapshot.problems:
+                snapshot = keep_failed_parts(snapshot, source.snapshot)
             # as_of changes with every shared search; only the data decides a rewrite.
             changed = source.fetched_at is None or msgspec.structs.replace(
                 snapshot, as_of=None) != msgspec.structs.replace(source.snapshot, as_of=None)
@@ -240,6 +256,29 @@ class Poller:
             ), with_data=with_data)
         except StoreError as exc:  # the data stays in memory and is served from there
             log.warning("snapshot_save_failed", error=exc.message)
+
+
+def keep_failed_parts(snapshot: Snapshot, before: Snapshot) -> Snapshot:
+    """`snapshot`, plus what `before` held of each part that could not be read now: a part is
+    a repository or project path, or an owner (a single sign-on that hides an organisation)."""
+    failed = [problem.part for problem in snapshot.problems]
+
+    def of_failed(repo: str) -> bool:
+        return any(repo == part or repo.startswith(part + "/") for part in failed)
+
+    seen = {cr.url for cr in snapshot.change_requests}
+    return msgspec.structs.replace(
+        snapshot,
+        change_requests=snapshot.change_requests + [
+            cr for cr in before.change_requests if of_failed(cr.repo) and cr.url not in seen],
+        pipelines=snapshot.pipelines + [
+            p for p in before.pipelines if of_failed(p.repo)
+            and not any(q.repo == p.repo and q.branch == p.branch for q in snapshot.pipelines)],
+    )
+
+
+def _host(url: str) -> str | None:
+    return urlsplit(url).hostname or None
 
 
 def branch_upstream(branch: str, project_sources: list[Source]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 
 from projctld import __version__
-from projctld.config import Config
+from projctld.config import Config, GitHubConfig, GitLabConfig, Instance, JiraConfig
 from projctld.store.http_cache import HttpCache
 from projctld.upstream.providers.github import GitHub
 from projctld.upstream.providers.gitlab import GitLab
@@ -29,12 +29,13 @@ HEADERS = {
 }
 
 
-def auth_headers(upstream: str, config: Config) -> AuthHeaders:
-    """How `upstream` wants its token sent (the providers and `projctl doctor` alike)."""
-    if upstream == "gitlab" and config.gitlab.auth == "private-token":
+def auth_headers(instance: Instance) -> AuthHeaders:
+    """How an instance wants its token sent (the providers and `projctl doctor` alike)."""
+    section = instance.section
+    if isinstance(section, GitLabConfig) and section.auth == "private-token":
         return lambda token: {"PRIVATE-TOKEN": token}
-    if upstream == "jira" and config.jira.email:
-        email = config.jira.email
+    if isinstance(section, JiraConfig) and section.email:
+        email = section.email
 
         def basic(token: str) -> dict[str, str]:  # Jira Cloud: the email and an API token
             return {"Authorization": "Basic " + base64.b64encode(
@@ -45,11 +46,45 @@ def auth_headers(upstream: str, config: Config) -> AuthHeaders:
     return lambda token: {"Authorization": f"Bearer {token}"}
 
 
+def hints(instance: Instance) -> Hints:
+    """The advice for the faults a user can fix, in this instance's words."""
+    table, kind = instance.table, instance.kind
+    prefix = "" if instance.name == kind else f"{instance.name}:"
+    if kind == "github":
+        return Hints(
+            auth=[f"gh auth status  # or check ${instance.section.token_env}; then "
+                  "`projctl daemon restart`"],
+            forbidden=["give the token the `repo` scope (classic) or read access to "
+                       "pull requests, actions and commit statuses (fine-grained)"],
+            not_found=[f"check the names under `github` in your projects ({prefix}OWNER/NAME, "
+                       "as in the repository's URL)",
+                       "a private repository needs a token that can read it"],
+        )
+    if kind == "gitlab":
+        return Hints(
+            auth=[f"create a token with the `read_api` scope and export "
+                  f"${instance.section.token_env}; then `projctl daemon restart`"],
+            forbidden=["the token needs the `read_api` scope and access to the project"],
+            not_found=[f"check the paths under `gitlab` in your projects ({prefix}GROUP/"
+                       "SUBGROUP/NAME, as in the project's URL)"],
+        )
+    return Hints(
+        auth=[f"Jira Cloud: set `email` in [{table}] and an API token from "
+              f"id.atlassian.com in ${instance.section.token_env}",
+              f"Jira Data Center or Server: leave `email` empty in [{table}] and use a "
+              "personal access token"],
+        forbidden=["the account cannot browse the projects in the JQL"],
+        not_found=[f"check `url` in [{table}]: the site's address as your browser shows it"],
+        rejected=["check the project's `jira` JQL in Jira's issue search"],
+    )
+
+
 def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache,
                      clock: Callable[[], float] = time.time,
                      hosts: list[UpstreamHttp] | None = None) -> dict[str, Provider]:
-    """The providers that some project uses, keyed by upstream name; each one's HTTP side is
-    appended to `hosts` (for `projctl metrics`); `clock` is for benchmarks that compress time."""
+    """The providers of the instances some project uses, keyed by instance name; each one's
+    HTTP side is appended to `hosts` (for `projctl metrics`); `clock` is for benchmarks that
+    compress time. Instances on one host share its rate-limit governor."""
     used = {upstream for project in config.projects.values() for upstream in project.upstreams()}
     governors: dict[str, Governor] = {}
 
@@ -60,55 +95,26 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
 
     providers: dict[str, Provider] = {}
     built: list[UpstreamHttp] = []
-    if "github" in used:
-        section = config.github
+    for name, instance in config.instances().items():
+        if name not in used:
+            continue
         http = UpstreamHttp(
-            client, name="GitHub", governor=governor(section.api_url), cache=cache, clock=clock,
-            token=TokenSource("GitHub", "github", section),
-            auth_headers=auth_headers("github", config), headers=HEADERS["github"],
-            hints=Hints(
-                auth=["gh auth status  # or check $GITHUB_TOKEN; then projctl refresh"],
-                forbidden=["give the token the `repo` scope (classic) or read access to "
-                           "pull requests, actions and commit statuses (fine-grained)"],
-                not_found=["check the names under `github` in your projects "
-                           "(OWNER/NAME, as in the repository's URL)",
-                           "a private repository needs a token that can read it"],
-            ),
+            client, name=instance.title, governor=governor(instance.url), cache=cache,
+            clock=clock, token=TokenSource(instance.title, instance.table, instance.section),
+            auth_headers=auth_headers(instance), headers=HEADERS[instance.kind],
+            hints=hints(instance),
         )
-        repos = [repo for project in config.projects.values() for repo in project.github]
-        providers["github"] = GitHub(http, section, repos, clock=clock)
-        built.append(http)
-    if "gitlab" in used:
-        gitlab = config.gitlab
-        http = UpstreamHttp(
-            client, name="GitLab", governor=governor(gitlab.url), cache=cache, clock=clock,
-            token=TokenSource("GitLab", "gitlab", gitlab),
-            auth_headers=auth_headers("gitlab", config), headers=HEADERS["gitlab"],
-            hints=Hints(
-                auth=["create a token with the `read_api` scope and export $GITLAB_TOKEN"],
-                forbidden=["the token needs the `read_api` scope and access to the project"],
-                not_found=["check the paths under `gitlab` in your projects "
-                           "(GROUP/SUBGROUP/NAME, as in the project's URL)"],
-            ),
-        )
-        providers["gitlab"] = GitLab(http, gitlab)
-        built.append(http)
-    if "jira" in used:
-        jira = config.jira
-        http = UpstreamHttp(
-            client, name="Jira", governor=governor(jira.url), cache=cache, clock=clock,
-            token=TokenSource("Jira", "jira", jira), auth_headers=auth_headers("jira", config),
-            headers=HEADERS["jira"],
-            hints=Hints(
-                auth=["Jira Cloud: set `email` in [jira] and an API token from "
-                      "id.atlassian.com in $JIRA_API_TOKEN",
-                      "Jira Data Center: leave `email` empty and use a personal access token"],
-                forbidden=["the account cannot browse the projects in the JQL"],
-                not_found=["check `url` in [jira] (https://SITE.atlassian.net)"],
-                rejected=["check the `jira` JQL of the project in Jira's issue search"],
-            ),
-        )
-        providers["jira"] = Jira(http, jira)
+        section = instance.section
+        if isinstance(section, GitHubConfig):
+            repos = [repo for project in config.projects.values()
+                     for repo in project.parts(name)]
+            providers[name] = GitHub(http, section, repos, name=name, clock=clock,
+                                     stuck_after=config.polling.stuck_after)
+        elif isinstance(section, GitLabConfig):
+            providers[name] = GitLab(http, section, name=name)
+        else:
+            assert isinstance(section, JiraConfig)
+            providers[name] = Jira(http, section, name=name)
         built.append(http)
     if hosts is not None:
         hosts.extend(built)

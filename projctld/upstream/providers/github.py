@@ -1,50 +1,87 @@
-"""GitHub: my pull requests (GraphQL search) and my Actions runs per branch (REST, conditional).
+"""GitHub: my pull requests (GraphQL search) and my Actions runs per repository (REST, conditional).
 
-Cost is what decides the shape. Per-repository `pullRequests` connections cost about 6 points a
-poll for 15 repositories; two searches (`author:@me`, `review-requested:@me`) over every
-configured repository cost 2 whatever the number of repositories, and one search result serves
-every project for 0.9 of an interval (the snapshot's `as_of` says how old it is). Actions runs
-come from REST with ETags: unchanged, they answer 304, which costs nothing.
+Cost decides the shape. Four searches over every configured repository (`author:@me`,
+`review-requested:@me`, `assignee:@me`, `reviewed-by:@me`) cost 2 points a poll whatever the
+number of repositories (GitHub counts the connections a query could need, per hundred), and one
+search result serves every project for 0.9 of an interval (the snapshot's `as_of` says how old
+it is). Actions runs come from REST with ETags: unchanged, they answer 304, which costs nothing.
+
+GraphQL answers 200 with `data` and `errors` side by side, and each part is kept or named:
+
+- a `repo:` qualifier GitHub cannot search (a typo, a repository renamed or out of the token's
+  reach) fails the whole search, so `repository(owner, name)` is asked for every repository (at
+  the first poll, after a failed search, and for known-bad ones every few minutes): it answers
+  each apart, follows renames, and tells a missing repository from a forbidden one; the search
+  then runs over the good ones and each bad one is a problem of its own;
+- a pull request hidden by an organisation's SAML single sign-on is a `null` node with a
+  FORBIDDEN error (`extensions.saml_failure`): the other nodes stay, the organisation is named
+  with where to authorise the token;
+- RATE_LIMITED (RATE_LIMIT in older answers) is a rate limit, whatever else came;
+- check counts come from the rollup's own `checkRunCountsByState` and
+  `statusContextCountsByState`, exact however many checks there are, and the contexts are
+  paged until every failing one is named.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import time
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import anyio
 import msgspec
 
-from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
+from projctl_client.protocol import ChangeRequestView, CiView, PipelineView, SourceProblem
 from projctld.config import GitHubConfig, ProjectConfig
 from projctld.errors import UpstreamError
-from projctld.upstream.providers.gather import gather
-from projctld.upstream.providers.http import UpstreamHttp, next_link
+from projctld.upstream.providers.gather import gather, gather_parts
+from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
 from projctld.upstream.providers.model import Snapshot, latest_per_branch
 
 # Repositories per search: qualifiers do not count against the 256-character query limit, but
 # one search string per few dozen repositories keeps each well inside what GitHub accepts.
 REPOS_PER_SEARCH = 40
-PAGE_SIZE = 50
+# Pull requests per search page: every node costs a commit and a contexts request, so 25 per
+# page keeps four searches at 2 points; more pages are asked for when there are more.
+PAGE_SIZE = 25
 MAX_SEARCH_PAGES = 4
+# Contexts per request: their number does not change the cost (one request per commit).
+CONTEXTS_PAGE = 100
+MAX_CONTEXT_PAGES = 5
 RUNS_PER_PAGE = 50
 MAX_RUN_PAGES = 2
+# A repository that failed its check is asked about again after this many seconds.
+RECHECK_AFTER = 300.0
+# The searches, by role; a pull request found by several has every role.
+SEARCHES = {"mine": "author:@me", "review": "review-requested:@me",
+            "assigned": "assignee:@me", "reviewed": "reviewed-by:@me"}
+RATE_LIMIT_TYPES = ("RATE_LIMITED", "RATE_LIMIT")
 
-_PR_FRAGMENT = """\
-fragment pr on PullRequest {
-  number title url isDraft updatedAt headRefName baseRefName reviewDecision
-  author { login }
-  repository { nameWithOwner }
-  commits(last: 1) { nodes { commit { oid statusCheckRollup { state
-    contexts(first: 25) { totalCount nodes {
-      __typename
-      ... on CheckRun { name status conclusion detailsUrl }
-      ... on StatusContext { context state targetUrl }
-    } }
-  } } } }
+_CONTEXT_FRAGMENT = """\
+fragment context on StatusCheckRollupContext {
+  __typename
+  ... on CheckRun { name status conclusion detailsUrl startedAt }
+  ... on StatusContext { context state targetUrl createdAt }
 }
+"""
+_PR_FRAGMENT = f"""\
+fragment pr on PullRequest {{
+  number title url isDraft updatedAt headRefName baseRefName reviewDecision
+  mergeable mergeStateStatus
+  author {{ login }}
+  repository {{ nameWithOwner }}
+  commits(last: 1) {{ nodes {{ commit {{ id oid statusCheckRollup {{ state
+    contexts(first: {CONTEXTS_PAGE}) {{
+      checkRunCountsByState {{ state count }}
+      statusContextCountsByState {{ state count }}
+      pageInfo {{ hasNextPage endCursor }}
+      nodes {{ ...context }}
+    }} }} }} }} }}
+}}
 """
 
 
@@ -61,7 +98,27 @@ def _search_query(aliases: list[str], *, after: bool = False) -> str:
         for i, alias in enumerate(aliases)
     )
     return (f"query({', '.join(variables)}) {{\n  viewer {{ login }}\n"
-            f"  rateLimit {{ cost remaining limit resetAt }}\n{searches}\n}}\n{_PR_FRAGMENT}")
+            f"  rateLimit {{ cost remaining limit resetAt }}\n{searches}\n}}\n"
+            f"{_PR_FRAGMENT}{_CONTEXT_FRAGMENT}")
+
+
+def _repositories_query(count: int) -> str:
+    """`repository(owner, name)` for each of `count` repositories: each answers apart."""
+    variables = ", ".join(f"$o{i}: String!, $n{i}: String!" for i in range(count))
+    fields = "\n".join(f"  r{i}: repository(owner: $o{i}, name: $n{i}) "
+                       "{ nameWithOwner isArchived }" for i in range(count))
+    return f"query({variables}) {{\n{fields}\n}}\n"
+
+
+def _contexts_query(count: int) -> str:
+    """The next page of contexts of `count` commits, by node id."""
+    variables = ", ".join(f"$id{i}: ID!, $after{i}: String" for i in range(count))
+    fields = "\n".join(
+        f"  c{i}: node(id: $id{i}) {{ ... on Commit {{ statusCheckRollup {{ "
+        f"contexts(first: {CONTEXTS_PAGE}, after: $after{i}) {{ "
+        "pageInfo { hasNextPage endCursor } nodes { ...context } } } } }"
+        for i in range(count))
+    return f"query({variables}) {{\n{fields}\n}}\n{_CONTEXT_FRAGMENT}"
 
 
 class _Login(msgspec.Struct):
@@ -73,17 +130,33 @@ class _CheckRun(msgspec.Struct, tag_field="__typename", tag="CheckRun"):
     status: str
     conclusion: str | None = None
     detailsUrl: str | None = None
+    startedAt: datetime | None = None
 
 
 class _StatusContext(msgspec.Struct, tag_field="__typename", tag="StatusContext"):
     context: str
     state: str
     targetUrl: str | None = None
+    createdAt: datetime | None = None
+
+
+class _StateCount(msgspec.Struct):
+    state: str
+    count: int
+
+
+class _PageInfo(msgspec.Struct):
+    hasNextPage: bool
+    endCursor: str | None = None
 
 
 class _Contexts(msgspec.Struct):
-    totalCount: int
     nodes: list[_CheckRun | _StatusContext]
+    # None where GitHub Enterprise Server predates the counts: then the nodes are counted.
+    checkRunCountsByState: list[_StateCount] | None = None
+    statusContextCountsByState: list[_StateCount] | None = None
+    pageInfo: _PageInfo | None = None
+    totalCount: int | None = None
 
 
 class _Rollup(msgspec.Struct):
@@ -93,6 +166,7 @@ class _Rollup(msgspec.Struct):
 
 class _Commit(msgspec.Struct):
     oid: str
+    id: str | None = None
     statusCheckRollup: _Rollup | None = None
 
 
@@ -106,6 +180,7 @@ class _Commits(msgspec.Struct):
 
 class _Repository(msgspec.Struct):
     nameWithOwner: str
+    isArchived: bool = False
 
 
 class _PullRequest(msgspec.Struct):
@@ -120,22 +195,29 @@ class _PullRequest(msgspec.Struct):
     author: _Login | None
     repository: _Repository
     commits: _Commits
-
-
-class _PageInfo(msgspec.Struct):
-    hasNextPage: bool
-    endCursor: str | None = None
+    mergeable: str | None = None
+    mergeStateStatus: str | None = None
 
 
 class _Search(msgspec.Struct):
     issueCount: int
     pageInfo: _PageInfo
-    nodes: list[_PullRequest]
+    nodes: list[msgspec.Raw | None]
 
 
 class _GraphQLError(msgspec.Struct):
-    message: str
+    message: str = ""
     type: str | None = None
+    path: list[str | int] | None = None
+    extensions: dict[str, Any] | None = None
+
+    @property
+    def alias(self) -> str | None:
+        return str(self.path[0]) if self.path else None
+
+    @property
+    def saml(self) -> bool:
+        return bool((self.extensions or {}).get("saml_failure")) or "SAML" in self.message
 
 
 class _GraphQLReply(msgspec.Struct):
@@ -152,6 +234,8 @@ class _Run(msgspec.Struct):
     head_branch: str | None = None
     status: str | None = None
     conclusion: str | None = None
+    run_started_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 class _Runs(msgspec.Struct):
@@ -164,34 +248,61 @@ class _Searched(msgspec.Struct):
     login: str
     mine: list[ChangeRequestView]
     asked_at: float
+    # What could not be read, by repository (lower case) or for every repository ("*").
+    problems: dict[str, SourceProblem]
+    hidden: list[SourceProblem]  # what single sign-on hid, by organisation
+    canonical: dict[str, str]  # a configured name (lower case) -> GitHub's name, renames followed
+
+
+class _Checked(msgspec.Struct):
+    """What `repository(owner, name)` said of one configured repository."""
+
+    at: float
+    name: str | None = None  # GitHub's own name; None: it could not be read
+    problem: SourceProblem | None = None
 
 
 class GitHub:
-    upstream = "github"
-
-    def __init__(self, http: UpstreamHttp, config: GitHubConfig, all_repos: list[str],
-                 clock=time.time) -> None:
+    def __init__(self, http: UpstreamHttp, config: GitHubConfig, all_repos: list[str], *,
+                 name: str = "github", clock=time.time, stuck_after: float = 43200.0) -> None:
+        self.upstream = name
         self._http = http
         self._api = config.api_url.rstrip("/")
         self._graphql = _graphql_url(self._api)
+        self._web = _web_url(self._api)
         # Jobs of different projects drift apart with jitter; sharing for most of an interval
         # keeps the search at about one per interval however many projects there are.
         self._share_for = config.interval * 0.9
-        self._repos = sorted(set(all_repos))
+        self._repos = sorted({repo.lower(): repo for repo in all_repos}.values())
         self._clock = clock
         self._lock = anyio.Lock()
         self._searched: _Searched | None = None
         self._search_failed: tuple[float, UpstreamError] | None = None
+        self._checked: dict[str, _Checked] = {}  # by configured name, lower case
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         searched = await self._shared_search(0.0 if fresh else self._share_for)
-        repos = set(config.github)
-        runs = await gather([functools.partial(self._runs, repo, searched.login)
-                             for repo in config.github])
+        repos = config.parts(self.upstream)
+        problems = [msgspec.structs.replace(found, part=repo) for repo in repos
+                    if (found := searched.problems.get(repo.lower()))]
+        problems += [found for found in searched.problems.values() if found.part == "*"]
+        good = [repo for repo in repos if repo.lower() not in searched.problems]
+        names = {repo: searched.canonical.get(repo.lower(), repo) for repo in good}
+        wanted = {name.lower() for name in names.values()}
+        runs, failed_runs = await gather_parts({
+            repo: functools.partial(self._runs, name, searched.login)
+            for repo, name in names.items()})
+        owners = {name.split("/")[0].lower() for name in names.values()}
+        # What single sign-on hid concerns the projects with repositories of that organisation;
+        # when GitHub did not say which, every project.
+        problems += failed_runs + [hidden for hidden in searched.hidden
+                                   if hidden.part == "*" or hidden.part.lower() in owners]
         return Snapshot(
-            change_requests=[cr for cr in searched.mine if cr.repo in repos],
-            pipelines=latest_per_branch(run for repo_runs in runs for run in repo_runs),
+            change_requests=[cr for cr in searched.mine if cr.repo.lower() in wanted],
+            pipelines=latest_per_branch(run for repo in names if repo in runs
+                                        for run in runs[repo]),
             as_of=searched.asked_at,
+            problems=problems,
         )
 
     async def _shared_search(self, max_age: float) -> _Searched:
@@ -214,60 +325,280 @@ class GitHub:
             return self._searched
 
     async def _search(self, asked_at: float) -> _Searched:
-        chunks = [self._repos[i:i + REPOS_PER_SEARCH]
-                  for i in range(0, len(self._repos), REPOS_PER_SEARCH)]
+        """Check the repositories that need it beside the searches; when a search fails
+        because of a repository, check them all and search again without the bad ones."""
+        due = [repo for repo in self._repos if self._check_due(repo, asked_at)]
+        searchable = [repo for repo in self._repos if self._usable(repo)]
+        outcome: list[Any] = [None, None]
+
+        async def search() -> None:
+            outcome[0] = await self._search_once(searchable)
+
+        async def check() -> None:
+            outcome[1] = await self._check(due, asked_at)
+
+        await gather([search, check] if due else [search])
+        result = outcome[0]
+        if isinstance(result, UpstreamError):
+            # Which repository spoiled it: ask each (again), then search without the bad ones.
+            if not due or set(due) != set(self._repos):
+                await self._check(self._repos, asked_at)
+            retry = [repo for repo in self._repos if self._usable(repo)]
+            if retry == searchable:
+                raise result
+            searchable = retry
+            result = await self._search_once(searchable) if searchable else None
+            if isinstance(result, UpstreamError):
+                raise result
+        # Nothing to search (every repository is bad): no login is needed, no runs are asked.
+        login, found, hidden, problems = result or ("", [], [], {})
+        for repo in self._repos:
+            checked = self._checked.get(repo.lower())
+            if checked is not None and checked.problem is not None:
+                problems[repo.lower()] = checked.problem
+        if hidden:
+            hidden = self._name_hidden(hidden)
+        return _Searched(
+            login=login, mine=sorted(found, key=lambda cr: cr.updated_at, reverse=True),
+            asked_at=asked_at, problems=problems, hidden=hidden,
+            canonical={repo: checked.name for repo, checked in self._checked.items()
+                       if checked.name},
+        )
+
+    def _check_due(self, repo: str, now: float) -> bool:
+        checked = self._checked.get(repo.lower())
+        return checked is None or (checked.name is None and now - checked.at >= RECHECK_AFTER)
+
+    def _usable(self, repo: str) -> bool:
+        checked = self._checked.get(repo.lower())
+        return checked is None or checked.name is not None
+
+    def _name(self, repo: str) -> str:
+        """The name GitHub answers to now (after a rename), else the configured one."""
+        checked = self._checked.get(repo.lower())
+        return checked.name if checked is not None and checked.name else repo
+
+    async def _check(self, repos: list[str], now: float) -> None:
+        """Ask `repository(owner, name)` of each: a name GitHub follows (renames), or why not."""
+        variables: dict[str, str] = {}
+        for i, repo in enumerate(repos):
+            variables[f"o{i}"], _, variables[f"n{i}"] = repo.partition("/")
+        reply, fetched = await self._graphql_call(
+            _repositories_query(len(repos)), variables, what="the configured repositories")
+        if reply.data is None:  # the query itself was refused: it says nothing of any one
+            first = (reply.errors or [_GraphQLError("no data in the answer")])[0]
+            raise UpstreamError(
+                f"{self._http.name} refused to look up the configured repositories: "
+                f"{first.message[:300]}", code="rejected", suggestions=self._http.hints.rejected)
+        errors = {error.alias: error for error in reply.errors if error.alias}
+        for i, repo in enumerate(repos):
+            raw = (reply.data or {}).get(f"r{i}")
+            found = None if raw is None or bytes(raw) == b"null" else self._http.decode_part(
+                raw, _Repository, what=f"repository {repo}")
+            if found is not None:
+                self._checked[repo.lower()] = _Checked(now, name=found.nameWithOwner)
+                continue
+            error = errors.get(f"r{i}")
+            self._checked[repo.lower()] = _Checked(
+                now, problem=self._repository_problem(repo, error, fetched))
+
+    def _repository_problem(self, repo: str, error: _GraphQLError | None,
+                            fetched: Fetched) -> SourceProblem:
+        message = error.message if error else ""
+        if error is not None and error.saml:
+            return self._saml_problem(repo, repo.split("/")[0], fetched)
+        if error is not None and error.type == "FORBIDDEN":
+            return SourceProblem(
+                part=repo, code="forbidden",
+                message=f"{self._http.name} forbids the token to read {repo}: {message[:200]}",
+                suggestions=self._http.hints.forbidden)
+        if error is not None and error.type != "NOT_FOUND":
+            return SourceProblem(
+                part=repo, code="rejected",
+                message=f"{self._http.name} could not look up {repo}: {message[:200]}",
+                suggestions=self._http.hints.rejected)
+        return SourceProblem(
+            part=repo, code="not_found",
+            message=f"{self._http.name} has no repository {repo}, or the token cannot see it",
+            suggestions=[f"check the name in your config against {self._web}/{repo}",
+                         *self._http.hints.not_found[1:]])
+
+    def _saml_problem(self, part: str, org: str, fetched: Fetched) -> SourceProblem:
+        url = _sso_url(fetched.headers.get("x-github-sso", "")) or \
+            f"{self._web}/settings/tokens"
+        return SourceProblem(
+            part=part, code="saml",
+            message=f"the {org} organisation enforces SAML single sign-on and the token is not "
+                    f"authorised for it, so {self._http.name} hides its pull requests",
+            suggestions=[f"authorise the token for {org}: open {url} (for a personal access "
+                         "token: Settings > Developer settings > Tokens > Configure SSO > "
+                         f"Authorize next to {org}); then `projctl refresh`",
+                         "or, with the GitHub CLI's token: gh auth refresh"])
+
+    def _name_hidden(self, hidden: list[SourceProblem]) -> list[SourceProblem]:
+        """Hidden nodes say nothing of whose they are: name the organisations whose configured
+        repositories single sign-on hides, if the checks found them."""
+        saml_repos = [repo for repo in self._repos
+                      if (checked := self._checked.get(repo.lower())) is not None
+                      and checked.problem is not None and checked.problem.code == "saml"]
+        if saml_repos:
+            return []  # each such repository is a problem of its own already
+        return hidden
+
+    async def _search_once(self, repos: list[str]) -> tuple[
+            str, list[ChangeRequestView], list[SourceProblem], dict[str, SourceProblem]
+    ] | UpstreamError | None:
+        """Every search over `repos`: the login, the pull requests found, what single sign-on
+        hid, and what was cut short; an UpstreamError (returned) when a search failed."""
+        if not repos:
+            return None
+        names = [self._name(repo) for repo in repos]
+        chunks = [names[i:i + REPOS_PER_SEARCH] for i in range(0, len(names), REPOS_PER_SEARCH)]
         queries = {}
         for i, chunk in enumerate(chunks):
             scope = " ".join(f"repo:{repo}" for repo in chunk)
-            queries[f"mine{i}"] = f"is:pr is:open archived:false author:@me {scope}"
-            queries[f"review{i}"] = f"is:pr is:open archived:false review-requested:@me {scope}"
+            for role, qualifier in SEARCHES.items():
+                queries[f"{role}{i}"] = f"is:pr is:open archived:false {qualifier} {scope}"
         aliases = list(queries)
-        data = await self._graphql_call(
-            _search_query(aliases), {f"q{i}": queries[a] for i, a in enumerate(aliases)}
-        )
+        reply, fetched = await self._graphql_call(
+            _search_query(aliases), {f"q{i}": queries[a] for i, a in enumerate(aliases)},
+            what="the pull request search")
+        failed = self._failed_search(reply, aliases)
+        if failed is not None:
+            return failed
+        data = reply.data or {}
         login = self._http.decode_part(data.get("viewer"), _Login, what="the viewer").login
         found: dict[str, ChangeRequestView] = {}
+        hidden = 0
+        truncated: dict[str, SourceProblem] = {}
         for alias in aliases:
-            review = alias.startswith("review")
+            role = alias.rstrip("0123456789")
             search = self._http.decode_part(data.get(alias), _Search, what="search results")
-            nodes = list(search.nodes)
+            nodes, errors = list(search.nodes), reply.errors
             page = 1
             while search.pageInfo.hasNextPage and page < MAX_SEARCH_PAGES:
-                more = await self._graphql_call(
+                more, _ = await self._graphql_call(
                     _search_query([alias], after=True),
-                    {"q0": queries[alias], "after": search.pageInfo.endCursor})
-                search = self._http.decode_part(more.get(alias), _Search,
+                    {"q0": queries[alias], "after": search.pageInfo.endCursor},
+                    what="the pull request search")
+                failed = self._failed_search(more, [alias])
+                if failed is not None:
+                    return failed
+                search = self._http.decode_part((more.data or {}).get(alias), _Search,
                                                 what="search results")
                 nodes += search.nodes
+                errors = [*errors, *more.errors]
                 page += 1
-            for node in nodes:
-                view = _change_request(node, login, review_requested=review)
+            if search.pageInfo.hasNextPage:
+                truncated["*"] = SourceProblem(
+                    part="*", code="truncated",
+                    message=f"more than {MAX_SEARCH_PAGES * PAGE_SIZE} open pull requests match "
+                            f"`{SEARCHES[role]}`: only the {MAX_SEARCH_PAGES * PAGE_SIZE} newest "
+                            "are shown",
+                    suggestions=["close or merge some, or split the repositories between "
+                                 "projects"])
+            hidden += sum(1 for node in nodes if node is None)
+            # A node that is not a pull request (nothing was asked of it) is `{}`.
+            pulls = [self._http.decode_part(node, _PullRequest, what="a pull request")
+                     for node in nodes if node is not None and bytes(node).strip() != b"{}"]
+            views = [_change_request(pull, login, self.upstream) for pull in pulls]
+            for view in await self._complete_failing(pulls, views):
                 earlier = found.get(view.url)
-                if earlier is not None:
-                    view = msgspec.structs.replace(
-                        view, review_requested=view.review_requested or earlier.review_requested
-                    )
-                found[view.url] = view
-        mine = sorted(found.values(), key=lambda cr: cr.updated_at, reverse=True)
-        return _Searched(login=login, mine=mine, asked_at=asked_at)
+                found[view.url] = _with_role(earlier or view, role)
+        hidden_problems = []
+        if hidden:
+            hidden_problems = self._hidden(reply.errors, fetched, hidden)
+        return login, list(found.values()), hidden_problems, truncated
 
-    async def _graphql_call(self, query: str, variables: dict) -> dict[str, msgspec.Raw]:
-        fetched = await self._http.post(
-            self._graphql, {"query": query, "variables": variables},
-            what="the pull request search", resource="graphql",
-        )
+    def _failed_search(self, reply: _GraphQLReply, aliases: list[str]) -> UpstreamError | None:
+        """The search's own failure (not a node's): GitHub nulls `data` when a non-null search
+        fails, so any error on a search alias, or no data at all, is one."""
+        failing = [error for error in reply.errors
+                   if error.alias in aliases and (not error.path or len(error.path) == 1)]
+        if reply.data is not None and not failing and \
+                all(reply.data.get(alias) is not None for alias in aliases):
+            return None
+        first = (failing or reply.errors or [_GraphQLError("no data in the answer")])[0]
+        return UpstreamError(
+            f"{self._http.name} refused the pull request search: {first.message[:300]}",
+            code="not_found" if first.type in ("NOT_FOUND", "INVALID") else "rejected",
+            suggestions=self._http.hints.not_found)
+
+    def _hidden(self, errors: list[_GraphQLError], fetched: Fetched,
+                count: int) -> list[SourceProblem]:
+        """What null nodes hide: an organisation's single sign-on, named where GitHub says."""
+        saml = [error for error in errors if error.saml]
+        org = _sso_org(fetched.headers.get("x-github-sso", ""))
+        if saml:
+            problem = self._saml_problem(org or "*", org or "an", fetched)
+            what = "pull request" if count == 1 else "pull requests"
+            return [msgspec.structs.replace(
+                problem, message=f"{count} {what} hidden: {problem.message}")]
+        message = next((error.message for error in errors if error.path), "no reason given")
+        return [SourceProblem(part="*", code="rejected",
+                              message=f"{self._http.name} left out {count} pull requests: "
+                                      f"{message[:200]}",
+                              suggestions=self._http.hints.forbidden)]
+
+    async def _complete_failing(self, pulls: list[_PullRequest],
+                                views: list[ChangeRequestView]) -> list[ChangeRequestView]:
+        """Page the contexts of each pull request whose failing checks are not all named yet."""
+        wanting: dict[int, tuple[_Commit, list[str]]] = {}
+        for index, pull in enumerate(pulls):
+            commit = pull.commits.nodes[-1].commit if pull.commits.nodes else None
+            rollup = commit.statusCheckRollup if commit else None
+            view = views[index]
+            if (commit is None or rollup is None or view.ci is None or commit.id is None
+                    or rollup.contexts.pageInfo is None
+                    or not rollup.contexts.pageInfo.hasNextPage
+                    or len(view.ci.failing) >= view.ci.failed):
+                continue
+            wanting[index] = (commit, [])
+        cursors = {index: commit.statusCheckRollup.contexts.pageInfo.endCursor  # type: ignore
+                   for index, (commit, _) in wanting.items()}
+        extra: dict[int, list[_CheckRun | _StatusContext]] = {index: [] for index in wanting}
+        for _ in range(MAX_CONTEXT_PAGES):
+            if not cursors:
+                break
+            order = list(cursors)
+            variables: dict[str, str | None] = {}
+            for i, index in enumerate(order):
+                variables[f"id{i}"] = wanting[index][0].id
+                variables[f"after{i}"] = cursors[index]
+            reply, _ = await self._graphql_call(_contexts_query(len(order)), variables,
+                                                what="the checks of a pull request")
+            cursors = {}
+            for i, index in enumerate(order):
+                raw = (reply.data or {}).get(f"c{i}")
+                page = self._http.decode_part(raw, _ContextsPage, what="checks") \
+                    if raw is not None and bytes(raw) != b"null" else None
+                if page is None or page.statusCheckRollup is None:
+                    continue
+                contexts = page.statusCheckRollup.contexts
+                extra[index] += contexts.nodes
+                failing = views[index].ci.failing + _failing(extra[index])  # type: ignore
+                if contexts.pageInfo is not None and contexts.pageInfo.hasNextPage \
+                        and len(failing) < views[index].ci.failed:  # type: ignore[union-attr]
+                    cursors[index] = contexts.pageInfo.endCursor
+        for index, more in extra.items():
+            ci = views[index].ci
+            assert ci is not None
+            names = list(dict.fromkeys([*ci.failing, *_failing(more)]))
+            views[index] = msgspec.structs.replace(
+                views[index], ci=msgspec.structs.replace(ci, failing=names))
+        return views
+
+    async def _graphql_call(self, query: str, variables: dict, *,
+                            what: str) -> tuple[_GraphQLReply, Fetched]:
+        fetched = await self._http.post(self._graphql, {"query": query, "variables": variables},
+                                        what=what, resource="graphql")
         reply = self._http.decode(fetched, _GraphQLReply, what="a GraphQL reply")
-        if reply.errors and not reply.data:
-            first = reply.errors[0]
-            if first.type == "RATE_LIMIT":  # GraphQL says so in a 200
-                raise self._http.rate_limited(
-                    f"GitHub's GraphQL budget is spent: {first.message[:300]}", "graphql")
-            raise UpstreamError(
-                f"GitHub refused the pull request search: {first.message[:300]}",
-                code="not_found" if first.type == "NOT_FOUND" else "rejected",
-                suggestions=["check the repository names under `github` in your projects"],
-            )
-        return reply.data or {}
+        limited = [error for error in reply.errors if error.type in RATE_LIMIT_TYPES]
+        if limited:  # GraphQL says so in a 200, with or without data
+            raise self._http.rate_limited(
+                f"{self._http.name}'s GraphQL budget is spent: {limited[0].message[:300]}",
+                "graphql")
+        return reply, fetched
 
     async def _runs(self, repo: str, login: str) -> list[PipelineView]:
         query = urlencode({"actor": login, "per_page": RUNS_PER_PAGE})
@@ -278,11 +609,27 @@ class GitHub:
                 break
             fetched = await self._http.get(url, what=f"repository {repo}")
             page = self._http.decode(fetched, _Runs, what="workflow runs")
-            views += [_pipeline(repo, run) for run in page.workflow_runs if run.head_branch]
+            views += [_pipeline(repo, run, self.upstream) for run in page.workflow_runs
+                      if run.head_branch]
             if len(page.workflow_runs) < RUNS_PER_PAGE:
                 break
             url = next_link(fetched.headers)
         return views
+
+
+class _RollupOnly(msgspec.Struct):
+    contexts: _Contexts
+
+
+class _ContextsPage(msgspec.Struct):
+    statusCheckRollup: _RollupOnly | None = None
+
+
+def _with_role(view: ChangeRequestView, role: str) -> ChangeRequestView:
+    flags = {"review": "review_requested", "assigned": "assigned", "reviewed": "reviewed"}
+    if role not in flags:
+        return view
+    return msgspec.structs.replace(view, **{flags[role]: True})
 
 
 def _graphql_url(api: str) -> str:
@@ -292,54 +639,105 @@ def _graphql_url(api: str) -> str:
     return api + "/graphql"
 
 
+def _web_url(api: str) -> str:
+    """https://github.com for api.github.com; https://HOST for Enterprise's HOST/api/v3."""
+    if api.endswith("/api/v3"):
+        return api[: -len("/api/v3")]
+    return re.sub(r"//api\.", "//", api, count=1)
+
+
+_SSO_URL = re.compile(r"url=(\S+)")
+_SSO_ORG = re.compile(r"/orgs/([^/]+)/sso")
+
+
+def _sso_url(header: str) -> str | None:
+    """The authorisation URL of `X-GitHub-SSO: required; url=...`."""
+    match = _SSO_URL.search(header)
+    return match[1].rstrip(";,") if match else None
+
+
+def _sso_org(header: str) -> str | None:
+    match = _SSO_ORG.search(header)
+    return match[1] if match else None
+
+
 _REVIEW = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes_requested",
            "REVIEW_REQUIRED": "review_required"}
+_CONFLICTS = {"MERGEABLE": False, "CONFLICTING": True}
+# Check run states (CheckRunState, what the counts are by) and conclusions, and status states.
 _FAILED = {"FAILURE", "TIMED_OUT", "CANCELLED", "ACTION_REQUIRED", "STARTUP_FAILURE", "ERROR"}
-_PASSED = {"SUCCESS", "NEUTRAL", "SKIPPED"}
+_PASSED = {"SUCCESS", "NEUTRAL", "SKIPPED", "STALE"}
+_RUNNING = {"IN_PROGRESS"}
+_WAITING = {"QUEUED", "PENDING", "WAITING", "REQUESTED", "EXPECTED"}
 
 
-def _change_request(pr: _PullRequest, login: str, *, review_requested: bool) -> ChangeRequestView:
+def _change_request(pr: _PullRequest, login: str, upstream: str = "github"
+                    ) -> ChangeRequestView:
     commit = pr.commits.nodes[-1].commit if pr.commits.nodes else None
     author = pr.author.login if pr.author else "ghost"
     return ChangeRequestView(
-        upstream="github", repo=pr.repository.nameWithOwner, number=pr.number,
+        upstream=upstream, repo=pr.repository.nameWithOwner, number=pr.number,
         ref=f"{pr.repository.nameWithOwner}#{pr.number}", title=pr.title, url=pr.url,
         author=author, source_branch=pr.headRefName, target_branch=pr.baseRefName,
         draft=pr.isDraft, review=_REVIEW.get(pr.reviewDecision or "", "none"),
         ci=_ci(commit.statusCheckRollup if commit else None, pr.url),
-        mine=author == login, review_requested=review_requested,
-        updated_at=pr.updatedAt.timestamp(),
+        mine=author == login, updated_at=pr.updatedAt.timestamp(),
+        conflicts=_CONFLICTS.get(pr.mergeable or ""),
+        merge_status=pr.mergeStateStatus.lower() if pr.mergeStateStatus else None,
     )
 
 
 def _ci(rollup: _Rollup | None, pr_url: str) -> CiView:
     if rollup is None:
         return CiView(state="none")
-    passed = failed = running = 0
-    failing = []
-    for context in rollup.contexts.nodes:
-        if isinstance(context, _CheckRun):
-            name, done, result = context.name, context.status == "COMPLETED", context.conclusion
-            # Only a check run can say it is under way; queued ones and statuses just wait.
-            running += context.status == "IN_PROGRESS"
-        else:
-            name, done, result = context.context, context.state not in ("PENDING", "EXPECTED"), \
-                context.state
-        if not done:
-            continue
-        if result in _FAILED:
-            failed += 1
-            failing.append(name)
-        elif result in _PASSED:
-            passed += 1
+    contexts = rollup.contexts
+    counts: dict[str, int] = {}
+    if contexts.checkRunCountsByState is not None or \
+            contexts.statusContextCountsByState is not None:
+        for entry in [*(contexts.checkRunCountsByState or []),
+                      *(contexts.statusContextCountsByState or [])]:
+            counts[entry.state] = counts.get(entry.state, 0) + entry.count
+    else:  # no counts (an older Enterprise Server): what the nodes say
+        for context in contexts.nodes:
+            counts[_context_state(context)] = counts.get(_context_state(context), 0) + 1
+
+    def total(states: set[str]) -> int:
+        return sum(count for state, count in counts.items() if state in states)
+
+    running = total(_RUNNING)
     if rollup.state in ("FAILURE", "ERROR"):
         state = "failure"
     elif rollup.state in ("PENDING", "EXPECTED"):
         state = "running" if running else "pending"
     else:
         state = "success"
-    return CiView(state=state, url=f"{pr_url}/checks", passed=passed, failed=failed,
-                  running=running, failing=failing)
+    started = [started for context in contexts.nodes
+               if (started := _started(context)) is not None]
+    return CiView(state=state, url=f"{pr_url}/checks", passed=total(_PASSED),
+                  failed=total(_FAILED), running=running, pending=total(_WAITING),
+                  failing=_failing(contexts.nodes), started_at=min(started, default=None))
+
+
+def _context_state(context: _CheckRun | _StatusContext) -> str:
+    """A node's state in the words of the counts (CheckRunState, StatusState)."""
+    if isinstance(context, _StatusContext):
+        return context.state
+    if context.status == "COMPLETED":
+        return context.conclusion or "COMPLETED"
+    return context.status
+
+
+def _failing(contexts: Iterable[_CheckRun | _StatusContext]) -> list[str]:
+    return [context.name if isinstance(context, _CheckRun) else context.context
+            for context in contexts if _context_state(context) in _FAILED]
+
+
+def _started(context: _CheckRun | _StatusContext) -> float | None:
+    """When an unfinished check started (statuses: when it was posted)."""
+    if _context_state(context) not in _RUNNING | _WAITING:
+        return None
+    moment = context.startedAt if isinstance(context, _CheckRun) else context.createdAt
+    return moment.timestamp() if moment else None
 
 
 _RUN_RESULT = {"success": "success", "failure": "failure", "timed_out": "failure",
@@ -348,12 +746,14 @@ _RUN_RESULT = {"success": "success", "failure": "failure", "timed_out": "failure
                "stale": "skipped"}
 
 
-def _pipeline(repo: str, run: _Run) -> PipelineView:
+def _pipeline(repo: str, run: _Run, upstream: str = "github") -> PipelineView:
     if run.status == "completed":
         state = _RUN_RESULT.get(run.conclusion or "", "none")
     else:
         state = "running" if run.status == "in_progress" else "pending"
+    started = run.run_started_at or run.created_at
     return PipelineView(
-        upstream="github", repo=repo, branch=run.head_branch or "", sha=run.head_sha,
+        upstream=upstream, repo=repo, branch=run.head_branch or "", sha=run.head_sha,
         state=state, name=run.name or "", url=run.html_url, updated_at=run.updated_at.timestamp(),
+        started_at=started.timestamp() if started else None,
     )

@@ -16,7 +16,7 @@ import msgspec
 
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
 from projctld.config import GitLabConfig, ProjectConfig
-from projctld.upstream.providers.gather import gather
+from projctld.upstream.providers.gather import gather, gather_parts
 from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
 from projctld.upstream.providers.model import Snapshot, latest_per_branch
 
@@ -54,9 +54,8 @@ class _MergeRequest(msgspec.Struct):
 
 
 class GitLab:
-    upstream = "gitlab"
-
-    def __init__(self, http: UpstreamHttp, config: GitLabConfig) -> None:
+    def __init__(self, http: UpstreamHttp, config: GitLabConfig, *, name: str = "gitlab") -> None:
+        self.upstream = name
         self._http = http
         self._api = config.url.rstrip("/") + "/api/v4"
         self._username: str | None = None
@@ -65,17 +64,24 @@ class GitLab:
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         username = await self._me()
         # Every project's merge requests and pipelines at once: a cold poll costs three round
-        # trips (user, lists, details), not three per project.
-        calls = [functools.partial(fetch, path, username) for path in config.gitlab
-                 for fetch in (self._merge_requests, self._pipelines)]
-        results = await gather(calls)
-        change_requests: list[list[ChangeRequestView]] = results[0::2]  # type: ignore[assignment]
-        pipelines: list[list[PipelineView]] = results[1::2]  # type: ignore[assignment]
+        # trips (user, lists, details), not three per project; one project that fails costs
+        # only itself.
+        results, problems = await gather_parts({
+            path: functools.partial(self._project, path, username)
+            for path in config.parts(self.upstream)})
         return Snapshot(
-            change_requests=sorted((cr for crs in change_requests for cr in crs),
+            change_requests=sorted((cr for crs, _ in results.values() for cr in crs),
                                    key=lambda cr: cr.updated_at, reverse=True),
-            pipelines=latest_per_branch(p for ps in pipelines for p in ps),
+            pipelines=latest_per_branch(p for _, ps in results.values() for p in ps),
+            problems=problems,
         )
+
+    async def _project(self, path: str, username: str
+                       ) -> tuple[list[ChangeRequestView], list[PipelineView]]:
+        change_requests, pipelines = await gather([
+            functools.partial(self._merge_requests, path, username),
+            functools.partial(self._pipelines, path, username)])
+        return change_requests, pipelines  # type: ignore[return-value]
 
     async def _me(self) -> str:
         async with self._me_lock:

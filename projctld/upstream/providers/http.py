@@ -98,7 +98,7 @@ class UpstreamHttp:
         self._cache = cache
         self._token = token
         self._auth_headers = auth_headers
-        self._hints = hints
+        self.hints = hints
         self._headers = headers or {}
         self._clock = clock
         self._sleep = sleep
@@ -283,12 +283,24 @@ class UpstreamHttp:
         if status == 401:
             return UpstreamError(
                 f"{self.name} refused the token from {self._token.origin} (401{said})",
-                code="auth", suggestions=self._hints.auth,
+                code="auth", suggestions=self.hints.auth,
             )
         held, _ = self.governor.wait_needed("", self._clock())  # a hold, whatever the budgets
         limited = held > 0 or fetched.headers.get("x-ratelimit-remaining") == "0"
         if status == 429 or (status == 403 and (limited or "rate limit" in detail.lower())):
             return self.rate_limited(f"{self.name} is rate-limiting us ({status}{said})", resource)
+        sso = fetched.headers.get("x-github-sso", "")
+        if status == 403 and sso:
+            # GitHub: the organisation enforces SAML single sign-on and the token is not
+            # authorised for it; the header holds where to authorise it.
+            url = sso.partition("url=")[2].split(";")[0].strip()
+            return UpstreamError(
+                f"{self.name} hides {what}: its organisation enforces SAML single sign-on and "
+                f"the token from {self._token.origin} is not authorised for it (403)",
+                code="saml", suggestions=[
+                    f"authorise the token for the organisation: open {url}" if url else
+                    "authorise the token for the organisation: Settings > Developer settings "
+                    "> Tokens > Configure SSO", "then `projctl refresh`"])
         if status == 403:
             scopes = fetched.headers.get("x-accepted-oauth-scopes")
             has = fetched.headers.get("x-oauth-scopes")
@@ -297,16 +309,16 @@ class UpstreamHttp:
             )
             return UpstreamError(
                 f"{self.name} forbids {what} to the token from {self._token.origin} (403{said})",
-                code="forbidden", suggestions=scope_hint + self._hints.forbidden,
+                code="forbidden", suggestions=scope_hint + self.hints.forbidden,
             )
         if status == 404:
             return UpstreamError(
-                f"{self.name} has no {what}, or the token cannot see it (404)",
-                code="not_found", suggestions=self._hints.not_found,
+                f"{self.name} answered 404 Not Found for {what}: it is not there, or the "
+                "token cannot see it", code="not_found", suggestions=self.hints.not_found,
             )
         return UpstreamError(
             f"{self.name} rejected the request for {what} ({status}{said})", code="rejected",
-            suggestions=self._hints.rejected,
+            suggestions=self.hints.rejected,
         )
 
 

@@ -1,7 +1,9 @@
 """What every provider returns: a Snapshot in the shared vocabulary of the wire views.
 
-CI states, from most to least urgent: failure, running, pending, canceled, success, skipped,
-none. A branch or a change request shows the most urgent state among its checks.
+CI states, from most to least urgent: failure, stuck, running, pending, manual, canceled,
+success, skipped, none. A branch or a change request shows the most urgent state among its
+checks. A provider reports what it could not read as `problems`, one per part (a repository, a
+project, a query), and everything else it read; the poller keeps each failed part's last data.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from typing import Protocol
 
 import msgspec
 
-from projctl_client.protocol import ChangeRequestView, PipelineView, TicketView
+from projctl_client.protocol import ChangeRequestView, PipelineView, SourceProblem, TicketView
 from projctld.config import ProjectConfig
 
-CI_STATES = ("failure", "running", "pending", "canceled", "success", "skipped", "none")
+CI_STATES = ("failure", "stuck", "running", "pending", "manual", "canceled", "success",
+             "skipped", "none")
 _URGENCY = {state: rank for rank, state in enumerate(CI_STATES)}
+# Unfinished CI: polled faster while it lasts, unless it has lasted so long it is stuck.
+UNFINISHED = ("running", "pending")
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -26,14 +31,19 @@ class Snapshot(msgspec.Struct, kw_only=True):
     tickets: list[TicketView] = []
     # When part of the data was fetched before this poll (a shared search), the oldest moment.
     as_of: float | None = None
+    # The parts that could not be read; their data is the last that was.
+    problems: list[SourceProblem] = []
 
     def counts(self) -> tuple[int, int, int]:
         return len(self.change_requests), len(self.pipelines), len(self.tickets)
 
-    def ci_running(self) -> bool:
-        """True while some CI of mine runs: a reason to poll sooner."""
-        return any(p.state in ("running", "pending") for p in self.pipelines) or any(
-            cr.ci is not None and cr.ci.state in ("running", "pending") and cr.mine
+    def ci_running(self, now: float, stuck_after: float) -> bool:
+        """True while some CI of mine runs, and not for so long that it is stuck: a reason to
+        poll sooner."""
+        return any(stuck_state(p.state, p.started_at or p.updated_at, now, stuck_after) in
+                   UNFINISHED for p in self.pipelines) or any(
+            cr.mine and cr.ci is not None and stuck_state(
+                cr.ci.state, cr.ci.started_at or cr.updated_at, now, stuck_after) in UNFINISHED
             for cr in self.change_requests
         )
 
@@ -44,6 +54,11 @@ class Provider(Protocol):
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         """Fetch the project's data; `fresh` forbids reusing results shared between projects."""
         ...
+
+
+def stuck_state(state: str, since: float, now: float, stuck_after: float) -> str:
+    """`stuck` for CI that has been unfinished for longer than `stuck_after`, else `state`."""
+    return "stuck" if state in UNFINISHED and now - since > stuck_after else state
 
 
 def most_urgent(states: Iterable[str]) -> str:
