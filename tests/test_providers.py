@@ -391,6 +391,87 @@ def test_jira_pages_by_token_and_maps_every_ticket(tmp_path) -> None:
         assert ticket.url.endswith(f"/browse/{ticket.key}")
 
 
+def data_center(config: Config, **jira: object) -> Config:
+    """The config for a Data Center site: a personal access token sent as a Bearer token."""
+    return msgspec.structs.replace(config, jira=msgspec.structs.replace(
+        config.jira, email="", **jira))
+
+
+def test_jira_data_center_pages_by_start_at_against_total(tmp_path) -> None:
+    # Data Center has only /rest/api/2/search, paged by startAt and maxResults against
+    # `total`; the server caps maxResults by its own setting (jira.search.views.default.max),
+    # so a client pages on until `total`, whatever page size it asked for.
+    data = generate(github_repos=1, gitlab_projects=1, changes_per_repo=2, tickets=130,
+                    jira_projects=1)
+    with world(data, jira_flavour="data-center") as up:
+        up.jira.max_results = 40
+        snapshot = Polling(data_center(one_project(up)), str(tmp_path / "s.db")).poll(
+            "jira", "web")
+        paths = [r.path for r in up.jira.requests]
+    searches = [p for p in paths if p.startswith("/rest/api/2/search?")]
+    assert len(snapshot.tickets) == 130 and not snapshot.problems
+    assert [int(p.split("startAt=")[1].split("&")[0]) for p in searches] == [0, 40, 80, 120]
+    assert not [p for p in paths if "/rest/api/3/" in p]  # Data Center has no REST v3
+    # The flavour was asked once of the site, beside its fields.
+    assert paths.count("/rest/api/2/serverInfo") == 1
+    assert paths.count("/rest/api/2/field") == 1
+
+
+def test_jira_sprints_and_due_dates_in_both_flavours(tmp_path) -> None:
+    # The sprint is a custom field (com.pyxis.greenhopper.jira:gh-sprint) whose id differs by
+    # site: Cloud sends objects {"name", "state"}, Data Center strings "...Sprint@..[...]".
+    data = generate(github_repos=1, gitlab_projects=1, changes_per_repo=2, tickets=60,
+                    jira_projects=1)
+    by_key = {t.key: t for t in data.tickets}
+    for flavour in ("cloud", "data-center"):
+        with world(data, jira_flavour=flavour) as up:
+            config = one_project(up) if flavour == "cloud" else data_center(one_project(up))
+            snapshot = Polling(config, str(tmp_path / f"{flavour}.db")).poll("jira", "web")
+        assert len(snapshot.tickets) == 60
+        for ticket in snapshot.tickets:
+            source = by_key[ticket.key]
+            active = [name for name, state in source.sprints if state == "active"]
+            closed = [name for name, state in source.sprints if state == "closed"]
+            assert ticket.sprint == (active or closed or [None])[-1], (flavour, ticket.key)
+            assert ticket.due == source.due
+        assert any(t.sprint for t in snapshot.tickets) and any(t.due for t in snapshot.tickets)
+
+
+def test_jira_flavour_in_the_config_is_not_asked(tmp_path) -> None:
+    with world(jira_flavour="data-center") as up:
+        config = data_center(one_project(up), flavour="data-center")
+        Polling(config, str(tmp_path / "s.db")).poll("jira", "web")
+        assert "/rest/api/2/serverInfo" not in [r.path for r in up.jira.requests]
+
+
+def test_jira_cloud_flavour_against_a_data_center_site_says_so(tmp_path) -> None:
+    # The README once claimed Data Center support while the provider asked it for
+    # /rest/api/3/search/jql, which only Cloud has: the 404 must say what to change.
+    with world(jira_flavour="data-center") as up:
+        config = data_center(one_project(up), flavour="cloud")
+        with pytest.raises(UpstreamError) as caught:
+            Polling(config, str(tmp_path / "s.db")).poll("jira", "web")
+    error = caught.value
+    assert error.code == "not_found"
+    assert error.message == ("Jira at 127.0.0.1 answered 404 Not Found where Jira Cloud serves "
+                             "its REST API")
+    assert 'if the site is not Jira Cloud, set flavour = "data-center" in [jira]' in \
+        error.suggestions
+    assert not any("atlassian.net" in s for s in error.suggestions)
+
+
+def test_jira_data_center_bad_jql_is_rejected_with_jiras_words(tmp_path) -> None:
+    with world(jira_flavour="data-center") as up:
+        config = data_center(one_project(up))
+        broken = msgspec.structs.replace(config.projects["web"], jira="project = = WEB")
+        config = msgspec.structs.replace(config, projects={"web": broken})
+        with pytest.raises(UpstreamError) as caught:
+            Polling(config, str(tmp_path / "s.db")).poll("jira", "web")
+    assert caught.value.code == "rejected"
+    assert caught.value.message.startswith(
+        "Jira rejected the request for the `jira` JQL of project web (400: ")
+
+
 def test_jira_runs_the_projects_jql(tmp_path) -> None:
     with world() as up:
         config = sandbox_config(up, projects=1, my_open_tickets=True)

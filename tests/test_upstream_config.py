@@ -219,3 +219,78 @@ def test_unknown_key_in_an_upstream_section_is_named(tmp_path: Path) -> None:
     error = refused(path)
     assert error.message.startswith(f"{path}: `github.token_cmd`: unknown key")
     assert "token_command" in error.message
+
+
+# Several instances of an upstream: sub-tables of their kind, named before a part.
+
+
+def test_named_instances_load_with_their_own_token_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, '[github.ghe]\napi_url = "https://ghe.acme.com/api/v3"\n'
+                           '[gitlab.corp]\nurl = "https://gitlab.acme.com"\n'
+                           '[jira]\nurl = "https://acme.atlassian.net"\n'
+                           '[jira.ops]\nurl = "https://jira.acme.com"\nflavour = "data-center"\n'
+                           '[projects.web]\ngithub = ["acme/web", "ghe:platform/deploy"]\n'
+                           'gitlab = ["corp:infra/web"]\n'
+                           'jira = {jira = "project = WEB", ops = "project = OPS"}\n')
+
+    config = load_config(path)
+    instances = config.instances()
+    assert list(instances) == ["github", "gitlab", "jira", "ghe", "corp", "ops"]
+    ghe = instances["ghe"]
+    assert (ghe.kind, ghe.url, ghe.table, ghe.title) == (
+        "github", "https://ghe.acme.com/api/v3", "github.ghe", "GitHub ghe")
+    # Another host never borrows the default instance's token: $GHE_TOKEN, not $GITHUB_TOKEN.
+    assert ghe.section.token_env == "GHE_TOKEN"
+    assert instances["corp"].section.token_env == "CORP_TOKEN"
+    assert instances["ops"].section.flavour == "data-center"
+    web = config.projects["web"]
+    assert web.upstreams() == ["github", "ghe", "corp", "jira", "ops"]
+    assert web.parts("github") == ["acme/web"]
+    assert web.parts("ghe") == ["platform/deploy"]
+    assert web.parts("corp") == ["infra/web"]
+    assert web.parts("gitlab") == []
+    assert web.parts("ops") == ["project = OPS"]
+    assert web.parts("jira") == ["project = WEB"]
+
+
+def test_a_config_without_instances_is_read_as_before(tmp_path: Path) -> None:
+    path = write(tmp_path, '[jira]\nurl = "https://acme.atlassian.net"\n'
+                           '[projects.web]\ngithub = ["acme/web"]\njira = "project = WEB"\n')
+
+    config = load_config(path)
+    assert list(config.instances()) == ["github", "gitlab", "jira"]
+    assert config.projects["web"].upstreams() == ["github", "jira"]
+    assert config.projects["web"].jira == "project = WEB"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('[projects.web]\ngithub = ["ghe:acme/web"]\n', "projects.web.github",
+         "no github instance named 'ghe': add [github.ghe] with its URL"),
+        ('[gitlab.corp]\n[projects.web]\ngithub = ["corp:acme/web"]\n', "projects.web.github",
+         "no github instance named 'corp'"),
+        ('[github.GHE]\n', "github.GHE", "an instance name is 1-32 lowercase letters"),
+        ('[github.jira]\n', "github.jira", "not github, gitlab or jira"),
+        ('[github.x]\n[gitlab.x]\n', "gitlab.x", "the name x is taken by [github.x]"),
+        ('[jira.ops]\n[projects.web]\njira = {ops = "project = OPS"}\n', "projects.web.jira",
+         "set `url` in [jira.ops]"),
+        ('[github.ghe]\napi_url = "ghe.acme.com"\n', "github.ghe.api_url", "an http(s) URL"),
+        ('[github.ghe]\ntoken_cmd = "x"\n', "github.ghe.token_cmd", "unknown key"),
+    ],
+)
+def test_bad_instances_are_explained(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    error = refused(write(tmp_path, text))
+
+    assert error.message.startswith(f"{error.context['file']}: `{key}`: ")
+    assert problem in error.message
+    assert error.exit_code == 2
+
+
+def test_an_inline_token_of_a_named_instance_needs_a_private_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[github.ghe]\napi_url = "https://ghe.acme.com/api/v3"\n'
+                           'token = "ghp_secret"\n', mode=0o644)
+
+    error = refused(path)
+    assert "`github.ghe.token`" in error.message
+    assert "ghp_secret" not in shown(error)

@@ -28,11 +28,11 @@ class Upstreams:
 
 
 def start_fakes(stack: contextlib.ExitStack, data: Dataset, *, token: str = TOKEN,
-                github_prefix: str = "") -> Upstreams:
+                github_prefix: str = "", jira_flavour: str = "cloud") -> Upstreams:
     """Start the three fakes on loopback; `stack` stops them."""
     github = FakeGitHub(data, token=token, prefix=github_prefix)
     gitlab = FakeGitLab(data, token=token)
-    jira = FakeJira(data, token=token)
+    jira = FakeJira(data, token=token, flavour=jira_flavour)
     urls = []
     for fake in (github, gitlab, jira):
         urls.append(fake.start())
