@@ -162,8 +162,9 @@ def test_github_shares_one_search_between_projects_within_an_interval(tmp_path) 
         polling = Polling(config, str(tmp_path / "s.db"))
         web, platform = polling.poll_many([("github", "web"), ("github", "platform")],
                                           fresh=False)
-        searches = [r for r in up.github.requests if r.path.endswith("/graphql")]
-    assert len(searches) == 1
+        graphql = [r for r in up.github.requests if r.path.endswith("/graphql")]
+    # One search for both projects, beside the first poll's look-up of every repository.
+    assert len(graphql) == 2
     assert {cr.repo for cr in web.change_requests} <= set(config.projects["web"].github)
     assert {cr.repo for cr in platform.change_requests} <= set(config.projects["platform"].github)
 
@@ -172,7 +173,6 @@ def test_github_shares_one_search_between_projects_within_an_interval(tmp_path) 
     ("fault", "code", "advice"),
     [
         ("bad_token", "auth", "gh auth status"),
-        ("unknown_repo", "not_found", "check the names under `github`"),
         ("secondary_limit", "rate_limited", "polling waits"),
         ("not_json", "malformed", "last good data"),
         ("truncated", "malformed", "last good data"),
@@ -185,8 +185,6 @@ def test_github_faults_become_errors_with_advice(tmp_path, fault: str, code: str
         config = one_project(up)
         if fault == "bad_token":
             up.github.token = "another"
-        elif fault == "unknown_repo":
-            config.projects["web"].github.append("acme/gone")
         elif fault == "secondary_limit":
             up.github.secondary_limit(120, times=10)
         else:
@@ -198,12 +196,31 @@ def test_github_faults_become_errors_with_advice(tmp_path, fault: str, code: str
     assert "sandbox-token" not in caught.value.message
 
 
+def test_github_unknown_repository_costs_only_itself(tmp_path) -> None:
+    # A repo: qualifier GitHub cannot search fails the whole search (REST answers 422 "The
+    # listed users and repositories cannot be searched..."), while repository(owner, name)
+    # answers null with a NOT_FOUND error for that alias alone: the bad one is named with its
+    # fix and every other repository's pull requests still come.
+    with world() as up:
+        config = one_project(up)
+        good = list(config.projects["web"].github)
+        config.projects["web"].github.append("acme/gone")
+        snapshot = Polling(config, str(tmp_path / "s.db")).poll("github", "web")
+    (problem,) = snapshot.problems
+    assert (problem.part, problem.code) == ("acme/gone", "not_found")
+    assert "acme/gone" in problem.message
+    assert any("check the name in your config" in s for s in problem.suggestions)
+    assert snapshot.change_requests
+    assert {cr.repo for cr in snapshot.change_requests} <= set(good)
+
+
 def test_github_5xx_is_retried_and_then_succeeds(tmp_path) -> None:
     with world() as up:
         up.github.fail(r"/graphql", status=502, times=2)
         snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
         statuses = [r.status for r in up.github.requests if r.path.endswith("/graphql")]
-    assert statuses == [502, 502, 200]
+    # The search and the first poll's repository look-up each met a 502 and were retried.
+    assert sorted(statuses) == [200, 200, 502, 502]
     assert snapshot.change_requests
 
 
@@ -216,23 +233,24 @@ def test_a_hold_from_retry_after_stops_every_request_until_it_ends(tmp_path) -> 
             config = one_project(up)
             async with httpx.AsyncClient() as client:
                 github = create_providers(config, client, HttpCache(db, time.time()))["github"]
-                codes = []
+                codes, sent = [], []
                 for _ in range(2):
                     try:
                         await github.poll("web", config.projects["web"], fresh=True)
                     except UpstreamError as exc:
                         codes.append(exc.code)
+                    sent.append(len(up.github.requests))
             db.close()
-            return codes[0], codes[1], len(up.github.requests)
+            return codes[0], codes[1], sent[1], sent[0]
 
-        first, second, sent = anyio.run(two_polls)
+        first, second, sent, sent_first = anyio.run(two_polls)
     assert (first, second) == ("rate_limited", "rate_limited")
-    assert sent == 1  # the second poll sent nothing
+    assert sent == sent_first  # the second poll sent nothing
 
 
 def test_an_upstream_that_hangs_times_out(tmp_path) -> None:
     with world() as up:
-        up.github.hang(r"/graphql", 5, times=3)
+        up.github.hang(r"/graphql", 5, times=10)
         started = time.monotonic()
         with pytest.raises(UpstreamError) as caught:
             Polling(one_project(up), str(tmp_path / "s.db"), timeout=0.2).poll("github", "web")

@@ -313,6 +313,30 @@ def _pull_requests(repo: str, args: dict[str, Any], ctx: _Context) -> dict[str, 
     return _page(pulls, args)
 
 
+def _node(args: dict[str, Any], ctx: _Context) -> PullRequest | None:
+    """A head commit by its id (C_OWNER/NAME#NUMBER): only commits are nodes here."""
+    for pulls in ctx.data.pulls.values():
+        for pull in pulls:
+            if args["id"] == f"C_{pull.repo}#{pull.number}":
+                return pull
+    return None
+
+
+def _counts(checks: list[Check], kind: str) -> list[dict[str, Any]]:
+    """The rollup's counts by CheckRunState (check runs) or StatusState (statuses)."""
+    counts: dict[str, int] = {}
+    for check in checks:
+        if check.kind != kind:
+            continue
+        if kind == "check_run":
+            state = (check.conclusion or "completed").upper() if check.status == "completed" \
+                else check.status.upper()
+        else:
+            state = (check.conclusion or "pending").upper()
+        counts[state] = counts.get(state, 0) + 1
+    return [{"state": state, "count": count} for state, count in sorted(counts.items())]
+
+
 def _f(type: str, resolve: Callable[..., Any], **args: str) -> FieldDef:
     return FieldDef(type, resolve, args)
 
@@ -347,7 +371,9 @@ _TYPES: list[ObjectType | AbstractType] = [
                               query="String!", type="SearchType!"),
         "repository": _f("Repository", lambda _o, a, ctx: _repository(a, ctx),
                          owner="String!", name="String!"),
+        "node": _f("Node", lambda _o, a, ctx: _node(a, ctx), id="ID!"),
     }),
+    AbstractType("Node", ("Commit",), lambda _pull: "Commit"),
     ObjectType("User", {"login": FieldDef("String", lambda login, _a, _c: login)}),
     ObjectType("Organization", {"login": FieldDef("String", lambda login, _a, _c: login)}),
     AbstractType("Actor", ("User",), lambda _login: "User",
@@ -374,6 +400,7 @@ _TYPES: list[ObjectType | AbstractType] = [
     }),
     ObjectType("Repository", {
         "nameWithOwner": FieldDef("String", lambda repo, _a, _c: repo),
+        "isArchived": FieldDef("Boolean", lambda _repo, _a, _c: False),
         "name": FieldDef("String", lambda repo, _a, _c: repo.split("/")[1]),
         "owner": FieldDef("RepositoryOwner", lambda repo, _a, _c: repo.split("/")[0]),
         "pullRequests": _connection("PullRequestConnection", _pull_requests,
@@ -391,6 +418,9 @@ _TYPES: list[ObjectType | AbstractType] = [
         "headRefName": _attr("String", "head_ref"),
         "baseRefName": _attr("String", "base_ref"),
         "reviewDecision": _attr("PullRequestReviewDecision", "review_decision"),
+        "mergeable": _f("MergeableState", lambda _p, _a, _c: "MERGEABLE"),
+        "mergeStateStatus": _f("MergeStateStatus", lambda p, _a, _c: (
+            "BLOCKED" if p.review_decision != "APPROVED" else "CLEAN")),
         "author": _attr("Actor", "author"),
         "repository": _attr("Repository", "repo"),
         "reviewRequests": _connection("ReviewRequestConnection",
@@ -410,15 +440,28 @@ _TYPES: list[ObjectType | AbstractType] = [
     _connection_type("PullRequestCommitConnection", "PullRequestCommit"),
     ObjectType("PullRequestCommit", {"commit": FieldDef("Commit", lambda p, _a, _c: p)}),
     ObjectType("Commit", {
+        "id": _f("ID", lambda p, _a, _c: f"C_{p.repo}#{p.number}"),
         "oid": _attr("GitObjectID", "head_sha"),
         "statusCheckRollup": _f("StatusCheckRollup", lambda p, _a, _c: p if p.checks else None),
     }),
     ObjectType("StatusCheckRollup", {
         "state": _f("StatusState", lambda p, _a, _c: _rollup_state(p.checks)),
-        "contexts": _connection("StatusCheckRollupContextConnection",
-                                lambda p, a, _c: _page([(p, c) for c in p.checks], a)),
+        "contexts": _connection("StatusCheckRollupContextConnection", lambda p, a, _c: {
+            **_page([(p, c) for c in p.checks], a), "all": p.checks}),
     }),
-    _connection_type("StatusCheckRollupContextConnection", "StatusCheckRollupContext"),
+    ObjectType("StatusCheckRollupContextConnection", {
+        "totalCount": _key("Int", "total"),
+        "pageInfo": FieldDef("PageInfo", lambda page, _a, _c: page),
+        "nodes": _key("[StatusCheckRollupContext]", "nodes"),
+        "checkRunCountsByState": FieldDef(
+            "[CheckRunStateCount]", lambda page, _a, _c: _counts(page["all"], "check_run")),
+        "statusContextCountsByState": FieldDef(
+            "[StatusContextStateCount]", lambda page, _a, _c: _counts(page["all"], "status")),
+    }),
+    ObjectType("CheckRunStateCount", {"state": _key("CheckRunState", "state"),
+                                      "count": _key("Int", "count")}),
+    ObjectType("StatusContextStateCount", {"state": _key("StatusState", "state"),
+                                           "count": _key("Int", "count")}),
     AbstractType("StatusCheckRollupContext", ("CheckRun", "StatusContext"),
                  lambda item: "CheckRun" if item[1].kind == "check_run" else "StatusContext"),
     ObjectType("CheckRun", {
@@ -429,11 +472,13 @@ _TYPES: list[ObjectType | AbstractType] = [
             else None
         )),
         "detailsUrl": _f("URI", lambda item, _a, _c: _check_url(*item)),
+        "startedAt": _f("DateTime", lambda item, _a, _c: _iso(item[0].updated_at)),
     }),
     ObjectType("StatusContext", {
         "context": _f("String", lambda item, _a, _c: item[1].name),
         "state": _f("StatusState", lambda item, _a, _c: (item[1].conclusion or "pending").upper()),
         "targetUrl": _f("URI", lambda item, _a, _c: _check_url(*item)),
+        "createdAt": _f("DateTime", lambda item, _a, _c: _iso(item[0].updated_at)),
     }),
 ]
 
@@ -450,5 +495,8 @@ SCHEMA = graphql.Schema(
     enums={
         "SearchType": frozenset({"ISSUE", "REPOSITORY", "USER", "DISCUSSION"}),
         "PullRequestState": frozenset({"OPEN", "CLOSED", "MERGED"}),
+        "MergeableState": frozenset({"MERGEABLE", "CONFLICTING", "UNKNOWN"}),
+        "MergeStateStatus": frozenset({"BEHIND", "BLOCKED", "CLEAN", "DIRTY", "DRAFT",
+                                       "HAS_HOOKS", "UNKNOWN", "UNSTABLE"}),
     },
 )

@@ -202,7 +202,7 @@ class _PullRequest(msgspec.Struct):
 class _Search(msgspec.Struct):
     issueCount: int
     pageInfo: _PageInfo
-    nodes: list[msgspec.Raw | None]
+    nodes: list[msgspec.Raw]  # a node is `null` where GitHub hides it (SAML) or failed it
 
 
 class _GraphQLError(msgspec.Struct):
@@ -393,7 +393,7 @@ class GitHub:
         errors = {error.alias: error for error in reply.errors if error.alias}
         for i, repo in enumerate(repos):
             raw = (reply.data or {}).get(f"r{i}")
-            found = None if raw is None or bytes(raw) == b"null" else self._http.decode_part(
+            found = None if _null(raw) else self._http.decode_part(
                 raw, _Repository, what=f"repository {repo}")
             if found is not None:
                 self._checked[repo.lower()] = _Checked(now, name=found.nameWithOwner)
@@ -497,10 +497,10 @@ class GitHub:
                             "are shown",
                     suggestions=["close or merge some, or split the repositories between "
                                  "projects"])
-            hidden += sum(1 for node in nodes if node is None)
+            hidden += sum(1 for node in nodes if _null(node))
             # A node that is not a pull request (nothing was asked of it) is `{}`.
             pulls = [self._http.decode_part(node, _PullRequest, what="a pull request")
-                     for node in nodes if node is not None and bytes(node).strip() != b"{}"]
+                     for node in nodes if not _null(node) and bytes(node).strip() != b"{}"]
             views = [_change_request(pull, login, self.upstream) for pull in pulls]
             for view in await self._complete_failing(pulls, views):
                 earlier = found.get(view.url)
@@ -516,7 +516,7 @@ class GitHub:
         failing = [error for error in reply.errors
                    if error.alias in aliases and (not error.path or len(error.path) == 1)]
         if reply.data is not None and not failing and \
-                all(reply.data.get(alias) is not None for alias in aliases):
+                not any(_null(reply.data.get(alias)) for alias in aliases):
             return None
         first = (failing or reply.errors or [_GraphQLError("no data in the answer")])[0]
         return UpstreamError(
@@ -570,8 +570,8 @@ class GitHub:
             cursors = {}
             for i, index in enumerate(order):
                 raw = (reply.data or {}).get(f"c{i}")
-                page = self._http.decode_part(raw, _ContextsPage, what="checks") \
-                    if raw is not None and bytes(raw) != b"null" else None
+                page = None if _null(raw) else self._http.decode_part(
+                    raw, _ContextsPage, what="checks")
                 if page is None or page.statusCheckRollup is None:
                     continue
                 contexts = page.statusCheckRollup.contexts
@@ -623,6 +623,11 @@ class _RollupOnly(msgspec.Struct):
 
 class _ContextsPage(msgspec.Struct):
     statusCheckRollup: _RollupOnly | None = None
+
+
+def _null(raw: msgspec.Raw | None) -> bool:
+    """A part of the answer that is missing or `null`."""
+    return raw is None or bytes(raw).strip() == b"null"
 
 
 def _with_role(view: ChangeRequestView, role: str) -> ChangeRequestView:

@@ -308,7 +308,8 @@ class UpstreamHttp:
                 [f"the token has scopes `{has}`; this needs `{scopes}`"] if scopes else []
             )
             return UpstreamError(
-                f"{self.name} forbids {what} to the token from {self._token.origin} (403{said})",
+                f"{self.name} denies the token from {self._token.origin} access to {what} "
+                f"(403{said})",
                 code="forbidden", suggestions=scope_hint + self.hints.forbidden,
             )
         if status == 404:
