@@ -11,6 +11,7 @@ from test_upstream_status import configure, git_checkout
 
 from projctld.sandbox.dataset import generate
 from projctld.sandbox.demo import TOKEN, Upstreams, start_fakes
+from projctld.sandbox.fake_github import FakeGitHub
 
 
 def instance_config(up: Upstreams, *, github: list[str] = (), gitlab: list[str] = (),
@@ -126,3 +127,55 @@ def test_jira_data_center_end_to_end(sandbox) -> None:
         assert {r.path for r in up.jira.requests} >= {"/rest/api/2/serverInfo",
                                                      "/rest/api/2/field"}
         assert not [r for r in up.jira.requests if "/rest/api/3/" in r.path]
+
+
+def test_two_github_hosts_in_one_project(sandbox) -> None:
+    # github.com beside a GitHub Enterprise Server (REST at /api/v3, GraphQL at /api/graphql),
+    # each with its own token: one project uses a repository of each, and the same name on
+    # both hosts stays two repositories.
+    dotcom_data = generate(github_repos=1, gitlab_projects=1, changes_per_repo=5, tickets=1)
+    ghe_data = generate(github_repos=1, gitlab_projects=1, changes_per_repo=5, tickets=1,
+                        seed=1)
+    with contextlib.ExitStack() as stack:
+        up = start_fakes(stack, dotcom_data)
+        ghe = FakeGitHub(ghe_data, token="ghe-token", prefix="/api/v3")
+        ghe_url = ghe.start()
+        stack.callback(ghe.stop)
+        configure(sandbox, instance_config(up, github=["acme/web-0", "ghe:acme/web-0"], extra=f"""
+[github.ghe]
+api_url = "{ghe_url}"
+token_env = ""
+token = "ghe-token"
+"""))
+        refreshed = sandbox.client("refresh", "web")
+        assert refreshed.returncode == 0, refreshed.stdout
+        assert "web          ghe     ok" in refreshed.stdout
+
+        web = status(sandbox)["projects"][0]
+        sources = {s["upstream"]: s for s in web["sources"]}
+        assert set(sources) == {"github", "ghe"}
+        assert sources["ghe"]["kind"] == "github" and sources["ghe"]["host"] == "127.0.0.1"
+        assert all(s["fetched_at"] and not s["problems"] for s in sources.values())
+        by_host = {name: {cr["url"] for cr in web["change_requests"] if cr["upstream"] == name}
+                   for name in sources}
+
+        def expected(data) -> set[str]:
+            me = data.github_login
+            return {f"https://github.com/{pr.repo}/pull/{pr.number}"
+                    for pr in data.pulls["acme/web-0"] if pr.state == "open"
+                    and (pr.author == me or me in pr.review_requested)}
+
+        assert by_host["github"] == expected(dotcom_data) and by_host["github"]
+        assert by_host["ghe"] == expected(ghe_data) and by_host["ghe"]
+        # Each host saw only its own token.
+        assert {r.headers["authorization"] for r in ghe.requests} == {"Bearer ghe-token"}
+        assert "Bearer ghe-token" not in {r.headers["authorization"]
+                                          for r in up.github.requests}
+
+        text = sandbox.client("status").stdout
+        assert "github " in text and " · ghe " in text
+        doctor = json.loads(sandbox.client("doctor", "--json").stdout)
+        check = next(c for c in doctor if c["name"] == "ghe")
+        assert check["status"] == "ok" and check["detail"].startswith("127.0.0.1: token from")
+        metrics = json.loads(sandbox.client("metrics", "--json").stdout)
+        assert {"GitHub", "GitHub ghe"} <= {m["upstream"] for m in metrics["upstreams"]}
