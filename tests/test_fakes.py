@@ -97,7 +97,9 @@ def test_the_dataset_mixes_mine_reviews_and_others_with_realistic_ci() -> None:
     to_review = [p for p in pulls if data.github_login in p.review_requested]
     assert 0.25 < len(mine) / len(pulls) < 0.42
     assert 0.15 < len(to_review) / len(pulls) < 0.35
-    assert all(2 <= len(p.checks) <= 6 for p in pulls)
+    # Each has 2 to 6 checks, but for one CI matrix of mine (the showcase below).
+    assert sorted(len(p.checks) for p in pulls)[-2:] == [6, 30]
+    assert min(len(p.checks) for p in pulls) == 2
     assert {c.kind for p in pulls for c in p.checks} == {"check_run", "status"}
     assert any(p.draft for p in pulls)
     my_branches = {p.head_ref for p in mine}

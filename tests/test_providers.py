@@ -84,6 +84,10 @@ def test_github_finds_exactly_my_and_review_requested_pull_requests(tmp_path) ->
     assert expected, "the dataset should hold some of my pull requests"
 
 
+# Issue 16 (strict: the provider's rewrite makes it pass, and then the mark must go).
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 16: the GitHub provider reads only the first 25 contexts of a rollup; one pull request "
+    "of mine has 30 checks whose only failure is the 27th"))
 def test_github_ci_lists_failing_checks_of_both_kinds(tmp_path) -> None:
     with world() as up:
         snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
