@@ -176,7 +176,11 @@ def test_github_shares_one_search_between_projects_within_an_interval(tmp_path) 
     ("fault", "code", "advice"),
     [
         ("bad_token", "auth", "gh auth status"),
-        ("unknown_repo", "not_found", "check the names under `github`"),
+        pytest.param("unknown_repo", "not_found", "check the names under `github`",
+                     marks=pytest.mark.xfail(strict=True, reason=(
+                         "issue 16: a repo: qualifier naming an unknown repository fails the "
+                         "whole search (INVALID, data null), which the provider calls "
+                         "'rejected'"))),
         ("secondary_limit", "rate_limited", "polling waits"),
         ("not_json", "malformed", "last good data"),
         ("truncated", "malformed", "last good data"),
