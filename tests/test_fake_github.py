@@ -296,6 +296,21 @@ def test_first_and_last_are_checked_on_the_field_within_1_to_100(
     assert counted == {"data": {"search": {"issueCount": 18}}}
 
 
+def test_page_sizes_from_variables_page_and_count_alike(
+    github: FakeGitHub, gh: httpx.Client
+) -> None:
+    """A page size given by a variable, or by its default, counts and pages as a literal."""
+    query = """query($n: Int = 2, $after: String) { rateLimit { nodeCount }
+      search(query: "is:pr", type: ISSUE, first: $n, after: $after) {
+        pageInfo { endCursor } nodes { ... on PullRequest { number } } } }"""
+    two = graphql(gh, github, query)["data"]
+    assert two["rateLimit"]["nodeCount"] == 2 and len(two["search"]["nodes"]) == 2
+    five = graphql(gh, github, query, n=5, after=two["search"]["pageInfo"]["endCursor"])["data"]
+    assert five["rateLimit"]["nodeCount"] == 5 and len(five["search"]["nodes"]) == 5
+    every = graphql(gh, github, query, n=18)["data"]["search"]["nodes"]
+    assert two["search"]["nodes"] + five["search"]["nodes"] == every[:7]
+
+
 def test_a_dry_run_reports_the_cost_without_charging_or_running(
     github: FakeGitHub, gh: httpx.Client
 ) -> None:

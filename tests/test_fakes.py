@@ -583,6 +583,9 @@ def test_graphql_rate_limit_exhausted_is_a_200_with_an_error(
      "Variable $n of type Int! was provided invalid value"),
     ("{ repository(owner: \"acme\") { name } }",
      "Field 'repository' is missing required arguments: name"),
+    ("query($x: Foo) { viewer { login(x: $x) } }", "Foo isn't a defined input type (on $x)"),
+    ("{ viewer { ... on Foo { login } } }",
+     "No such type Foo, so it can't be a fragment condition"),
 ])
 def test_graphql_refuses_bad_queries_with_githubs_errors_and_no_data(
     github: FakeGitHub, gh: httpx.Client, query: str, message: str

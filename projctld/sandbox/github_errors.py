@@ -40,6 +40,7 @@ from graphql.language import (
     InlineFragmentNode,
     Lexer,
     ListValueNode,
+    NamedTypeNode,
     NameNode,
     ObjectValueNode,
     OperationDefinitionNode,
@@ -57,6 +58,7 @@ from graphql.validation import (
     FieldsOnCorrectTypeRule,
     KnownArgumentNamesRule,
     KnownFragmentNamesRule,
+    KnownTypeNamesRule,
     NoUndefinedVariablesRule,
     NoUnusedFragmentsRule,
     NoUnusedVariablesRule,
@@ -151,6 +153,7 @@ class _Where:
         self.field_of: dict[int, FieldNode] = {}  # argument or value node -> its field
         self.argument_of: dict[int, Any] = {}  # value node -> its argument
         self.label: dict[int, str] = {}  # operation -> "query Name" / "anonymous query"
+        self.variable_of: dict[int, str] = {}  # the named type of a variable -> the variable
         for definition in document.definitions:
             if isinstance(definition, OperationDefinitionNode):
                 kind = definition.operation.value
@@ -164,6 +167,10 @@ class _Where:
             self.path[id(definition)] = [label]
             for variable in getattr(definition, "variable_definitions", None) or []:
                 self.path[id(variable)] = [label]
+                named = variable.type
+                while not isinstance(named, NamedTypeNode):
+                    named = named.type
+                self.variable_of[id(named)] = variable.variable.name.value
             self._walk(definition.selection_set, [label])
         self.types = _Types(schema)
         visit(document, TypeInfoVisitor(self.types.info, self.types))
@@ -272,6 +279,15 @@ class _Where:
             return (f"Field '{field}' doesn't accept argument '{name}'",
                     {"code": "argumentNotAccepted", "name": field, "typeName": "Field",
                      "argumentName": name}, None)
+        if rule is KnownTypeNamesRule and isinstance(node, NamedTypeNode):
+            name = node.name.value
+            if id(node) in self.variable_of:
+                variable = self.variable_of[id(node)]
+                return (f"{name} isn't a defined input type (on ${variable})",
+                        {"code": "variableRequiresValidType", "typeName": name,
+                         "variableName": variable}, None)
+            return (f"No such type {name}, so it can't be a fragment condition",
+                    {"code": "undefinedType", "typeName": name}, None)
         if rule is NoUndefinedVariablesRule and len(error.nodes or []) == 2:
             name = node.name.value
             return (f"Variable ${name} is used by {self.label.get(id(error.nodes[1]), 'query')} "

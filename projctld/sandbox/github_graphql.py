@@ -92,6 +92,7 @@ def answer(body: bytes, data: Dataset, rate: RateLimit) -> Reply | None:
     coerced = get_variable_values(SCHEMA, operation.variable_definitions or (), variables)
     if isinstance(coerced, list):
         return _errors(*(github_errors.variable_error(e, variables) for e in coerced))
+    coerced = getattr(coerced, "coerced", coerced)  # graphql-core 3.3 wraps them; 3.2 does not
     requests, nodes = _count(prepared.connections[id(operation)], coerced)
     if nodes > NODE_LIMIT:
         return _errors({"type": "MAX_NODE_LIMIT_EXCEEDED",
