@@ -451,6 +451,29 @@ def test_search_qualifiers_select_as_github_does(
     assert wanted, "the dataset should hold a pull request for each qualifier"
 
 
+def test_a_merged_pull_request_is_closed_too(
+    github: FakeGitHub, gh: httpx.Client, data: Dataset
+) -> None:
+    """is:closed finds merged pull requests as well; is:merged and is:unmerged split them (docs:
+    "Filtering and searching issues and pull requests")."""
+    merged, closed = data.pulls["acme/web-0"][:2]
+    merged.state, closed.state = "merged", "closed"
+    query = """query($q: String!) { search(query: $q, type: ISSUE, first: 100) {
+      nodes { ... on PullRequest { number state closed merged } } } }"""
+
+    def found(q: str) -> list[dict]:
+        return graphql(gh, github, query, q=f"is:pr repo:acme/web-0 {q}")["data"]["search"][
+            "nodes"]
+
+    assert sorted(n["number"] for n in found("is:closed")) == sorted(
+        [merged.number, closed.number])
+    assert found("is:merged") == [{"number": merged.number, "state": "MERGED", "closed": True,
+                                   "merged": True}]
+    assert found("is:closed is:unmerged") == [{"number": closed.number, "state": "CLOSED",
+                                               "closed": True, "merged": False}]
+    assert len(found("is:open")) == 4 and len(found("is:unmerged")) == 5
+
+
 def test_an_archived_repository_drops_out_of_archived_false(
     github: FakeGitHub, gh: httpx.Client, data: Dataset
 ) -> None:

@@ -21,6 +21,8 @@ RESULT_LIMIT = 1000
 
 _TERM = re.compile(r'-?[\w-]+:"[^"]*"|"[^"]*"|\S+')
 # Qualifiers whose value is a login (`@me` is the viewer).
+_KINDS = {"is": {"pr", "issue", "open", "closed", "merged", "unmerged", "draft"},
+          "type": {"pr", "issue"}, "state": {"open", "closed"}}
 _USER_KEYS = {"author", "assignee", "review-requested", "user-review-requested", "reviewed-by"}
 _SORTS: dict[str, Callable[[PullRequest], float]] = {
     "updated": lambda p: p.updated_at,
@@ -58,8 +60,7 @@ def search_pulls(data: Dataset, query: str) -> list[PullRequest]:
         if not colon or not value:
             words.append(term.strip('"').lower())
             continue
-        if key in ("is", "type", "state") and lowered in ("pr", "issue", "open", "closed",
-                                                          "merged", "draft"):
+        if lowered in _KINDS.get(key, ()):
             test = _is(lowered)
         elif key in ("archived", "draft") and lowered in ("true", "false"):
             wanted = lowered == "true"
@@ -112,6 +113,10 @@ def _is(value: str) -> Callable[[PullRequest], bool]:
         return lambda p: False
     if value == "draft":
         return lambda p: p.draft
+    if value == "closed":  # a merged pull request is closed too
+        return lambda p: p.state in ("closed", "merged")
+    if value == "unmerged":  # open ones too: `is:closed is:unmerged` is the usual pair
+        return lambda p: p.state != "merged"
     return lambda p: p.state == value
 
 
