@@ -69,19 +69,27 @@ def one_project(upstreams: Upstreams, **overrides: object) -> Config:
 # GitHub
 
 
-def test_github_finds_exactly_my_and_review_requested_pull_requests(tmp_path) -> None:
+def github_roles(pr, me: str) -> tuple[bool, bool, bool, bool]:
+    """What GitHub's qualifiers find of a pull request for `me`: author:@me,
+    review-requested:@me, assignee:@me, reviewed-by:@me (a submitted review)."""
+    return (pr.author == me, me in pr.review_requested, me in pr.assignees,
+            any(r.author == me and r.submitted_at is not None for r in pr.reviews))
+
+
+def test_github_finds_exactly_the_pull_requests_that_concern_me(tmp_path) -> None:
     with world() as up:
         snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
     me = up.data.github_login
     expected = {
-        (pr.repo, pr.number): (pr.author == me, me in pr.review_requested)
+        (pr.repo, pr.number): github_roles(pr, me)
         for prs in up.data.pulls.values() for pr in prs
-        if pr.state == "open" and (pr.author == me or me in pr.review_requested)
+        if pr.state == "open" and any(github_roles(pr, me))
     }
-    found = {(cr.repo, cr.number): (cr.mine, cr.review_requested)
+    found = {(cr.repo, cr.number): (cr.mine, cr.review_requested, cr.assigned, cr.reviewed)
              for cr in snapshot.change_requests}
     assert found == expected
-    assert expected, "the dataset should hold some of my pull requests"
+    for role in range(4):  # the dataset holds one of each
+        assert any(roles[role] for roles in expected.values()), role
 
 
 def test_github_ci_lists_failing_checks_of_both_kinds(tmp_path) -> None:

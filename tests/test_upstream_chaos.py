@@ -226,7 +226,8 @@ def fault_then_recover(db_path: str, up: Upstreams, target: Target, fault: Fault
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("target_name", list(TARGETS))
 def test_a_fault_keeps_the_last_good_data_stale_then_the_next_poll_recovers(
-        tmp_path, upstreams: Upstreams, target_name: str, fault: str) -> None:
+        tmp_path, request: pytest.FixtureRequest, upstreams: Upstreams, target_name: str,
+        fault: str) -> None:
     target = TARGETS[target_name]
     outcome = fault_then_recover(str(tmp_path / "state.db"), upstreams, target, FAULTS[fault],
                                  lambda: inject(upstreams, target, fault))

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 
+from test_providers import github_roles
 from test_upstream_status import configure, git_checkout
 
 from projctld.sandbox.dataset import generate
@@ -163,7 +164,7 @@ token = "ghe-token"
             me = data.github_login
             return {f"https://github.com/{pr.repo}/pull/{pr.number}"
                     for pr in data.pulls["acme/web-0"] if pr.state == "open"
-                    and (pr.author == me or me in pr.review_requested)}
+                    and any(github_roles(pr, me))}
 
         assert by_host["github"] == expected(dotcom_data) and by_host["github"]
         assert by_host["ghe"] == expected(ghe_data) and by_host["ghe"]

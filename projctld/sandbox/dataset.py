@@ -58,6 +58,9 @@ TASK_HEADS = [
 CHECK_RUN_NAMES = ["build", "test (3.11)", "test (3.12)", "lint", "typecheck", "e2e"]
 STATUS_NAMES = ["ci/circleci: build", "codecov/patch", "deploy/preview", "security/snyk"]
 WORKFLOWS = ["CI", "Lint", "Deploy preview"]
+# The check runs of the CI matrix of one pull request of mine; with three statuses, thirty checks,
+# more than a first page of 25 contexts, of which only the 27th (the last shard) fails.
+MATRIX_SHARDS = 27
 # The CI of my own changes takes turns through this, so that even the smallest dataset shows
 # one of mine failing and one running; everyone else's is drawn at random.
 MY_CI: list[CiOutcome] = [
@@ -83,6 +86,22 @@ class Check:
     conclusion: str | None
 
 
+ReviewState = Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING"]
+Mergeable = Literal["MERGEABLE", "CONFLICTING", "UNKNOWN"]
+MergeStateStatus = Literal[
+    "BEHIND", "BLOCKED", "CLEAN", "DIRTY", "DRAFT", "HAS_HOOKS", "UNKNOWN", "UNSTABLE"
+]
+
+
+@dataclass
+class Review:
+    """A review of a pull request; a PENDING one is not submitted yet (submitted_at None)."""
+
+    author: str
+    state: ReviewState
+    submitted_at: float | None
+
+
 @dataclass
 class PullRequest:
     repo: str
@@ -97,8 +116,12 @@ class PullRequest:
     head_sha: str
     checks: list[Check]
     updated_at: float
-    state: Literal["open", "closed"] = "open"
+    state: Literal["open", "closed", "merged"] = "open"
     created_at: float | None = None  # None: the same as updated_at
+    assignees: list[str] = field(default_factory=list)
+    reviews: list[Review] = field(default_factory=list)  # oldest first
+    mergeable: Mergeable = "MERGEABLE"
+    merge_state_status: MergeStateStatus = "CLEAN"
 
 
 @dataclass
@@ -185,6 +208,11 @@ class Dataset:
     tickets: list[Ticket] = field(default_factory=list)
     jira_projects: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # login / username -> display name
+    # GitHub organisations that enforce SAML single sign-on and have not authorised the token:
+    # their repositories answer FORBIDDEN (GraphQL) or 403 (REST) with an SSO challenge.
+    saml_orgs: set[str] = field(default_factory=set)
+    renamed: dict[str, str] = field(default_factory=dict)  # old "owner/name" -> current one
+    archived: set[str] = field(default_factory=set)  # GitHub repositories that are archived
 
     def name_of(self, login: str) -> str:
         if login in (self.github_login, self.gitlab_username):
@@ -246,6 +274,7 @@ def generate(
             rng, data, project, index, now, pipeline_ids, pipeline_iids
         )
     data.tickets = _tickets(rng, data, tickets, now)
+    _github_extras(random.Random(f"github-extras/{seed}"), data)
     return data
 
 
@@ -339,6 +368,63 @@ def _checks(rng: random.Random, ci: CiOutcome) -> list[Check]:
             else:
                 check.conclusion = "pending"
     return checks
+
+
+def _github_extras(rng: random.Random, data: Dataset) -> None:
+    """Reviews, assignees and mergeability of every pull request, then a few that the sandbox
+    shows whatever the seed: one of mine with conflicts, one of mine with thirty checks whose only
+    failure is the 27th, one assigned to me and one I reviewed that is still open.
+
+    They come from their own random stream (`rng`), after everything else, so that adding them
+    changed nothing `generate()` made before.
+    """
+    me = data.github_login
+    pulls = [p for repo in data.github_repos for p in data.pulls[repo]]
+    for pull in pulls:
+        # A requested reviewer has not reviewed yet: GitHub drops the request when they do.
+        others = [login for login, _ in PEOPLE
+                  if login != pull.author and login not in pull.review_requested]
+        at = rng.uniform(pull.created_at or pull.updated_at, pull.updated_at)
+        if pull.review_decision in ("APPROVED", "CHANGES_REQUESTED") and others:
+            pull.reviews.append(Review(rng.choice(others), pull.review_decision, at))
+        elif others and rng.random() < 0.3:
+            pull.reviews.append(Review(rng.choice(others), "COMMENTED", at))
+        if pull.author == me:
+            pull.assignees = [me] if rng.random() < 0.5 else []
+        elif rng.random() < 0.3:
+            pull.assignees = [pull.author]
+        pull.mergeable = rng.choices(["MERGEABLE", "CONFLICTING", "UNKNOWN"], [85, 10, 5])[0]
+
+    mine = [p for p in pulls if p.author == me and p.state == "open"]
+    matrix = next((p for p in mine if _outcome(p.checks) == "failure"), None)
+    if matrix is not None:
+        matrix.checks = [
+            Check(f"test (shard {n}/{MATRIX_SHARDS})", "check_run", "completed",
+                  "failure" if n == MATRIX_SHARDS else "success")
+            for n in range(1, MATRIX_SHARDS + 1)
+        ] + [Check(name, "status", "completed", "success") for name in STATUS_NAMES[:3]]
+    conflicted = next((p for p in mine if p is not matrix), None)
+    if conflicted is not None:
+        conflicted.mergeable = "CONFLICTING"
+    theirs = [p for p in pulls
+              if p.author != me and me not in p.review_requested and p.state == "open"]
+    if theirs:
+        theirs[0].assignees = [me]
+    if len(theirs) > 1:
+        theirs[1].reviews.append(Review(me, "COMMENTED", theirs[1].updated_at - 60))
+    for pull in pulls:
+        pull.merge_state_status = _merge_state(pull)
+
+
+def _merge_state(pull: PullRequest) -> MergeStateStatus:
+    """What GitHub says of a pull request's merge: conflicts first, then draft, review, CI."""
+    if pull.mergeable != "MERGEABLE":
+        return "DIRTY" if pull.mergeable == "CONFLICTING" else "UNKNOWN"
+    if pull.draft:
+        return "DRAFT"
+    if pull.review_decision in ("REVIEW_REQUIRED", "CHANGES_REQUESTED"):
+        return "BLOCKED"
+    return "CLEAN" if _outcome(pull.checks) == "success" else "UNSTABLE"
 
 
 def _runs(rng: random.Random, data: Dataset, repo: str, index: int, now: float,
