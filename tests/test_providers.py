@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ from projctld.sandbox.demo import Upstreams, sandbox_config, start_fakes
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
 from projctld.upstream.providers import create_providers, http
+from projctld.upstream.providers import github as github_provider
 from projctld.upstream.providers.gitlab import _next_page
 from projctld.upstream.providers.model import Snapshot
 
@@ -105,6 +107,114 @@ def test_github_ci_lists_failing_checks_of_both_kinds(tmp_path) -> None:
         assert (cr.ci.state == "failure") == bool(failed)
         checked += bool(failed)
     assert checked, "the dataset should hold a failing pull request of mine"
+
+
+def test_github_counts_every_check_and_names_a_failure_past_the_first_page(tmp_path) -> None:
+    # The rollup's checkRunCountsByState / statusContextCountsByState count every context,
+    # however many; `contexts` is a connection, paged with first/after (GitHub's GraphQL
+    # pagination docs). One pull request of mine has 30 checks, the only failure the 27th.
+    data = generate(github_repos=4, gitlab_projects=1, changes_per_repo=6, tickets=5)
+    with world(data) as up:
+        many = next(pr for prs in up.data.pulls.values() for pr in prs if len(pr.checks) >= 30)
+        # With contexts asked 100 at a time, page them 10 at a time here: shrink the page so
+        # the provider has to follow the cursor to find the failure.
+        snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
+    cr = next(cr for cr in snapshot.change_requests if cr.number == many.number
+              and cr.repo == many.repo)
+    failing = [c.name for c in many.checks if c.conclusion in ("failure", "timed_out")]
+    assert cr.ci.state == "failure" and cr.ci.failing == failing
+    assert cr.ci.passed + cr.ci.failed + cr.ci.running + cr.ci.pending == len(many.checks)
+
+
+def test_github_pages_contexts_until_every_failure_is_named(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(github_provider, "CONTEXTS_PAGE", 10)
+    monkeypatch.setattr(github_provider, "_PR_FRAGMENT",
+                        github_provider._PR_FRAGMENT.replace("contexts(first: 100)",
+                                                             "contexts(first: 10)"))
+    with world() as up:
+        many = next(pr for prs in up.data.pulls.values() for pr in prs if len(pr.checks) >= 30)
+        snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
+        graphql = [r for r in up.github.requests if r.path.endswith("/graphql")]
+    cr = next(cr for cr in snapshot.change_requests if cr.number == many.number
+              and cr.repo == many.repo)
+    assert cr.ci.failing == [c.name for c in many.checks if c.conclusion == "failure"]
+    assert cr.ci.failed == 1 and cr.ci.passed == len(many.checks) - 1
+    # The look-up, the search, then the commit's contexts paged (node(id), after) to the 27th.
+    assert len(graphql) == 4
+
+
+@pytest.mark.parametrize("kind", ["RATE_LIMITED", "RATE_LIMIT"])
+def test_github_graphql_rate_limit_of_either_type_is_a_rate_limit(tmp_path, kind: str) -> None:
+    # GitHub documents RATE_LIMITED (docs.github.com, rate limits for the GraphQL API); older
+    # answers say RATE_LIMIT with code graphql_rate_limit (githubkit#271). Either, in a 200,
+    # is a rate limit, never a bad repository name.
+    with world() as up:
+        up.github.graphql_limit_type = kind
+        up.github.rate["graphql"].take(up.github.rate["graphql"].limit)
+        with pytest.raises(UpstreamError) as caught:
+            Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
+    assert caught.value.code == "rate_limited", caught.value.message
+    assert "next request at" in caught.value.message
+    assert caught.value.context.get("wait_s")
+
+
+def test_github_rate_limited_with_points_left_is_still_a_rate_limit(tmp_path) -> None:
+    with world() as up:
+        up.github.graphql_rate_limited(times=2)
+        with pytest.raises(UpstreamError) as caught:
+            Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
+    assert caught.value.code == "rate_limited"
+
+
+def move_repo(data: Dataset, old: str, new: str) -> None:
+    """Let a repository live under another name (another organisation)."""
+    data.github_repos[data.github_repos.index(old)] = new
+    data.pulls[new] = [dataclasses.replace(pr, repo=new) for pr in data.pulls.pop(old)]
+    data.runs[new] = [dataclasses.replace(run, repo=new) for run in data.runs.pop(old)]
+
+
+def test_github_saml_hides_one_organisation_and_keeps_the_rest(tmp_path) -> None:
+    # An organisation that enforces SAML SSO, for a token not authorised there: its pull
+    # requests come back as null nodes with FORBIDDEN errors (extensions.saml_failure) beside
+    # the other nodes, and repository(owner, name) of it is null with FORBIDDEN
+    # (docs.github.com: authenticating with SAML single sign-on; fwouts/prmonitor#1042).
+    data = generate(github_repos=3, gitlab_projects=1, changes_per_repo=6, tickets=5)
+    move_repo(data, "acme/web-1", "secure/web-1")
+    data.saml_orgs.add("secure")
+    with world(data) as up:
+        config = one_project(up)
+        polling = Polling(config, str(tmp_path / "s.db"))
+        snapshot = polling.poll("github", "web")
+    (problem,) = snapshot.problems
+    assert (problem.part, problem.code) == ("secure/web-1", "saml")
+    assert "secure organisation enforces SAML single sign-on" in problem.message
+    assert any("https://github.com/orgs/secure/sso" in s for s in problem.suggestions), \
+        problem.suggestions
+    me = data.github_login
+    expected = {(pr.repo, pr.number) for repo in ("acme/web-0", "acme/web-2")
+                for pr in data.pulls[repo] if pr.state == "open" and any(github_roles(pr, me))}
+    assert {(cr.repo, cr.number) for cr in snapshot.change_requests} == expected
+    assert {p.repo for p in snapshot.pipelines} <= {"acme/web-0", "acme/web-2"}
+
+
+def test_github_follows_a_renamed_repository(tmp_path) -> None:
+    # repository(owner, name) follows renames (followRenames defaults to true) and answers the
+    # new nameWithOwner; search does not, and REST answers 301: the provider asks by the new
+    # name, and the configured one keeps working.
+    data = generate(github_repos=2, gitlab_projects=1, changes_per_repo=6, tickets=5)
+    move_repo(data, "acme/web-1", "acme/website")
+    data.renamed["acme/web-1"] = "acme/website"
+    with world(data) as up:
+        config = one_project(up)  # still names acme/web-1
+        config.projects["web"].github[:] = ["acme/web-0", "acme/web-1"]
+        snapshot = Polling(config, str(tmp_path / "s.db")).poll("github", "web")
+    assert not snapshot.problems
+    me = data.github_login
+    assert {(cr.repo, cr.number) for cr in snapshot.change_requests} == {
+        (pr.repo, pr.number) for repo in ("acme/web-0", "acme/website")
+        for pr in data.pulls[repo] if pr.state == "open" and any(github_roles(pr, me))}
+    assert "acme/website" in {p.repo for p in snapshot.pipelines} or not [
+        run for run in data.runs["acme/website"] if run.actor == me]
 
 
 def test_github_pipelines_are_my_latest_runs_per_branch(tmp_path) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 
-from test_providers import github_roles
+from test_providers import github_roles, move_repo
 from test_upstream_status import configure, git_checkout
 
 from projctld.sandbox.dataset import generate
@@ -180,3 +180,61 @@ token = "ghe-token"
         assert check["status"] == "ok" and check["detail"].startswith("127.0.0.1: token from")
         metrics = json.loads(sandbox.client("metrics", "--json").stdout)
         assert {"GitHub", "GitHub ghe"} <= {m["upstream"] for m in metrics["upstreams"]}
+
+
+def test_saml_hides_one_organisation_and_the_rest_shows(sandbox) -> None:
+    # GitHub answers 200 with data and errors side by side: each pull request of an
+    # organisation enforcing SAML SSO (token not authorised) is a null node with a FORBIDDEN
+    # error carrying extensions.saml_failure; X-GitHub-SSO says where to authorise the token.
+    data = generate(github_repos=3, gitlab_projects=1, changes_per_repo=6, tickets=1)
+    move_repo(data, "acme/web-1", "secure/web-1")
+    data.saml_orgs.add("secure")
+    with contextlib.ExitStack() as stack:
+        up = start_fakes(stack, data)
+        configure(sandbox, instance_config(up, github=data.github_repos))
+        refreshed = sandbox.client("refresh", "web")
+        assert refreshed.returncode == 1 and "github  partly" in refreshed.stdout
+
+        web = status(sandbox)["projects"][0]
+        (source,) = web["sources"]
+        (problem,) = source["problems"]
+        assert (problem["part"], problem["code"]) == ("secure/web-1", "saml")
+        assert any("/orgs/secure/sso" in fix for fix in problem["suggestions"])
+        assert {cr["repo"] for cr in web["change_requests"]} == {"acme/web-0", "acme/web-2"}
+        text = sandbox.client("status").stdout
+        assert "! github: secure/web-1: the secure organisation enforces SAML single sign-on" \
+            in text
+        assert "authorise the token for secure" in text
+
+
+def test_rate_limited_keeps_the_last_data_and_says_when(sandbox, upstreams) -> None:
+    # RATE_LIMITED in a 200 (docs.github.com: rate limits for the GraphQL API) is a rate
+    # limit, not a bad repository name: the last good data stays, with when polling resumes.
+    configure(sandbox, instance_config(upstreams, github=upstreams.data.github_repos))
+    assert sandbox.client("refresh", "web").returncode == 0
+    before = status(sandbox)["projects"][0]["change_requests"]
+    upstreams.github.graphql_rate_limited(times=5)
+
+    refreshed = sandbox.client("refresh", "web")
+    assert refreshed.returncode == 1
+    web = status(sandbox)["projects"][0]
+    (source,) = web["sources"]
+    assert source["error"]["code"] == "rate_limited", source["error"]
+    assert "GraphQL budget is spent" in source["error"]["message"]
+    assert web["change_requests"] == before and web["known"]["change_requests"] == "complete"
+    assert "showing data from" in sandbox.client("status").stdout
+
+
+def test_thirty_checks_are_counted_and_the_27th_failure_named(sandbox, upstreams) -> None:
+    many = next(pr for prs in upstreams.data.pulls.values() for pr in prs
+                if len(pr.checks) >= 30)
+    failing = [c.name for c in many.checks if c.conclusion == "failure"]
+    configure(sandbox, instance_config(upstreams, github=upstreams.data.github_repos))
+    assert sandbox.client("refresh", "web").returncode == 0
+
+    web = status(sandbox)["projects"][0]
+    cr = next(cr for cr in web["change_requests"] if cr["url"].endswith(f"/{many.number}")
+              and cr["repo"] == many.repo)
+    assert cr["ci"]["state"] == "failure" and cr["ci"]["failing"] == failing
+    assert (cr["ci"]["passed"], cr["ci"]["failed"]) == (len(many.checks) - 1, 1)
+    assert f"✗ failing (1): {failing[0]}" in sandbox.client("status").stdout

@@ -328,11 +328,11 @@ class GitHub:
         """Check the repositories that need it beside the searches; when a search fails
         because of a repository, check them all and search again without the bad ones."""
         due = [repo for repo in self._repos if self._check_due(repo, asked_at)]
-        searchable = [repo for repo in self._repos if self._usable(repo)]
+        searched = self._searchable()
         outcome: list[Any] = [None, None]
 
         async def search() -> None:
-            outcome[0] = await self._search_once(searchable)
+            outcome[0] = await self._search_once(searched)
 
         async def check() -> None:
             outcome[1] = await self._check(due, asked_at)
@@ -340,14 +340,14 @@ class GitHub:
         await gather([search, check] if due else [search])
         result = outcome[0]
         if isinstance(result, UpstreamError):
-            # Which repository spoiled it: ask each (again), then search without the bad ones.
-            if not due or set(due) != set(self._repos):
+            # Which repository spoiled it: ask each (again), then search without the bad ones
+            # and by the names renamed ones answer to now.
+            if set(due) != set(self._repos):
                 await self._check(self._repos, asked_at)
-            retry = [repo for repo in self._repos if self._usable(repo)]
-            if retry == searchable:
+            retry = self._searchable()
+            if retry == searched:
                 raise result
-            searchable = retry
-            result = await self._search_once(searchable) if searchable else None
+            result = await self._search_once(retry) if retry else None
             if isinstance(result, UpstreamError):
                 raise result
         # Nothing to search (every repository is bad): no login is needed, no runs are asked.
@@ -369,9 +369,10 @@ class GitHub:
         checked = self._checked.get(repo.lower())
         return checked is None or (checked.name is None and now - checked.at >= RECHECK_AFTER)
 
-    def _usable(self, repo: str) -> bool:
-        checked = self._checked.get(repo.lower())
-        return checked is None or checked.name is not None
+    def _searchable(self) -> list[str]:
+        """The names to search: every repository not known to be bad, by its current name."""
+        return [self._name(repo) for repo in self._repos
+                if (checked := self._checked.get(repo.lower())) is None or checked.name]
 
     def _name(self, repo: str) -> str:
         """The name GitHub answers to now (after a rename), else the configured one."""
@@ -423,16 +424,19 @@ class GitHub:
             suggestions=[f"check the name in your config against {self._web}/{repo}",
                          *self._http.hints.not_found[1:]])
 
-    def _saml_problem(self, part: str, org: str, fetched: Fetched) -> SourceProblem:
+    def _saml_problem(self, part: str, org: str | None, fetched: Fetched) -> SourceProblem:
+        """`org` is None when GitHub did not say which organisation it is."""
         url = _sso_url(fetched.headers.get("x-github-sso", "")) or \
             f"{self._web}/settings/tokens"
+        which = f"the {org} organisation" if org else "an organisation"
         return SourceProblem(
             part=part, code="saml",
-            message=f"the {org} organisation enforces SAML single sign-on and the token is not "
+            message=f"{which} enforces SAML single sign-on and the token is not "
                     f"authorised for it, so {self._http.name} hides its pull requests",
-            suggestions=[f"authorise the token for {org}: open {url} (for a personal access "
-                         "token: Settings > Developer settings > Tokens > Configure SSO > "
-                         f"Authorize next to {org}); then `projctl refresh`",
+            suggestions=[f"authorise the token for {org or 'that organisation'}: open {url} "
+                         "(for a personal access token: Settings > Developer settings > Tokens "
+                         f"> Configure SSO > Authorize next to {org or 'the organisation'}); "
+                         "then `projctl refresh`",
                          "or, with the GitHub CLI's token: gh auth refresh"])
 
     def _name_hidden(self, hidden: list[SourceProblem]) -> list[SourceProblem]:
@@ -445,14 +449,14 @@ class GitHub:
             return []  # each such repository is a problem of its own already
         return hidden
 
-    async def _search_once(self, repos: list[str]) -> tuple[
+    async def _search_once(self, names: list[str]) -> tuple[
             str, list[ChangeRequestView], list[SourceProblem], dict[str, SourceProblem]
     ] | UpstreamError | None:
-        """Every search over `repos`: the login, the pull requests found, what single sign-on
-        hid, and what was cut short; an UpstreamError (returned) when a search failed."""
-        if not repos:
+        """Every search over the repositories `names`: the login, the pull requests found,
+        what single sign-on hid, and what was cut short; an UpstreamError (returned) when a
+        search failed."""
+        if not names:
             return None
-        names = [self._name(repo) for repo in repos]
         chunks = [names[i:i + REPOS_PER_SEARCH] for i in range(0, len(names), REPOS_PER_SEARCH)]
         queries = {}
         for i, chunk in enumerate(chunks):
@@ -468,13 +472,14 @@ class GitHub:
             return failed
         data = reply.data or {}
         login = self._http.decode_part(data.get("viewer"), _Login, what="the viewer").login
-        found: dict[str, ChangeRequestView] = {}
+        pulls: dict[str, tuple[_PullRequest, set[str]]] = {}  # by URL, with the roles found
         hidden = 0
+        errors = list(reply.errors)
         truncated: dict[str, SourceProblem] = {}
         for alias in aliases:
             role = alias.rstrip("0123456789")
             search = self._http.decode_part(data.get(alias), _Search, what="search results")
-            nodes, errors = list(search.nodes), reply.errors
+            nodes = list(search.nodes)
             page = 1
             while search.pageInfo.hasNextPage and page < MAX_SEARCH_PAGES:
                 more, _ = await self._graphql_call(
@@ -487,7 +492,7 @@ class GitHub:
                 search = self._http.decode_part((more.data or {}).get(alias), _Search,
                                                 what="search results")
                 nodes += search.nodes
-                errors = [*errors, *more.errors]
+                errors += more.errors
                 page += 1
             if search.pageInfo.hasNextPage:
                 truncated["*"] = SourceProblem(
@@ -497,18 +502,24 @@ class GitHub:
                             "are shown",
                     suggestions=["close or merge some, or split the repositories between "
                                  "projects"])
-            hidden += sum(1 for node in nodes if _null(node))
+            # A hidden pull request is a null node in every search that finds it: count the
+            # most any one search hid.
+            hidden = max(hidden, sum(1 for node in nodes if _null(node)))
             # A node that is not a pull request (nothing was asked of it) is `{}`.
-            pulls = [self._http.decode_part(node, _PullRequest, what="a pull request")
-                     for node in nodes if not _null(node) and bytes(node).strip() != b"{}"]
-            views = [_change_request(pull, login, self.upstream) for pull in pulls]
-            for view in await self._complete_failing(pulls, views):
-                earlier = found.get(view.url)
-                found[view.url] = _with_role(earlier or view, role)
-        hidden_problems = []
-        if hidden:
-            hidden_problems = self._hidden(reply.errors, fetched, hidden)
-        return login, list(found.values()), hidden_problems, truncated
+            for node in nodes:
+                if _null(node) or bytes(node).strip() == b"{}":
+                    continue
+                pull = self._http.decode_part(node, _PullRequest, what="a pull request")
+                pulls.setdefault(pull.url, (pull, set()))[1].add(role)
+        found = list(pulls.values())
+        views = await self._complete_failing(
+            [pull for pull, _ in found],
+            [_change_request(pull, login, self.upstream) for pull, _ in found])
+        for index, (_, roles) in enumerate(found):
+            for role in roles:
+                views[index] = _with_role(views[index], role)
+        hidden_problems = self._hidden(errors, fetched, hidden) if hidden else []
+        return login, views, hidden_problems, truncated
 
     def _failed_search(self, reply: _GraphQLReply, aliases: list[str]) -> UpstreamError | None:
         """The search's own failure (not a node's): GitHub nulls `data` when a non-null search
@@ -530,10 +541,10 @@ class GitHub:
         saml = [error for error in errors if error.saml]
         org = _sso_org(fetched.headers.get("x-github-sso", ""))
         if saml:
-            problem = self._saml_problem(org or "*", org or "an", fetched)
-            what = "pull request" if count == 1 else "pull requests"
+            problem = self._saml_problem(org or "*", org, fetched)
+            what = "a pull request" if count == 1 else f"at least {count} pull requests"
             return [msgspec.structs.replace(
-                problem, message=f"{count} {what} hidden: {problem.message}")]
+                problem, message=f"{what} hidden: {problem.message}")]
         message = next((error.message for error in errors if error.path), "no reason given")
         return [SourceProblem(part="*", code="rejected",
                               message=f"{self._http.name} left out {count} pull requests: "
