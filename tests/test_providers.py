@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.resources
+import re
 import time
 from collections.abc import Iterator
 
 import anyio
+import graphql
 import httpx
 import msgspec
 import pytest
 
 from projctld.config import Config
 from projctld.errors import UpstreamError
+from projctld.sandbox import github_graphql, github_resolvers
 from projctld.sandbox.dataset import Dataset, generate
 from projctld.sandbox.demo import Upstreams, sandbox_config, start_fakes
 from projctld.store.database import Database
@@ -128,9 +132,6 @@ def test_github_counts_every_check_and_names_a_failure_past_the_first_page(tmp_p
 
 def test_github_pages_contexts_until_every_failure_is_named(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(github_provider, "CONTEXTS_PAGE", 10)
-    monkeypatch.setattr(github_provider, "_PR_FRAGMENT",
-                        github_provider._PR_FRAGMENT.replace("contexts(first: 100)",
-                                                             "contexts(first: 10)"))
     with world() as up:
         many = next(pr for prs in up.data.pulls.values() for pr in prs if len(pr.checks) >= 30)
         snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("github", "web")
@@ -141,6 +142,29 @@ def test_github_pages_contexts_until_every_failure_is_named(tmp_path, monkeypatc
     assert cr.ci.failed == 1 and cr.ci.passed == len(many.checks) - 1
     # The look-up, the search, then the commit's contexts paged (node(id), after) to the 27th.
     assert len(graphql) == 4
+
+
+def test_an_older_enterprise_server_without_counts_or_merge_state(tmp_path, monkeypatch) -> None:
+    # GitHub Enterprise Server before the rollup counts (and with mergeStateStatus still a
+    # preview) refuses a query naming them: undefinedField, "Field 'x' doesn't exist on type
+    # 'Y'". The provider asks again without them, counts the contexts it reads, and remembers.
+    sdl = importlib.resources.files("projctld.sandbox").joinpath(
+        "github_schema.graphql").read_text()
+    older = re.sub(r"\n  (checkRunCountsByState|statusContextCountsByState|mergeStateStatus):"
+                   r"[^\n]*", "", sdl)
+    schema = graphql.build_schema(older)
+    github_resolvers.bind(schema)
+    monkeypatch.setattr(github_graphql, "SCHEMA", schema)
+    with world() as up:
+        polling = Polling(one_project(up), str(tmp_path / "s.db"))
+        snapshot = polling.poll("github", "web")
+        refused = [r for r in up.github.requests if r.path.endswith("/graphql")]
+    assert snapshot.change_requests and not snapshot.problems
+    failing = [cr for cr in snapshot.change_requests if cr.ci and cr.ci.failing]
+    assert failing and all(cr.ci.failed == len(cr.ci.failing) for cr in failing)
+    assert all(cr.merge_status is None for cr in snapshot.change_requests)
+    # The look-up, the refused search, the search without those fields.
+    assert len(refused) == 3
 
 
 @pytest.mark.parametrize("kind", ["RATE_LIMITED", "RATE_LIMIT"])

@@ -38,9 +38,12 @@ import msgspec
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView, SourceProblem
 from projctld.config import GitHubConfig, ProjectConfig
 from projctld.errors import UpstreamError
+from projctld.logging import get_logger
 from projctld.upstream.providers.gather import gather, gather_parts
 from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
 from projctld.upstream.providers.model import Snapshot, latest_per_branch
+
+log = get_logger(__name__)
 
 # Repositories per search: qualifiers do not count against the 256-character query limit, but
 # one search string per few dozen repositories keeps each well inside what GitHub accepts.
@@ -68,16 +71,27 @@ fragment context on StatusCheckRollupContext {
   ... on StatusContext { context state targetUrl createdAt }
 }
 """
-_PR_FRAGMENT = f"""\
+# Fields that an older GitHub Enterprise Server may not have (the counts came in GHES 3.x,
+# mergeStateStatus was a preview): a search that GitHub refuses for one of them
+# (undefinedField) is asked again without it, and the instance is remembered to lack it.
+OPTIONAL_FIELDS = ("mergeable", "mergeStateStatus", "checkRunCountsByState",
+                   "statusContextCountsByState")
+
+
+def _pr_fragment(omit: frozenset[str] = frozenset()) -> str:
+    def field(name: str, text: str) -> str:
+        return "" if name in omit else text
+
+    return f"""\
 fragment pr on PullRequest {{
   number title url isDraft updatedAt headRefName baseRefName reviewDecision
-  mergeable mergeStateStatus
+  {field("mergeable", "mergeable")} {field("mergeStateStatus", "mergeStateStatus")}
   author {{ login }}
   repository {{ nameWithOwner }}
   commits(last: 1) {{ nodes {{ commit {{ id oid statusCheckRollup {{ state
     contexts(first: {CONTEXTS_PAGE}) {{
-      checkRunCountsByState {{ state count }}
-      statusContextCountsByState {{ state count }}
+      {field("checkRunCountsByState", "checkRunCountsByState { state count }")}
+      {field("statusContextCountsByState", "statusContextCountsByState { state count }")}
       pageInfo {{ hasNextPage endCursor }}
       nodes {{ ...context }}
     }} }} }} }} }}
@@ -85,7 +99,8 @@ fragment pr on PullRequest {{
 """
 
 
-def _search_query(aliases: list[str], *, after: bool = False) -> str:
+def _search_query(aliases: list[str], *, after: bool = False,
+                  omit: frozenset[str] = frozenset()) -> str:
     """One document that runs every search at once, each under its alias; with `after`, the
     next page of a single search."""
     variables = [f"$q{i}: String!" for i in range(len(aliases))]
@@ -99,7 +114,7 @@ def _search_query(aliases: list[str], *, after: bool = False) -> str:
     )
     return (f"query({', '.join(variables)}) {{\n  viewer {{ login }}\n"
             f"  rateLimit {{ cost remaining limit resetAt }}\n{searches}\n}}\n"
-            f"{_PR_FRAGMENT}{_CONTEXT_FRAGMENT}")
+            f"{_pr_fragment(omit)}{_CONTEXT_FRAGMENT}")
 
 
 def _repositories_query(count: int) -> str:
@@ -279,6 +294,7 @@ class GitHub:
         self._searched: _Searched | None = None
         self._search_failed: tuple[float, UpstreamError] | None = None
         self._checked: dict[str, _Checked] = {}  # by configured name, lower case
+        self._omit: frozenset[str] = frozenset()  # OPTIONAL_FIELDS this instance lacks
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         searched = await self._shared_search(0.0 if fresh else self._share_for)
@@ -464,9 +480,17 @@ class GitHub:
             for role, qualifier in SEARCHES.items():
                 queries[f"{role}{i}"] = f"is:pr is:open archived:false {qualifier} {scope}"
         aliases = list(queries)
+        variables = {f"q{i}": queries[a] for i, a in enumerate(aliases)}
         reply, fetched = await self._graphql_call(
-            _search_query(aliases), {f"q{i}": queries[a] for i, a in enumerate(aliases)},
-            what="the pull request search")
+            _search_query(aliases, omit=self._omit), variables, what="the pull request search")
+        missing = {str((error.extensions or {}).get("fieldName")) for error in reply.errors
+                   if (error.extensions or {}).get("code") == "undefinedField"}
+        if missing and missing <= set(OPTIONAL_FIELDS) - self._omit:
+            log.info("github_fields_missing", upstream=self.upstream, fields=sorted(missing))
+            self._omit |= missing
+            reply, fetched = await self._graphql_call(
+                _search_query(aliases, omit=self._omit), variables,
+                what="the pull request search")
         failed = self._failed_search(reply, aliases)
         if failed is not None:
             return failed
@@ -483,7 +507,7 @@ class GitHub:
             page = 1
             while search.pageInfo.hasNextPage and page < MAX_SEARCH_PAGES:
                 more, _ = await self._graphql_call(
-                    _search_query([alias], after=True),
+                    _search_query([alias], after=True, omit=self._omit),
                     {"q0": queries[alias], "after": search.pageInfo.endCursor},
                     what="the pull request search")
                 failed = self._failed_search(more, [alias])
