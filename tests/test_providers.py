@@ -144,7 +144,8 @@ def test_github_pages_contexts_until_every_failure_is_named(tmp_path, monkeypatc
     assert len(graphql) == 4
 
 
-def test_an_older_enterprise_server_without_counts_or_merge_state(tmp_path, monkeypatch) -> None:
+def test_an_older_enterprise_server_without_counts_or_merge_state(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     # GitHub Enterprise Server before the rollup counts (and with mergeStateStatus still a
     # preview) refuses a query naming them: undefinedField, "Field 'x' doesn't exist on type
     # 'Y'". The provider asks again without them, counts the contexts it reads, and remembers.
@@ -155,6 +156,9 @@ def test_an_older_enterprise_server_without_counts_or_merge_state(tmp_path, monk
     schema = graphql.build_schema(older)
     github_resolvers.bind(schema)
     monkeypatch.setattr(github_graphql, "SCHEMA", schema)
+    # The fake caches validated queries: none may cross from one schema to the other.
+    github_graphql._prepare.cache_clear()
+    request.addfinalizer(github_graphql._prepare.cache_clear)
     with world() as up:
         polling = Polling(one_project(up), str(tmp_path / "s.db"))
         snapshot = polling.poll("github", "web")
