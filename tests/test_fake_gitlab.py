@@ -137,13 +137,17 @@ def test_project_merge_requests_filter_by_role_and_find_the_project_by_path_or_i
 
 
 # https://docs.gitlab.com/api/projects/#get-a-single-project, and the 404 body GitLab sends for
-# a project it does not know or the token may not see.
-def test_a_single_project_by_path_or_id_and_an_unknown_one(gl: httpx.Client) -> None:
+# a project it does not know or the token may not see; a renamed project by its old path.
+def test_a_single_project_by_path_or_id_and_an_unknown_one(gitlab: FakeGitLab,
+                                                            gl: httpx.Client) -> None:
     by_path = gl.get(f"/projects/{ENCODED}").json()
     assert (by_path["id"], by_path["path_with_namespace"]) == (project_id(PROJECT), PROJECT)
     assert gl.get(f"/projects/{project_id(PROJECT)}").json() == by_path
     gone = gl.get("/projects/acme%2Fnope")
     assert gone.status_code == 404 and gone.json() == {"message": "404 Project Not Found"}
+    # lib/api/helpers.rb, find_project: a path is looked up following redirects (renames).
+    gitlab.renamed["acme/old-name"] = PROJECT
+    assert gl.get("/projects/acme%2FOld-Name").json() == by_path
     assert gl.get("/projects/acme%2Fnope/pipelines").json() == {
         "message": "404 Project Not Found"}
 

@@ -136,6 +136,20 @@ def test_a_project_by_id_or_by_path_in_any_case_finds_its_merge_requests(tmp_pat
     assert not snapshot.problems
 
 
+def test_a_renamed_project_configured_by_its_old_path_still_finds_its_merge_requests(
+        tmp_path) -> None:
+    # The API follows a renamed project's redirect; the merge requests say the new path.
+    with world(dataset()) as up:
+        path = up.data.gitlab_projects[0]
+        up.gitlab.renamed["acme/legacy-api"] = path
+        config = with_gitlab(one_project(up), "acme/legacy-api")
+        snapshot = Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
+    assert {cr.number for cr in snapshot.change_requests} == \
+        {iid for _, iid in mine(up.data, [path])}
+    assert {cr.repo for cr in snapshot.change_requests} == {"acme/legacy-api"}
+    assert {cr.ref.split("!")[0] for cr in snapshot.change_requests} == {path}
+
+
 def test_a_named_instance_names_every_view(tmp_path) -> None:
     with world(dataset()) as up:
         base = one_project(up)

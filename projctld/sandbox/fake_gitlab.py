@@ -57,6 +57,8 @@ class FakeGitLab(FakeServer):
     who; Premium: also what the approval rules require and how many approvals are left), and
     on Free no approval rule can hold a merge back. `missing` names the endpoints this instance
     is too old to have ("approvals", "reviewers"): they answer 404, as routes GitLab lacks do.
+    `renamed` maps a project's old path to its path now: the API still finds it by the old one
+    (GitLab's find_project follows redirects), and everything it answers says the new one.
     """
 
     def __init__(self, data: Dataset, *, token: str = "gl-token", prefix: str = "",
@@ -68,6 +70,7 @@ class FakeGitLab(FakeServer):
         self.links = True
         self.tier: Tier = tier
         self.missing: set[str] = set()
+        self.renamed: dict[str, str] = {}
         # The token as /personal_access_tokens/self describes it; without `api` or `read_api`
         # the project routes answer 403 insufficient_scope, as GitLab does.
         self.scopes = ["read_api"]
@@ -148,7 +151,10 @@ class FakeGitLab(FakeServer):
     # -- endpoints
 
     def _project(self, ident: str) -> str | None:
-        """A project by URL-encoded path (any case) or numeric id, as GitLab finds one."""
+        """A project by URL-encoded path (any case, or an old one) or numeric id, as GitLab
+        finds one."""
+        ident = next((new for old, new in self.renamed.items()
+                      if old.lower() == ident.lower()), ident)
         for path in self.data.gitlab_projects:
             if path.lower() == ident.lower() or str(project_id(path)) == ident:
                 return path

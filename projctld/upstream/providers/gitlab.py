@@ -9,17 +9,20 @@ What is asked (docs.gitlab.com/api/merge_requests, merge_request_approvals, pipe
   projects (the per-project `author_username` / `assignee_username` / `reviewer_username`
   filters would cost three requests per project). One result serves every project for 0.9 of
   an interval, as GitHub's search does. Each merge request is matched to a configured project
-  by `project_id`: a project may be configured by path (any case, or an old path GitLab
-  redirects) or by id, and GitLab tells each one's id once (GET /projects/:id; ids never
-  change).
+  by `project_id`: a project may be configured by path (any case, or an old path, which the
+  API follows to the renamed project) or by id, and GitLab tells each one's id once
+  (GET /projects/:id; ids never change).
 - Per project, my newest pipelines (`/projects/:id/pipelines?username=ME`). A project GitLab
   does not know, or that the token may not read, costs only itself: it is named as a problem.
 - Per merge request that concerns me, at once for every project: the merge request itself (the
   lists lack `head_pipeline`), its `/approvals`, and its `/reviewers` when it has any.
 
 Every GET is conditional: what has not changed answers 304. A cold poll has three round trips
-on its critical path: /user (remembered for the daemon's life), the lists beside each
-project's pipelines, then every merge request's three reads at once.
+on its critical path: /user (remembered for the daemon's life) beside the two lists that need
+no username and each project's id; the list of reviews beside each project's pipelines; then
+the reads, each merge request's as soon as a list that holds it is in. The reads are most of
+the requests (about three per merge request), so how many run at once decides a cold poll's
+time (the governor allows GitLab 32).
 
 Review, from `/approvals` (Free: `approved` when anyone approved, and `approved_by`; Premium
 also `approvals_required` and `approvals_left`, and there `approved` means no rule still wants
