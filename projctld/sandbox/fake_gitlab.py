@@ -188,8 +188,6 @@ class FakeGitLab(FakeServer):
             test = self._user_filter(query, role)
             if test is not None:
                 wanted.append(test)
-        if "iids[]" in query:
-            wanted.append(lambda mr: str(mr.iid) == query["iids[]"])
         chosen = [mr for mr in candidates if all(test(mr) for test in wanted)]
         key: Callable[[MergeRequest], Any] = {
             "created_at": lambda mr: (_created(mr), mr.id),
