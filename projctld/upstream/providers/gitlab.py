@@ -83,7 +83,6 @@ class _User(msgspec.Struct):
 
 class _Project(msgspec.Struct):
     id: int
-    path_with_namespace: str
 
 
 class _Pipeline(msgspec.Struct):
@@ -229,7 +228,7 @@ class GitLab:
         return read, pipelines
 
     async def _resolve(self, path: str) -> _Project:
-        """The project's id and path, asked once: the id of a project never changes."""
+        """The project's id, asked once: the id of a project never changes."""
         key = path.lower()
         if key not in self._projects:
             fetched = await self._http.get(f"{self._api}/projects/{quote(path, safe='')}",
