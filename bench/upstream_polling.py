@@ -18,6 +18,12 @@ gather it from the APIs one by one and 0.6 s with their own cache.
    (60 s GitHub and GitLab, 300 s Jira) with nothing changed upstream: the share of requests that
    were conditional hits (goal: at least 90 %) and GitHub's rate-limit cost per hour (goal: under
    5 % of the 5,000/h budget).
+4. Requests per poll (every project polled once), cold and steady, for GitHub and GitLab: on the
+   field dataset, and with one more GitLab project of 50 and of 5,000 open merge requests (3 of
+   them mine, 2 for me to review): the cost must not grow with the project's size.
+
+`--upstreams gitlab,jira` measures only those (1-3 need a config; 4 always shows GitHub and
+GitLab, and says so when one fails).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import time
 
 import anyio
 import httpx
+import msgspec
 from client_latency import (
     BASELINE,
     Sandbox,
@@ -47,7 +54,8 @@ from client_latency import (
 
 from projctld import logging as logs
 from projctld.config import Config
-from projctld.sandbox.dataset import generate
+from projctld.errors import UpstreamError
+from projctld.sandbox.dataset import add_gitlab_project, generate
 from projctld.sandbox.demo import TOKEN, Upstreams, sandbox_config, start_fakes
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
@@ -62,6 +70,9 @@ RSS_GOAL_MIB = 80.0
 CONDITIONAL_GOAL = 0.90
 GITHUB_BUDGET = 5000
 GITHUB_COST_GOAL = 0.05
+KINDS = ("github", "gitlab", "jira")
+BIG_PROJECT = "acme/monolith"
+BIG_SIZES = (50, 5000)
 
 
 def field_dataset():
@@ -83,14 +94,23 @@ def config_toml(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
+def only(config: Config, upstreams: tuple[str, ...]) -> Config:
+    """The config with only these upstreams in its projects."""
+    empty = {"github": [], "gitlab": [], "jira": ""}
+    return msgspec.structs.replace(config, projects={
+        name: msgspec.structs.replace(project, **{
+            kind: value for kind, value in empty.items() if kind not in upstreams})
+        for name, project in config.projects.items()})
+
+
 def _fields(struct: object) -> dict:
     return {name: getattr(struct, name) for name in struct.__struct_fields__}
 
 
 def cold_refresh_and_warm_status(up: Upstreams, python: str, box: Sandbox,
-                                 rounds: int) -> None:
-    config = sandbox_config(up, projects=PROJECTS, my_open_tickets=False,
-                            paths={"web": [box.demo]})
+                                 rounds: int, upstreams: tuple[str, ...]) -> None:
+    config = only(sandbox_config(up, projects=PROJECTS, my_open_tickets=False,
+                                 paths={"web": [box.demo]}), upstreams)
     config_path = os.path.join(box.root, "config", "projctl", "config.toml")
     with open(config_path, "w") as handle:
         handle.write(config_toml(config))
@@ -143,8 +163,8 @@ class VirtualClock:
         return self.now
 
 
-async def steady_hour(up: Upstreams, state_dir: str) -> None:
-    config = sandbox_config(up, projects=PROJECTS, my_open_tickets=False)
+async def steady_hour(up: Upstreams, state_dir: str, upstreams: tuple[str, ...]) -> None:
+    config = only(sandbox_config(up, projects=PROJECTS, my_open_tickets=False), upstreams)
     clock = VirtualClock()
     db = Database(os.path.join(state_dir, "steady.db"))
     async with httpx.AsyncClient() as client:
@@ -152,7 +172,7 @@ async def steady_hour(up: Upstreams, state_dir: str) -> None:
         poller = Poller(config, providers, SnapshotTable(db), clock=clock)
         poller.last_activity = -1e12  # neither active nor idle: the plain intervals
         due = dict.fromkeys(poller.sources, clock.now)
-        fakes = {"github": up.github, "gitlab": up.gitlab, "jira": up.jira}
+        fakes = {kind: getattr(up, kind) for kind in upstreams}
 
         async def round_of_polls() -> None:
             for key, source in poller.sources.items():
@@ -179,6 +199,8 @@ async def steady_hour(up: Upstreams, state_dir: str) -> None:
         print(f"   {name:<7} {requests:5d} requests/h, {conditional:5d} answered 304")
     share = hits / total if total else 0.0
     print(f"   conditional hits: {share:.1%} of {total} requests  (goal >= {CONDITIONAL_GOAL:.0%})")
+    if "github" not in upstreams:
+        return
     graphql = up.github.rate["graphql"].used - graphql_before
     core = up.github.rate["core"].used - core_before
     print(f"   GitHub cost per hour: {graphql} GraphQL points ({graphql / GITHUB_BUDGET:.1%} of "
@@ -187,13 +209,104 @@ async def steady_hour(up: Upstreams, state_dir: str) -> None:
           f"(goal < {GITHUB_COST_GOAL:.0%})")
 
 
+async def requests_per_poll(state_dir: str) -> None:
+    """Every project polled once from cold, then once more an interval later (nothing has
+    changed: conditional hits), counted by the fakes; GitLab split by what was asked."""
+    print("\n4. Requests per poll (every project polled once; steady: an interval later, "
+          "nothing changed)")
+    print(f"   {'':<40} {'GitHub cold':>11} {'steady':>7}   {'GitLab cold':>11} {'steady':>7}"
+          "   open MRs in the GitLab projects")
+    steady: dict[int, int] = {}
+    for size in (0, *BIG_SIZES):
+        data = field_dataset()
+        if size:
+            add_gitlab_project(data, BIG_PROJECT, size, mine=3, reviewing=2)
+        with contextlib.ExitStack() as stack:
+            up = start_fakes(stack, data, token=TOKEN)
+            config = sandbox_config(up, projects=PROJECTS, my_open_tickets=False)
+            if size:
+                web = config.projects["web"]
+                config.projects["web"] = msgspec.structs.replace(
+                    web, gitlab=[*web.gitlab, BIG_PROJECT])
+            counts, split = {}, {}
+            for kind in ("github", "gitlab"):
+                fake = getattr(up, kind)
+                counts[kind] = await _two_rounds(kind, config, fake, state_dir, f"{kind}{size}")
+                if kind == "gitlab" and not isinstance(counts[kind], str):
+                    split = _split(fake.requests)
+        label = "field dataset" if not size else f"+ a GitLab project of {size:,} open MRs"
+        cells = [f"{c[0]:>11} {c[1]:>7}" if not isinstance(c, str) else f"{'failed':>19}"
+                 for c in (counts["github"], counts["gitlab"])]
+        opened = sum(len(mrs) for mrs in data.merge_requests.values())
+        print(f"   {label:<40} {cells[0]}   {cells[1]}   {opened:,}")
+        if not isinstance(counts["gitlab"], str):
+            steady[size] = counts["gitlab"][1]
+            print(f"   {'':<40} GitLab steady: " + ", ".join(
+                f"{n} {what}" for what, n in split.items()))
+        for kind, outcome in counts.items():
+            if isinstance(outcome, str):
+                print(f"   {'':<40} {kind}: {outcome}")
+    if all(size in steady for size in BIG_SIZES):
+        small, big = (steady[size] for size in BIG_SIZES)
+        print(f"   GitLab steady requests per poll with a project of {BIG_SIZES[1]:,} open MRs "
+              f"against one of {BIG_SIZES[0]}: {big} / {small} = {big / small:.2f}x "
+              "(goal: 1.00x, the cost does not grow with the project's size)")
+
+
+async def _two_rounds(kind: str, config: Config, fake, state_dir: str,
+                      name: str) -> tuple[int, int] | str:
+    """Requests of a cold round and of a steady round an interval later, or why it failed."""
+    clock = VirtualClock()
+    db = Database(os.path.join(state_dir, f"{name}.db"))
+    try:
+        async with httpx.AsyncClient() as client:
+            provider = create_providers(config, client, HttpCache(db, clock()),
+                                        clock=clock)[kind]
+            counts = []
+            for _ in range(2):
+                fake.reset_log()
+                for name, project in config.projects.items():
+                    if project.parts(kind):
+                        await provider.poll(name, project, fresh=False)
+                counts.append(len(fake.requests))
+                clock.now += getattr(config, kind).interval
+            return counts[0], counts[1]
+    except UpstreamError as exc:
+        return f"failed: {exc.message}"
+    finally:
+        db.close()
+
+
+def _split(requests: list) -> dict[str, int]:
+    """GitLab's requests by what they asked for."""
+    kinds = {"merge request lists": 0, "projects": 0, "pipelines": 0, "merge request reads": 0,
+             "user": 0}
+    for record in requests:
+        path = record.path.split("?")[0].removeprefix("/api/v4/")
+        parts = path.split("/")
+        if parts[0] == "merge_requests":
+            kinds["merge request lists"] += 1
+        elif parts == ["user"]:
+            kinds["user"] += 1
+        elif len(parts) == 2:
+            kinds["projects"] += 1
+        elif parts[2] == "pipelines":
+            kinds["pipelines"] += 1
+        else:
+            kinds["merge request reads"] += 1
+    return {what: n for what, n in kinds.items() if n}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--editable", action="store_true",
                         help="use this interpreter's install instead of a throw-away venv")
+    parser.add_argument("--upstreams", default=",".join(KINDS),
+                        help="the upstreams sections 1-3 poll (default: all three)")
     args = parser.parse_args()
+    upstreams = tuple(kind for kind in KINDS if kind in args.upstreams.split(","))
     logs.configure("warning", "console")  # the in-process pollers would log every poll
     box = make_sandbox()
     python = sys.executable if args.editable else install(box)
@@ -201,10 +314,11 @@ def main() -> None:
         up = start_fakes(stack, field_dataset(), token=TOKEN)
         for fake in (up.github, up.gitlab, up.jira):
             fake.latency = args.latency
-        cold_refresh_and_warm_status(up, python, box, args.rounds)
+        cold_refresh_and_warm_status(up, python, box, args.rounds, upstreams)
         for fake in (up.github, up.gitlab, up.jira):
             fake.latency = 0.0
-        anyio.run(steady_hour, up, box.root)
+        anyio.run(steady_hour, up, box.root, upstreams)
+    anyio.run(requests_per_poll, box.root)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
@@ -303,35 +304,60 @@ def test_actions_run_fields() -> None:
 
 def merge_request(*, merge_status: str | None = None, pipeline: str | None = None,
                   author: str = "me", assignees: tuple[str, ...] = (),
-                  reviewers: tuple[str, ...] = ()) -> gitlab._MergeRequest:
+                  reviewers: tuple[str, ...] = (), conflicts: bool = False,
+                  checked: str | None = "can_be_merged") -> gitlab._MergeRequest:
     when = datetime.fromtimestamp(T0, UTC)
     head = gitlab._Pipeline(id=9, ref="feat", status=pipeline, web_url="https://gl/p/9",
-                            updated_at=when, sha="abc") if pipeline else None
+                            updated_at=when, created_at=when, sha="abc") if pipeline else None
     return gitlab._MergeRequest(
         iid=12, title="Fix", web_url="https://gl/acme/api/-/merge_requests/12",
         source_branch="feat", target_branch="main", author=gitlab._User(author),
         updated_at=when, assignees=[gitlab._User(u) for u in assignees],
         reviewers=[gitlab._User(u) for u in reviewers], detailed_merge_status=merge_status,
-        head_pipeline=head,
+        merge_status=checked, has_conflicts=conflicts, head_pipeline=head,
+        references=gitlab._References(full="acme/api!12"),
     )
 
 
+def approvals(*approvers: str, left: int | None = None) -> gitlab._Approvals:
+    return gitlab._Approvals(approved_by=[gitlab._Approval(gitlab._User(u)) for u in approvers],
+                             approvals_left=left)
+
+
+def reviewers(**states: str) -> list[gitlab._Reviewer]:
+    return [gitlab._Reviewer(gitlab._User(user), state) for user, state in states.items()]
+
+
+# The mapping the provider's docstring defines, from /approvals (Free: no counts; Premium:
+# approvals_left), /reviewers and detailed_merge_status.
 @pytest.mark.parametrize(
-    ("merge_status", "review"),
+    ("given", "found", "merge_status", "expected"),
     [
-        ("not_approved", "review_required"),
-        ("requested_changes", "changes_requested"),
-        ("mergeable", "approved"),
-        ("ci_still_running", "none"),
-        ("checking", "none"),
-        (None, "none"),
+        # A project without approval rules: "mergeable", and nobody approved.
+        (approvals(), reviewers(), "mergeable", "none"),
+        (approvals(left=0), reviewers(ann="unreviewed"), "mergeable", "none"),
+        # Free: an approval, none required.
+        (approvals("ann"), reviewers(), "mergeable", "approved"),
+        (approvals("ann"), reviewers(), "ci_must_pass", "approved"),
+        # Premium: every required approval given, or not.
+        (approvals("ann", left=0), reviewers(ann="approved"), "mergeable", "approved"),
+        (approvals("ann", left=1), reviewers(ann="approved"), "not_approved", "review_required"),
+        (approvals(left=2), reviewers(), "ci_still_running", "review_required"),
+        (approvals(), reviewers(), "not_approved", "review_required"),
+        # Changes requested outweigh approvals.
+        (approvals("ann", left=0), reviewers(ann="approved", bob="requested_changes"),
+         "mergeable", "changes_requested"),
+        (approvals(), reviewers(), "requested_changes", "changes_requested"),
+        # An instance without the approvals or reviewers endpoints.
+        (None, None, "mergeable", "none"),
+        (None, None, "not_approved", "review_required"),
+        (None, None, "requested_changes", "changes_requested"),
+        (None, None, None, "none"),
     ],
 )
-def test_gitlab_review_from_detailed_merge_status(merge_status: str | None,
-                                                  review: str) -> None:
-    view = gitlab._change_request("acme/api", merge_request(merge_status=merge_status), "me")
-
-    assert view.review == review
+def test_gitlab_review_is_what_approvals_reviewers_and_the_merge_status_say(
+        given, found, merge_status, expected) -> None:
+    assert gitlab.review(given, found, merge_status) == expected
 
 
 @pytest.mark.parametrize(
@@ -343,7 +369,7 @@ def test_gitlab_review_from_detailed_merge_status(merge_status: str | None,
         ("canceling", "canceled"),
         ("skipped", "skipped"),
         ("running", "running"),
-        ("manual", "pending"),
+        ("manual", "manual"),
         ("created", "pending"),
         ("pending", "pending"),
         ("scheduled", "pending"),
@@ -357,29 +383,87 @@ def test_gitlab_pipeline_states(status: str, state: str) -> None:
 
 def test_gitlab_change_request_fields() -> None:
     view = gitlab._change_request(
-        "acme/api", merge_request(pipeline="failed", author="me", reviewers=("ann",)), "me")
+        "gl2", "acme/api", merge_request(pipeline="failed", author="me", reviewers=("ann",)),
+        "me", approvals=approvals("ann", left=0), reviewers=reviewers(ann="approved"))
 
     assert view == ChangeRequestView(
-        upstream="gitlab", repo="acme/api", number=12, ref="acme/api!12", title="Fix",
+        upstream="gl2", repo="acme/api", number=12, ref="acme/api!12", title="Fix",
         url="https://gl/acme/api/-/merge_requests/12", author="me", source_branch="feat",
-        target_branch="main", review="none", ci=CiView(state="failure", url="https://gl/p/9"),
-        mine=True, review_requested=False, assigned=False, updated_at=T0,
+        target_branch="main", review="approved",
+        ci=CiView(state="failure", url="https://gl/p/9", started_at=T0),
+        mine=True, review_requested=False, assigned=False, updated_at=T0, conflicts=False,
+        approvals_left=0, approved_by=["ann"],
     )
 
 
 def test_gitlab_change_request_of_someone_else() -> None:
     view = gitlab._change_request(
-        "acme/api", merge_request(author="ann", assignees=("me",), reviewers=("me", "bob")), "me")
+        "gitlab", "acme/api", merge_request(author="ann", assignees=("me",),
+                                            reviewers=("me", "bob")), "me")
 
-    assert (view.mine, view.review_requested, view.assigned) == (False, True, True)
+    assert (view.mine, view.review_requested, view.assigned, view.reviewed) == \
+        (False, True, True, False)
     assert view.ci == CiView(state="none")
 
 
-def test_gitlab_pipeline_fields() -> None:
-    pipeline = gitlab._Pipeline(id=9, ref="feat", status="manual", web_url="https://gl/p/9",
-                                updated_at=datetime.fromtimestamp(T0, UTC), sha="abc")
+@pytest.mark.parametrize(("state", "requested", "reviewed"), [
+    ("unreviewed", True, False), ("review_started", True, False), ("reviewed", False, True),
+    ("requested_changes", False, True), ("approved", False, True), ("unapproved", True, False),
+])
+def test_gitlab_my_review_given_is_no_longer_asked_for(state: str, requested: bool,
+                                                       reviewed: bool) -> None:
+    view = gitlab._change_request(
+        "gitlab", "acme/api", merge_request(author="ann", reviewers=("me",)), "me",
+        approvals=approvals(), reviewers=reviewers(me=state))
 
-    assert gitlab._pipeline("acme/api", pipeline) == PipelineView(
-        upstream="gitlab", repo="acme/api", branch="feat", sha="abc", state="pending",
-        name="pipeline", url="https://gl/p/9", updated_at=T0,
+    assert (view.review_requested, view.reviewed) == (requested, reviewed)
+
+
+def test_gitlab_an_approval_of_mine_is_a_review_given() -> None:
+    view = gitlab._change_request("gitlab", "acme/api", merge_request(author="ann"), "me",
+                                  approvals=approvals("me"))
+
+    assert view.reviewed and view.approved_by == ["me"]
+
+
+@pytest.mark.parametrize(("merge_status", "checked", "has_conflicts", "conflicts"), [
+    ("mergeable", "can_be_merged", False, False),
+    ("conflict", "cannot_be_merged", True, True),
+    ("ci_must_pass", "cannot_be_merged", True, True),
+    # Not checked yet: has_conflicts is false until a check says cannot_be_merged.
+    ("checking", "checking", False, None),
+    ("unchecked", "unchecked", False, None),
+    ("preparing", None, False, None),
+])
+def test_gitlab_conflicts_are_unknown_until_checked(merge_status: str, checked: str | None,
+                                                    has_conflicts: bool,
+                                                    conflicts: bool | None) -> None:
+    view = gitlab._change_request("gitlab", "acme/api", merge_request(
+        merge_status=merge_status, checked=checked, conflicts=has_conflicts), "me")
+
+    assert view.conflicts is conflicts
+    assert view.merge_status == merge_status
+
+
+def test_gitlab_a_draft_by_either_name() -> None:
+    old = msgspec.structs.replace(merge_request(), work_in_progress=True)
+    assert gitlab._change_request("gitlab", "acme/api", old, "me").draft
+
+
+def test_gitlab_pipeline_fields() -> None:
+    when = datetime.fromtimestamp(T0, UTC)
+    pipeline = gitlab._Pipeline(id=9, ref="feat", status="manual", web_url="https://gl/p/9",
+                                updated_at=when, created_at=when, sha="abc")
+
+    assert gitlab._pipeline("gl2", "acme/api", pipeline) == PipelineView(
+        upstream="gl2", repo="acme/api", branch="feat", sha="abc", state="manual",
+        name="pipeline", url="https://gl/p/9", updated_at=T0, started_at=T0,
     )
+
+
+def test_gitlab_ci_started_when_its_first_job_did_else_when_it_was_created() -> None:
+    started = datetime.fromtimestamp(T0 + 30, UTC)
+    mr = merge_request(pipeline="running")
+    assert gitlab._change_request("gitlab", "acme/api", mr, "me").ci.started_at == T0
+    mr.head_pipeline.started_at = started
+    assert gitlab._change_request("gitlab", "acme/api", mr, "me").ci.started_at == T0 + 30

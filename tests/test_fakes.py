@@ -14,12 +14,10 @@ import pytest
 
 from projctld.sandbox.dataset import Check, Dataset, PullRequest, Ticket, generate
 from projctld.sandbox.fake_github import FakeGitHub
-from projctld.sandbox.fake_gitlab import FakeGitLab, project_id
+from projctld.sandbox.fake_gitlab import FakeGitLab
 from projctld.sandbox.fake_jira import FakeJira
 
 NOW = 1_790_000_000.0
-PROJECT = "acme/platform/api-0"
-ENCODED = "acme%2Fplatform%2Fapi-0"
 
 
 @pytest.fixture
@@ -39,18 +37,6 @@ def github(data: Dataset) -> Iterator[FakeGitHub]:
 def gh(github: FakeGitHub) -> Iterator[httpx.Client]:
     with client(github.base_url, headers={"Authorization": "Bearer gh"}) as gh:
         yield gh
-
-
-@pytest.fixture
-def gitlab(data: Dataset) -> Iterator[FakeGitLab]:
-    with FakeGitLab(data, token="gl") as fake:
-        yield fake
-
-
-@pytest.fixture
-def gl(gitlab: FakeGitLab) -> Iterator[httpx.Client]:
-    with client(gitlab.api_url, headers={"PRIVATE-TOKEN": "gl"}) as gl:
-        yield gl
 
 
 @pytest.fixture
@@ -621,94 +607,7 @@ def test_graphql_unknown_repository_is_null_beside_the_others(
     }]
 
 
-# -- GitLab
-
-
-def test_gitlab_merge_requests_page_by_offset_with_headers(
-    gitlab: FakeGitLab, gl: httpx.Client, data: Dataset
-) -> None:
-    first = gl.get(f"/projects/{ENCODED}/merge_requests",
-                   params={"state": "opened", "per_page": 4})
-    assert first.headers["x-page"] == "1" and first.headers["x-next-page"] == "2"
-    assert first.headers["x-prev-page"] == "" and first.headers["x-total"] == "6"
-    assert first.headers["x-total-pages"] == "2"
-    assert set(first.links) == {"next", "first", "last"}
-    second = gl.get(first.links["next"]["url"])
-    assert second.headers["x-next-page"] == "" and set(second.links) == {"prev", "first", "last"}
-    iids = [mr["iid"] for mr in first.json() + second.json()]
-    assert sorted(iids) == sorted(mr.iid for mr in data.merge_requests[PROJECT])
-    mr = first.json()[0]
-    assert "head_pipeline" not in mr
-    assert mr["references"]["full"] == f"{PROJECT}!{mr['iid']}"
-    assert mr["web_url"] == f"https://gitlab.example/{PROJECT}/-/merge_requests/{mr['iid']}"
-    assert mr["updated_at"].endswith("Z") and mr["updated_at"][-5] == "."
-
-    gitlab.total_headers_limit = 5
-    many = gl.get(f"/projects/{ENCODED}/merge_requests", params={"per_page": 4})
-    assert "x-total" not in many.headers and "x-total-pages" not in many.headers
-    assert set(many.links) == {"next", "first"}
-
-
-def test_gitlab_merge_request_filters_and_detail(gl: httpx.Client, data: Dataset) -> None:
-    project = project_id(PROJECT)
-    mine = gl.get(f"/projects/{project}/merge_requests",
-                  params={"author_username": "lab-me"}).json()
-    assert mine and {mr["author"]["username"] for mr in mine} == {"lab-me"}
-    assert gl.get(f"/projects/{ENCODED}/merge_requests",
-                  params={"scope": "created_by_me"}).json() == mine
-    reviewing = gl.get(f"/projects/{ENCODED}/merge_requests",
-                       params={"reviewer_username": "lab-me"}).json()
-    assert all("lab-me" in [r["username"] for r in mr["reviewers"]] for mr in reviewing)
-    with_pipeline = next(mr for mr in data.merge_requests[PROJECT] if mr.head_pipeline)
-    detail = gl.get(f"/projects/{ENCODED}/merge_requests/{with_pipeline.iid}").json()
-    assert detail["head_pipeline"]["id"] == with_pipeline.head_pipeline.id
-    assert detail["head_pipeline"]["status"] == with_pipeline.head_pipeline.status
-    with_pipeline.head_pipeline = None
-    detail = gl.get(f"/projects/{ENCODED}/merge_requests/{with_pipeline.iid}").json()
-    assert detail["head_pipeline"] is None
-    assert gl.get(f"/projects/{ENCODED}/merge_requests/999999").json() == {
-        "message": "404 Not found"}
-    assert gl.get("/projects/acme%2Fnope/merge_requests").json() == {
-        "message": "404 Project Not Found"}
-
-
-def test_gitlab_pipelines_filter_and_page_by_keyset(gl: httpx.Client, data: Dataset) -> None:
-    mine = gl.get(f"/projects/{ENCODED}/pipelines",
-                  params={"username": "lab-me", "order_by": "id", "sort": "desc"}).json()
-    assert mine and [p["id"] for p in mine] == sorted(
-        (p.id for p in data.pipelines[PROJECT] if p.username == "lab-me"), reverse=True)
-    failed = gl.get(f"/projects/{ENCODED}/pipelines", params={"status": "failed"}).json()
-    assert {p["status"] for p in failed} == {"failed"}
-
-    ids, url = [], f"/projects/{ENCODED}/pipelines"
-    params: dict[str, str] | None = {"pagination": "keyset", "order_by": "id", "sort": "desc",
-                                     "per_page": "3"}
-    while url:
-        page = gl.get(url, params=params)
-        assert "x-total" not in page.headers
-        ids += [p["id"] for p in page.json()]
-        url, params = page.links.get("next", {}).get("url"), None
-    assert ids == sorted((p.id for p in data.pipelines[PROJECT]), reverse=True)
-    refused = gl.get(f"/projects/{ENCODED}/merge_requests", params={"pagination": "keyset"})
-    assert refused.status_code == 405
-
-
-def test_gitlab_auth_rate_limit_and_a_relative_root(gitlab: FakeGitLab, data: Dataset) -> None:
-    assert get(gitlab.api_url + "/user").json() == {"message": "401 Unauthorized"}
-    bearer = get(gitlab.api_url + "/user", headers={"Authorization": "Bearer gl"})
-    assert bearer.json()["username"] == "lab-me"
-    assert bearer.headers["ratelimit-remaining"] == "1999"
-    assert bearer.headers["ratelimit-observed"] == "1"
-    assert bearer.headers["ratelimit-resettime"].endswith("GMT")
-    gitlab.rate.remaining = 0
-    limited = get(gitlab.api_url + "/user", headers={"PRIVATE-TOKEN": "gl"})
-    assert limited.status_code == 429 and limited.json() == {"message": "Retry later"}
-    assert 0 < int(limited.headers["retry-after"]) <= 60
-    with FakeGitLab(data, token="gl", prefix="/gitlab") as rooted:
-        assert rooted.api_url.endswith("/gitlab/api/v4")
-        ok = get(f"{rooted.api_url}/projects/{ENCODED}/pipelines",
-                       headers={"PRIVATE-TOKEN": "gl"})
-        assert ok.status_code == 200
+# -- GitLab: tests/test_fake_gitlab.py
 
 
 # -- Jira

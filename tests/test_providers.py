@@ -24,7 +24,6 @@ from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
 from projctld.upstream.providers import create_providers, http
 from projctld.upstream.providers import github as github_provider
-from projctld.upstream.providers.gitlab import _next_page
 from projctld.upstream.providers.model import Snapshot
 
 
@@ -414,124 +413,7 @@ def test_an_unreachable_upstream_is_reported_as_such(tmp_path) -> None:
     assert caught.value.retryable
 
 
-# GitLab
-
-
-def test_gitlab_finds_merge_requests_i_wrote_am_assigned_or_review(tmp_path) -> None:
-    with world() as up:
-        snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
-    me = up.data.gitlab_username
-    expected = {
-        (mr.project, mr.iid) for mrs in up.data.merge_requests.values() for mr in mrs
-        if mr.author == me or me in mr.assignees or me in mr.reviewers
-    }
-    assert {(cr.repo, cr.number) for cr in snapshot.change_requests} == expected
-    assert expected
-    heads = {(mr.project, mr.iid): mr.head_pipeline for mrs in up.data.merge_requests.values()
-             for mr in mrs}
-    for cr in snapshot.change_requests:
-        head = heads[(cr.repo, cr.number)]
-        assert (cr.ci.state == "none") == (head is None)
-        assert cr.ref == f"{cr.repo}!{cr.number}"
-
-
-def test_gitlab_pipelines_are_my_latest_per_ref(tmp_path) -> None:
-    with world() as up:
-        snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
-    me = up.data.gitlab_username
-    newest: dict[tuple[str, str], str] = {}
-    for pipelines in up.data.pipelines.values():
-        for p in sorted(pipelines, key=lambda p: p.id, reverse=True):
-            if p.username == me:
-                newest.setdefault((p.project, p.ref), p.status)
-    assert {(p.repo, p.branch) for p in snapshot.pipelines} == set(newest)
-
-
-def test_gitlab_pages_by_next_page_even_without_totals(tmp_path) -> None:
-    data = generate(github_repos=1, gitlab_projects=1, changes_per_repo=230, tickets=5)
-    with world(data) as up:
-        up.gitlab.total_headers_limit = 10  # as GitLab does above 10,000 rows
-        snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
-        pages = [r for r in up.gitlab.requests if r.path.split("?")[0].endswith("merge_requests")]
-    me = data.gitlab_username
-    expected = [mr for mrs in data.merge_requests.values() for mr in mrs
-                if mr.author == me or me in mr.assignees or me in mr.reviewers]
-    assert len(pages) == 3  # 230 at 100 a page
-    assert len(snapshot.change_requests) == len(expected)
-
-
-def test_gitlab_pages_by_next_page_header_when_a_proxy_drops_link(tmp_path) -> None:
-    data = generate(github_repos=1, gitlab_projects=1, changes_per_repo=230, tickets=5)
-    with world(data) as up:
-        up.gitlab.links = False
-        snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
-        pages = [r.path for r in up.gitlab.requests
-                 if r.path.split("?")[0].endswith("merge_requests")]
-    assert len(pages) == 3 and "page=3" in pages[-1]
-    me = data.gitlab_username
-    assert len(snapshot.change_requests) == sum(
-        mr.author == me or me in mr.assignees or me in mr.reviewers
-        for mrs in data.merge_requests.values() for mr in mrs)
-
-
-@pytest.mark.parametrize(("header", "url", "expected"), [
-    ("2", "https://gl/api?per_page=100", "https://gl/api?per_page=100&page=2"),
-    ("4", "https://gl/api?page=3&per_page=100", "https://gl/api?per_page=100&page=4"),
-    ("", "https://gl/api?page=3", None),  # the last page
-    ("abc", "https://gl/api?per_page=100", None),  # garbled: would read page 1 again
-    ("3", "https://gl/api?page=3", None),  # the same page again: a loop
-    ("1", "https://gl/api?page=3", None),  # backwards
-    ("2&private_token=x", "https://gl/api", None),  # not a page number at all
-])
-def test_gitlab_follows_only_a_next_page_past_this_one(header, url, expected) -> None:
-    fetched = http.Fetched(200, b"[]", httpx.Headers({"x-next-page": header}), url)
-    assert _next_page(fetched, url) == expected
-
-
-def test_gitlab_second_poll_is_all_conditional(tmp_path) -> None:
-    with world() as up:
-        polling = Polling(one_project(up), str(tmp_path / "s.db"))
-        first = polling.poll("gitlab", "web")
-        up.gitlab.reset_log()
-        second = polling.poll("gitlab", "web")
-        statuses = {r.status for r in up.gitlab.requests}
-    assert statuses == {304}
-    assert second == first
-
-
-def test_gitlab_sends_private_token_or_bearer(tmp_path) -> None:
-    with world() as up:
-        config = one_project(up)
-        Polling(config, str(tmp_path / "a.db")).poll("gitlab", "web")
-        assert up.gitlab.requests[0].headers["private-token"] == "sandbox-token"
-        up.gitlab.reset_log()
-        bearer = msgspec.structs.replace(config, gitlab=msgspec.structs.replace(
-            config.gitlab, auth="bearer"))
-        Polling(bearer, str(tmp_path / "b.db")).poll("gitlab", "web")
-        assert up.gitlab.requests[0].headers["authorization"] == "Bearer sandbox-token"
-
-
-def test_gitlab_429_holds_and_says_when(tmp_path) -> None:
-    with world() as up:
-        up.gitlab.rate.remaining = 0
-        with pytest.raises(UpstreamError) as caught:
-            Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
-    assert caught.value.code == "rate_limited"
-
-
-def test_gitlab_unknown_project_costs_only_itself_and_names_the_config_key(tmp_path) -> None:
-    # GitLab answers 404 {"message": "404 Project Not Found"} for a path it does not know (or
-    # the token cannot see): that project is a problem, the others' data stays.
-    with world() as up:
-        config = one_project(up)
-        good = list(config.projects["web"].gitlab)
-        config.projects["web"].gitlab.append("acme/nowhere/gone")
-        snapshot = Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
-    (problem,) = snapshot.problems
-    assert (problem.part, problem.code) == ("acme/nowhere/gone", "not_found")
-    assert "acme/nowhere/gone" in problem.message
-    assert any("under `gitlab`" in s for s in problem.suggestions)
-    assert snapshot.change_requests and {cr.repo for cr in snapshot.change_requests} <= set(good)
+# GitLab: tests/test_gitlab.py
 
 
 # Jira

@@ -151,6 +151,7 @@ class Pipeline:
     created_at: float
     updated_at: float
     source: str = "push"
+    started_at: float | None = None  # None: no job has started yet (created, pending, manual)
 
 
 @dataclass
@@ -171,6 +172,10 @@ class MergeRequest:
     updated_at: float
     state: str = "opened"
     created_at: float | None = None  # None: the same as updated_at
+    has_conflicts: bool = False
+    approved_by: list[str] = field(default_factory=list)
+    # Each reviewer's state as GitLab's reviewers endpoint tells it; absent: unreviewed.
+    reviewer_states: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -205,6 +210,8 @@ class Dataset:
     runs: dict[str, list[WorkflowRun]] = field(default_factory=dict)
     merge_requests: dict[str, list[MergeRequest]] = field(default_factory=dict)
     pipelines: dict[str, list[Pipeline]] = field(default_factory=dict)
+    # Approvals each GitLab project's rules require; 0 (or absent): no rules, as on GitLab Free.
+    gitlab_approvals_required: dict[str, int] = field(default_factory=dict)
     tickets: list[Ticket] = field(default_factory=list)
     jira_projects: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # login / username -> display name
@@ -273,6 +280,7 @@ def generate(
         data.pipelines[project] = _pipelines(
             rng, data, project, index, now, pipeline_ids, pipeline_iids
         )
+    _gitlab_reviews(data)
     data.tickets = _tickets(rng, data, tickets, now)
     _github_extras(random.Random(f"github-extras/{seed}"), data)
     return data
@@ -484,7 +492,7 @@ def _merge_request(rng: random.Random, project: str, plan: _Plan, ids: tuple[int
     else:
         reviewers = []
     if plan.draft:
-        status = "draft"
+        status = "draft_status"
     elif pipeline is not None and pipeline.status == "failed":
         status = "ci_must_pass"
     elif pipeline is not None and pipeline.status not in ("success", "failed"):
@@ -541,6 +549,109 @@ def _pipelines(rng: random.Random, data: Dataset, project: str, index: int, now:
     for p, (number, iid) in zip(pipelines, numbers, strict=True):
         p.id, p.iid = number, iid
     return pipelines
+
+
+# Pipeline statuses before any job has started (GitLab's `started_at` is null until one does).
+NOT_STARTED = ("created", "waiting_for_resource", "preparing", "pending", "scheduled", "manual")
+# When the pipeline "pending since 2016" that a team saw was created.
+STUCK_SINCE = 1_460_365_200.0  # 2016-04-11 09:00 UTC
+
+
+def _gitlab_reviews(data: Dataset) -> None:
+    """Approval rules, approvals, reviewers' states, conflicts and start times consistent with
+    each merge request's detailed_merge_status, derived from names rather than drawn, so that
+    every other generated value stays as it was."""
+    me = data.gitlab_username
+    for project in data.gitlab_projects:
+        # A third of the projects have no approval rules: there "mergeable" means nobody had to
+        # approve, and usually nobody did.
+        required = 0 if stable_id(project) % 3 == 0 else 1
+        data.gitlab_approvals_required[project] = required
+        for mr in data.merge_requests[project]:
+            _review_of(mr, required, me)
+        for pipeline in data.pipelines[project]:
+            if pipeline.status not in NOT_STARTED:
+                pipeline.started_at = pipeline.created_at + stable_id(
+                    f"{project}#{pipeline.id}") % 40
+
+
+def _review_of(mr: MergeRequest, required: int, me: str) -> None:
+    key = stable_id(f"{mr.project}!{mr.iid}")
+    pool = [r for r in mr.reviewers if r != mr.author] + sorted(
+        (login for login, _ in PEOPLE if login not in (mr.author, *mr.reviewers)),
+        key=lambda login: stable_id(f"{login}{key}"))
+    status = mr.detailed_merge_status
+    if status == "requested_changes" and not mr.reviewers:
+        status = "not_approved" if required else "mergeable"
+    if status == "not_approved" and not required:
+        status = "mergeable"
+    if status in ("mergeable", "not_approved") and key % 7 == 0:
+        status = "conflict"  # GitLab reports conflicts before missing approvals
+    mr.detailed_merge_status = status
+    mr.has_conflicts = status == "conflict"
+    if status == "requested_changes":
+        mr.reviewer_states[mr.reviewers[0]] = "requested_changes"
+        approvals = 0
+    elif status == "not_approved":
+        approvals = 0
+    elif status == "mergeable":
+        approvals = required or key % 2  # without rules, some approve anyway
+    else:
+        approvals = (required or 1) if key % 2 else 0
+    mr.approved_by = pool[:approvals]
+    for login in mr.approved_by:
+        if login in mr.reviewers:
+            mr.reviewer_states[login] = "approved"
+    if me in mr.reviewers and me not in mr.reviewer_states and key % 3 == 0:
+        mr.reviewer_states[me] = "reviewed"
+
+
+def add_gitlab_project(data: Dataset, path: str, count: int, *, mine: int = 3,
+                       reviewing: int = 2, now: float | None = None) -> None:
+    """A GitLab project of `count` open merge requests, `mine` of them written by me and
+    `reviewing` with me as reviewer, spread evenly, with approval rules; derived from their
+    numbers rather than drawn, so that the rest of the dataset stays as it was."""
+    now = time.time() if now is None else now
+    me = data.gitlab_username
+    chosen_mine = {round(i * count / mine) for i in range(mine)} if mine else set()
+    chosen_review = {round((i + 0.5) * count / reviewing) for i in range(reviewing)} \
+        if reviewing else set()
+    base = 300_000_000 + stable_id(path) % 1_000_000 * 10_000
+    merge_requests, pipelines = [], []
+    for i in range(count):
+        verb, prefix = VERBS[i % len(VERBS)]
+        subject = SUBJECTS[i % len(SUBJECTS)]
+        author = me if i in chosen_mine else PEOPLE[i % len(PEOPLE)][0]
+        updated = now - 60.0 * (i + 1)
+        pipeline = None
+        if author == me:
+            pipeline = Pipeline(path, base + i, i + 1, f"{prefix}/{_slug(subject)}-{i}",
+                                f"{stable_id(f'{path}@{i}'):040x}", "success", me,
+                                updated - 600, updated - 300, started_at=updated - 590)
+            pipelines.append(pipeline)
+        merge_requests.append(MergeRequest(
+            project=path, id=base + i, iid=i + 1, title=f"{verb} {subject} ({i})",
+            author=author, assignees=[author],
+            reviewers=[me] if i in chosen_review else [PEOPLE[(i + 1) % len(PEOPLE)][0]],
+            source_branch=f"{prefix}/{_slug(subject)}-{i}", target_branch="main", draft=False,
+            detailed_merge_status="not_approved", sha=f"{stable_id(f'{path}@{i}'):040x}",
+            head_pipeline=pipeline, updated_at=updated, created_at=updated - DAY,
+        ))
+    data.gitlab_projects.append(path)
+    data.merge_requests[path] = merge_requests
+    data.pipelines[path] = pipelines
+    data.gitlab_approvals_required[path] = 1
+
+
+def add_stuck_pipeline(data: Dataset, project: str, *, ref: str = "release/2016.04",
+                       created_at: float = STUCK_SINCE) -> Pipeline:
+    """A pipeline of mine still `pending` since 2016, as a team found one: never started, so
+    GitLab's `started_at` is null and only `created_at` tells its age."""
+    key = stable_id(f"{project}#{ref}")
+    pipeline = Pipeline(project, 1 + key % 1_000_000, 1 + key % 90, ref, f"{key:040x}",
+                        "pending", data.gitlab_username, created_at, created_at + 5)
+    data.pipelines[project].insert(0, pipeline)  # ids grow with time: the oldest first
+    return pipeline
 
 
 def _tickets(rng: random.Random, data: Dataset, count: int, now: float) -> list[Ticket]:

@@ -1,11 +1,20 @@
-"""A fake GitLab (self-hosted style, API v4): the user and its token, merge requests, pipelines."""
+"""A fake GitLab (API v4, self-managed or gitlab.com): merge requests, approvals, pipelines.
+
+What it answers follows GitLab's REST documentation (docs.gitlab.com/api/): merge_requests.md
+(the instance-wide and per-project lists with their scopes and filters, a single merge request
+with `head_pipeline` and `has_conflicts`, its reviewers with their states),
+merge_request_approvals.md (a merge request's approvals, in the shape of the tier: Free and
+Premium differ), pipelines.md (statuses, `started_at` only on a single pipeline), projects.md
+(a single project) and rest/_index.md (offset pagination headers, `Link`, no totals above 10,000).
+"""
 
 from __future__ import annotations
 
 import math
 import re
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from projctld.sandbox.dataset import Dataset, MergeRequest, Pipeline, stable_id
@@ -21,6 +30,12 @@ from projctld.sandbox.fakehttp import (
 
 WEB = "https://gitlab.example"
 KEYSET_REFUSED = "Keyset pagination is not yet available for this type of request"
+# The scopes of the merge request lists (the hyphenated ones are older spellings GitLab keeps).
+SCOPES = {"created_by_me": "created_by_me", "created-by-me": "created_by_me",
+          "assigned_to_me": "assigned_to_me", "assigned-to-me": "assigned_to_me", "all": "all"}
+MUTUALLY_EXCLUSIVE = (("author_id", "author_username"), ("assignee_id", "assignee_username"),
+                      ("reviewer_id", "reviewer_username"))
+Tier = Literal["free", "premium"]
 
 
 def project_id(path: str) -> int:
@@ -28,19 +43,34 @@ def project_id(path: str) -> int:
     return stable_id(path) % 100_000_000
 
 
+def user_id(username: str) -> int:
+    return stable_id(username) % 10_000_000
+
+
 class FakeGitLab(FakeServer):
     """GitLab at `base_url` (a prefix such as "/gitlab" for a relative URL root); API under
     /api/v4. `rate` counts every request but a 304; `total_headers_limit` is where x-total and
     x-total-pages stop being sent, as GitLab stops above 10,000; `links = False` drops the
-    `Link` header from offset pages, as some proxies in front of GitLab do."""
+    `Link` header from offset pages, as some proxies in front of GitLab do.
+
+    `tier` decides the shape of a merge request's approvals (Free: whether anyone approved and
+    who; Premium: also what the approval rules require and how many approvals are left), and
+    on Free no approval rule can hold a merge back. `missing` names the endpoints this instance
+    is too old to have ("approvals", "reviewers"): they answer 404, as routes GitLab lacks do.
+    `renamed` maps a project's old path to its path now: the API still finds it by the old one
+    (GitLab's find_project follows redirects), and everything it answers says the new one.
+    """
 
     def __init__(self, data: Dataset, *, token: str = "gl-token", prefix: str = "",
-                 total_headers_limit: int = 10_000) -> None:
+                 total_headers_limit: int = 10_000, tier: Tier = "premium") -> None:
         super().__init__(token=token, prefix=prefix)
         self.data = data
         self.rate = RateLimit(2000, 60)
         self.total_headers_limit = total_headers_limit
         self.links = True
+        self.tier: Tier = tier
+        self.missing: set[str] = set()
+        self.renamed: dict[str, str] = {}
         # The token as /personal_access_tokens/self describes it; without `api` or `read_api`
         # the project routes answer 403 insufficient_scope, as GitLab does.
         self.scopes = ["read_api"]
@@ -70,30 +100,41 @@ class FakeGitLab(FakeServer):
     def route(self, request: Request) -> Reply:
         api = self.prefix + "/api/v4"
         if request.method != "GET" or not request.path.startswith(api + "/"):
-            return Reply(404, {"error": "404 Not Found"})
+            return _no_route()
         parts = request.path[len(api) + 1:].split("/")
         if parts == ["user"]:
             me = self.data.gitlab_username
             return Reply(200, {**self._user(me), "web_url": f"{WEB}/{me}"})
         if parts == ["personal_access_tokens", "self"]:
             return Reply(200, self._token_json())
-        if len(parts) < 3 or parts[0] != "projects":
-            return Reply(404, {"error": "404 Not Found"})
         if not {"api", "read_api"} & set(self.scopes):
             return Reply(403, {"error": "insufficient_scope", "scope": "api read_api",
                                "error_description": "The request requires higher privileges "
                                "than provided by the access token."})
+        if parts == ["merge_requests"]:
+            every = [mr for path in self.data.gitlab_projects
+                     for mr in self.data.merge_requests.get(path, [])]
+            return self._merge_requests(request, every, default_scope="created_by_me")
+        if len(parts) < 2 or parts[0] != "projects":
+            return _no_route()
         project = self._project(unquote(parts[1]))
         if project is None:
             return Reply(404, {"message": "404 Project Not Found"})
         match parts[2:]:
+            case []:
+                return Reply(200, _project_json(project))
             case ["merge_requests"]:
-                return self._merge_requests(request, project)
+                return self._merge_requests(request, self.data.merge_requests.get(project, []),
+                                            default_scope="all")
             case ["merge_requests", iid]:
-                return self._merge_request(project, iid)
+                return self._with_merge_request(project, iid, self._merge_request_json)
+            case ["merge_requests", iid, "approvals"] if "approvals" not in self.missing:
+                return self._with_merge_request(project, iid, self._approvals_json)
+            case ["merge_requests", iid, "reviewers"] if "reviewers" not in self.missing:
+                return self._with_merge_request(project, iid, self._reviewers_json)
             case ["pipelines"]:
                 return self._pipelines(request, project)
-        return Reply(404, {"error": "404 Not Found"})
+        return _no_route()
 
     def charge(self, request: Request, reply: Reply) -> None:
         self.rate.take(1)
@@ -110,47 +151,76 @@ class FakeGitLab(FakeServer):
     # -- endpoints
 
     def _project(self, ident: str) -> str | None:
+        """A project by URL-encoded path (any case, or an old one) or numeric id, as GitLab
+        finds one."""
+        ident = next((new for old, new in self.renamed.items()
+                      if old.lower() == ident.lower()), ident)
         for path in self.data.gitlab_projects:
             if path.lower() == ident.lower() or str(project_id(path)) == ident:
                 return path
         return None
 
-    def _merge_requests(self, request: Request, project: str) -> Reply:
-        if request.query.get("pagination") == "keyset":
-            return Reply(405, {"message": KEYSET_REFUSED})
-        me = self.data.gitlab_username
+    def _merge_requests(self, request: Request, candidates: Iterable[MergeRequest], *,
+                        default_scope: str) -> Reply:
+        """The list endpoints: GET /merge_requests (every project the user can see, by default
+        only what the user created) and GET /projects/:id/merge_requests (by default all)."""
         query = request.query
-        state = query.get("state", "all")
-        scope = query.get("scope", "all")
-        if scope not in ("all", "created_by_me", "assigned_to_me"):
+        if query.get("pagination") == "keyset":
+            return Reply(405, {"message": KEYSET_REFUSED})
+        for pair in MUTUALLY_EXCLUSIVE:
+            if all(name in query for name in pair):
+                return Reply(400, {"error": f"{', '.join(pair)} are mutually exclusive"})
+        scope = SCOPES.get(query.get("scope", default_scope))
+        if scope is None:
             return Reply(400, {"error": "scope does not have a valid value"})
         order_by = query.get("order_by", "created_at")
-        if order_by not in ("created_at", "updated_at"):
+        if order_by not in ("created_at", "updated_at", "title"):
             return Reply(400, {"error": "order_by does not have a valid value"})
-        author, reviewer, assignee = (query.get(k) for k in
-                                      ("author_username", "reviewer_username",
-                                       "assignee_username"))
+        me = self.data.gitlab_username
+        state = query.get("state", "all")
+        wanted: list[Callable[[MergeRequest], bool]] = [
+            lambda mr: state in ("all", mr.state)]
         if scope == "created_by_me":
-            author = me
+            wanted.append(lambda mr: mr.author == me)
         elif scope == "assigned_to_me":
-            assignee = me
-        mrs = [
-            mr for mr in self.data.merge_requests.get(project, [])
-            if state in ("all", mr.state)
-            and (author is None or mr.author == author)
-            and (reviewer is None or reviewer in mr.reviewers)
-            and (assignee is None or assignee in mr.assignees)
-        ]
-        mrs.sort(key=lambda mr: (_created(mr) if order_by == "created_at" else mr.updated_at,
-                                 mr.id), reverse=query.get("sort", "desc") == "desc")
-        return self._offset_page(request, [self._mr_json(mr) for mr in mrs])
+            wanted.append(lambda mr: me in mr.assignees)
+        for role in ("author", "assignee", "reviewer"):
+            test = self._user_filter(query, role)
+            if test is not None:
+                wanted.append(test)
+        chosen = [mr for mr in candidates if all(test(mr) for test in wanted)]
+        key: Callable[[MergeRequest], Any] = {
+            "created_at": lambda mr: (_created(mr), mr.id),
+            "updated_at": lambda mr: (mr.updated_at, mr.id),
+            "title": lambda mr: (mr.title, mr.id)}[order_by]
+        chosen.sort(key=key, reverse=query.get("sort", "desc") == "desc")
+        return self._offset_page(request, chosen, self._merge_request_list_json)
 
-    def _merge_request(self, project: str, iid: str) -> Reply:
+    def _user_filter(self, query: dict[str, str], role: str
+                     ) -> Callable[[MergeRequest], bool] | None:
+        """author_/assignee_/reviewer_ id or username; `None` and `Any` as GitLab reads them."""
+        value = query.get(f"{role}_username")
+        by_id = query.get(f"{role}_id")
+        if value is None and by_id is None:
+            return None
+
+        def people(mr: MergeRequest) -> list[str]:
+            return [mr.author] if role == "author" else \
+                mr.assignees if role == "assignee" else mr.reviewers
+
+        if (value or by_id) == "None":
+            return lambda mr: not people(mr)
+        if (value or by_id) == "Any":
+            return lambda mr: bool(people(mr))
+        if value is not None:
+            return lambda mr: value in people(mr)
+        return lambda mr: any(str(user_id(u)) == by_id for u in people(mr))
+
+    def _with_merge_request(self, project: str, iid: str,
+                            render: Callable[[MergeRequest], Any]) -> Reply:
         for mr in self.data.merge_requests.get(project, []):
             if str(mr.iid) == iid:
-                pipeline = mr.head_pipeline
-                return Reply(200, {**self._mr_json(mr), "head_pipeline":
-                                   _pipeline_json(pipeline) if pipeline else None})
+                return Reply(200, render(mr))
         return Reply(404, {"message": "404 Not found"})
 
     def _pipelines(self, request: Request, project: str) -> Reply:
@@ -162,12 +232,13 @@ class FakeGitLab(FakeServer):
         pipelines = [
             p for p in self.data.pipelines.get(project, [])
             if all(query.get(k) in (None, v) for k, v in
-                   (("username", p.username), ("ref", p.ref), ("status", p.status)))
+                   (("username", p.username), ("ref", p.ref), ("status", p.status),
+                    ("sha", p.sha)))
         ]
         pipelines.sort(key=lambda p: (p.updated_at, p.id) if order_by == "updated_at" else p.id,
                        reverse=descending)
         if query.get("pagination") != "keyset":
-            return self._offset_page(request, [_pipeline_json(p) for p in pipelines])
+            return self._offset_page(request, pipelines, _pipeline_json)
         # Keyset paging by id. Real GitLab offers keyset on a few endpoints only; the fake
         # offers it on pipelines so that a provider's keyset path has something to run against.
         if order_by != "id":
@@ -184,7 +255,9 @@ class FakeGitLab(FakeServer):
             headers["Link"] = link_header([("next", url)])
         return Reply(200, [_pipeline_json(p) for p in chosen], headers)
 
-    def _offset_page(self, request: Request, items: list[dict[str, Any]]) -> Reply:
+    def _offset_page(self, request: Request, items: list[Any],
+                     render: Callable[[Any], dict[str, Any]]) -> Reply:
+        """One page and GitLab's offset-pagination headers; only that page is rendered."""
         per_page = int_param(request, "per_page", 20, 100)
         page = int_param(request, "page", 1)
         total = len(items)
@@ -209,7 +282,10 @@ class FakeGitLab(FakeServer):
         links += [("last", at(pages))] if counted else []
         if self.links:
             headers["Link"] = link_header(links)
-        return Reply(200, items[(page - 1) * per_page: page * per_page], headers)
+        return Reply(200, [render(item) for item in
+                           items[(page - 1) * per_page: page * per_page]], headers)
+
+    # -- shapes
 
     def _token_json(self) -> dict[str, Any]:
         return {"id": 1, "name": "projctl", "revoked": False, "active": True,
@@ -218,10 +294,19 @@ class FakeGitLab(FakeServer):
                 "last_used_at": None, "expires_at": self.expires_at}
 
     def _user(self, username: str) -> dict[str, Any]:
-        return {"id": stable_id(username) % 10_000_000, "username": username,
-                "name": self.data.name_of(username)}
+        return {"id": user_id(username), "username": username,
+                "name": self.data.name_of(username), "state": "active",
+                "web_url": f"{WEB}/{username}"}
 
-    def _mr_json(self, mr: MergeRequest) -> dict[str, Any]:
+    def _detailed_merge_status(self, mr: MergeRequest) -> str:
+        # On Free, approvals are optional: no approval rule holds a merge request back.
+        if self.tier == "free" and mr.detailed_merge_status == "not_approved":
+            return "mergeable"
+        return mr.detailed_merge_status
+
+    def _merge_request_list_json(self, mr: MergeRequest) -> dict[str, Any]:
+        detailed = self._detailed_merge_status(mr)
+        merge_status = _merge_status(detailed, mr.has_conflicts)
         return {
             "id": mr.id,
             "iid": mr.iid,
@@ -236,29 +321,80 @@ class FakeGitLab(FakeServer):
             "work_in_progress": mr.draft,
             "source_branch": mr.source_branch,
             "target_branch": mr.target_branch,
+            "source_project_id": project_id(mr.project),
+            "target_project_id": project_id(mr.project),
             "author": self._user(mr.author),
+            "assignee": self._user(mr.assignees[0]) if mr.assignees else None,
             "assignees": [self._user(u) for u in mr.assignees],
             "reviewers": [self._user(u) for u in mr.reviewers],
             "sha": mr.sha,
-            "detailed_merge_status": mr.detailed_merge_status,
-            "merge_status": _merge_status(mr.detailed_merge_status),
+            "detailed_merge_status": detailed,
+            "merge_status": merge_status,
+            # "Returns false unless merge_status is cannot_be_merged."
+            "has_conflicts": mr.has_conflicts and merge_status == "cannot_be_merged",
             "references": {"short": f"!{mr.iid}", "relative": f"!{mr.iid}",
                            "full": f"{mr.project}!{mr.iid}"},
         }
+
+    def _merge_request_json(self, mr: MergeRequest) -> dict[str, Any]:
+        pipeline = mr.head_pipeline
+        return {**self._merge_request_list_json(mr),
+                "head_pipeline": _pipeline_detail_json(pipeline) if pipeline else None,
+                "user": {"can_merge": True}}
+
+    def _approvals_json(self, mr: MergeRequest) -> dict[str, Any]:
+        """GET .../approvals: Free tells whether anyone approved, and who; Premium the state of
+        the approval rules: `approved` once none needs an approval any more (so, with no rules,
+        even when nobody approved), with what is required and what is left."""
+        me = self.data.gitlab_username
+        approvals = {
+            "user_has_approved": me in mr.approved_by,
+            "user_can_approve": me != mr.author and me not in mr.approved_by,
+            "approved_by": [{"user": self._user(u)} for u in mr.approved_by],
+        }
+        if self.tier == "free":
+            return {**approvals, "approved": bool(mr.approved_by)}
+        required = self.data.gitlab_approvals_required.get(mr.project, 0)
+        left = max(0, required - len(mr.approved_by))
+        return {
+            "id": mr.id, "iid": mr.iid, "project_id": project_id(mr.project),
+            "title": mr.title, "description": None, "state": mr.state,
+            "created_at": _iso(_created(mr)), "updated_at": _iso(mr.updated_at),
+            "merge_status": _merge_status(mr.detailed_merge_status, mr.has_conflicts),
+            "approved": left == 0, "approvals_required": required, "approvals_left": left,
+            "require_password_to_approve": False, "suggested_approvers": [], "approvers": [],
+            "approver_groups": [], **approvals,
+        }
+
+    def _reviewers_json(self, mr: MergeRequest) -> list[dict[str, Any]]:
+        return [{"user": self._user(login), "state": mr.reviewer_states.get(login, "unreviewed"),
+                 "created_at": _iso(_created(mr))} for login in mr.reviewers]
+
+
+def _no_route() -> Reply:
+    return Reply(404, {"error": "404 Not Found"})
 
 
 def _created(mr: MergeRequest) -> float:
     return mr.created_at or mr.updated_at
 
 
-def _merge_status(detailed: str) -> str:
+def _merge_status(detailed: str, conflicts: bool) -> str:
     """The deprecated merge_status, which speaks only of conflicts and checking."""
     if detailed in ("checking", "unchecked", "preparing"):
         return "checking"
-    return "cannot_be_merged" if detailed in ("conflict", "broken_status") else "can_be_merged"
+    return "cannot_be_merged" if conflicts or detailed == "conflict" else "can_be_merged"
+
+
+def _project_json(path: str) -> dict[str, Any]:
+    name = path.rsplit("/", 1)[-1]
+    return {"id": project_id(path), "name": name, "path": name,
+            "path_with_namespace": path, "name_with_namespace": path.replace("/", " / "),
+            "default_branch": "main", "web_url": f"{WEB}/{path}", "archived": False}
 
 
 def _pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
+    """A pipeline as lists show it: no `started_at` (pipelines.md, List project pipelines)."""
     return {
         "id": pipeline.id,
         "iid": pipeline.iid,
@@ -271,6 +407,14 @@ def _pipeline_json(pipeline: Pipeline) -> dict[str, Any]:
         "created_at": _iso(pipeline.created_at),
         "updated_at": _iso(pipeline.updated_at),
     }
+
+
+def _pipeline_detail_json(pipeline: Pipeline) -> dict[str, Any]:
+    """A pipeline with its times, as a merge request's `head_pipeline` shows it."""
+    finished = pipeline.status in ("success", "failed", "canceled", "skipped")
+    return {**_pipeline_json(pipeline),
+            "started_at": _iso(pipeline.started_at) if pipeline.started_at else None,
+            "finished_at": _iso(pipeline.updated_at) if finished else None}
 
 
 def _iso(epoch: float) -> str:

@@ -27,6 +27,10 @@ HEADERS = {
     "gitlab": {"User-Agent": USER_AGENT},
     "jira": {"Accept": "application/json", "User-Agent": USER_AGENT},
 }
+# Requests in flight per host. GitHub documents limits on concurrent requests (its secondary
+# limits); GitLab documents rates only, and a cold poll reads three things per merge request
+# of mine at once (32: the daemon's connections kept alive).
+CONCURRENCY = {"github": 16, "gitlab": 32, "jira": 16}
 
 
 def auth_headers(instance: Instance) -> AuthHeaders:
@@ -88,10 +92,10 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
     used = {upstream for project in config.projects.values() for upstream in project.upstreams()}
     governors: dict[str, Governor] = {}
 
-    def governor(url: str) -> Governor:
+    def governor(url: str, kind: str) -> Governor:
         parsed = httpx.URL(url)
         host = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
-        return governors.setdefault(host, Governor(host))
+        return governors.setdefault(host, Governor(host, CONCURRENCY[kind]))
 
     providers: dict[str, Provider] = {}
     built: list[UpstreamHttp] = []
@@ -99,8 +103,9 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
         if name not in used:
             continue
         http = UpstreamHttp(
-            client, name=instance.title, governor=governor(instance.url), cache=cache,
-            clock=clock, token=TokenSource(instance.title, instance.table, instance.section),
+            client, name=instance.title, governor=governor(instance.url, instance.kind),
+            cache=cache, clock=clock,
+            token=TokenSource(instance.title, instance.table, instance.section),
             auth_headers=auth_headers(instance), headers=HEADERS[instance.kind],
             hints=hints(instance),
         )
@@ -111,7 +116,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
             providers[name] = GitHub(http, section, repos, name=name, clock=clock,
                                      stuck_after=config.polling.stuck_after)
         elif isinstance(section, GitLabConfig):
-            providers[name] = GitLab(http, section, name=name)
+            providers[name] = GitLab(http, section, name=name, clock=clock)
         else:
             assert isinstance(section, JiraConfig)
             providers[name] = Jira(http, section, name=name)

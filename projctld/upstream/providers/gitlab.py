@@ -1,32 +1,88 @@
-"""GitLab: merge requests I wrote, am assigned or review, with their head pipeline; my pipelines.
+"""GitLab: the merge requests I wrote, am assigned or review, their CI and review; my pipelines.
 
-A list of merge requests lacks `head_pipeline`, so the ones that concern me are fetched one by one;
-every GET is conditional, so an unchanged merge request costs a 304. Offset pagination follows
-`Link` / `x-next-page` and never relies on `x-total`, which GitLab drops above 10,000 rows.
+What is asked (docs.gitlab.com/api/merge_requests, merge_request_approvals, pipelines):
+
+- Three instance-wide lists of open merge requests, newest first: `scope=created_by_me`,
+  `scope=assigned_to_me`, and `scope=all&reviewer_username=ME`. The server filters them, so
+  they hold only what concerns me: their cost grows neither with a project's size (the project
+  lists filtered locally lost mine past ten pages of a big project) nor with the number of
+  projects (the per-project `author_username` / `assignee_username` / `reviewer_username`
+  filters would cost three requests per project). One result serves every project for 0.9 of
+  an interval, as GitHub's search does. Each merge request is matched to a configured project
+  by `project_id`: a project may be configured by path (any case, or an old path, which the
+  API follows to the renamed project) or by id, and GitLab tells each one's id once
+  (GET /projects/:id; ids never change).
+- Per project, my newest pipelines (`/projects/:id/pipelines?username=ME`). A project GitLab
+  does not know, or that the token may not read, costs only itself: it is named as a problem.
+- Per merge request that concerns me, at once for every project: the merge request itself (the
+  lists lack `head_pipeline`), its `/approvals`, and its `/reviewers` when it has any.
+
+Every GET is conditional: what has not changed answers 304. A cold poll has three round trips
+on its critical path: /user (remembered for the daemon's life) beside the two lists that need
+no username and each project's id; the list of reviews beside each project's pipelines; then
+the reads, each merge request's as soon as a list that holds it is in. The reads are most of
+the requests (about three per merge request), so how many run at once decides a cold poll's
+time (the governor allows GitLab 32).
+
+Review, from `/approvals` (Free: `approved` when anyone approved, and `approved_by`; Premium
+also `approvals_required` and `approvals_left`, and there `approved` means no rule still wants
+an approval, so it is true on a project without rules where nobody approved), `/reviewers`
+(each reviewer's `state`: unreviewed, review_started, reviewed, requested_changes, approved,
+unapproved; older instances know only the first and third) and `detailed_merge_status`:
+
+- changes_requested: a reviewer's state is `requested_changes`, or the status is
+  `requested_changes` ("the merge request has reviewers who have requested changes");
+- approved: somebody approved (`approved_by` is not empty) and no approval is missing
+  (`approvals_left` is 0 or, on Free, absent; the status is not `not_approved`);
+- review_required: an approval rule still wants an approval (`approvals_left` > 0, or the
+  status is `not_approved`);
+- none: otherwise. `mergeable` says only that nothing blocks a merge: on a project without
+  approval rules nobody had to approve, and nobody is said to have.
+
+An instance older than the approvals or reviewers endpoint answers 404 for it: the review is
+then worked out from what there is, and the endpoint is asked again an hour later.
+Offset pagination follows `Link` / `x-next-page` and never relies on `x-total`, which GitLab
+drops above 10,000 rows.
 """
 
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import anyio
 import msgspec
 
-from projctl_client.protocol import ChangeRequestView, CiView, PipelineView
+from projctl_client.protocol import ChangeRequestView, CiView, PipelineView, SourceProblem
 from projctld.config import GitLabConfig, ProjectConfig
+from projctld.errors import UpstreamError
 from projctld.upstream.providers.gather import gather, gather_parts
 from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
 from projctld.upstream.providers.model import Snapshot, latest_per_branch
 
 PER_PAGE = 100
+# Pages per list: 1,000 open merge requests of mine in each role. More is said, not dropped.
 MAX_PAGES = 10
 PIPELINES_PER_PAGE = 50
+# A missing endpoint (an older instance) is asked about again after this many seconds.
+RECHECK_MISSING = 3600.0
+# The instance-wide lists, by role; a merge request found by several has every role.
+LISTS = {"created": {"scope": "created_by_me"}, "assigned": {"scope": "assigned_to_me"},
+         "review": {"scope": "all"}}  # + reviewer_username=ME
+# Reviewer states that are a review given (GitLab's MergeRequestReviewer states).
+REVIEWED = ("reviewed", "requested_changes", "approved")
 
 
 class _User(msgspec.Struct):
     username: str
+
+
+class _Project(msgspec.Struct):
+    id: int
 
 
 class _Pipeline(msgspec.Struct):
@@ -35,7 +91,13 @@ class _Pipeline(msgspec.Struct):
     status: str
     web_url: str
     updated_at: datetime
+    created_at: datetime | None = None
+    started_at: datetime | None = None  # only on a single pipeline, null until a job starts
     sha: str | None = None
+
+
+class _References(msgspec.Struct):
+    full: str
 
 
 class _MergeRequest(msgspec.Struct):
@@ -46,42 +108,88 @@ class _MergeRequest(msgspec.Struct):
     target_branch: str
     author: _User
     updated_at: datetime
+    project_id: int = 0
     assignees: list[_User] = []
     reviewers: list[_User] = []
     draft: bool = False
+    work_in_progress: bool = False  # before `draft` (GitLab 14.0)
     detailed_merge_status: str | None = None
+    merge_status: str | None = None
+    has_conflicts: bool = False
+    references: _References | None = None
     head_pipeline: _Pipeline | None = None
 
 
+class _Approval(msgspec.Struct):
+    user: _User
+
+
+class _Approvals(msgspec.Struct):
+    approved: bool | None = None
+    approved_by: list[_Approval] = []
+    approvals_required: int | None = None  # Premium and up
+    approvals_left: int | None = None  # Premium and up
+
+
+class _Reviewer(msgspec.Struct):
+    user: _User
+    state: str | None = None
+
+
+class _Listed(msgspec.Struct):
+    """One shared instance-wide list, newest first."""
+
+    asked_at: float
+    merge_requests: list[_MergeRequest]
+    complete: bool  # read to its end, not cut at MAX_PAGES
+
+
 class GitLab:
-    def __init__(self, http: UpstreamHttp, config: GitLabConfig, *, name: str = "gitlab") -> None:
+    def __init__(self, http: UpstreamHttp, config: GitLabConfig, *, name: str = "gitlab",
+                 clock: Callable[[], float] = time.time) -> None:
         self.upstream = name
         self._http = http
         self._api = config.url.rstrip("/") + "/api/v4"
+        self._clock = clock
+        # Jobs of different projects drift apart with jitter; sharing for most of an interval
+        # keeps the lists at about one round per interval however many projects there are.
+        self._share_for = config.interval * 0.9
         self._username: str | None = None
         self._me_lock = anyio.Lock()  # every project's first poll needs it: ask once
+        self._list_locks = {role: anyio.Lock() for role in LISTS}
+        self._listed: dict[str, _Listed] = {}
+        self._failed: dict[str, tuple[float, UpstreamError]] = {}
+        self._projects: dict[str, _Project] = {}  # by configured path (lower case) or id
+        self._missing: dict[str, float] = {}  # an endpoint this instance lacks: since when
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
-        username = await self._me()
-        # Every project's merge requests and pipelines at once: a cold poll costs three round
-        # trips (user, lists, details), not three per project; one project that fails costs
-        # only itself.
-        results, problems = await gather_parts({
-            path: functools.partial(self._project, path, username)
-            for path in config.parts(self.upstream)})
+        # Nothing waits for more than it needs: the lists that do not need my username go out
+        # with /user and each project's id, and a merge request is read as soon as a list
+        # that holds it is in.
+        max_age = 0.0 if fresh else self._share_for
+        found: dict[str, _Listed] = {}
+        ready = {role: anyio.Event() for role in LISTS}
+
+        async def fetch(role: str) -> None:
+            found[role] = await self._shared(role, max_age)
+            ready[role].set()
+
+        async def projects() -> tuple[dict[str, Any], list[SourceProblem]]:
+            # One project that fails costs only itself; a failed list fails the whole poll.
+            return await gather_parts({
+                path: functools.partial(self._project, path, found, ready)
+                for path in config.parts(self.upstream)})
+
+        *_, (results, problems) = await gather(  # type: ignore[misc]
+            [*(functools.partial(fetch, role) for role in LISTS), projects])
         return Snapshot(
             change_requests=sorted((cr for crs, _ in results.values() for cr in crs),
                                    key=lambda cr: cr.updated_at, reverse=True),
             pipelines=latest_per_branch(p for _, ps in results.values() for p in ps),
-            problems=problems,
+            as_of=min(listed.asked_at for listed in found.values()),
+            problems=problems + [self._truncated(role) for role in LISTS
+                                 if not found[role].complete],
         )
-
-    async def _project(self, path: str, username: str
-                       ) -> tuple[list[ChangeRequestView], list[PipelineView]]:
-        change_requests, pipelines = await gather([
-            functools.partial(self._merge_requests, path, username),
-            functools.partial(self._pipelines, path, username)])
-        return change_requests, pipelines  # type: ignore[return-value]
 
     async def _me(self) -> str:
         async with self._me_lock:
@@ -91,38 +199,151 @@ class GitLab:
                                                    what="the current user").username
         return self._username
 
-    async def _merge_requests(self, path: str, username: str) -> list[ChangeRequestView]:
-        base = f"{self._api}/projects/{quote(path, safe='')}/merge_requests"
-        listed = []
-        first = f"{base}?{urlencode({'state': 'opened', 'per_page': PER_PAGE})}"
-        async for page in self._pages(first, what=f"project {path}"):
-            listed += self._http.decode(page, list[_MergeRequest], what="merge requests")
-        relevant = [mr for mr in listed if _concerns(mr, username)]
+    async def _project(self, path: str, found: dict[str, _Listed],
+                       ready: dict[str, anyio.Event]
+                       ) -> tuple[list[ChangeRequestView], list[PipelineView]]:
+        """One configured project: my pipelines; its id, then the merge requests of mine in
+        it as each list comes in, each read in full."""
+        pipelines: list[PipelineView] = []
+        read: list[ChangeRequestView] = []
+        seen: set[int] = set()
 
-        async def detail(iid: int) -> _MergeRequest:
-            fetched = await self._http.get(f"{base}/{iid}", what=f"merge request {path}!{iid}")
-            return self._http.decode(fetched, _MergeRequest, what="a merge request")
+        async def my_pipelines() -> None:
+            pipelines.extend(await self._pipelines(path, await self._me()))
 
-        detailed = await gather([functools.partial(detail, mr.iid) for mr in relevant])
-        return [_change_request(path, mr, username) for mr in detailed]
+        async def merge_requests() -> None:
+            known = await self._resolve(path)
+
+            async def of(role: str) -> None:
+                await ready[role].wait()
+                new = [mr for mr in found[role].merge_requests
+                       if mr.project_id == known.id and mr.iid not in seen]
+                seen.update(mr.iid for mr in new)
+                views = await gather([functools.partial(self._read, path, mr) for mr in new])
+                read.extend(view for view in views if view is not None)
+
+            await gather([functools.partial(of, role) for role in LISTS])
+
+        await gather([my_pipelines, merge_requests])
+        return read, pipelines
+
+    async def _resolve(self, path: str) -> _Project:
+        """The project's id, asked once: the id of a project never changes."""
+        key = path.lower()
+        if key not in self._projects:
+            fetched = await self._http.get(f"{self._api}/projects/{quote(path, safe='')}",
+                                           what=f"project {path}")
+            self._projects[key] = self._http.decode(fetched, _Project, what=f"project {path}")
+        return self._projects[key]
+
+    async def _shared(self, role: str, max_age: float) -> _Listed:
+        """One instance-wide list, fetched once for every project: a caller reuses a result
+        (or a failure) that began at most `max_age` before it asked."""
+        asked_at = self._clock()
+        username = await self._me() if role == "review" else None
+        async with self._list_locks[role]:
+            listed = self._listed.get(role)
+            if listed is not None and listed.asked_at >= asked_at - max_age:
+                return listed
+            failed = self._failed.get(role)
+            if failed is not None and failed[0] >= asked_at - max_age:
+                raise failed[1]
+            started = self._clock()
+            try:
+                self._listed[role] = await self._list(role, username, started)
+            except UpstreamError as exc:
+                self._failed[role] = (started, exc)
+                raise
+            self._failed.pop(role, None)
+            return self._listed[role]
+
+    async def _list(self, role: str, username: str | None, asked_at: float) -> _Listed:
+        """One instance-wide list, newest first, at most MAX_PAGES pages."""
+        params: dict[str, Any] = {**LISTS[role], "state": "opened", "order_by": "updated_at",
+                                  "sort": "desc", "per_page": PER_PAGE}
+        if username is not None:
+            params["reviewer_username"] = username
+        next_url: str | None = f"{self._api}/merge_requests?{urlencode(params)}"
+        listed: list[_MergeRequest] = []
+        for _ in range(MAX_PAGES):
+            if next_url is None:
+                break
+            fetched = await self._http.get(next_url, what=f"merge requests {_ROLE_WORDS[role]}")
+            listed += self._http.decode(fetched, list[_MergeRequest], what="merge requests")
+            next_url = _next_page(fetched, next_url)
+        return _Listed(asked_at=asked_at, merge_requests=listed, complete=next_url is None)
+
+    def _truncated(self, role: str) -> SourceProblem:
+        shown = f"{MAX_PAGES * PER_PAGE:,}"
+        return SourceProblem(
+            part="*", code="truncated",
+            message=f"{self._http.name} lists more than {shown} open merge requests "
+                    f"{_ROLE_WORDS[role]}: only the {shown} updated last are shown",
+            suggestions=["close or merge the merge requests you no longer need"])
 
     async def _pipelines(self, path: str, username: str) -> list[PipelineView]:
         query = urlencode({"username": username, "per_page": PIPELINES_PER_PAGE,
                            "order_by": "id", "sort": "desc"})
         url = f"{self._api}/projects/{quote(path, safe='')}/pipelines?{query}"
         fetched = await self._http.get(url, what=f"project {path}")
-        return [_pipeline(path, p) for p in
+        return [_pipeline(self.upstream, path, p) for p in
                 self._http.decode(fetched, list[_Pipeline], what="pipelines")]
 
-    async def _pages(self, url: str, *, what: str):
-        """Each page of an offset- or keyset-paginated listing, at most MAX_PAGES."""
-        next_url: str | None = url
-        for _ in range(MAX_PAGES):
-            if next_url is None:
-                return
-            fetched = await self._http.get(next_url, what=what)
-            yield fetched
-            next_url = _next_page(fetched, next_url)
+    async def _read(self, path: str, listed: _MergeRequest) -> ChangeRequestView | None:
+        """A merge request with its head pipeline, approvals and reviewers' states, read at
+        once; None when it is gone since it was listed."""
+        base = f"{self._api}/projects/{quote(path, safe='')}/merge_requests/{listed.iid}"
+        what = f"merge request {path}!{listed.iid}"
+        outcome: list[Any] = [None, None, None]
+
+        async def detail() -> None:
+            outcome[0] = await self._optional(base, _MergeRequest, what=what)
+
+        async def approvals() -> None:
+            outcome[1] = await self._optional(base + "/approvals", _Approvals,
+                                              what=f"the approvals of {what}", endpoint="approvals")
+
+        async def reviewers() -> None:
+            outcome[2] = await self._optional(base + "/reviewers", list[_Reviewer],
+                                              what=f"the reviewers of {what}", endpoint="reviewers")
+
+        calls = [detail]
+        if not self._lacks("approvals"):
+            calls.append(approvals)
+        if listed.reviewers and not self._lacks("reviewers"):
+            calls.append(reviewers)
+        await gather(calls)
+        mr = outcome[0]
+        if mr is None:
+            return None
+        for endpoint, index in (("approvals", 1), ("reviewers", 2)):
+            if outcome[index] is _MISSING:
+                # The merge request is there and the endpoint is not: an older instance.
+                self._missing[endpoint] = self._clock()
+                outcome[index] = None
+        return _change_request(self.upstream, path, mr, await self._me(),
+                               approvals=outcome[1], reviewers=outcome[2])
+
+    async def _optional(self, url: str, shape: Any, *, what: str,
+                        endpoint: str | None = None) -> Any:
+        """GET and decode `url`; a 404 is None for the merge request itself (gone since it was
+        listed) and _MISSING for an endpoint (which an older instance lacks)."""
+        try:
+            fetched = await self._http.get(url, what=what)
+        except UpstreamError as exc:
+            if exc.code == "not_found":
+                return None if endpoint is None else _MISSING
+            raise
+        return self._http.decode(fetched, shape, what=what)
+
+    def _lacks(self, endpoint: str) -> bool:
+        since = self._missing.get(endpoint)
+        return since is not None and self._clock() - since < RECHECK_MISSING
+
+
+_MISSING = object()
+_ROLE_WORDS = {"created": "that you created", "assigned": "assigned to you",
+               "review": "that you review"}
 
 
 def _next_page(fetched: Fetched, url: str) -> str | None:
@@ -141,42 +362,80 @@ def _next_page(fetched: Fetched, url: str) -> str | None:
     return f"{base}?{'&'.join([*params, f'page={int(page)}'])}"
 
 
-def _concerns(mr: _MergeRequest, username: str) -> bool:
-    return (mr.author.username == username
-            or any(user.username == username for user in mr.assignees)
-            or any(user.username == username for user in mr.reviewers))
-
-
-# detailed_merge_status says what blocks a merge; "mergeable" means no approval is missing.
-_REVIEW = {"not_approved": "review_required", "requested_changes": "changes_requested",
-           "mergeable": "approved"}
+# Pipeline statuses (pipelines.md): those not listed here have not finished, and wait for a
+# runner, a resource or a time; `manual` waits for a person, and is not pending.
 _PIPELINE_STATE = {"success": "success", "failed": "failure", "canceled": "canceled",
-                   "canceling": "canceled", "skipped": "skipped", "running": "running"}
+                   "canceling": "canceled", "skipped": "skipped", "running": "running",
+                   "manual": "manual"}
 
 
 def _state(status: str) -> str:
     return _PIPELINE_STATE.get(status, "pending")
 
 
-def _change_request(path: str, mr: _MergeRequest, username: str) -> ChangeRequestView:
+def review(approvals: _Approvals | None, reviewers: list[_Reviewer] | None,
+           merge_status: str | None) -> str:
+    """approved, changes_requested, review_required or none, as the module docstring says."""
+    states = [reviewer.state for reviewer in reviewers or []]
+    if "requested_changes" in states or merge_status == "requested_changes":
+        return "changes_requested"
+    left = approvals.approvals_left if approvals is not None else None
+    missing = merge_status == "not_approved" or (left is not None and left > 0)
+    if approvals is not None and approvals.approved_by and not missing:
+        return "approved"
+    return "review_required" if missing else "none"
+
+
+def _conflicts(mr: _MergeRequest) -> bool | None:
+    """Whether it has conflicts; None while GitLab has not checked (has_conflicts is false
+    unless merge_status is cannot_be_merged, which a check not yet run cannot say)."""
+    if mr.has_conflicts or mr.detailed_merge_status == "conflict":
+        return True
+    if mr.merge_status not in ("can_be_merged", "cannot_be_merged"):
+        return None
+    return False
+
+
+def _ts(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
+
+
+def _change_request(upstream: str, path: str, mr: _MergeRequest, username: str, *,
+                    approvals: _Approvals | None = None,
+                    reviewers: list[_Reviewer] | None = None) -> ChangeRequestView:
     pipeline = mr.head_pipeline
+    ci = CiView(state="none")
+    if pipeline is not None:
+        ci = CiView(state=_state(pipeline.status), url=pipeline.web_url,
+                    started_at=_ts(pipeline.started_at or pipeline.created_at))
+    mine_state = next((r.state for r in reviewers or [] if r.user.username == username), None)
+    approved_by = [a.user.username for a in approvals.approved_by] if approvals else []
+    am_reviewer = any(user.username == username for user in mr.reviewers)
+    reviewed = mine_state in REVIEWED or username in approved_by
     return ChangeRequestView(
-        upstream="gitlab", repo=path, number=mr.iid, ref=f"{path}!{mr.iid}", title=mr.title,
+        upstream=upstream, repo=path, number=mr.iid,
+        ref=mr.references.full if mr.references else f"{path}!{mr.iid}", title=mr.title,
         url=mr.web_url, author=mr.author.username, source_branch=mr.source_branch,
-        target_branch=mr.target_branch, draft=mr.draft,
-        review=_REVIEW.get(mr.detailed_merge_status or "", "none"),
-        ci=CiView(state=_state(pipeline.status), url=pipeline.web_url) if pipeline
-        else CiView(state="none"),
+        target_branch=mr.target_branch, draft=mr.draft or mr.work_in_progress,
+        review=review(approvals, reviewers, mr.detailed_merge_status), ci=ci,
         mine=mr.author.username == username,
-        review_requested=any(user.username == username for user in mr.reviewers),
+        # Asked and not given yet; a review given and then asked for again is unreviewed.
+        review_requested=am_reviewer and not reviewed,
         assigned=any(user.username == username for user in mr.assignees),
         updated_at=mr.updated_at.timestamp(),
+        reviewed=reviewed and mr.author.username != username,
+        conflicts=_conflicts(mr),
+        merge_status=mr.detailed_merge_status.lower() if mr.detailed_merge_status else None,
+        approvals_left=approvals.approvals_left if approvals else None,
+        approved_by=approved_by,
     )
 
 
-def _pipeline(path: str, pipeline: _Pipeline) -> PipelineView:
+def _pipeline(upstream: str, path: str, pipeline: _Pipeline) -> PipelineView:
     return PipelineView(
-        upstream="gitlab", repo=path, branch=pipeline.ref, sha=pipeline.sha,
+        upstream=upstream, repo=path, branch=pipeline.ref, sha=pipeline.sha,
         state=_state(pipeline.status), name="pipeline", url=pipeline.web_url,
         updated_at=pipeline.updated_at.timestamp(),
+        # Lists carry no `started_at`: the pipeline's creation is the oldest it can be.
+        started_at=_ts(pipeline.started_at or pipeline.created_at),
     )
