@@ -28,6 +28,7 @@ from projctld.config import Config, GitHubConfig, UpstreamConfig, load_config
 from projctld.errors import ProjctlError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
+from projctld.redact import redact_text
 from projctld.store.database import migrations
 from projctld.team.sync.hubclient import HubClient
 from projctld.upstream.providers import HEADERS, auth_headers
@@ -125,7 +126,9 @@ async def _guarded(name: str, check: Callable[[], Awaitable[Outcome]]) -> CheckV
         outcome = Outcome("fail", f"the check itself failed: {type(exc).__name__}: {exc}",
                           "report this as a bug in projctl, with the output of "
                           "`projctld doctor --json`")
-    return CheckView(name=name, status=outcome.status, detail=outcome.detail, fix=outcome.fix)
+    # What an API, a hub or a token command said may quote a credential.
+    return CheckView(name=name, status=outcome.status, detail=redact_text(outcome.detail),
+                     fix=None if outcome.fix is None else redact_text(outcome.fix))
 
 
 # -- the config

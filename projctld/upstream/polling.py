@@ -32,6 +32,7 @@ from projctl_client.protocol import (
 from projctld.config import Config
 from projctld.errors import StoreError, UpstreamError
 from projctld.logging import get_logger
+from projctld.redact import redact_all, redact_text
 from projctld.store.snapshots import SnapshotRow, SnapshotTable
 from projctld.upstream.providers.model import Provider, Snapshot
 
@@ -223,13 +224,15 @@ class Poller:
 
     def _failed(self, source: Source, exc: UpstreamError, started: float) -> None:
         source.failures += 1
-        source.error = SourceError(code=exc.code, message=exc.message,
-                                   suggestions=exc.suggestions)
+        # Redacted here too, whoever built the message (a provider, a plugin's upstream): it is
+        # stored in `snapshots` and shown by status and refresh.
+        source.error = SourceError(code=exc.code, message=redact_text(exc.message),
+                                   suggestions=redact_all(exc.suggestions))
         if "wait_s" in exc.context:
             source.hold_until = started + float(exc.context["wait_s"])
         self._save(source, started, with_data=False)
         log.warning("poll_failed", project=source.project, upstream=source.upstream,
-                    error=exc.code, message=exc.message, failures=source.failures)
+                    error=exc.code, message=source.error.message, failures=source.failures)
 
     def _save(self, source: Source, attempted_at: float, *, with_data: bool) -> None:
         source.attempted_at = attempted_at

@@ -18,6 +18,7 @@ import anyio
 
 from projctld.config import UpstreamConfig
 from projctld.errors import UpstreamError
+from projctld.redact import remember
 
 COMMAND_TIMEOUT = 10.0
 # After a 401 the command runs again, but not more often than this.
@@ -47,6 +48,12 @@ class TokenSource:
         return "nowhere"
 
     async def get(self) -> str:
+        """The token; from here on it is redacted from every text this process shows."""
+        token = await self._find()
+        remember(token)
+        return token
+
+    async def _find(self) -> str:
         config = self._config
         if value := self._from_env():
             return value

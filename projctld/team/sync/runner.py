@@ -13,6 +13,7 @@ from projctl_client.protocol import SourceError, SyncView
 from projctld.config import SyncConfig
 from projctld.errors import ProjctlError, UpstreamError
 from projctld.logging import get_logger
+from projctld.redact import redact_all, redact_text
 from projctld.store.events import EventStore
 from projctld.team.sync import planner, wire
 from projctld.team.sync.exchange import Hub, pull_project, sync_once
@@ -153,6 +154,9 @@ class SyncRunner:
             self._error = UpstreamError(f"internal error: {type(exc).__name__}: {exc}",
                                         code="internal",
                                         suggestions=["report this as a bug in projctl"])
+        # The hub's refusal is its own text, shown by status, sync and metrics: redacted once.
+        self._error.message = redact_text(self._error.message)
+        self._error.suggestions = redact_all(self._error.suggestions)
         log.warning("sync_failed", code=self._error.code, error=self._error.message,
                     failures=self._failures)
 
