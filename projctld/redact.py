@@ -23,7 +23,8 @@ _HEADER = (
     r"|\bapi-key|\bx-auth-token|\bx-atlassian-token|\b(?:set-)?cookie)"
     r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
     r"(?P<scheme>(?:bearer|basic|token|digest|negotiate|apikey)\s+)?"
-    r"(?P<value>[^\s\"',;}]+(?:;\s*[^\s\"',;}]+)*)"
+    # A cookie's further `; name=value` pairs are part of its value.
+    r"(?P<value>[^\s\"',;}]+(?:;\s*[^\s\"',;}=:]+=[^\s\"',;}]*)*)"
 )
 # A scheme word followed by a credential, anywhere in a text.
 _SCHEME = r"\b(?P<word>bearer|basic|token)(?P<gap>\s+|=|:\s*)(?P<cred>[A-Za-z0-9._~+/=-]{8,})"
