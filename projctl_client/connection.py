@@ -166,7 +166,8 @@ def connect(path: str | None = None, *, timeout: float | None = None,
         if isinstance(exc, OSError):
             raise DaemonUnavailable(
                 f"cannot connect to {path}: {exc.strerror or exc}",
-                ["set PROJCTL_SOCKET to a shorter path"] if "too long" in str(exc) else [],
+                [f"export PROJCTL_SOCKET={paths.private_socket_example()}  # a shorter path"]
+                if "too long" in str(exc) else [],
             ) from None
         raise
     return Connection(sock, path, deadline)

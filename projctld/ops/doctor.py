@@ -8,10 +8,12 @@ the token itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import sqlite3
+import stat
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -418,7 +420,38 @@ def _state_database(path: str) -> Outcome:
                        "pip install --upgrade projctl && projctl daemon restart")
     size = os.path.getsize(path) / 1024
     shown = f"{size:.0f} KiB" if size < 1024 else f"{size / 1024:.1f} MiB"
-    return Outcome("ok", f"{path}: integrity ok, schema {schema}, {shown}")
+    healthy = f"{path}: integrity ok, schema {schema}, {shown}"
+    loose, fix = _loose_state(os.path.dirname(path))
+    if loose:
+        return Outcome("fail", f"{healthy}; but {', '.join(loose)}: other local users can read "
+                               "every team event and cached upstream reply", fix)
+    return Outcome("ok", healthy)
+
+
+# What the state directory holds besides the database: the log of a daemon the client started
+# and the hub's default database.
+_STATE_FILES = ("state.db", "state.db-wal", "state.db-shm", "projctld.log", "projctld.log.1",
+                "hub.db", "hub.db-wal", "hub.db-shm")
+
+
+def _loose_state(directory: str) -> tuple[list[str], str | None]:
+    """What in the state directory others may read (the directory 0700 and its files 0600 are
+    what projctld makes), and the command that mends it."""
+    loose, commands = [], []
+    mode = stat.S_IMODE(os.stat(directory).st_mode)
+    if mode & 0o077:
+        loose.append(f"{directory} has mode {mode:o}, not 700")
+        commands.append(f"chmod 700 {shlex.quote(directory)}")
+    files = []
+    for name in _STATE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(os.lstat(os.path.join(directory, name)).st_mode)
+            if mode & 0o077:
+                loose.append(f"{name} has mode {mode:o}, not 600")
+                files.append(shlex.quote(os.path.join(directory, name)))
+    if files:
+        commands.append("chmod 600 " + " ".join(files))
+    return loose, " && ".join(commands) or None
 
 
 # -- systemd

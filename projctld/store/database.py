@@ -6,10 +6,12 @@ import contextlib
 import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from importlib import resources
 
+from projctl_client.paths import InsecureDirectory, ensure_private_dir
 from projctld.errors import StoreError
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -28,19 +30,53 @@ def migrations() -> list[tuple[int, str]]:
     return found
 
 
+def make_private(path: str) -> None:
+    """Make `path`'s directory 0700 and the database, its WAL and shared memory 0600 (SQLite
+    gives the WAL and shared memory the database's mode): they hold every team event and every
+    cached upstream reply."""
+    directory = os.path.dirname(path)
+    try:
+        ensure_private_dir(directory)
+    except InsecureDirectory as exc:
+        raise StoreError(f"the state directory is not private: {exc}",
+                         suggestions=["set XDG_STATE_HOME to a directory of your own"]) from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the state directory {directory}: {exc.strerror}",
+            suggestions=[f"check what is at {directory}, or set XDG_STATE_HOME elsewhere"],
+        ) from None
+    private_files(path)
+
+
+def private_files(path: str) -> None:
+    """Create the SQLite database `path` 0600 if it is missing, and tighten it, its WAL and its
+    shared memory if they are looser; never through a link."""
+    directory = os.path.dirname(path)
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                         | (os.O_CREAT if name == path else 0), 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StoreError(f"cannot open {name}: {exc.strerror}",
+                             suggestions=[f"ls -l {directory}  # the file must be yours"]) from None
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+                os.fchmod(fd, 0o600)  # made by an older projctld, or by hand
+        except OSError as exc:
+            raise StoreError(f"cannot make {name} private: {exc.strerror}",
+                             suggestions=[f"ls -l {directory}  # the file must be yours"]) from None
+        finally:
+            os.close(fd)
+
+
 class Database:
     """The open state database. One writer (the daemon's event loop); WAL lets readers in."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        directory = os.path.dirname(path)
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the state directory {directory}: {exc.strerror}",
-                suggestions=[f"check what is at {directory}, or set XDG_STATE_HOME elsewhere"],
-            ) from None
+        make_private(path)
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
