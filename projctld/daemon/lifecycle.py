@@ -28,6 +28,7 @@ from projctld.config import Config, load_config
 from projctld.daemon import listener, systemd
 from projctld.daemon.context import DaemonContext
 from projctld.daemon.knowledge import Knowledge
+from projctld.errors import StoreError
 from projctld.ops import prometheus
 from projctld.ops.metrics import RequestMetrics
 from projctld.ops.metrics_http import serve_metrics
@@ -58,6 +59,8 @@ log = logs.get_logger(__name__)
 # The first compaction comes this long after start-up, behind the first polls: a daemon
 # restarted more often than [retention] interval (a laptop's) must still compact.
 _FIRST_COMPACTION = 60.0
+# How often the state database's file is looked for when nothing is written (one stat).
+DATABASE_CHECK_INTERVAL = 5.0
 
 
 async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None], *,
@@ -123,6 +126,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             tasks.start_soon(runner.run)
             tasks.start_soon(plugins.run)
             tasks.start_soon(prompt_files.run)
+            tasks.start_soon(_watch_database, db)
             if config.daemon.metrics_listen:
                 await tasks.start(serve_metrics, config.daemon.metrics_listen,
                                   lambda: prometheus.render(prometheus.daemon_families(
@@ -160,6 +164,22 @@ async def _tell_systemd(notifier: systemd.Notifier, stop: anyio.Event, status: s
         if not stop.is_set():
             notifier.notify("WATCHDOG=1")
     notifier.notify("STOPPING=1", "STATUS=stopping")
+
+
+async def _watch_database(db: Database) -> None:
+    """Notice within seconds a state database removed while nothing is written (writes check
+    for themselves), so that it is written again while the file held still has everything."""
+    said = None
+    while True:
+        await anyio.sleep(DATABASE_CHECK_INTERVAL)
+        try:
+            db.verify()
+        except StoreError as exc:
+            if exc.message != said:
+                log.error("state_database_unsaved", error=exc.message)
+            said = exc.message
+        else:
+            said = None
 
 
 async def _stop_on_signal(stop: anyio.Event) -> None:

@@ -27,11 +27,11 @@ import httpx
 from projctl_client.protocol import CheckView, DoctorReport
 from projctld import __version__
 from projctld.config import Config, GitHubConfig, UpstreamConfig, load_config
-from projctld.errors import ProjctlError, UpstreamError
+from projctld.errors import ProjctlError, StoreError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
 from projctld.redact import redact_text
-from projctld.store.database import migrations
+from projctld.store.database import Database, migrations
 from projctld.team.sync.hubclient import HubClient
 from projctld.upstream.providers import HEADERS, auth_headers
 from projctld.upstream.tokens import TokenSource
@@ -69,15 +69,19 @@ class Problem(Exception):
 
 async def report(ctx: DaemonContext) -> DoctorReport:
     """The Doctor reply: the checks as the running daemon sees them."""
+    with contextlib.suppress(StoreError):  # the check below tells
+        ctx.db.verify()
     return DoctorReport(checks=await run_checks(
         ctx.config_path, ctx.db.path, running=ctx.config, loaded_at=ctx.config_loaded_at,
-        sandbox=ctx.sandbox))
+        sandbox=ctx.sandbox, held=ctx.db))
 
 
 async def run_checks(config_path: str, database: str, *, running: Config | None = None,
-                     loaded_at: float = 0.0, sandbox: bool = False) -> list[CheckView]:
+                     loaded_at: float = 0.0, sandbox: bool = False,
+                     held: Database | None = None) -> list[CheckView]:
     """Every check, run concurrently, in a fixed order. `running` is the config the daemon
-    runs (None without a daemon): the upstreams are checked as it polls them."""
+    runs (None without a daemon): the upstreams are checked as it polls them; `held` is the
+    state database it holds open."""
     on_disk: list[Config] = []
 
     async def config_check() -> Outcome:
@@ -95,7 +99,7 @@ async def run_checks(config_path: str, database: str, *, running: Config | None 
             ("gitlab", lambda: _upstream(config, "gitlab", _gitlab, http, config_path)),
             ("jira", lambda: _upstream(config, "jira", _jira, http, config_path)),
             ("hub", lambda: _hub(config, http, config_path)),
-            ("state database", lambda: anyio.to_thread.run_sync(_state_database, database)),
+            ("state database", lambda: _state(database, held)),
             ("systemd", _systemd),
         ]
         views: list[CheckView | None] = [None] * len(checks)
@@ -384,6 +388,31 @@ async def _hub(config: Config | None, http: httpx.AsyncClient, config_path: str)
 
 
 # -- the state database
+
+
+async def _state(path: str, held: Database | None) -> Outcome:
+    return await _held_database(held) or await anyio.to_thread.run_sync(_state_database, path)
+
+
+async def _held_database(held: Database | None) -> Outcome | None:
+    """What the running daemon knows of its database file, when that is the news."""
+    if held is None:
+        return None
+    if held.problem is not None:
+        return Outcome("fail", f"projctld runs but its database was "
+                               f"{'replaced' if 'replaced' in held.problem else 'removed'}: "
+                               f"{held.problem}", held.problem_fix)
+    if held.rewritten_at is not None:
+        outcome = await anyio.to_thread.run_sync(_state_database, held.path)
+        if outcome.status == "ok":
+            directory = os.path.dirname(held.path)
+            return Outcome("warn", f"{outcome.detail}; it was removed while projctld ran, and "
+                                   f"projctld wrote it again at {_clock(held.rewritten_at)} "
+                                   "from the file it held: nothing was lost",
+                           f"find what removed {directory} (a cleanup job or a sync tool?) "
+                           "and keep it away from it")
+        return outcome
+    return None
 
 
 def _state_database(path: str) -> Outcome:
