@@ -4,11 +4,14 @@ killed. Real daemons, real files; every note is looked for after a restart."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -116,3 +119,129 @@ def test_killed_daemon_left_notes_only_in_the_wal(web) -> None:
     pid = json.loads(web.client("status", "--json").stdout)["daemon"]["pid"]
     os.kill(pid, signal.SIGKILL)
     assert os.path.getsize(os.path.join(web.state_dir, "state.db-wal")) > 0
+
+
+def projctld(sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "projctld", *args], env=sandbox.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def run_advice(sandbox, advice: str) -> None:
+    """Run a command line that projctl printed, as the user would in a shell."""
+    env = {**sandbox.env, "PATH": os.path.dirname(sys.executable) + ":" + os.environ["PATH"]}
+    done = subprocess.run(["bash", "-c", advice], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def kill_daemon(sandbox) -> None:
+    """kill -9, as a crash or an OOM killer would; returns once the lock is free."""
+    with open(sandbox.socket_path + ".lock") as handle:
+        pid = int(handle.read())
+    os.kill(pid, signal.SIGKILL)
+    with open(sandbox.socket_path + ".lock") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits for the kernel to release the dead's lock
+
+
+def state_check(sandbox) -> dict:
+    result = sandbox.client("doctor", "--json", timeout=90)
+    (check,) = [c for c in json.loads(result.stdout) if c["name"] == "state database"]
+    return check
+
+
+def test_the_advice_for_a_damaged_database_keeps_every_note(web) -> None:
+    for text in ("one", "two", "three"):
+        note(web, text)
+    _, before = logged(web)
+    database = os.path.join(web.state_dir, "state.db")
+    # Damage (an index whose schema row is gone), written, like the notes, to the WAL only: the
+    # daemon holds the database open, so closing this connection does not checkpoint it.
+    conn = sqlite3.connect(database, isolation_level=None)
+    conn.execute("CREATE INDEX doomed ON snapshots(project)")
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("DELETE FROM sqlite_master WHERE name = 'doomed'")
+    conn.close()
+    kill_daemon(web)
+    assert os.path.getsize(database + "-wal") > 0  # where the notes are
+
+    check = state_check(web)
+    assert check["status"] == "fail" and "is damaged" in check["detail"]
+    assert check["fix"].startswith("projctl daemon stop && projctld db recover && "
+                                   "projctl daemon start")
+    run_advice(web, check["fix"])
+
+    texts, after = logged(web)
+    assert texts == ["one", "two", "three"]
+    assert after["waiting"] == 3 and after["device"] == before["device"]
+    assert state_check(web)["status"] == "ok"
+    (aside,) = [n for n in os.listdir(web.state_dir) if n.startswith("state.db.broken-")]
+    assert os.listdir(os.path.join(web.state_dir, aside)) == ["state.db"]  # WAL folded in
+    note(web, "four")
+    assert logged(web)[0][-1] == "four"
+
+
+def test_the_advice_when_the_file_is_no_database_any_more(web) -> None:
+    note(web, "one")
+    assert web.client("daemon", "stop").returncode == 0
+    database = os.path.join(web.state_dir, "state.db")
+    with open(database, "r+b") as handle:
+        handle.write(b"this is not sqlite" * 10)
+    with open(database, "rb") as handle:
+        damaged = handle.read()
+    result = web.client("status")
+    assert result.returncode == 3 and "cannot be used" in result.stderr
+    (advice,) = [line.split("try: ", 1)[1] for line in result.stderr.splitlines()
+                 if "projctld db recover" in line]
+    run_advice(web, advice)
+    assert web.client("status").returncode == 0
+    (aside,) = [n for n in os.listdir(web.state_dir) if n.startswith("state.db.broken-")]
+    with open(os.path.join(web.state_dir, aside, "state.db"), "rb") as handle:
+        assert handle.read() == damaged  # kept as it was, for whoever can read more of it
+
+
+def events_in(path: str) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT seq, pushed FROM events ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_backup_holds_what_the_wal_holds_while_running_and_after_a_kill(web) -> None:
+    for text in ("one", "two"):
+        note(web, text)
+    running = os.path.join(web.root, "running.db")
+    result = projctld(web, "db", "backup", running)
+    assert result.returncode == 0, result.stderr
+    assert "2 events, 2 not yet sent to the hub" in result.stderr
+    note(web, "three")
+    kill_daemon(web)
+    killed = os.path.join(web.root, "killed.db")
+    assert projctld(web, "db", "backup", killed).returncode == 0
+    for copy, count in ((running, 2), (killed, 3)):
+        assert not os.path.exists(copy + "-wal")  # one file, all of it
+        assert os.stat(copy).st_mode & 0o777 == 0o600
+        assert events_in(copy) == [(seq, 0) for seq in range(1, count + 1)]
+    refused = projctld(web, "db", "backup", killed)
+    assert refused.returncode == 1 and "exists already" in refused.stderr
+
+
+def test_recover_refuses_while_the_daemon_runs(web) -> None:
+    note(web, "one")
+    listing = sorted(os.listdir(web.state_dir))
+    result = projctld(web, "db", "recover")
+    assert result.returncode == 1
+    assert "projctld is running" in result.stderr and "projctl daemon stop" in result.stderr
+    assert sorted(os.listdir(web.state_dir)) == listing
+    assert logged(web)[0] == ["one"]
+    # Any other process that has a database open (an sqlite3 shell here) keeps it too.
+    copy = os.path.join(web.root, "copy.db")
+    assert projctld(web, "db", "backup", copy).returncode == 0
+    conn = sqlite3.connect(copy)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("SELECT count(*) FROM events").fetchall()
+    refused = projctld(web, "db", "recover", "--database", copy)
+    assert refused.returncode == 1 and f"a process has {copy} open" in refused.stderr
+    conn.close()
+    done = projctld(web, "db", "recover", "--database", copy)
+    assert done.returncode == 0 and "holds 1 event, 1 of them not yet sent" in done.stderr

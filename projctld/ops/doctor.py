@@ -31,7 +31,7 @@ from projctld.errors import ProjctlError, StoreError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
 from projctld.redact import redact_text
-from projctld.store.database import Database, migrations
+from projctld.store.database import Database, migrations, recover_command
 from projctld.team.sync.hubclient import HubClient
 from projctld.upstream.providers import HEADERS, auth_headers
 from projctld.upstream.tokens import TokenSource
@@ -420,9 +420,7 @@ def _state_database(path: str) -> Outcome:
     if not os.path.exists(path):
         return Outcome("skip", f"no state database at {path} yet: projctld creates it when it "
                                "starts")
-    move_aside = (f"projctl daemon stop && mv {shlex.quote(path)} {shlex.quote(path)}.broken "
-                  "&& projctl daemon start  # it starts afresh and re-learns upstream state; "
-                  "events not yet synced stay in the moved file")
+    move_aside = recover_command(path)
     try:
         conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
         try:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import sqlite3
 import stat
 import time
 from collections.abc import Iterator
 from importlib import resources
 
-from projctl_client.paths import InsecureDirectory, ensure_private_dir
+from projctl_client.paths import InsecureDirectory, database_path, ensure_private_dir
 from projctld.errors import StoreError
 from projctld.logging import get_logger
 from projctld.store.backup import copy_database
@@ -32,6 +33,15 @@ def migrations() -> list[tuple[int, str]]:
     if [number for number, _ in found] != list(range(1, len(found) + 1)):
         raise StoreError("migrations are not numbered 0001, 0002, ... without gaps")
     return found
+
+
+def recover_command(path: str) -> str:
+    """The one safe way to move a damaged state database aside (never `mv`, which leaves its
+    WAL, and the newest records with it, behind): projctld/store/salvage.py."""
+    database = "" if path == database_path() else f" --database {shlex.quote(path)}"
+    return (f"projctl daemon stop && projctld db recover{database} && projctl daemon start  "
+            "# moves it aside with its WAL and keeps every event that can be read, the "
+            "unsynced ones too")
 
 
 def make_private(path: str) -> None:
@@ -110,10 +120,7 @@ class Database:
     def error(self, exc: sqlite3.Error) -> StoreError:
         """Translate a sqlite3 failure into what the user should do about it."""
         if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-            suggestions = [
-                f"mv {self.path} {self.path}.broken  # projctld starts afresh and re-learns "
-                "what it knew from upstream; unsynced records stay in the moved file"
-            ]
+            suggestions = [recover_command(self.path)]
         else:
             suggestions = [f"check free space and permissions in {os.path.dirname(self.path)}"]
         return StoreError(
