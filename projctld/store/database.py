@@ -19,6 +19,8 @@ from projctld.store.backup import copy_database
 
 log = get_logger(__name__)
 
+# SQLITE_CORRUPT and SQLITE_NOTADB: what `projctld db recover` is for.
+_DAMAGED = (11, 26)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -119,8 +121,11 @@ class Database:
 
     def error(self, exc: sqlite3.Error) -> StoreError:
         """Translate a sqlite3 failure into what the user should do about it."""
-        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _DAMAGED:
             suggestions = [recover_command(self.path)]
+        elif isinstance(exc, sqlite3.IntegrityError):  # not damage: a bug of ours
+            suggestions = ["projctl daemon restart  # and report this as a bug in projctl, "
+                           "with the daemon's log"]
         else:
             suggestions = [f"check free space and permissions in {os.path.dirname(self.path)}"]
         return StoreError(
