@@ -22,6 +22,12 @@ def config_path() -> str:
     return os.path.join(_xdg("XDG_CONFIG_HOME", "~/.config"), APP, "config.toml")
 
 
+def environment_path() -> str:
+    """$XDG_CONFIG_HOME/projctl/environment: variables (tokens) the daemon always reads, and
+    systemd's projctld.service too."""
+    return os.path.join(_xdg("XDG_CONFIG_HOME", "~/.config"), APP, "environment")
+
+
 def state_dir() -> str:
     """$XDG_STATE_HOME/projctl: the state database and the daemon's log."""
     return os.path.join(_xdg("XDG_STATE_HOME", "~/.local/state"), APP)

@@ -58,10 +58,12 @@ def main() -> None:
 def run(ready_fd: int | None, sandbox: bool, log_file: str | None, log_max_bytes: int) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT.
 
-    Reads $PROJCTL_CONFIG (or $XDG_CONFIG_HOME/projctl/config.toml), keeps its state in
-    $XDG_STATE_HOME/projctl/ and listens on $PROJCTL_SOCKET (or
-    $XDG_RUNTIME_DIR/projctl/projctld.sock). Exits 0 after an orderly shutdown, 2 for a bad
-    config, 1 for any other start-up failure.
+    Reads $PROJCTL_CONFIG (or $XDG_CONFIG_HOME/projctl/config.toml) and the variables of
+    $XDG_CONFIG_HOME/projctl/environment, keeps its state in $XDG_STATE_HOME/projctl/ and
+    listens on $PROJCTL_SOCKET (or $XDG_RUNTIME_DIR/projctl/projctld.sock). SIGHUP reloads
+    the config. With a config that does not load it still starts, serves the team's event log
+    on the last config that loaded, polls nothing and says so in every reply. Exits 0 after an
+    orderly shutdown, 1 for a start-up failure.
     """
     import anyio
 
@@ -117,6 +119,31 @@ def _fail(exc: ProjctlError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+@main.group()
+def config() -> None:
+    """The config file and the environment file, as projctld reads them."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Check the config ($PROJCTL_CONFIG or $XDG_CONFIG_HOME/projctl/config.toml) and the
+    environment file ($XDG_CONFIG_HOME/projctl/environment) as a start or a reload would
+    read them. Exits 0 when they load, 2 with the mistake when not (what `projctl daemon
+    restart` runs first, with the projctld it is about to start)."""
+    from projctld.config import load_with_environment
+
+    path = paths.config_path()
+    try:
+        loaded = load_with_environment(path)
+    except ProjctlError as exc:
+        _fail(exc)
+    names = ", ".join(loaded.projects)
+    count = len(loaded.projects)
+    where = path if os.path.exists(path) else f"{path} (no file: every default)"
+    click.echo(f"{where} is valid: {count} project{'s' * (count != 1)}"
+               + (f" ({names})" if names else ""))
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(as_json: bool) -> None:
@@ -129,10 +156,13 @@ def doctor(as_json: bool) -> None:
 
     from projctl_client import doctor as client_doctor
     from projctl_client import jsonout
+    from projctld import environment
     from projctld import logging as logs
     from projctld.ops.doctor import run_checks
 
     logs.configure("warning")  # on stderr: stdout carries the checks
+    with contextlib.suppress(ProjctlError):  # the config check says what is wrong with it
+        environment.apply()  # the tokens a daemon started now would have
     checks = [msgspec.to_builtins(check) for check in anyio.run(
         run_checks, paths.config_path(), paths.database_path())]
     click.echo(jsonout.dumps(checks) if as_json else client_doctor.text(checks, sys.stdout))

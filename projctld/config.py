@@ -232,6 +232,15 @@ def load_config(path: str) -> Config:
     return config
 
 
+def load_with_environment(path: str) -> Config:
+    """The config at `path` as a start or a reload reads it: the environment file (with the
+    tokens) checked first. Applies nothing; raises ConfigError."""
+    from projctld import environment  # it reads paths; config.py is imported everywhere
+
+    environment.read(environment.path())
+    return load_config(path)
+
+
 def _check_upstreams(path: str, config: Config) -> None:
     """What the schema cannot say: Jira needs a URL, and a token in a file needs a private file."""
     if config.jira.url == "":

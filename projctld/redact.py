@@ -26,8 +26,10 @@ _HEADER = (
     # A cookie's further `; name=value` pairs are part of its value.
     r"(?P<value>[^\s\"',;}]+(?:;\s*[^\s\"',;}=:]+=[^\s\"',;}]*)*)"
 )
-# A scheme word followed by a credential, anywhere in a text.
-_SCHEME = r"\b(?P<word>bearer|basic|token)(?P<gap>\s+|=|:\s*)(?P<cred>[A-Za-z0-9._~+/=-]{8,})"
+# A scheme word followed by a credential, anywhere in a text. The credential has a digit or a
+# sign no word has, so that "a token required" stays as it is.
+_SCHEME = (r"\b(?P<word>bearer|basic|token)(?P<gap>\s+|=)"
+           r"(?P<cred>(?=[A-Za-z.-]*[0-9_~+/=])[A-Za-z0-9._~+/=-]{8,})")
 # Query and form parameters that hold secrets.
 _PARAM = (r"(?P<param>\b(?:access_token|private_token|refresh_token|api_key|apikey|password"
           r"|passwd|secret|client_secret)=)(?P<pvalue>[^\s&\"',;}]+)")

@@ -24,9 +24,10 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from projctl_client import paths
 from projctl_client.protocol import CheckView, DoctorReport
-from projctld import __version__
-from projctld.config import Config, GitHubConfig, UpstreamConfig, load_config
+from projctld import __version__, environment
+from projctld.config import Config, GitHubConfig, UpstreamConfig, load_with_environment
 from projctld.errors import ProjctlError, StoreError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
@@ -73,26 +74,30 @@ async def report(ctx: DaemonContext) -> DoctorReport:
         ctx.db.verify()
     return DoctorReport(checks=await run_checks(
         ctx.config_path, ctx.db.path, running=ctx.config, loaded_at=ctx.config_loaded_at,
-        sandbox=ctx.sandbox, held=ctx.db))
+        sandbox=ctx.sandbox, held=ctx.db, started_broken=ctx.config_error is not None))
 
 
 async def run_checks(config_path: str, database: str, *, running: Config | None = None,
                      loaded_at: float = 0.0, sandbox: bool = False,
-                     held: Database | None = None) -> list[CheckView]:
+                     held: Database | None = None,
+                     started_broken: bool = False) -> list[CheckView]:
     """Every check, run concurrently, in a fixed order. `running` is the config the daemon
     runs (None without a daemon): the upstreams are checked as it polls them; `held` is the
     state database it holds open."""
     on_disk: list[Config] = []
 
     async def config_check() -> Outcome:
-        config, outcome = _config(config_path, running, loaded_at, sandbox)
+        config, outcome = _config(config_path, running, loaded_at, sandbox, started_broken)
         if config is not None:
             on_disk.append(config)
         return outcome
 
     # First, alone: the other checks look at the config it loads.
     first = await _guarded("config", config_check)
-    config = running or next(iter(on_disk), None)
+    # A daemon that started with a broken config runs one without its inline tokens: the
+    # checks look at the file as it is now instead.
+    config = next(iter(on_disk), None) if started_broken else running or next(iter(on_disk),
+                                                                                  None)
     async with httpx.AsyncClient(timeout=NETWORK_TIMEOUT, follow_redirects=True) as http:
         checks: list[tuple[str, Callable[[], Awaitable[Outcome]]]] = [
             ("github", lambda: _upstream(config, "github", _github, http, config_path)),
@@ -140,24 +145,36 @@ async def _guarded(name: str, check: Callable[[], Awaitable[Outcome]]) -> CheckV
 # -- the config
 
 
-def _config(path: str, running: Config | None, loaded_at: float,
-            sandbox: bool) -> tuple[Config | None, Outcome]:
+def _config(path: str, running: Config | None, loaded_at: float, sandbox: bool,
+            started_broken: bool = False) -> tuple[Config | None, Outcome]:
     """The config file as it is now, and what to say of it."""
     if sandbox:
         return None, Outcome("skip", "the sandbox daemon runs built-in demo data, not a config "
                                      "file")
     try:
-        config = load_config(path)
+        config = load_with_environment(path)
     except ProjctlError as exc:
-        still = (f"; projctld still runs the config it read at {_clock(loaded_at)}, but would "
-                 "not start with this one") if running else ""
+        if started_broken:
+            still = ("; projctld started without it: it serves the event log on the last "
+                     "config that loaded and polls nothing")
+        elif running:
+            still = (f"; projctld still runs the config it read at {_clock(loaded_at)}, and a "
+                     "restart or a reload would keep it")
+        else:
+            still = ""
         return None, Outcome("fail", exc.message + still,
                              exc.suggestions[0] if exc.suggestions else f"edit {path}")
     if not os.path.exists(path):
         return config, Outcome("ok", f"no file at {path}: every default applies")
+    if started_broken:
+        return config, Outcome("warn", f"{path} is valid now, but projctld started while it "
+                                       "was not and polls nothing", "projctl daemon reload")
     if running is not None and running != config:
         return config, Outcome("warn", f"{path} is valid but changed since projctld read it "
-                                       f"at {_clock(loaded_at)}", "projctl daemon restart")
+                                       f"at {_clock(loaded_at)}",
+                               "projctl daemon reload  # projctl daemon restart for [plugins], "
+                               "[notify], [daemon] *_timeout, max_connections, metrics_listen "
+                               "and turning the hub on or off")
     if not config.projects:
         return config, Outcome(
             "warn", f"{path} is valid but has no [projects.NAME] table: nothing to poll",
@@ -237,7 +254,9 @@ def _store_token(section: str, config: UpstreamConfig, config_path: str) -> str:
     """How to put a new token where projctld looks for this one."""
     if config.token_env and (os.environ.get(config.token_env) or not
                              (config.token_command or config.token)):
-        return f"export {config.token_env}=<the token>  # then: projctl daemon restart"
+        return (f"put {config.token_env}=<the token> in "
+                f"{environment.shown(paths.environment_path())} (chmod 600), then: projctl "
+                "daemon reload")
     if config.token_command:
         return f"make `{config.token_command}` print it"
     return f'set token = "<the token>" in [{section}] of {config_path} (chmod 600 it)'

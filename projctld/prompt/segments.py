@@ -16,12 +16,16 @@ class Segments:
 
     def __init__(self, config: PromptConfig, knowledge: Knowledge, poller: Poller,
                  events: EventStore, *, syncing: bool) -> None:
-        self.template = parse(config.format)
-        self.stale_marker = config.stale_marker
+        self.configure(config)
         self._knowledge = knowledge
         self._poller = poller
         self._events = events
         self._syncing = syncing
+
+    def configure(self, config: PromptConfig) -> None:
+        """Take the prompt's format and stale marker (at start and at a reload)."""
+        self.template = parse(config.format)
+        self.stale_marker = config.stale_marker
 
     def text(self, root: str, branch: str | None, style: Style,
              template: Template | None = None) -> str:

@@ -84,22 +84,36 @@ class Poller:
         self.on_sooner: Callable[[Key, float], None] = lambda key, when: None
         # Called after every poll, whatever its outcome: what a prompt shows may have changed.
         self.on_polled: Callable[[], None] = lambda: None
-        self.sources: dict[Key, Source] = {
-            (name, upstream): Source(name, upstream, getattr(config, upstream).interval)
-            for name, project in config.projects.items() for upstream in project.upstreams()
-            if upstream in providers
-        }
+        self.sources: dict[Key, Source] = {}
+        self._plugin_sources = plugin_sources or {}
+        self.reconfigure(config, providers)
+
+    def reconfigure(self, config: Config, providers: dict[str, Provider]) -> None:
+        """Take the sources of `config` (at start, and when a reload changes it): a new source
+        starts from what `snapshots` holds of it, a kept one keeps its data and takes the new
+        interval, a gone one is dropped and forgotten."""
+        self._config, self._providers = config, providers
+        wanted = {(name, upstream): getattr(config, upstream).interval
+                  for name, project in config.projects.items()
+                  for upstream in project.upstreams() if upstream in providers}
         # Plugins' upstreams (plugins/upstreams.py) say which projects they serve, how often.
-        for (name, upstream), interval in (plugin_sources or {}).items():
-            if upstream in providers:
-                self.sources[(name, upstream)] = Source(name, upstream, interval)
-        for row in table.all():
+        wanted.update({key: interval for key, interval in self._plugin_sources.items()
+                       if key[1] in providers})
+        for key in set(self.sources) - set(wanted):
+            del self.sources[key]
+        new = {key for key in wanted if key not in self.sources}
+        for key, interval in wanted.items():
+            if key in new:
+                self.sources[key] = Source(key[0], key[1], interval)
+            else:
+                self.sources[key].interval = interval
+        for row in self._table.all() if new else []:
             source = self.sources.get((row.project, row.upstream))
-            if source is not None:
+            if (row.project, row.upstream) in new and source is not None:
                 source.snapshot = row.data or Snapshot()
                 source.fetched_at, source.attempted_at = row.fetched_at, row.attempted_at
                 source.error = row.error
-        table.keep_only(set(self.sources))
+        self._table.keep_only(set(self.sources))
 
     def start(self, tasks: TaskGroup) -> None:
         """Refresh polls outlive the request that asked for them: they run in `tasks`."""

@@ -52,6 +52,14 @@ class SyncRunner:
         # Called when the events waiting or the events held may have changed.
         self.on_change: Callable[[], None] = lambda: None
 
+    def configure(self, config: SyncConfig, projects: Sequence[str], hub: Hub | None) -> None:
+        """Take a reloaded [sync] and project list, and the hub client for it (a new one when
+        its URL or token changed); a hub turned on or off takes a restart."""
+        self._config, self._projects = config, list(projects)
+        if self._hub is not None and hub is not None:
+            self._hub = hub
+        self._wake.set()  # plan again: the interval may have changed
+
     def nudge(self) -> None:
         """A local event was recorded: send it soon."""
         self._nudged_at = self._wall()

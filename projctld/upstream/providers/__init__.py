@@ -67,7 +67,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
             token=TokenSource("GitHub", "github", section),
             auth_headers=auth_headers("github", config), headers=HEADERS["github"],
             hints=Hints(
-                auth=["gh auth status  # or check $GITHUB_TOKEN; then projctl refresh"],
+                auth=["gh auth status  # when the token comes from gh"],
                 forbidden=["give the token the `repo` scope (classic) or read access to "
                            "pull requests, actions and commit statuses (fine-grained)"],
                 not_found=["check the names under `github` in your projects "
@@ -85,7 +85,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
             token=TokenSource("GitLab", "gitlab", gitlab),
             auth_headers=auth_headers("gitlab", config), headers=HEADERS["gitlab"],
             hints=Hints(
-                auth=["create a token with the `read_api` scope and export $GITLAB_TOKEN"],
+                auth=["a new token needs the `read_api` scope"],
                 forbidden=["the token needs the `read_api` scope and access to the project"],
                 not_found=["check the paths under `gitlab` in your projects "
                            "(GROUP/SUBGROUP/NAME, as in the project's URL)"],

@@ -284,7 +284,7 @@ class UpstreamHttp:
         if status == 401:
             return UpstreamError(
                 f"{self.name} refused the token from {self._token.origin} (401{said})",
-                code="auth", suggestions=self._hints.auth,
+                code="auth", suggestions=[self._token.fix(), *self._hints.auth],
             )
         held, _ = self.governor.wait_needed("", self._clock())  # a hold, whatever the budgets
         limited = held > 0 or fetched.headers.get("x-ratelimit-remaining") == "0"
