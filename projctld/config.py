@@ -241,6 +241,32 @@ def load_with_environment(path: str) -> Config:
     return load_config(path)
 
 
+# What a reload cannot apply, only a restart (projctld/daemon/reload.py says why): these keys
+# of [daemon], these sections, and a hub turned on or off; the rest applies live.
+DAEMON_AT_RESTART = ("shutdown_timeout", "idle_timeout", "max_connections", "metrics_listen")
+SECTIONS_AT_RESTART = ("plugins", "notify")
+
+
+def effective(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
+    """The config that runs after a reload from `old` to `new`: `new`, but with the keys that
+    only a restart applies at their running values; and the sections applied live, and the
+    changed keys waiting for a restart."""
+    waiting = [f"daemon.{key}" for key in DAEMON_AT_RESTART
+               if getattr(old.daemon, key) != getattr(new.daemon, key)]
+    waiting += [name for name in SECTIONS_AT_RESTART if getattr(old, name) != getattr(new, name)]
+    daemon = msgspec.structs.replace(
+        new.daemon, **{key: getattr(old.daemon, key) for key in DAEMON_AT_RESTART})
+    sync = new.sync
+    if bool(old.sync.hub) != bool(new.sync.hub):
+        waiting.append("sync.hub")
+        sync = old.sync
+    runs = msgspec.structs.replace(new, daemon=daemon, sync=sync, plugins=old.plugins,
+                                   notify=old.notify)
+    applied = [field for field in msgspec.structs.fields(Config)
+               if getattr(old, field.name) != getattr(runs, field.name)]
+    return runs, [field.name for field in applied], waiting
+
+
 def _check_upstreams(path: str, config: Config) -> None:
     """What the schema cannot say: Jira needs a URL, and a token in a file needs a private file."""
     if config.jira.url == "":

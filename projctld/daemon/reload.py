@@ -22,12 +22,11 @@ from dataclasses import dataclass
 
 import anyio
 import httpx
-import msgspec
 
 from projctl_client.protocol import ConfigProblem, Reloaded
 from projctld import environment
 from projctld import logging as logs
-from projctld.config import Config, load_with_environment
+from projctld.config import Config, effective, load_with_environment
 from projctld.daemon.context import DaemonContext
 from projctld.errors import ConfigError
 from projctld.rpc.server import RpcServer
@@ -42,9 +41,6 @@ from projctld.upstream.tokens import TokenSource
 
 log = logs.get_logger(__name__)
 
-# [daemon] keys that only a restart applies; the rest of [daemon] applies live.
-DAEMON_AT_RESTART = ("shutdown_timeout", "idle_timeout", "max_connections", "metrics_listen")
-SECTIONS_AT_RESTART = ("plugins", "notify")
 # What the upstream providers are made from: rebuilt (and their counters reset) on a change.
 _UPSTREAM = ("github", "gitlab", "jira", "polling", "projects")
 
@@ -59,26 +55,6 @@ def problem_of(exc: ConfigError, config_path: str, running: Config | None) -> Co
     return ConfigProblem(
         path=exc.context.get("file", config_path), message=exc.message, running=fallback,
         suggestions=[*exc.suggestions, "projctl daemon reload  # once it is fixed"])
-
-
-def effective(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
-    """The config that runs after a reload from `old` to `new`: `new`, but with the keys that
-    only a restart applies at their running values; and the sections applied live, and the
-    changed keys waiting for a restart."""
-    waiting = [f"daemon.{key}" for key in DAEMON_AT_RESTART
-               if getattr(old.daemon, key) != getattr(new.daemon, key)]
-    waiting += [name for name in SECTIONS_AT_RESTART if getattr(old, name) != getattr(new, name)]
-    daemon = msgspec.structs.replace(
-        new.daemon, **{key: getattr(old.daemon, key) for key in DAEMON_AT_RESTART})
-    sync = new.sync
-    if bool(old.sync.hub) != bool(new.sync.hub):
-        waiting.append("sync.hub")
-        sync = old.sync
-    runs = msgspec.structs.replace(new, daemon=daemon, sync=sync, plugins=old.plugins,
-                                   notify=old.notify)
-    applied = [field for field in msgspec.structs.fields(Config)
-               if getattr(old, field.name) != getattr(runs, field.name)]
-    return runs, [field.name for field in applied], waiting
 
 
 @dataclass

@@ -27,7 +27,13 @@ import httpx
 from projctl_client import paths
 from projctl_client.protocol import CheckView, DoctorReport
 from projctld import __version__, environment
-from projctld.config import Config, GitHubConfig, UpstreamConfig, load_with_environment
+from projctld.config import (
+    Config,
+    GitHubConfig,
+    UpstreamConfig,
+    effective,
+    load_with_environment,
+)
 from projctld.errors import ProjctlError, StoreError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
@@ -170,11 +176,12 @@ def _config(path: str, running: Config | None, loaded_at: float, sandbox: bool,
         return config, Outcome("warn", f"{path} is valid now, but projctld started while it "
                                        "was not and polls nothing", "projctl daemon reload")
     if running is not None and running != config:
-        return config, Outcome("warn", f"{path} is valid but changed since projctld read it "
-                                       f"at {_clock(loaded_at)}",
-                               "projctl daemon reload  # projctl daemon restart for [plugins], "
-                               "[notify], [daemon] *_timeout, max_connections, metrics_listen "
-                               "and turning the hub on or off")
+        _, live, waiting = effective(running, config)
+        if live:
+            return config, Outcome("warn", f"{path} is valid but changed since projctld read "
+                                           f"it at {_clock(loaded_at)}", "projctl daemon reload")
+        return config, Outcome("warn", f"{path} is valid but changes {', '.join(waiting)}, "
+                                       "which only a restart applies", "projctl daemon restart")
     if not config.projects:
         return config, Outcome(
             "warn", f"{path} is valid but has no [projects.NAME] table: nothing to poll",
