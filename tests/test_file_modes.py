@@ -117,12 +117,16 @@ def test_a_daemon_in_a_shared_sticky_directory_changes_nothing_there(sandbox) ->
         daemon = subprocess.run([sys.executable, "-m", "projctld", "run"], capture_output=True,
                                 text=True, timeout=60, env={**sandbox.env, **env})
         client = sandbox.client("note", "-p", "web", "hello", env=env)
+        doctor = json.loads(sandbox.client("doctor", "--json", env=env, timeout=90).stdout)
 
         assert daemon.returncode == 1 and "Traceback" not in daemon.stderr
         assert f"{shared} is shared: other users may write in it (mode 1777)" in daemon.stderr
         advice = f"export PROJCTL_SOCKET=/tmp/projctl-{os.getuid()}/projctld.sock"
         assert advice in daemon.stderr
         assert client.returncode == 3 and f"{shared} is shared" in client.stderr
+        (check,) = [c for c in doctor if c["name"] == "socket"]
+        assert check["status"] == "fail" and check["detail"].startswith(f"{shared} is shared")
+        assert check["fix"].startswith(advice)  # never `chmod 700` of a shared directory
         assert _snapshot(shared) == before
         assert _snapshot(sandbox.root)["victim"] == victim_before
     finally:
