@@ -161,7 +161,8 @@ class Poller:
 
         async def run(key: Key) -> None:
             try:
-                await self.poll(key, fresh=True)
+                if key in self.sources:  # a reload may have taken it away meanwhile
+                    await self.poll(key, fresh=True)
             finally:
                 elapsed[key] = self._clock() - started
                 done[key].set()
@@ -174,7 +175,9 @@ class Poller:
                 await event.wait()
         results = []
         for key in keys:
-            source = self.sources[key]
+            source = self.sources.get(key)
+            if source is None:
+                continue
             finished = done[key].is_set()
             outcome = "pending" if not finished else "error" if source.error else "ok"
             crs, pipelines, tickets = source.snapshot.counts()
@@ -205,8 +208,10 @@ class Poller:
         return delay * random.uniform(1 - JITTER, 1 + JITTER)
 
     async def _poll_locked(self, source: Source, *, fresh: bool) -> None:
-        provider = self._providers[source.upstream]
-        project = self._config.projects[source.project]
+        provider = self._providers.get(source.upstream)
+        project = self._config.projects.get(source.project)
+        if provider is None or project is None:  # a reload took it away while it waited
+            return
         source.polling = True
         started = self._clock()
         try:

@@ -77,9 +77,9 @@ class PollScheduler:
 
     async def _run(self, key: Key) -> None:
         await self._poller.poll(key)
-        when = self._poller.sources[key].next_poll_at
-        if when is not None:
-            self._move(key, when)
+        source = self._poller.sources.get(key)  # a reload may have taken it away meanwhile
+        if source is not None and source.next_poll_at is not None:
+            self._move(key, source.next_poll_at)
 
     def _move(self, key: Key, when: float) -> None:
         job = self._scheduler.get_job(_job_id(key))
