@@ -15,6 +15,11 @@ import sys
 
 import pytest
 
+from projctld.store import salvage
+from projctld.store.database import Database
+from projctld.store.events import EventStore
+from projctld.team.sync import events
+
 
 @pytest.fixture
 def web(sandbox):
@@ -245,3 +250,42 @@ def test_recover_refuses_while_the_daemon_runs(web) -> None:
     conn.close()
     done = projctld(web, "db", "recover", "--database", copy)
     assert done.returncode == 0 and "holds 1 event, 1 of them not yet sent" in done.stderr
+
+
+def test_recover_walks_a_table_from_both_ends_past_a_damaged_page(tmp_path) -> None:
+    """Damage inside the events table itself: what reads from either end is kept, the newest
+    events (the unsynced ones) among them, and the sync cursors start over so that the hub
+    sends back what it holds of the rest."""
+    path = str(tmp_path / "state.db")
+    db = Database(path)
+    store = EventStore(db)
+    for number in range(3000):
+        text = f"note {number} " + "x" * 100
+        store.append(project="web", actor="ann", type="note.added",
+                     payload=events.NoteAdded(note=events.uuid7(), text=text),
+                     hlc=number + 1, now=1_800_000_000.0 + number)
+    store.mark_pushed(list(range(1, 2991)))  # the newest ten wait for the hub
+    db.write_many("INSERT INTO sync_cursors(project, after) VALUES (?, ?)", [("web", 42)])
+    device = store.device
+    db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # A leaf page from the middle of the events table (dbstat lists each table's pages).
+    leaves = [row[0] for row in db.conn.execute(
+        "SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno")]
+    page_size = db.conn.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with open(path, "r+b") as handle:
+        handle.seek((leaves[len(leaves) // 2] - 1) * page_size)
+        handle.write(b"\xff" * page_size)
+
+    done = salvage.recover(path)
+    assert done.unreadable == ["events"] and done.device == device
+    # One leaf page's events are gone (the hub has them: they were pushed), no more.
+    assert 3000 - len(leaves) < done.events < 3000 and done.waiting == 10
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT max(seq) FROM events").fetchone() == (3000,)
+        assert conn.execute("SELECT count(*) FROM sync_cursors").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (done.events,)
+    finally:
+        conn.close()

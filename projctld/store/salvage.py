@@ -31,6 +31,8 @@ from projctld.store.events import EventStore
 # Rebuilt from the events, never copied.
 _DERIVED = ("deployments", "notes", "branches")
 _COMPANIONS = ("-wal", "-shm")
+# Rows copied at a time: cached replies can be large.
+_BATCH = 500
 # The byte of the shared-memory file that every SQLite connection to a WAL database holds a
 # shared lock on while it is open (UNIX_SHM_DMS in SQLite's os_unix.c).
 _SHM_DMS = 128
@@ -103,7 +105,9 @@ def recover(path: str) -> Recovered:
             tables = _tables(source)
         except sqlite3.DatabaseError:  # not a database at all (its header is gone)
             result.opened, tables = False, {}
-        result.unreadable = _carry(source, target, tables) if tables else []
+        if tables:
+            with target.transaction():  # all of it, or a failed recovery that left no file
+                result.unreadable = _carry(source, target, tables)
         store = EventStore(target)  # this device's identity, carried over or new
         store.refold()
         result.device = store.device
@@ -172,34 +176,39 @@ def _carry(source: sqlite3.Connection, target: Database,
         shared = [c for c in columns if c in tables.get(name, [])]
         if not shared or name == "sync_cursors":
             continue
-        rows, whole = _read(source, name, shared)
-        if not whole:
+        if not _copy(source, target, name, shared):
             unreadable.append(name)
             whole_events = whole_events and name != "events"
-        with target.transaction() as conn:
-            conn.executemany(f"INSERT OR REPLACE INTO {name}({', '.join(shared)}) VALUES "
-                             f"({', '.join('?' * len(shared))})", rows)
-    if whole_events and "sync_cursors" in tables:
-        # Every event is here, so the hub has nothing more to send from before the cursors.
-        rows, whole = _read(source, "sync_cursors", ["project", "after"])
-        if whole:
-            target.write_many("INSERT INTO sync_cursors(project, after) VALUES (?, ?)", rows)
+    # Every event is here, so the hub has nothing more to send from before the cursors; else
+    # they start over (none copied) and the hub sends back what it holds.
+    if whole_events and "sync_cursors" in tables and \
+            not _copy(source, target, "sync_cursors", ["project", "after"]):
+        target.conn.execute("DELETE FROM sync_cursors")
     return unreadable
 
 
-def _read(conn: sqlite3.Connection, table: str, columns: list[str]) -> tuple[list[tuple], bool]:
-    """The rows of `table` that can be read, walking it from both ends past damage; and
-    whether it read whole."""
-    rows: dict[tuple, None] = {}
+def _copy(source: sqlite3.Connection, target: Database, table: str, columns: list[str]) -> bool:
+    """Copy the rows of `table` that can be read, in batches, walking it from both ends past
+    damage (the primary key keeps a row read twice once); True when it read whole."""
     select = f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid"
+    insert = (f"INSERT OR REPLACE INTO {table}({', '.join(columns)}) VALUES "
+              f"({', '.join('?' * len(columns))})")
     for order in ("", " DESC"):
+        batch: list[tuple] = []
         try:
-            for row in conn.execute(select + order):
-                rows[row] = None
-            return list(rows), order == ""
+            # Row by row: a fetchmany that meets the damage would drop what it had read.
+            for row in source.execute(select + order):
+                batch.append(row)
+                if len(batch) == _BATCH:
+                    target.conn.executemany(insert, batch)
+                    batch.clear()
+            stopped = False
         except sqlite3.DatabaseError:
-            continue
-    return list(rows), False
+            stopped = True
+        target.conn.executemany(insert, batch)
+        if not stopped:
+            return order == ""
+    return False
 
 
 def _count_events(path: str) -> tuple[int, int]:
