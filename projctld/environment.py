@@ -114,8 +114,6 @@ def applied() -> dict[str, str]:
     return dict(_applied)
 
 
-def origin(name: str) -> str:
-    """Where this process's variable `name` came from, for messages."""
-    if name in _applied:
-        return shown(paths.environment_path())
-    return "the environment projctld was started with"
+def from_file(name: str) -> bool:
+    """Whether this process's variable `name` came from the file (else it was inherited)."""
+    return name in _applied

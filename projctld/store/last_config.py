@@ -3,8 +3,8 @@
 A daemon that must start while the config file is broken (after a crash, at login, on the
 first `projctl note` of the day) still serves the team's event log: it needs the projects (for
 a checkout's project, its environments) and the hub. It runs the last config that loaded, from
-here. Token values are blanked before it is stored: they stay in the config file, the
-environment file or a command, never in the database.
+here. Token values and the notifier's webhook URL (a secret too) are blanked before it is
+stored: they stay in the config file, the environment file or a command, never in the database.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def save(db: Database, config: Config) -> None:
     blanked = msgspec.structs.replace(config, **{
         section: msgspec.structs.replace(getattr(config, section), token="")
         for section in (*UPSTREAMS, "sync") if getattr(config, section).token})
+    blanked = msgspec.structs.replace(
+        blanked, notify=msgspec.structs.replace(blanked.notify, webhook=""))
     try:
         db.write_many("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                       [(_KEY, msgspec.json.encode(blanked).decode())])

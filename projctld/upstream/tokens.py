@@ -46,9 +46,9 @@ class TokenSource:
             name = self._config.token_env
             if self._environ is not os.environ:
                 return f"${name}"
-            if environment.origin(name) == "the environment projctld was started with":
-                return f"${name} (inherited when projctld started)"
-            return f"${name} (in {environment.origin(name)})"
+            if environment.from_file(name):
+                return f"${name} (in {environment.shown(environment.path())})"
+            return f"${name} (inherited when projctld started)"
         if self._config.token_command:
             return f"`{self._config.token_command}`"
         if self._config.token:
