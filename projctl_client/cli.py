@@ -616,7 +616,7 @@ def daemon_start() -> None:
         _fail(exc)
     if info:
         click.echo(f"projctld is already running (pid {info['pid']})")
-        return
+        sys.exit(2 if _config_broken else 0)
     _start()
 
 
@@ -628,9 +628,51 @@ def daemon_stop() -> None:
 
 @daemon.command("restart")
 def daemon_restart() -> None:
-    """Stop projctld if it runs, then start the installed version."""
+    """Check the config, then stop projctld if it runs and start the installed version.
+
+    A config that does not load refuses the restart (exit 2) and leaves the running daemon as
+    it is, so that notes, deployments and the log keep working.
+    """
+    _check_config()
     _stop(quiet_if_stopped=True)
     _start()
+
+
+@daemon.command("reload")
+def daemon_reload() -> None:
+    """Apply the edited config and environment file without a restart (SIGHUP does the
+    same). A config that does not load changes nothing (exit 2); keys that only a restart
+    applies are named."""
+    try:
+        with connect() as conn:
+            reply = conn.call(request("reload"))
+    except NotRunning:
+        click.echo("projctld is not running: the next projctl command starts it with the "
+                   "config as it is")
+        return
+    except ClientError as exc:
+        if getattr(exc, "code", "") == "config":
+            exc.suggestions = [*exc.suggestions, "projctld keeps running the config it has"]
+        _fail(exc)
+    click.echo(render.reloaded(reply))
+
+
+def _check_config() -> None:
+    """Run `projctld config check` of the installation that is about to start: the same code
+    and the same environment that will read the config (this client cannot import projctld,
+    and a running daemon may be an older version)."""
+    try:
+        checked = subprocess.run([sys.executable, "-m", "projctld", "config", "check"],
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _fail(ClientError(f"could not check the config with projctld: {exc}",
+                          ["projctld config check"]))
+    if checked.returncode != 0:
+        said = checked.stderr.strip() or f"projctld config check exited {checked.returncode}"
+        click.echo(f"{said}\nprojctl: not restarting: the running projctld (if any) keeps "
+                   "the config it has", err=True)
+        sys.exit(2)
 
 
 @daemon.command("status", short_help="Say whether projctld runs, and its pid, version, paths.")
@@ -645,15 +687,23 @@ def daemon_status() -> None:
         click.echo("  try: projctl daemon start")
         sys.exit(3)
     click.echo(render.daemon_info(info))
+    if _config_broken:
+        sys.exit(2)
+
+
+_config_broken = False
 
 
 def _running_daemon() -> dict | None:
     """The running daemon's info from a ping, or None when none listens on the socket."""
+    global _config_broken
     try:
         with connect() as conn:
-            return conn.call(request("ping"))["daemon"]  # type: ignore[return-value]
+            pong = conn.call(request("ping"))
     except NotRunning:
         return None
+    _config_broken = bool(pong.get("config_error"))
+    return pong["daemon"]  # type: ignore[return-value]
 
 
 def _start() -> None:
@@ -665,6 +715,8 @@ def _start() -> None:
     if info is None:  # it stopped again at once; its log says why
         _fail(ClientError("projctld started but stopped again", [f"less {paths.log_path()}"]))
     click.echo(f"started projctld (pid {info['pid']}) on {render.home(paths.socket_path())}")
+    if _config_broken:  # the warning is out already; a bad config is exit 2 everywhere
+        sys.exit(2)
 
 
 def _stop(*, quiet_if_stopped: bool, socket: str | None = None) -> None:

@@ -43,7 +43,8 @@ class DaemonUnavailable(ClientError):
 
 
 class DaemonError(ClientError):
-    """projctld answered with an Error reply."""
+    """projctld answered with an Error reply; one about the config exits 2, like any bad
+    config."""
 
     def __init__(
         self, code: str, message: str, suggestions: list[str], context: dict[str, str]
@@ -51,6 +52,23 @@ class DaemonError(ClientError):
         super().__init__(message, suggestions)
         self.code = code
         self.context = context
+        if code == "config":
+            self.exit_code = 2
+
+
+_config_warned = False
+
+
+def warn_config(problem: object) -> None:
+    """Say once per command, on stderr, that the daemon runs without its config."""
+    global _config_warned
+    if _config_warned or not isinstance(problem, dict):
+        return
+    _config_warned = True
+    lines = [f"projctl: warning: the config does not load: {problem.get('message')}",
+             f"  projctld runs {problem.get('running') or 'without it'}"]
+    lines += [f"  try: {s}" for s in problem.get("suggestions") or []]
+    os.write(2, ("\n".join(lines) + "\n").encode(errors="replace"))
 
 
 # The projctl command this process runs (`status`, `deploy`, ...), sent with each request so
@@ -70,6 +88,9 @@ class Connection:
     def __init__(self, sock: _socket.socket, path: str, deadline: float | None = None) -> None:
         self._sock = sock
         self.path = path
+        # Whether a reply saying that the daemon runs without its config is told on stderr
+        # (not by a prompt, which prints nothing but its segment).
+        self.warn_config = True
         # With a deadline (time.monotonic), the whole exchange ends by then, not each step.
         self._deadline = deadline
 
@@ -90,6 +111,8 @@ class Connection:
                 "projctld sent a reply this client does not understand",
                 ["projctl daemon restart"],
             )
+        if reply.get("config_error") and self.warn_config:
+            warn_config(reply["config_error"])
         if reply["type"] == "error":
             raise DaemonError(
                 str(reply.get("code", "error")),
@@ -166,7 +189,8 @@ def connect(path: str | None = None, *, timeout: float | None = None,
         if isinstance(exc, OSError):
             raise DaemonUnavailable(
                 f"cannot connect to {path}: {exc.strerror or exc}",
-                ["set PROJCTL_SOCKET to a shorter path"] if "too long" in str(exc) else [],
+                [f"export PROJCTL_SOCKET={paths.private_socket_example()}  # a shorter path"]
+                if "too long" in str(exc) else [],
             ) from None
         raise
     return Connection(sock, path, deadline)

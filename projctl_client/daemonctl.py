@@ -50,11 +50,16 @@ def start(socket: str | None = None, *, sandbox: bool = False) -> None:
     socket = socket or paths.socket_path()
     timeout = seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
     log = paths.log_path(sandbox=sandbox)
-    os.makedirs(os.path.dirname(log), mode=0o700, exist_ok=True)
+    try:
+        log_file = _open_log(log)
+    except (OSError, paths.InsecureDirectory) as exc:
+        raise DaemonUnavailable(f"cannot write projctld's log {log}: "
+                                f"{getattr(exc, 'strerror', None) or exc}",
+                                [f"ls -ld {os.path.dirname(log)}  # it must be yours"]) from None
     read_fd, write_fd = os.pipe()
     env = dict(os.environ, PROJCTL_SOCKET=socket)
     try:
-        with open(log, "ab") as log_file:
+        with log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "projctld", "run", "--ready-fd", str(write_fd),
                  "--log-file", log, *(["--sandbox"] if sandbox else [])],
@@ -84,6 +89,16 @@ def start(socket: str | None = None, *, sandbox: bool = False) -> None:
     message = lines[0].removeprefix("error: ")
     suggestions = [line.removeprefix("try: ") for line in lines[1:] if line.startswith("try: ")]
     raise DaemonUnavailable(f"projctld could not start: {message}", suggestions)
+
+
+def _open_log(path: str) -> object:
+    """The daemon's log, for appending: private (0600, in a 0700 directory), like all it holds."""
+    paths.ensure_private_dir(os.path.dirname(path))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, 0o600)  # written by an older projctl
+    return os.fdopen(fd, "ab")
 
 
 def _read_report(pipe: object, deadline: float) -> str:
@@ -123,11 +138,15 @@ def wait_until_stopped(socket: str | None = None) -> bool:
     deadline = time.monotonic() + seconds_from_env("PROJCTL_STOP_TIMEOUT", 15.0)
     while time.monotonic() < deadline:
         try:
-            with open(lock, "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-        except FileNotFoundError:
+            # Read-only, never created, never through a link: only a daemon's lock counts.
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # gone, or a link no daemon of ours would have made
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             time.sleep(0.02)
+        finally:
+            os.close(fd)
     return False

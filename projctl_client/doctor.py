@@ -148,7 +148,8 @@ def _config_file(info: dict | None) -> dict:
 def _socket(socket: str) -> dict:
     """The socket's directory 0700 and the socket 0600, both ours (the daemon makes them so)."""
     directory = os.path.dirname(socket)
-    elsewhere = "export PROJCTL_SOCKET=~/.projctl-run/projctld.sock  # a directory of your own"
+    elsewhere = (f"export PROJCTL_SOCKET={paths.private_socket_example()}  # in a directory of "
+                 "your own, which projctld creates")
     try:
         folder = os.lstat(directory)
     except FileNotFoundError:
@@ -161,7 +162,12 @@ def _socket(socket: str) -> dict:
         return _check("socket", "fail", f"{directory} belongs to uid {folder.st_uid}, not to "
                       f"you (uid {uid})", elsewhere)
     problems, fixes = [], []
-    if stat.S_IMODE(folder.st_mode) & 0o077:
+    mode = stat.S_IMODE(folder.st_mode)
+    if mode & 0o022 and directory not in paths.own_directories():
+        # Never `chmod 700 /tmp`: it is not projctl's to change, and projctld refuses it.
+        return _check("socket", "fail", f"{directory} is shared (mode {mode:o}): other users "
+                      "could replace the socket or its lock", elsewhere)
+    if mode & 0o077:
         problems.append(f"{directory} has mode {stat.S_IMODE(folder.st_mode):o}, not 700")
         fixes.append(f"chmod 700 {directory}")
     try:

@@ -62,6 +62,8 @@ def status(as_json: bool) -> int:
         print(render.error(exc), file=sys.stderr)
         return exc.exit_code
     del view["type"]
+    # Every reply has it, first on the wire; the documented view lists it last.
+    view["config_error"] = view.pop("config_error", None)
     if as_json:
         sys.stdout.write(jsonout.dumps(view) + "\n")
     else:
@@ -86,7 +88,7 @@ def ping() -> int:
     warning = render.version_warning(daemon)
     if warning:
         print(warning, file=sys.stderr)
-    return 0
+    return 2 if reply.get("config_error") else 0  # it answers, but without its config
 
 
 def note(text: str, project: str | None = None, edit: str | None = None) -> int:
@@ -159,6 +161,7 @@ def prompt(fmt: str | None, style: str, timeout: float) -> int:
         return 0
     try:
         with connect(deadline=time.monotonic() + timeout) as conn:
+            conn.warn_config = False
             reply = conn.call(request("prompt", checkout=checkout, format=fmt, style=style))
     except DaemonError as exc:
         if exc.code == "bad_prompt_format":

@@ -26,6 +26,7 @@ __all__ = [
     "Checkout",
     "CheckoutView",
     "CiView",
+    "ConfigProblem",
     "DaemonInfo",
     "DaemonMetric",
     "DeployFinish",
@@ -57,6 +58,8 @@ __all__ = [
     "Recorded",
     "Refresh",
     "RefreshReport",
+    "Reload",
+    "Reloaded",
     "Reply",
     "Request",
     "RequestMetric",
@@ -251,13 +254,29 @@ class Doctor(_Request, tag="doctor"):
     systemd); answered with DoctorReport."""
 
 
+class Reload(_Request, tag="reload"):
+    """Read the config file and the environment file again and apply them; answered with
+    Reloaded, or an Error (code `config`) that leaves the running config as it was."""
+
+
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
            | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs
-           | Metrics | Doctor)
+           | Metrics | Doctor | Reload)
+
+
+class ConfigProblem(msgspec.Struct, kw_only=True):
+    """The config (or the environment file) the daemon started with does not load: it serves
+    the team's event log on `running` (the last config that loaded) and polls nothing."""
+
+    path: str
+    message: str
+    suggestions: list[str] = []
+    running: str = ""
 
 
 class _Reply(msgspec.Struct, tag_field="type", kw_only=True):
-    pass
+    # Set on every reply while the daemon runs without its config (a start with a broken one).
+    config_error: ConfigProblem | None = None
 
 
 class DaemonInfo(msgspec.Struct, kw_only=True):
@@ -721,6 +740,15 @@ class DoctorReport(_Reply, tag="doctor"):
     checks: list[CheckView]
 
 
+class Reloaded(_Reply, tag="reloaded"):
+    """A reload that applied the config: `applied` names the sections that changed and took
+    effect; `restart_needed` the changed keys that only `projctl daemon restart` applies."""
+
+    config_path: str
+    applied: list[str] = []
+    restart_needed: list[str] = []
+
+
 Reply = (StatusView | Pong | Ack | RefreshReport | Recorded | DeployPlan | LogView | SyncReport
          | PromptText | PluginsReport | RunStarted | RunPlanView | RunProgress | RunsView
-         | MetricsReport | DoctorReport | Error)
+         | MetricsReport | DoctorReport | Reloaded | Error)

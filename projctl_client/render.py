@@ -148,6 +148,18 @@ def status(view: dict, stream: object = None) -> str:
     return "\n".join(lines)
 
 
+def reloaded(reply: dict) -> str:
+    """What `projctl daemon reload` applied, and what waits for a restart."""
+    applied = reply.get("applied") or []
+    lines = [f"reloaded {home(reply.get('config_path', ''))}: "
+             + (f"applied {', '.join(applied)}" if applied else "nothing had changed")]
+    waiting = reply.get("restart_needed") or []
+    if waiting:
+        lines.append(f"  changed, and applied only by a restart: {', '.join(waiting)}")
+        lines.append("  try: projctl daemon restart")
+    return "\n".join(lines)
+
+
 def daemon_info(daemon: dict) -> str:
     """The `projctl daemon status` block."""
     now = time.time()

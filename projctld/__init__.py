@@ -2,9 +2,10 @@
 
 Its rooms, each named by what it serves (dependencies point down this list, never up):
 
-    __main__.py   `projctld run | hub serve | hub token | doctor | install-systemd`
+    __main__.py   `projctld run | hub serve | hub token | db | config check | doctor |
+                  install-systemd`
     daemon/       the frame: lifecycle, shared context, socket listener, systemd, log file,
-                  what the daemon knows between requests, the status view
+                  what the daemon knows between requests, the status view, reloading
     rpc/          the Unix-socket server and the one `match` over the request union
     upstream/     upstream state: providers/ (GitHub, GitLab, Jira), polling, scheduling, tokens
     team/         team events: sync/ (model, clock, fold, hub client), workflows/ (the engine),
@@ -13,9 +14,11 @@ Its rooms, each named by what it serves (dependencies point down this list, neve
     prompt/       what a shell prompt shows, and the files shells read
     plugins/      pluggy hook specs, the host, the built-in notifier; what plugin authors import
     hub/          the team hub: HTTP app, auth, storage (SQLite, PostgreSQL)
-    store/        SQLite: connection, migrations, one repository per kind of record
+    store/        SQLite: connection, migrations, one repository per kind of record, backup
+                  and recovery
     sandbox/      fake GitHub, GitLab and Jira servers and demo data
     config.py, errors.py, logging.py   the config Structs, the exception tree, structlog set-up
+    environment.py, redact.py          the environment file (tokens), secrets out of text
 """
 
 from projctl_client import __version__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -57,10 +58,12 @@ def main() -> None:
 def run(ready_fd: int | None, sandbox: bool, log_file: str | None, log_max_bytes: int) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT.
 
-    Reads $PROJCTL_CONFIG (or $XDG_CONFIG_HOME/projctl/config.toml), keeps its state in
-    $XDG_STATE_HOME/projctl/ and listens on $PROJCTL_SOCKET (or
-    $XDG_RUNTIME_DIR/projctl/projctld.sock). Exits 0 after an orderly shutdown, 2 for a bad
-    config, 1 for any other start-up failure.
+    Reads $PROJCTL_CONFIG (or $XDG_CONFIG_HOME/projctl/config.toml) and the variables of
+    $XDG_CONFIG_HOME/projctl/environment, keeps its state in $XDG_STATE_HOME/projctl/ and
+    listens on $PROJCTL_SOCKET (or $XDG_RUNTIME_DIR/projctl/projctld.sock). SIGHUP reloads
+    the config. With a config that does not load it still starts, serves the team's event log
+    on the last config that loaded, polls nothing and says so in every reply. Exits 0 after an
+    orderly shutdown, 1 for a start-up failure.
     """
     import anyio
 
@@ -116,6 +119,31 @@ def _fail(exc: ProjctlError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+@main.group()
+def config() -> None:
+    """The config file and the environment file, as projctld reads them."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Check the config ($PROJCTL_CONFIG or $XDG_CONFIG_HOME/projctl/config.toml) and the
+    environment file ($XDG_CONFIG_HOME/projctl/environment) as a start or a reload would
+    read them. Exits 0 when they load, 2 with the mistake when not (what `projctl daemon
+    restart` runs first, with the projctld it is about to start)."""
+    from projctld.config import load_with_environment
+
+    path = paths.config_path()
+    try:
+        loaded = load_with_environment(path)
+    except ProjctlError as exc:
+        _fail(exc)
+    names = ", ".join(loaded.projects)
+    count = len(loaded.projects)
+    where = path if os.path.exists(path) else f"{path} (no file: every default)"
+    click.echo(f"{where} is valid: {count} project{'s' * (count != 1)}"
+               + (f" ({names})" if names else ""))
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(as_json: bool) -> None:
@@ -128,14 +156,92 @@ def doctor(as_json: bool) -> None:
 
     from projctl_client import doctor as client_doctor
     from projctl_client import jsonout
+    from projctld import environment
     from projctld import logging as logs
     from projctld.ops.doctor import run_checks
 
     logs.configure("warning")  # on stderr: stdout carries the checks
+    with contextlib.suppress(ProjctlError):  # the config check says what is wrong with it
+        environment.apply()  # the tokens a daemon started now would have
     checks = [msgspec.to_builtins(check) for check in anyio.run(
         run_checks, paths.config_path(), paths.database_path())]
     click.echo(jsonout.dumps(checks) if as_json else client_doctor.text(checks, sys.stdout))
     sys.exit(1 if any(check["status"] == "fail" for check in checks) else 0)
+
+
+@main.group()
+def db() -> None:
+    """The state database: a copy that leaves nothing behind, and a new one from a damaged one.
+
+    Use these, never `mv` or `cp` of state.db: the newest records may be only in state.db-wal
+    beside it.
+    """
+
+
+def _state_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--database", metavar="PATH", default=paths.database_path,
+        show_default="$XDG_STATE_HOME/projctl/state.db", type=click.Path(dir_okay=False),
+        help="The state database to work on.")(command)
+
+
+@db.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False))
+@_state_option
+def db_backup(destination: str, database: str) -> None:
+    """Copy the state database to DESTINATION, a new file: one self-contained file with what
+    the WAL holds too, consistent while projctld runs and after it was killed (SQLite's
+    backup API). It can be copied anywhere as it is."""
+    from projctld.store import salvage
+
+    destination = os.path.abspath(destination)
+    try:
+        events, waiting = salvage.backup(os.path.abspath(database), destination)
+    except ProjctlError as exc:
+        _fail(exc)
+    click.echo(f"projctld: copied {database} to {destination}: {events} events, {waiting} not "
+               "yet sent to the hub", err=True)
+
+
+@db.command("recover")
+@_state_option
+def db_recover(database: str) -> None:
+    """Move a damaged state database aside, with its WAL, into STATE.db.broken-TIME/, and put
+    in its place a new one with every row that can still be read: this device's events (the
+    unsynced ones above all) and its identity, checkouts and runs. The project state is
+    rebuilt from the events; what the hub holds comes back at the next sync, upstream data at
+    the next poll. Refuses while projctld or another process has the database open."""
+    from projctld.daemon import listener
+    from projctld.store import salvage
+
+    database = os.path.abspath(database)
+    try:
+        with contextlib.ExitStack() as stack:
+            if database == paths.database_path():
+                # Held throughout, so that no daemon starts on the database meanwhile.
+                try:
+                    stack.enter_context(listener.instance_lock(paths.socket_path()))
+                except ProjctlError as exc:
+                    if exc.code != "already_running":
+                        raise
+                    raise ProjctlError(f"projctld is running: {exc.message}",
+                                       suggestions=["projctl daemon stop  # then run this "
+                                                    "again"]) from None
+            done = salvage.recover(database)
+    except ProjctlError as exc:
+        _fail(exc)
+    lines = [f"projctld: moved {database} and its WAL to {done.aside}/"]
+    if not done.opened:
+        lines.append("  nothing in it could be read (it is not an SQLite database any more); "
+                     "a new, empty database took its place")
+    else:
+        lines.append(f"  a new {database} holds {done.events} event{'s' * (done.events != 1)}, "
+                     f"{done.waiting} of them not yet sent to the hub, as device {done.device}")
+    if done.unreadable:
+        lines.append(f"  not read whole: {', '.join(done.unreadable)}; the hub sends back what "
+                     "it holds at the next sync, upstream data comes back at the next poll")
+    lines.append("  next: projctl daemon start")
+    click.echo("\n".join(lines), err=True)
 
 
 @main.command("install-systemd")

@@ -82,20 +82,22 @@ class UpstreamConfig(_Section):
     token: str = ""
 
 
-class GitHubConfig(UpstreamConfig):
+# Tagged so that a named instance's section (a union of the three) encodes and decodes as
+# itself (the last good config is stored as JSON); a config file need not, but may, say `kind`.
+class GitHubConfig(UpstreamConfig, tag_field="kind", tag="github"):
     api_url: HttpUrl = "https://api.github.com"
     token_env: str = "GITHUB_TOKEN"
     interval: PollSeconds = 60.0
 
 
-class GitLabConfig(UpstreamConfig):
+class GitLabConfig(UpstreamConfig, tag_field="kind", tag="gitlab"):
     url: Annotated[str, msgspec.Meta(pattern=_GITLAB_URL)] = "https://gitlab.com"
     token_env: str = "GITLAB_TOKEN"
     auth: Literal["private-token", "bearer"] = "private-token"
     interval: PollSeconds = 60.0
 
 
-class JiraConfig(UpstreamConfig):
+class JiraConfig(UpstreamConfig, tag_field="kind", tag="jira"):
     url: Annotated[str, msgspec.Meta(pattern=_OPTIONAL_URL)] = ""
     email: str = ""
     token_env: str = "JIRA_API_TOKEN"
@@ -115,11 +117,11 @@ class Instance(msgspec.Struct, frozen=True):
 
     name: str
     kind: Kind
-    section: UpstreamConfig  # the GitHubConfig, GitLabConfig or JiraConfig of its kind
+    section: GitHubConfig | GitLabConfig | JiraConfig
 
     @property
     def interval(self) -> float:
-        return self.section.interval  # type: ignore[attr-defined]
+        return self.section.interval
 
     @property
     def table(self) -> str:
@@ -135,10 +137,7 @@ class Instance(msgspec.Struct, frozen=True):
     @property
     def url(self) -> str:
         section = self.section
-        if isinstance(section, GitHubConfig):
-            return section.api_url
-        assert isinstance(section, GitLabConfig | JiraConfig)
-        return section.url
+        return section.api_url if isinstance(section, GitHubConfig) else section.url
 
 
 class SyncConfig(UpstreamConfig):
@@ -344,6 +343,41 @@ def _extra_instances(path: str, raw: dict) -> dict[str, Instance]:
 def _token_env(instance: str) -> str:
     """The default token variable of a named instance: `ghe` reads $GHE_TOKEN."""
     return re.sub(r"[^A-Z0-9]", "_", instance.upper()) + "_TOKEN"
+
+
+def load_with_environment(path: str) -> Config:
+    """The config at `path` as a start or a reload reads it: the environment file (with the
+    tokens) checked first. Applies nothing; raises ConfigError."""
+    from projctld import environment  # it reads paths; config.py is imported everywhere
+
+    environment.read(environment.path())
+    return load_config(path)
+
+
+# What a reload cannot apply, only a restart (projctld/daemon/reload.py says why): these keys
+# of [daemon], these sections, and a hub turned on or off; the rest applies live.
+DAEMON_AT_RESTART = ("shutdown_timeout", "idle_timeout", "max_connections", "metrics_listen")
+SECTIONS_AT_RESTART = ("plugins", "notify")
+
+
+def effective(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
+    """The config that runs after a reload from `old` to `new`: `new`, but with the keys that
+    only a restart applies at their running values; and the sections applied live, and the
+    changed keys waiting for a restart."""
+    waiting = [f"daemon.{key}" for key in DAEMON_AT_RESTART
+               if getattr(old.daemon, key) != getattr(new.daemon, key)]
+    waiting += [name for name in SECTIONS_AT_RESTART if getattr(old, name) != getattr(new, name)]
+    daemon = msgspec.structs.replace(
+        new.daemon, **{key: getattr(old.daemon, key) for key in DAEMON_AT_RESTART})
+    sync = new.sync
+    if bool(old.sync.hub) != bool(new.sync.hub):
+        waiting.append("sync.hub")
+        sync = old.sync
+    runs = msgspec.structs.replace(new, daemon=daemon, sync=sync, plugins=old.plugins,
+                                   notify=old.notify)
+    applied = [field for field in msgspec.structs.fields(Config)
+               if getattr(old, field.name) != getattr(runs, field.name)]
+    return runs, [field.name for field in applied], waiting
 
 
 def _check_upstreams(path: str, config: Config) -> None:

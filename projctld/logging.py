@@ -9,21 +9,12 @@ from typing import Any
 
 import structlog
 
-# Keys whose values are secrets whatever they hold, and secret-shaped text anywhere else.
+from projctld.redact import REDACTED, redact_text
+
+# Keys whose values are secrets whatever they hold; secret-shaped text anywhere is redact.py's.
 _SECRET_KEY = re.compile(
     r"token|authorization|password|passwd|secret|api[_-]?key|cookie|credential", re.I
 )
-_SECRET_TEXT = re.compile(
-    r"(?i)\b(bearer|basic|token)(\s+|=)[A-Za-z0-9._~+/=-]{8,}"
-    r"|\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,})"
-    r"|(?i:private-token|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]+"
-)
-REDACTED = "[redacted]"
-
-
-def redact_text(text: str) -> str:
-    return _SECRET_TEXT.sub(lambda m: (m.group(1) + m.group(2) + REDACTED) if m.group(1)
-                            else REDACTED, text)
 
 
 def redact(value: Any, key: str = "") -> Any:

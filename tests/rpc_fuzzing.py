@@ -152,6 +152,7 @@ def _request_strategies(root: str) -> dict[type, st.SearchStrategy[typing.Any]]:
                                after=st.integers(0, 2**64 - 1), wait=st.just(0.0)),
         p.Runs: st.builds(p.Runs, project=project, limit=st.integers(1, 500)),
         p.Metrics: st.builds(p.Metrics),
+        p.Reload: st.builds(p.Reload),  # the config file does not change: applies nothing
     }
 
 
@@ -362,7 +363,7 @@ ANSWERS: dict[type, tuple[type, ...]] = {
     p.DeployStart: (p.DeployPlan,), p.DeployFinish: (p.Recorded,), p.Log: (p.LogView,),
     p.Sync: (p.SyncReport,), p.Prompt: (p.PromptText,), p.Plugins: (p.PluginsReport,),
     p.RunStart: (p.RunStarted, p.RunPlanView), p.RunFollow: (p.RunProgress,),
-    p.Runs: (p.RunsView,), p.Metrics: (p.MetricsReport,),
+    p.Runs: (p.RunsView,), p.Metrics: (p.MetricsReport,), p.Reload: (p.Reloaded,),
 }
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import tomllib
 
 import pytest
@@ -116,18 +114,23 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
 
 
 def test_projctld_run_reports_a_bad_config_without_a_traceback(sandbox) -> None:
+    """It says what is wrong, and still serves: the event log must work whatever the config
+    says (tests/test_config_reload.py)."""
     sandbox.write_config("[daemon]\nlog_level = 'loud'\n")
-    result = subprocess.run([sys.executable, "-m", "projctld", "run"], env=sandbox.env,
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert f"{sandbox.config_path}: `daemon.log_level`: expected one of" in result.stderr
+    process = sandbox.start_daemon()
+    assert sandbox.client("ping").returncode == 2  # it serves, and says the config is broken
+    process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert b"Traceback" not in stderr
+    assert f"{sandbox.config_path}: `daemon.log_level`: expected one of".encode() in stderr
 
 
-def test_the_client_shows_the_daemons_config_error_and_exits_3(sandbox) -> None:
+def test_the_client_shows_the_daemons_config_error(sandbox) -> None:
     sandbox.write_config("[daemon\n")
     result = sandbox.client("status")
-    assert result.returncode == 3
+    assert result.returncode == 0
     assert "Traceback" not in result.stderr
-    assert f"projctld could not start: {sandbox.config_path} is not valid TOML" in result.stderr
+    assert f"warning: the config does not load: {sandbox.config_path} is not valid TOML" \
+        in result.stderr
     assert "try: fix the line it names" in result.stderr

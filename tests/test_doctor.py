@@ -97,7 +97,9 @@ def test_a_healthy_setup_passes_every_check(hub_server, sandbox, upstreams) -> N
     result, checks = doctor(sandbox)
     assert result.returncode == 0, result.stdout
     assert {name for name, check in checks.items() if check["status"] != "ok"} <= {"systemd"}
-    assert "token from $PJ_GH works for @octo-me" in checks["github"]["detail"]
+    # Where the running daemon's token came from: here, the shell that started it.
+    assert "token from $PJ_GH (inherited when projctld started) works for @octo-me" in \
+        checks["github"]["detail"]
     assert "classic token with scopes read:org, repo" in checks["github"]["detail"]
     assert "has scopes read_api" in checks["gitlab"]["detail"]
     assert "Jira lists no token's permissions" in checks["jira"]["detail"]
@@ -119,16 +121,23 @@ def test_a_missing_token_fails_and_names_the_variable(sandbox, upstreams) -> Non
     assert result.returncode == 1
     github = checks["github"]
     assert github["status"] == "fail"
-    assert "$PJ_NOWHERE is not set and [github] has no token_command or token" in github["detail"]
-    assert github["fix"].startswith("export PJ_NOWHERE=")
+    assert "$PJ_NOWHERE is set neither in ~/config/projctl/environment nor in the environment " \
+        "projctld was started with, and [github] has no token_command or token" in github["detail"]
+    assert github["fix"] == "put PJ_NOWHERE=<the token> in ~/config/projctl/environment " \
+        "(chmod 600), then projctl daemon reload; or export PJ_NOWHERE=<the token> and run " \
+        "projctl daemon restart from that shell"
     assert checks["gitlab"]["status"] == "ok"
 
     configure(sandbox, upstreams)  # fixed in the file, but the daemon runs what it read
     _, checks = doctor(sandbox)
     assert checks["config"]["status"] == "warn"
     assert "is valid but changed since projctld read it" in checks["config"]["detail"]
-    assert checks["config"]["fix"] == "projctl daemon restart"
+    assert checks["config"]["fix"].startswith("projctl daemon reload")
     assert checks["github"]["status"] == "fail"
+    # The fix, as doctor gives it: applied without a restart.
+    assert sandbox.client("daemon", "reload").returncode == 0
+    _, checks = doctor(sandbox)
+    assert checks["config"]["status"] == "ok" and checks["github"]["status"] == "ok"
 
 
 def test_a_refused_token_names_where_it_came_from_not_what_it_is(sandbox, upstreams) -> None:
@@ -138,9 +147,10 @@ def test_a_refused_token_names_where_it_came_from_not_what_it_is(sandbox, upstre
     result, checks = doctor(sandbox)
     assert result.returncode == 1
     assert checks["github"]["detail"] == \
-        "GitHub refused the token from $PJ_GH (401 Unauthorized)"
+        "GitHub refused the token from $PJ_GH (inherited when projctld started) (401 " \
+        "Unauthorized)"
     assert "/settings/tokens/new?scopes=repo" in checks["github"]["fix"]
-    assert "export PJ_GH=<the token>" in checks["github"]["fix"]
+    assert "put PJ_GH=<the token> in ~/config/projctl/environment" in checks["github"]["fix"]
     assert wrong not in result.stdout + sandbox.client("doctor").stdout
 
 
@@ -153,7 +163,8 @@ def test_scopes_as_each_api_tells_them(sandbox, upstreams) -> None:
     assert result.returncode == 1
     gitlab = checks["gitlab"]
     assert gitlab["status"] == "fail"
-    assert "token from $PJ_GL has scopes read_user: projctl needs read_api" in gitlab["detail"]
+    assert "token from $PJ_GL (inherited when projctld started) has scopes read_user: projctl " \
+        "needs read_api" in gitlab["detail"]
     assert f"{upstreams.gitlab_url}/-/user_settings/personal_access_tokens?name=projctl" \
         "&scopes=read_api" in gitlab["fix"]
     assert checks["github"]["status"] == "ok"
@@ -189,7 +200,8 @@ def test_a_damaged_state_database_fails_with_the_way_out(sandbox, upstreams) -> 
     assert state["status"] == "fail"
     assert state["detail"].startswith(f"{database} is damaged: Page ")
     assert "is never used" in state["detail"]
-    assert state["fix"].startswith(f"projctl daemon stop && mv {database} {database}.broken && "
+    # tests/test_state_loss.py runs this advice and finds every note after it.
+    assert state["fix"].startswith("projctl daemon stop && projctld db recover && "
                                    "projctl daemon start")
 
 

@@ -50,7 +50,8 @@ def test_status_json_is_the_documented_view(sandbox, demo) -> None:
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
     assert list(view) == ["generated_at", "daemon", "checkout", "projects", "state", "branch",
-                          "sandbox", "sync", "notices"]
+                          "sandbox", "sync", "notices", "config_error"]
+    assert view["config_error"] is None
     assert list(view["daemon"]) == ["version", "protocol", "pid", "started_at", "config_path",
                                     "config_loaded_at", "socket_path", "state_path"]
     assert view["checkout"]["root"] == demo
@@ -223,7 +224,7 @@ def test_a_damaged_state_database_is_explained(sandbox) -> None:
     result = sandbox.client("status")
     assert result.returncode == 3
     assert "state database" in result.stderr and "cannot be used" in result.stderr
-    assert ".broken" in result.stderr
+    assert "projctl daemon stop && projctld db recover && projctl daemon start" in result.stderr
 
 
 def test_a_daemon_that_does_not_answer_is_reported_within_the_timeout(sandbox) -> None:

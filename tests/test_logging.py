@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from projctld import logging as logs
+from projctld import redact
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 GITLAB = "glpat-" + "x" * 20
@@ -65,3 +66,18 @@ def test_ordinary_values_are_left_alone(captured) -> None:
     (line,) = lines(captured)
     assert line["socket"] == "/run/user/1/projctl/projctld.sock"
     assert line["pid"] == 7 and line["token_count"] is None
+
+
+def test_header_echoes_and_remembered_tokens_are_redacted(captured) -> None:
+    plain = "opaque-credential-4242"  # no known token shape: only the header or memory tells
+    log = logs.get_logger("test")
+    log.info(f"proxy said: Authorization: Bearer {plain}")
+    log.info(f"proxy said: Proxy-Authorization: Basic {plain}==; PRIVATE-TOKEN: {plain}")
+    assert plain not in captured.getvalue()
+    assert "Authorization: Bearer [redacted]" in captured.getvalue()
+    log.info(f"quoted bare: '{plain}'")
+    assert plain in captured.getvalue()  # nothing says it is a secret, yet
+    redact.remember(plain)  # as TokenSource.get does with every token it hands out
+    assert redact.redact_text(f"quoted bare: '{plain}'") == "quoted bare: '[redacted]'"
+    assert redact.redact_text("a 404 Not Found, Authorization required") == \
+        "a 404 Not Found, Authorization required"

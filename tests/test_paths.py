@@ -46,19 +46,42 @@ def test_relative_xdg_values_are_ignored_as_the_spec_says(clean_env, monkeypatch
     assert paths.runtime_dir() == f"/tmp/projctl-{os.getuid()}"
 
 
-def test_private_dir_is_created_0700_and_a_loose_one_is_tightened(tmp_path) -> None:
-    target = tmp_path / "run"
-    paths.ensure_private_dir(str(target))
-    assert target.stat().st_mode & 0o777 == 0o700
-    target.chmod(0o755)
-    paths.ensure_private_dir(str(target))
-    assert target.stat().st_mode & 0o777 == 0o700
+def test_private_dir_is_created_0700_and_only_projctls_own_are_tightened(clean_env,
+                                                                         monkeypatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(clean_env / "run"))
+    (clean_env / "run").mkdir()
+    own = clean_env / "run" / "projctl"
+    assert paths.ensure_private_dir(str(own)) is True
+    assert own.stat().st_mode & 0o777 == 0o700
+    own.chmod(0o755)
+    assert paths.ensure_private_dir(str(own)) is False
+    assert own.stat().st_mode & 0o777 == 0o700
+    # The sandbox's state directory brings projctl's state directory with it, both 0700.
+    sandbox = os.path.dirname(paths.database_path(sandbox=True))
+    paths.ensure_private_dir(sandbox)
+    assert os.stat(paths.state_dir()).st_mode & 0o777 == 0o700
+    # A directory of the user's own, not projctl's: checked, never changed.
+    mine = clean_env / "mine"
+    mine.mkdir(mode=0o755)
+    mine.chmod(0o755)
+    assert paths.ensure_private_dir(str(mine)) is False
+    assert mine.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_shared_directory_is_refused_and_left_as_it_was(tmp_path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(paths.InsecureDirectory, match="is shared: other users may write in it "
+                                                      r"\(mode 1777\)"):
+        paths.ensure_private_dir(str(shared))
+    assert shared.stat().st_mode & 0o7777 == 0o1777
 
 
 def test_private_dir_refuses_a_symlink_or_someone_elses_directory(tmp_path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(paths.InsecureDirectory, match="not a directory"):
+    with pytest.raises(paths.InsecureDirectory, match="is a symbolic link, not a directory"):
         paths.ensure_private_dir(str(tmp_path / "link"))
     if os.geteuid() != 0:
         pytest.skip("needs root to create a directory owned by another user")

@@ -78,7 +78,7 @@ def test_a_request_in_flight_finishes_and_idle_clients_are_closed(socket_path) -
         assert server.metrics.open_connections == 0
 
     anyio.run(scenario)
-    assert replies == [{"type": "ack", "message": "done"}]
+    assert replies == [{"type": "ack", "message": "done", "config_error": None}]
     assert handler.finished == 1
     assert idle_outcome == ["closed"]
     with pytest.raises(DaemonUnavailable):

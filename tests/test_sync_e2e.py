@@ -133,5 +133,9 @@ def test_a_wrong_token_is_reported_with_where_it_came_from(sandbox, hub_server) 
     call(sandbox, "note", project="web", text="x")
     view = call(sandbox, "sync", now=True, wait=20)["sync"]
     assert view["error"]["code"] == "unauthorized"
-    assert "the hub token comes from $PROJCTL_HUB_TOKEN" in view["error"]["suggestions"]
+    assert "the hub token comes from $PROJCTL_HUB_TOKEN (inherited when projctld started)" in \
+        view["error"]["suggestions"]
+    assert "put PROJCTL_HUB_TOKEN=<the token> in ~/config/projctl/environment (chmod 600), then " \
+        "projctl daemon reload; or export PROJCTL_HUB_TOKEN=<the token> and run projctl daemon " \
+        "restart from that shell" in view["error"]["suggestions"]
     assert "pjh_not-a-real-token" not in str(view)

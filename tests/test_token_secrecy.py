@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 
@@ -84,4 +85,57 @@ def test_no_output_log_or_metric_holds_a_token(sandbox: Sandbox, planted: Upstre
     assert "planted test" in everything  # and the note went through the good day
     email = planted.data.jira_email
     for secret in [*forms(GOOD, email), *forms(WRONG, email), hub_good, hub_good[4:-4]]:
+        assert secret not in everything, f"a token leaked: {secret[:6]}…"
+
+
+def _state_files(sandbox: Sandbox) -> str:
+    """The state database and its WAL and shared memory as they are on disk now, as text."""
+    found = []
+    for suffix in ("", "-wal", "-shm"):
+        path = os.path.join(sandbox.state_dir, "state.db" + suffix)
+        if os.path.exists(path):
+            with open(path, "rb") as handle:
+                found.append(handle.read().decode("latin-1"))
+    assert found, "no state database to search"
+    return "\n".join(found)
+
+
+def test_tokens_echoed_in_upstream_errors_are_redacted_everywhere(sandbox: Sandbox,
+                                                                  planted: Upstreams) -> None:
+    """Servers and proxies that quote the request's credentials in their error bodies: the
+    token never reaches status, refresh, metrics, doctor, the log or the state database."""
+    email = planted.data.jira_email
+    basic = base64.b64encode(f"{email}:{GOOD}".encode()).decode()
+    for fake, status, body in (
+        (planted.github, 401, {"message": f'Bad credentials "{GOOD}" (Authorization: token '
+                                          f'{GOOD})'}),
+        (planted.gitlab, 403, {"message": f"403 Forbidden - PRIVATE-TOKEN: {GOOD} has no "
+                                          "access"}),
+        (planted.jira, 400, {"errorMessages": [f"Request with Authorization: Basic {basic} "
+                                               f"refused: the token {GOOD} is revoked"]}),
+    ):
+        fake.fail(".", status=status, body=json.dumps(body).encode(), times=1000)
+    checkout = git_checkout(os.path.join(sandbox.root, "web"), my_pull(planted).head_ref)
+    configure(sandbox, '[daemon]\nlog_level = "debug"\nlog_format = "json"\n'
+              + config_text(planted, paths=[checkout], token_line=f'token = "{GOOD}"'))
+    os.makedirs(sandbox.state_dir, mode=0o700)
+    process = sandbox.start_daemon("--log-file", os.path.join(sandbox.state_dir, "projctld.log"))
+    seen = []
+    for args in (["refresh"], ["status"], ["status", "--json"], ["metrics"],
+                 ["metrics", "--json"], ["doctor", "--json"], ["daemon", "status"]):
+        result = sandbox.client(*args, cwd=checkout)
+        seen += [result.stdout, result.stderr]
+    seen.append(_state_files(sandbox))  # the WAL holds the latest writes while it runs
+    process.terminate()
+    out, err = process.communicate(timeout=30)
+    seen += [out.decode(), err.decode(), _state_files(sandbox)]
+    with open(os.path.join(sandbox.state_dir, "projctld.log")) as handle:
+        seen.append(handle.read())
+
+    everything = "\n".join(seen)
+    # Each upstream's refusal did arrive and is shown, with the credentials blanked.
+    assert "Bad credentials" in everything and "PRIVATE-TOKEN: [redacted]" in everything
+    assert "Authorization: Basic [redacted]" in everything
+    assert "the token [redacted] is revoked" in everything
+    for secret in forms(GOOD, email):
         assert secret not in everything, f"a token leaked: {secret[:6]}…"

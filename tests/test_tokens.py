@@ -228,7 +228,8 @@ async def test_no_source_and_no_env_name() -> None:
     source = TokenSource("GitHub", "github", GitHubConfig(token_env=""), {})
 
     error = await token_error(source)
-    assert any("export token_env=" in s for s in error.suggestions)
+    assert any('set token_env = "NAME" in [github] and put NAME=<the token> in' in s
+               for s in error.suggestions)
 
 
 # After a 401: rejected().

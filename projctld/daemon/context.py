@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
 
-from projctl_client.protocol import PROTOCOL_VERSION, DaemonInfo, MetricsReport
+from projctl_client.protocol import (
+    PROTOCOL_VERSION,
+    ConfigProblem,
+    DaemonInfo,
+    MetricsReport,
+    Reloaded,
+)
 from projctld import __version__
 from projctld.config import Config
 from projctld.daemon.knowledge import Knowledge
@@ -44,6 +51,10 @@ class DaemonContext:
     hosts: list[UpstreamHttp]
     started_at: float
     sandbox: bool = False
+    # Set while the daemon runs without its config (it started with a broken one).
+    config_error: ConfigProblem | None = None
+    # Reads the config again and applies it (daemon/reload.py).
+    reload: Callable[[], Awaitable[Reloaded]] | None = None
     shutdown: anyio.Event = field(default_factory=anyio.Event)
     status_views: StatusViews = field(init=False)
 

@@ -21,18 +21,23 @@ class Knowledge:
 
     def __init__(self, table: CheckoutTable, config: Config) -> None:
         self._table = table
+        # Counts the changes a status view shows (a checkout found, forgotten, or on another
+        # branch or commit, or the projects' paths); last_seen_at alone does not count.
+        self.version = 0
+        self.configure(config)
+        self._checkouts = {row.root: row for row in table.all()}
+        self._persisted_at = {root: row.last_seen_at for root, row in self._checkouts.items()}
+        self.last_error: str | None = None
+
+    def configure(self, config: Config) -> None:
+        """Take the projects' paths of `config` (at start and at a reload)."""
         # Most specific path first, so a project nested inside another's directory wins.
         self._project_paths = sorted(
             ((path, name) for name, project in config.projects.items() for path in project.paths),
             key=lambda item: len(item[0]),
             reverse=True,
         )
-        self._checkouts = {row.root: row for row in table.all()}
-        self._persisted_at = {root: row.last_seen_at for root, row in self._checkouts.items()}
-        self.last_error: str | None = None
-        # Counts the changes a status view shows (a checkout found, forgotten, or on another
-        # branch or commit); last_seen_at alone does not count.
-        self.version = 0
+        self.version += 1
 
     def project_of(self, root: str) -> str | None:
         for path, name in self._project_paths:

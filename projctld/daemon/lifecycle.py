@@ -16,18 +16,20 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
 
 from projctl_client import paths
-from projctld import __version__
+from projctl_client.protocol import Reloaded
+from projctld import __version__, environment
 from projctld import logging as logs
-from projctld.config import Config, load_config
-from projctld.daemon import listener, systemd
+from projctld.config import Config, load_with_environment
+from projctld.daemon import listener, reload, systemd
 from projctld.daemon.context import DaemonContext
 from projctld.daemon.knowledge import Knowledge
+from projctld.errors import ConfigError, StoreError
 from projctld.ops import prometheus
 from projctld.ops.metrics import RequestMetrics
 from projctld.ops.metrics_http import serve_metrics
@@ -36,6 +38,7 @@ from projctld.prompt.files import PromptFiles
 from projctld.prompt.segments import Segments
 from projctld.rpc.handlers import Handlers
 from projctld.rpc.server import RpcServer
+from projctld.store import last_config
 from projctld.store.checkouts import CheckoutTable
 from projctld.store.compaction import Compaction
 from projctld.store.database import Database
@@ -58,6 +61,8 @@ log = logs.get_logger(__name__)
 # The first compaction comes this long after start-up, behind the first polls: a daemon
 # restarted more often than [retention] interval (a laptop's) must still compact.
 _FIRST_COMPACTION = 60.0
+# How often the state database's file is looked for when nothing is written (one stat).
+DATABASE_CHECK_INTERVAL = 5.0
 
 
 async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None], *,
@@ -67,15 +72,30 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
     started_at = time.time()
     async with contextlib.AsyncExitStack() as stack:
         # Registered in reverse of the order they must be undone in.
-        config = sandbox(stack.enter_context(contextlib.ExitStack())) if sandbox \
-            else load_config(config_path)
-        logs.configure(config.daemon.log_level, config.daemon.log_format)
+        broken: ConfigError | None = None
+        if sandbox:
+            config: Config | None = sandbox(stack.enter_context(contextlib.ExitStack()))
+        else:
+            config, broken = _load(config_path)
+        logs.configure(*((config.daemon.log_level, config.daemon.log_format) if config
+                         else ("info", "auto")))
         notifier = systemd.Notifier.from_environ()
         # Bound (or taken from systemd) before the store opens so that it is removed only after
         # the store is closed; clients that connect meanwhile wait in the backlog until we serve.
         sock, socket_path = stack.enter_context(listener.listen(socket_path))
         db = Database(database)
         stack.callback(db.close)
+        problem = None
+        if broken is not None:
+            # The event log must work on a plane whatever the config says: run the last
+            # config that loaded, poll nothing, and say so in every reply.
+            config = last_config.load(db)
+            problem = reload.problem_of(broken, config_path, config)
+            config = config or Config()
+            log.error("config_broken", error=broken.message, running=problem.running)
+        elif not sandbox:
+            last_config.save(db, config)
+        assert config is not None
         knowledge = Knowledge(CheckoutTable(db), config)
         stack.callback(knowledge.flush)
         client = await stack.enter_async_context(httpx.AsyncClient(
@@ -109,6 +129,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             runner=runner, segments=segments, prompt_files=prompt_files,
             plugins=plugins, runs=runs, requests=RequestMetrics(config.daemon.slow_request),
             hosts=hosts, started_at=started_at, sandbox=sandbox is not None,
+            config_error=problem,
         )
         poller.on_polled = runner.on_change = ctx.changed
         handlers = Handlers(ctx)
@@ -119,19 +140,26 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             frame_timeout=min(10.0, config.daemon.idle_timeout),
             metrics=ctx.requests,
         )
+        server.config_error = problem
+        schedule = PollScheduler(poller)
+        reloader = reload.Reloader(ctx, client=client, cache=cache, scheduler=schedule,
+                                   compaction=compaction, server=server)
+        ctx.reload = None if sandbox else reloader.reload
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, ctx.shutdown)
+            if ctx.reload is not None:
+                tasks.start_soon(_reload_on_hangup, ctx.reload)
             tasks.start_soon(runner.run)
             tasks.start_soon(plugins.run)
             tasks.start_soon(prompt_files.run)
+            tasks.start_soon(_watch_database, db)
             if config.daemon.metrics_listen:
                 await tasks.start(serve_metrics, config.daemon.metrics_listen,
                                   lambda: prometheus.render(prometheus.daemon_families(
                                       ctx.metrics())))
             runs.start(tasks)
             poller.start(tasks)
-            schedule = PollScheduler(poller)
-            schedule.start()
+            schedule.start(polling=problem is None)
             schedule.every(config.retention.interval, compaction.scheduled, "compaction",
                            first_at=time.time() + _FIRST_COMPACTION)
             log.info("serving", socket=socket_path, pid=os.getpid(), version=__version__,
@@ -161,6 +189,47 @@ async def _tell_systemd(notifier: systemd.Notifier, stop: anyio.Event, status: s
         if not stop.is_set():
             notifier.notify("WATCHDOG=1")
     notifier.notify("STOPPING=1", "STATUS=stopping")
+
+
+async def _watch_database(db: Database) -> None:
+    """Notice within seconds a state database removed while nothing is written (writes check
+    for themselves), so that it is written again while the file held still has everything."""
+    said = None
+    while True:
+        await anyio.sleep(DATABASE_CHECK_INTERVAL)
+        try:
+            db.verify()
+        except StoreError as exc:
+            if exc.message != said:
+                log.error("state_database_unsaved", error=exc.message)
+            said = exc.message
+        else:
+            said = None
+
+
+def _load(config_path: str) -> tuple[Config | None, ConfigError | None]:
+    """The config and the environment file, applied; or the error that stops them, with the
+    environment file applied still when it is the config that is broken."""
+    try:
+        config = load_with_environment(config_path)
+    except ConfigError as exc:
+        with contextlib.suppress(ConfigError):
+            environment.apply()
+        return None, exc
+    environment.apply()
+    return config, None
+
+
+async def _reload_on_hangup(apply: Callable[[], Awaitable[Reloaded]]) -> None:
+    """SIGHUP reloads the config, as `projctl daemon reload` does; the log says how it went."""
+    with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            log.info("signal_received", signal="SIGHUP")
+            try:
+                await apply()
+            except ConfigError as exc:
+                log.error("config_reload_refused", error=exc.message,
+                          keeps="the running config")
 
 
 async def _stop_on_signal(stop: anyio.Event) -> None:

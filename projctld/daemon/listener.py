@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
 import stat
 from collections.abc import Iterator
 
-from projctl_client.paths import InsecureDirectory, ensure_private_dir, lock_path
+from projctl_client.paths import (
+    InsecureDirectory,
+    ensure_private_dir,
+    lock_path,
+    private_socket_example,
+)
 from projctld import logging as logs
 from projctld.daemon import systemd
 from projctld.errors import StartupError
@@ -20,6 +26,9 @@ log = logs.get_logger(__name__)
 MAX_SOCKET_PATH = 107
 # Clients that connect while the daemon starts, or in a burst, wait here rather than fail.
 BACKLOG = 512
+# What to do when the socket's place will not do: one that works for any user, root or not.
+_ELSEWHERE = (f"export PROJCTL_SOCKET={private_socket_example()}  # short, and in a directory "
+              "of your own that projctld creates (mode 700)")
 
 
 @contextlib.contextmanager
@@ -31,7 +40,7 @@ def instance_lock(socket_path: str) -> Iterator[None]:
     """
     _private_dir(os.path.dirname(socket_path))
     path = lock_path(socket_path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -48,6 +57,28 @@ def instance_lock(socket_path: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _open_lock(path: str) -> int:
+    """The lock file, never through a link (which could point at any file to truncate) and
+    only if it is a plain file of ours."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+                     0o600)
+    except OSError as exc:
+        problem = "is a symbolic link" if exc.errno == errno.ELOOP else f"cannot be opened: " \
+            f"{exc.strerror}"
+        raise StartupError(f"the lock file {path} {problem}; projctld will not use it",
+                           suggestions=[f"rm {path}  # if it is not yours, ask who put it there",
+                                        _ELSEWHERE]) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        os.close(fd)
+        raise StartupError(f"the lock file {path} is not a plain file of yours; projctld will "
+                           "not use it", suggestions=[_ELSEWHERE])
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.fchmod(fd, 0o600)
+    return fd
 
 
 @contextlib.contextmanager
@@ -80,8 +111,7 @@ def bind(socket_path: str, backlog: int = BACKLOG) -> socket.socket:
     if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
         raise StartupError(
             f"the socket path {socket_path} is {len(os.fsencode(socket_path))} bytes; "
-            f"Unix sockets allow {MAX_SOCKET_PATH}",
-            suggestions=["set PROJCTL_SOCKET to a shorter path, e.g. /tmp/projctl-$UID.sock"],
+            f"Unix sockets allow {MAX_SOCKET_PATH}", suggestions=[_ELSEWHERE],
         )
     remove_stale(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -133,6 +163,6 @@ def _private_dir(path: str) -> None:
     try:
         ensure_private_dir(path)
     except InsecureDirectory as exc:
-        raise StartupError(str(exc), suggestions=["set PROJCTL_SOCKET"]) from None
+        raise StartupError(str(exc), suggestions=[_ELSEWHERE]) from None
     except OSError as exc:
         raise StartupError(f"cannot create {path}: {exc.strerror}") from None

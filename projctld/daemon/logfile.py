@@ -50,7 +50,9 @@ class RotatingLog(io.TextIOBase):
         return False
 
     def _open(self) -> io.TextIOWrapper:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # it holds what the team and the upstreams said: private
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         self._size = os.fstat(fd).st_size

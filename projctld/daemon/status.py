@@ -124,7 +124,7 @@ def build_status(ctx: ViewSources, here: Checkout | None, *,
             schema_version=ctx.db.schema_version,
             created_at=ctx.db.created_at,
             checkouts_known=len(known),
-            last_error=knowledge.last_error,
+            last_error=ctx.db.problem or knowledge.last_error,
         ),
     )
 

@@ -13,6 +13,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from projctl_client.paths import InsecureDirectory, ensure_private_dir, own_directories
 from projctld.errors import StoreError
 from projctld.hub.storage import (
     DeviceTaken,
@@ -22,6 +23,7 @@ from projctld.hub.storage import (
     TokenRecord,
     pulled_events,
 )
+from projctld.store.database import private_files
 from projctld.team.sync.events import Event, PulledEvent
 
 SCHEMA_VERSION = 1
@@ -153,12 +155,19 @@ class SqliteStorage:
     def _open(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
+            # Every team's events and the token hashes: 0600 in a 0700 directory when the hub
+            # makes them; the mode of a directory it did not make is left as its owner chose.
+            if directory in own_directories():
+                ensure_private_dir(directory)
+            else:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+        except (OSError, InsecureDirectory) as exc:
             raise StoreError(
-                f"cannot create the directory of the hub database {self.path}: {exc.strerror}",
+                f"cannot create the directory of the hub database {self.path}: "
+                f"{getattr(exc, 'strerror', None) or exc}",
                 suggestions=[f"check what is at {directory}, or choose another path"],
             ) from None
+        private_files(os.path.abspath(self.path))
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:

@@ -8,11 +8,13 @@ the token itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shlex
 import shutil
 import sqlite3
+import stat
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -23,8 +25,9 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from projctl_client import paths
 from projctl_client.protocol import CheckView, DoctorReport
-from projctld import __version__
+from projctld import __version__, environment
 from projctld.config import (
     KINDS,
     SECTIONS,
@@ -34,12 +37,14 @@ from projctld.config import (
     Instance,
     JiraConfig,
     UpstreamConfig,
-    load_config,
+    effective,
+    load_with_environment,
 )
-from projctld.errors import ProjctlError, UpstreamError
+from projctld.errors import ProjctlError, StoreError, UpstreamError
 from projctld.hub.auth import parse_version
 from projctld.logging import get_logger
-from projctld.store.database import migrations
+from projctld.redact import redact_text
+from projctld.store.database import Database, migrations, recover_command
 from projctld.team.sync.hubclient import HubClient
 from projctld.upstream.providers import HEADERS, auth_headers
 from projctld.upstream.tokens import TokenSource
@@ -77,26 +82,34 @@ class Problem(Exception):
 
 async def report(ctx: DaemonContext) -> DoctorReport:
     """The Doctor reply: the checks as the running daemon sees them."""
+    with contextlib.suppress(StoreError):  # the check below tells
+        ctx.db.verify()
     return DoctorReport(checks=await run_checks(
         ctx.config_path, ctx.db.path, running=ctx.config, loaded_at=ctx.config_loaded_at,
-        sandbox=ctx.sandbox))
+        sandbox=ctx.sandbox, held=ctx.db, started_broken=ctx.config_error is not None))
 
 
 async def run_checks(config_path: str, database: str, *, running: Config | None = None,
-                     loaded_at: float = 0.0, sandbox: bool = False) -> list[CheckView]:
+                     loaded_at: float = 0.0, sandbox: bool = False,
+                     held: Database | None = None,
+                     started_broken: bool = False) -> list[CheckView]:
     """Every check, run concurrently, in a fixed order. `running` is the config the daemon
-    runs (None without a daemon): the upstreams are checked as it polls them."""
+    runs (None without a daemon): the upstreams are checked as it polls them; `held` is the
+    state database it holds open."""
     on_disk: list[Config] = []
 
     async def config_check() -> Outcome:
-        config, outcome = _config(config_path, running, loaded_at, sandbox)
+        config, outcome = _config(config_path, running, loaded_at, sandbox, started_broken)
         if config is not None:
             on_disk.append(config)
         return outcome
 
     # First, alone: the other checks look at the config it loads.
     first = await _guarded("config", config_check)
-    config = running or next(iter(on_disk), None)
+    # A daemon that started with a broken config runs one without its inline tokens: the
+    # checks look at the file as it is now instead.
+    config = next(iter(on_disk), None) if started_broken else running or next(iter(on_disk),
+                                                                                  None)
     async with httpx.AsyncClient(timeout=NETWORK_TIMEOUT, follow_redirects=True) as http:
         # The three default instances always, then each named one (which exists to be used).
         instances = config.instances() if config is not None else {
@@ -107,7 +120,7 @@ async def run_checks(config_path: str, database: str, *, running: Config | None 
         ]
         checks += [
             ("hub", lambda: _hub(config, http, config_path)),
-            ("state database", lambda: anyio.to_thread.run_sync(_state_database, database)),
+            ("state database", lambda: _state(database, held)),
             ("systemd", _systemd),
         ]
         views: list[CheckView | None] = [None] * len(checks)
@@ -140,30 +153,45 @@ async def _guarded(name: str, check: Callable[[], Awaitable[Outcome]]) -> CheckV
         outcome = Outcome("fail", f"the check itself failed: {type(exc).__name__}: {exc}",
                           "report this as a bug in projctl, with the output of "
                           "`projctld doctor --json`")
-    return CheckView(name=name, status=outcome.status, detail=outcome.detail, fix=outcome.fix)
+    # What an API, a hub or a token command said may quote a credential.
+    return CheckView(name=name, status=outcome.status, detail=redact_text(outcome.detail),
+                     fix=None if outcome.fix is None else redact_text(outcome.fix))
 
 
 # -- the config
 
 
-def _config(path: str, running: Config | None, loaded_at: float,
-            sandbox: bool) -> tuple[Config | None, Outcome]:
+def _config(path: str, running: Config | None, loaded_at: float, sandbox: bool,
+            started_broken: bool = False) -> tuple[Config | None, Outcome]:
     """The config file as it is now, and what to say of it."""
     if sandbox:
         return None, Outcome("skip", "the sandbox daemon runs built-in demo data, not a config "
                                      "file")
     try:
-        config = load_config(path)
+        config = load_with_environment(path)
     except ProjctlError as exc:
-        still = (f"; projctld still runs the config it read at {_clock(loaded_at)}, but would "
-                 "not start with this one") if running else ""
+        if started_broken:
+            still = ("; projctld started without it: it serves the event log on the last "
+                     "config that loaded and polls nothing")
+        elif running:
+            still = (f"; projctld still runs the config it read at {_clock(loaded_at)}, and a "
+                     "restart or a reload would keep it")
+        else:
+            still = ""
         return None, Outcome("fail", exc.message + still,
                              exc.suggestions[0] if exc.suggestions else f"edit {path}")
     if not os.path.exists(path):
         return config, Outcome("ok", f"no file at {path}: every default applies")
+    if started_broken:
+        return config, Outcome("warn", f"{path} is valid now, but projctld started while it "
+                                       "was not and polls nothing", "projctl daemon reload")
     if running is not None and running != config:
-        return config, Outcome("warn", f"{path} is valid but changed since projctld read it "
-                                       f"at {_clock(loaded_at)}", "projctl daemon restart")
+        _, live, waiting = effective(running, config)
+        if live:
+            return config, Outcome("warn", f"{path} is valid but changed since projctld read "
+                                           f"it at {_clock(loaded_at)}", "projctl daemon reload")
+        return config, Outcome("warn", f"{path} is valid but changes {', '.join(waiting)}, "
+                                       "which only a restart applies", "projctl daemon restart")
     if not config.projects:
         return config, Outcome(
             "warn", f"{path} is valid but has no [projects.NAME] table: nothing to poll",
@@ -244,7 +272,9 @@ def _store_token(section: str, config: UpstreamConfig, config_path: str) -> str:
     """How to put a new token where projctld looks for this one."""
     if config.token_env and (os.environ.get(config.token_env) or not
                              (config.token_command or config.token)):
-        return f"export {config.token_env}=<the token>  # then: projctl daemon restart"
+        return (f"put {config.token_env}=<the token> in "
+                f"{environment.shown(paths.environment_path())} (chmod 600), then: projctl "
+                "daemon reload")
     if config.token_command:
         return f"make `{config.token_command}` print it"
     return f'set token = "<the token>" in [{section}] of {config_path} (chmod 600 it)'
@@ -406,14 +436,37 @@ async def _hub(config: Config | None, http: httpx.AsyncClient, config_path: str)
 # -- the state database
 
 
+async def _state(path: str, held: Database | None) -> Outcome:
+    return await _held_database(held) or await anyio.to_thread.run_sync(_state_database, path)
+
+
+async def _held_database(held: Database | None) -> Outcome | None:
+    """What the running daemon knows of its database file, when that is the news."""
+    if held is None:
+        return None
+    if held.problem is not None:
+        return Outcome("fail", f"projctld runs but its database was "
+                               f"{'replaced' if 'replaced' in held.problem else 'removed'}: "
+                               f"{held.problem}", held.problem_fix)
+    if held.rewritten_at is not None:
+        outcome = await anyio.to_thread.run_sync(_state_database, held.path)
+        if outcome.status == "ok":
+            directory = os.path.dirname(held.path)
+            return Outcome("warn", f"{outcome.detail}; it was removed while projctld ran, and "
+                                   f"projctld wrote it again at {_clock(held.rewritten_at)} "
+                                   "from the file it held: nothing was lost",
+                           f"find what removed {directory} (a cleanup job or a sync tool?) "
+                           "and keep it away from it")
+        return outcome
+    return None
+
+
 def _state_database(path: str) -> Outcome:
     """PRAGMA integrity_check on a read-only connection of its own (run in a thread)."""
     if not os.path.exists(path):
         return Outcome("skip", f"no state database at {path} yet: projctld creates it when it "
                                "starts")
-    move_aside = (f"projctl daemon stop && mv {shlex.quote(path)} {shlex.quote(path)}.broken "
-                  "&& projctl daemon start  # it starts afresh and re-learns upstream state; "
-                  "events not yet synced stay in the moved file")
+    move_aside = recover_command(path)
     try:
         conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
         try:
@@ -440,7 +493,38 @@ def _state_database(path: str) -> Outcome:
                        "pip install --upgrade projctl && projctl daemon restart")
     size = os.path.getsize(path) / 1024
     shown = f"{size:.0f} KiB" if size < 1024 else f"{size / 1024:.1f} MiB"
-    return Outcome("ok", f"{path}: integrity ok, schema {schema}, {shown}")
+    healthy = f"{path}: integrity ok, schema {schema}, {shown}"
+    loose, fix = _loose_state(os.path.dirname(path))
+    if loose:
+        return Outcome("fail", f"{healthy}; but {', '.join(loose)}: other local users can read "
+                               "every team event and cached upstream reply", fix)
+    return Outcome("ok", healthy)
+
+
+# What the state directory holds besides the database: the log of a daemon the client started
+# and the hub's default database.
+_STATE_FILES = ("state.db", "state.db-wal", "state.db-shm", "projctld.log", "projctld.log.1",
+                "hub.db", "hub.db-wal", "hub.db-shm")
+
+
+def _loose_state(directory: str) -> tuple[list[str], str | None]:
+    """What in the state directory others may read (the directory 0700 and its files 0600 are
+    what projctld makes), and the command that mends it."""
+    loose, commands = [], []
+    mode = stat.S_IMODE(os.stat(directory).st_mode)
+    if mode & 0o077:
+        loose.append(f"{directory} has mode {mode:o}, not 700")
+        commands.append(f"chmod 700 {shlex.quote(directory)}")
+    files = []
+    for name in _STATE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            mode = stat.S_IMODE(os.lstat(os.path.join(directory, name)).st_mode)
+            if mode & 0o077:
+                loose.append(f"{name} has mode {mode:o}, not 600")
+                files.append(shlex.quote(os.path.join(directory, name)))
+    if files:
+        commands.append("chmod 600 " + " ".join(files))
+    return loose, " && ".join(commands) or None
 
 
 # -- systemd

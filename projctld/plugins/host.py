@@ -38,6 +38,7 @@ from projctld.plugins.discovery import Candidate, candidates
 from projctld.plugins.notifier import Notifier
 from projctld.plugins.threads import Abandoned, call_in_thread
 from projctld.plugins.upstreams import PluginProvider, Upstream, problem
+from projctld.redact import redact_text
 from projctld.rpc.server import error_reply
 from projctld.team.sync.events import Event
 from projctld.upstream.polling import Key
@@ -357,7 +358,7 @@ class PluginHost:
     def _failed(self, record: PluginRecord, hook: str, message: str,
                 exc: Exception | None) -> None:
         record.errors += 1
-        record.last_error = f"{hook}: {message}"
+        record.last_error = redact_text(f"{hook}: {message}")
         record.last_error_at = time.time()
         if exc is None:
             log.warning("plugin_failed", plugin=record.name, hook=hook, error=message)

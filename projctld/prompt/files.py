@@ -52,6 +52,12 @@ class PromptFiles:
         self._woken = anyio.Event()
         self._failing = False
 
+    def configure(self, project_paths: list[str]) -> None:
+        """The projects' paths changed (a reload): look for checkouts in them again."""
+        self._project_paths = project_paths
+        self._discovered_at = float("-inf")
+        self.wake()
+
     def wake(self) -> None:
         """Something a prompt shows may have changed: rewrite soon."""
         self._woken.set()

@@ -19,13 +19,17 @@ class Segments:
 
     def __init__(self, config: PromptConfig, knowledge: Knowledge, poller: Poller,
                  events: EventStore, *, syncing: bool, stuck_after: float = 43200.0) -> None:
-        self._stuck_after = stuck_after
-        self.template = parse(config.format)
-        self.stale_marker = config.stale_marker
+        self.stuck_after = stuck_after
+        self.configure(config)
         self._knowledge = knowledge
         self._poller = poller
         self._events = events
         self._syncing = syncing
+
+    def configure(self, config: PromptConfig) -> None:
+        """Take the prompt's format and stale marker (at start and at a reload)."""
+        self.template = parse(config.format)
+        self.stale_marker = config.stale_marker
 
     def text(self, root: str, branch: str | None, style: Style,
              template: Template | None = None) -> str:
@@ -43,7 +47,7 @@ class Segments:
         sources = self.sources(project)
         stale = any(source.view(now).stale for source in sources)
         change_request, pipeline = branch_upstream(branch, sources) if branch else (None, None)
-        stuck_after = self._stuck_after
+        stuck_after = self.stuck_after
         if pipeline is not None:
             pipeline = msgspec.structs.replace(pipeline, state=stuck_state(
                 pipeline.state, pipeline.started_at or pipeline.updated_at, now, stuck_after))

@@ -23,6 +23,7 @@ from projctl_client.protocol import (
     PromptText,
     Refresh,
     RefreshReport,
+    Reload,
     Reply,
     Request,
     RunFollow,
@@ -76,6 +77,11 @@ class Handlers:
                 return await run_requests.follow(self._ctx, request)
             case Doctor():
                 return await doctor.report(self._ctx)
+            case Reload():
+                if self._ctx.reload is None:
+                    raise ProjctlError("the sandbox daemon runs built-in demo data: it has no "
+                                       "config to reload", code="bad_request")
+                return await self._ctx.reload()
         raise AssertionError(f"no handler for {type(request).__name__}")
 
     def _answer_now(self, request: Request) -> Reply | None:
@@ -127,6 +133,11 @@ class Handlers:
 
     async def _refresh(self, project: str | None, wait: float) -> RefreshReport:
         config = self._ctx.config
+        broken = self._ctx.config_error
+        if broken is not None:
+            raise ProjctlError(f"polling is paused: the config does not load ({broken.message})",
+                               code="config", suggestions=broken.suggestions,
+                               context={"file": broken.path})
         if project is not None and project not in config.projects:
             known = ", ".join(config.projects) or "none yet"
             raise ProjctlError(

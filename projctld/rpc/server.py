@@ -32,6 +32,7 @@ from projctl_client.frames import HEADER_SIZE, FrameTooLarge, body_length, frame
 from projctl_client.protocol import (
     MAX_FRAME,
     PROTOCOL_VERSION,
+    ConfigProblem,
     Envelope,
     Error,
     Reply,
@@ -89,6 +90,8 @@ class RpcServer:
         # The status view last sent and its encoding: status.StatusViews serves the same view
         # object again while nothing changed (and never alters one), so it is encoded once.
         self._status: tuple[StatusView | None, bytes] = (None, b"")
+        # Told in every reply while set: the daemon runs without its config.
+        self.config_error: ConfigProblem | None = None
 
     async def serve(self, sock: socket.socket, stop: anyio.Event, grace: float) -> None:
         """Serve on the listening Unix socket `sock` until `stop` is set; then stop accepting,
@@ -197,6 +200,9 @@ class RpcServer:
         """`reply` as a whole frame, header and all."""
         timing.mark("handle")
         timing.error = isinstance(reply, Error)
+        if reply.config_error is not self.config_error:
+            reply.config_error = self.config_error
+            self._status = (None, b"")  # a view encoded before says otherwise
         if isinstance(reply, StatusView):
             if reply is not self._status[0]:
                 self._status = (reply, self._encoder.encode(reply))

@@ -123,6 +123,10 @@ class Compaction:
         self._cache = cache
         self._clock = clock
 
+    def configure(self, retention: RetentionConfig) -> None:
+        """Take a reloaded [retention]; the next pass keeps what it says."""
+        self._retention = retention
+
     def run(self) -> Compacted:
         now = self._clock()
         retention = self._retention

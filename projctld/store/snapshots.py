@@ -6,6 +6,7 @@ import msgspec
 
 from projctl_client.protocol import SourceError
 from projctld.logging import get_logger
+from projctld.redact import redact_all, redact_text
 from projctld.store.database import Database
 from projctld.upstream.providers.model import Snapshot
 
@@ -38,7 +39,7 @@ class SnapshotTable:
                     project=project, upstream=upstream,
                     data=self._data.decode(data) if data is not None else None,
                     fetched_at=fetched_at, attempted_at=attempted_at,
-                    error=self._error.decode(error) if error is not None else None,
+                    error=_redacted(self._error.decode(error)) if error is not None else None,
                 ))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 # Written by a build whose views differ: poll afresh rather than fail.
@@ -70,3 +71,9 @@ class SnapshotTable:
         stale = [(p, u) for p, u in self._db.read("SELECT project, upstream FROM snapshots")
                  if (p, u) not in keys]
         self._db.write_many("DELETE FROM snapshots WHERE project = ? AND upstream = ?", stale)
+
+
+def _redacted(error: SourceError) -> SourceError:
+    """An error as stored by an older projctld, which did not redact upstream text."""
+    return SourceError(code=error.code, message=redact_text(error.message),
+                       suggestions=redact_all(error.suggestions))

@@ -70,6 +70,10 @@ class Runs:
         self._live: dict[str, LiveRun] = {}
         self._tasks: TaskGroup | None = None
 
+    def configure(self, config_workflows: dict[str, Workflow]) -> None:
+        """The config's workflows changed (a reload); runs under way go on as they started."""
+        self._config_workflows = config_workflows
+
     def start(self, tasks: TaskGroup) -> None:
         """Runs outlive the request that started them: they run in `tasks`."""
         self._tasks = tasks

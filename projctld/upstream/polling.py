@@ -38,6 +38,7 @@ from projctl_client.protocol import (
 from projctld.config import Config
 from projctld.errors import StoreError, UpstreamError
 from projctld.logging import get_logger
+from projctld.redact import redact_all, redact_text
 from projctld.store.snapshots import SnapshotRow, SnapshotTable
 from projctld.upstream.providers.model import Provider, Snapshot
 
@@ -92,25 +93,40 @@ class Poller:
         self.on_sooner: Callable[[Key, float], None] = lambda key, when: None
         # Called after every poll, whatever its outcome: what a prompt shows may have changed.
         self.on_polled: Callable[[], None] = lambda: None
+        self.sources: dict[Key, Source] = {}
+        self._plugin_sources = plugin_sources or {}
+        self.reconfigure(config, providers)
+
+    def reconfigure(self, config: Config, providers: dict[str, Provider]) -> None:
+        """Take the sources of `config` (at start, and when a reload changes it): a new source
+        starts from what `snapshots` holds of it, a kept one keeps its data and takes the new
+        interval, a gone one is dropped and forgotten."""
+        self._config, self._providers = config, providers
         instances = config.instances()
-        self.sources: dict[Key, Source] = {
-            (name, upstream): Source(name, upstream, instances[upstream].interval,
-                                     kind=instances[upstream].kind,
-                                     host=_host(instances[upstream].url))
-            for name, project in config.projects.items() for upstream in project.upstreams()
-            if upstream in providers
-        }
+        # (interval, kind, host) of each source.
+        wanted = {(name, upstream): (instances[upstream].interval, instances[upstream].kind,
+                                     _host(instances[upstream].url))
+                  for name, project in config.projects.items()
+                  for upstream in project.upstreams() if upstream in providers}
         # Plugins' upstreams (plugins/upstreams.py) say which projects they serve, how often.
-        for (name, upstream), interval in (plugin_sources or {}).items():
-            if upstream in providers:
-                self.sources[(name, upstream)] = Source(name, upstream, interval)
-        for row in table.all():
+        wanted.update({key: (interval, "plugin", None)
+                       for key, interval in self._plugin_sources.items() if key[1] in providers})
+        for key in set(self.sources) - set(wanted):
+            del self.sources[key]
+        new = {key for key in wanted if key not in self.sources}
+        for key, (interval, kind, host) in wanted.items():
+            if key in new:
+                self.sources[key] = Source(key[0], key[1], interval, kind=kind, host=host)
+            else:
+                source = self.sources[key]
+                source.interval, source.kind, source.host = interval, kind, host
+        for row in self._table.all() if new else []:
             source = self.sources.get((row.project, row.upstream))
-            if source is not None:
+            if (row.project, row.upstream) in new and source is not None:
                 source.snapshot = row.data or Snapshot()
                 source.fetched_at, source.attempted_at = row.fetched_at, row.attempted_at
                 source.error = row.error
-        table.keep_only(set(self.sources))
+        self._table.keep_only(set(self.sources))
 
     def start(self, tasks: TaskGroup) -> None:
         """Refresh polls outlive the request that asked for them: they run in `tasks`."""
@@ -158,7 +174,8 @@ class Poller:
 
         async def run(key: Key) -> None:
             try:
-                await self.poll(key, fresh=True)
+                if key in self.sources:  # a reload may have taken it away meanwhile
+                    await self.poll(key, fresh=True)
             finally:
                 elapsed[key] = self._clock() - started
                 done[key].set()
@@ -171,7 +188,9 @@ class Poller:
                 await event.wait()
         results = []
         for key in keys:
-            source = self.sources[key]
+            source = self.sources.get(key)
+            if source is None:
+                continue
             finished = done[key].is_set()
             outcome = "pending" if not finished else "error" if source.error else "ok"
             crs, pipelines, tickets = source.snapshot.counts()
@@ -204,8 +223,10 @@ class Poller:
         return delay * random.uniform(1 - JITTER, 1 + JITTER)
 
     async def _poll_locked(self, source: Source, *, fresh: bool) -> None:
-        provider = self._providers[source.upstream]
-        project = self._config.projects[source.project]
+        provider = self._providers.get(source.upstream)
+        project = self._config.projects.get(source.project)
+        if provider is None or project is None:  # a reload took it away while it waited
+            return
         source.polling = True
         started = self._clock()
         try:
@@ -239,13 +260,15 @@ class Poller:
 
     def _failed(self, source: Source, exc: UpstreamError, started: float) -> None:
         source.failures += 1
-        source.error = SourceError(code=exc.code, message=exc.message,
-                                   suggestions=exc.suggestions)
+        # Redacted here too, whoever built the message (a provider, a plugin's upstream): it is
+        # stored in `snapshots` and shown by status and refresh.
+        source.error = SourceError(code=exc.code, message=redact_text(exc.message),
+                                   suggestions=redact_all(exc.suggestions))
         if "wait_s" in exc.context:
             source.hold_until = started + float(exc.context["wait_s"])
         self._save(source, started, with_data=False)
         log.warning("poll_failed", project=source.project, upstream=source.upstream,
-                    error=exc.code, message=exc.message, failures=source.failures)
+                    error=exc.code, message=source.error.message, failures=source.failures)
 
     def _save(self, source: Source, attempted_at: float, *, with_data: bool) -> None:
         source.attempted_at = attempted_at

@@ -38,15 +38,30 @@ class PollScheduler:
         )
         poller.on_sooner = self._move
 
-    def start(self) -> None:
-        for key, source in self._poller.sources.items():
-            self._scheduler.add_job(
-                self._run, IntervalTrigger(seconds=source.interval,
-                                           jitter=source.interval * 0.1, timezone=UTC),
-                args=[key], id=_job_id(key), name=f"poll {key[0]} {key[1]}",
-                next_run_time=_at(self._poller.first_poll_at(key)),
-            )
+    def start(self, *, polling: bool = True) -> None:
+        """Start the scheduler, with a job per source unless `polling` is False (a daemon
+        started with a broken config polls nothing until a reload gives it one)."""
+        if polling:
+            self.sync_jobs()
         self._scheduler.start()
+
+    def sync_jobs(self) -> None:
+        """One job per source of the poller, after a reload changed them: new sources get
+        one, gone ones lose theirs, and a changed interval takes effect."""
+        wanted = {_job_id(key): key for key in self._poller.sources}
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith("poll:") and job.id not in wanted:
+                job.remove()
+        for job_id, key in wanted.items():
+            interval = self._poller.sources[key].interval
+            trigger = IntervalTrigger(seconds=interval, jitter=interval * 0.1, timezone=UTC)
+            job = self._scheduler.get_job(job_id)
+            if job is None:
+                self._scheduler.add_job(
+                    self._run, trigger, args=[key], id=job_id, name=f"poll {key[0]} {key[1]}",
+                    next_run_time=_at(self._poller.first_poll_at(key)))
+            elif job.trigger.interval.total_seconds() != interval:
+                job.modify(trigger=trigger)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[None]], name: str, *,
               first_at: float) -> None:
@@ -54,7 +69,7 @@ class PollScheduler:
         on the event loop like every other write to the state database, never in a thread."""
         self._scheduler.add_job(
             job, IntervalTrigger(seconds=seconds, jitter=seconds * 0.1, timezone=UTC),
-            id=name, name=name, next_run_time=_at(first_at))
+            id=name, name=name, next_run_time=_at(first_at), replace_existing=True)
 
     def shutdown(self) -> None:
         if self._scheduler.running:
@@ -62,9 +77,9 @@ class PollScheduler:
 
     async def _run(self, key: Key) -> None:
         await self._poller.poll(key)
-        when = self._poller.sources[key].next_poll_at
-        if when is not None:
-            self._move(key, when)
+        source = self._poller.sources.get(key)  # a reload may have taken it away meanwhile
+        if source is not None and source.next_poll_at is not None:
+            self._move(key, source.next_poll_at)
 
     def _move(self, key: Key, when: float) -> None:
         job = self._scheduler.get_job(_job_id(key))

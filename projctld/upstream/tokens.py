@@ -16,8 +16,11 @@ from collections.abc import Mapping
 
 import anyio
 
+from projctl_client import paths
+from projctld import environment
 from projctld.config import UpstreamConfig
 from projctld.errors import UpstreamError
+from projctld.redact import remember
 
 COMMAND_TIMEOUT = 10.0
 # After a 401 the command runs again, but not more often than this.
@@ -37,9 +40,15 @@ class TokenSource:
 
     @property
     def origin(self) -> str:
-        """Where the token comes from, for messages: `$GITHUB_TOKEN`, `gh auth token`, ..."""
+        """Where the token comes from, for messages: `$GITHUB_TOKEN (in ~/.config/projctl/
+        environment)`, `gh auth token`, ..."""
         if self._from_env():
-            return f"${self._config.token_env}"
+            name = self._config.token_env
+            if self._environ is not os.environ:
+                return f"${name}"
+            if environment.from_file(name):
+                return f"${name} (in {environment.shown(environment.path())})"
+            return f"${name} (inherited when projctld started)"
         if self._config.token_command:
             return f"`{self._config.token_command}`"
         if self._config.token:
@@ -47,6 +56,12 @@ class TokenSource:
         return "nowhere"
 
     async def get(self) -> str:
+        """The token; from here on it is redacted from every text this process shows."""
+        token = await self._find()
+        remember(token)
+        return token
+
+    async def _find(self) -> str:
         config = self._config
         if value := self._from_env():
             return value
@@ -60,13 +75,32 @@ class TokenSource:
             return config.token
         env_hint = config.token_env or "token_env"
         raise UpstreamError(
-            f"no {self._upstream} token: ${env_hint} is not set and [{self._section}] has no "
-            "token_command or token",
+            f"no {self._upstream} token: ${env_hint} is set neither in "
+            f"{environment.shown(paths.environment_path())} nor in the environment projctld "
+            f"was started with, and [{self._section}] has no token_command or token",
             code="token",
-            suggestions=[f"export {env_hint}=...  # then `projctl daemon restart`",
+            suggestions=[self.fix(),
                          *([f'token_command = "gh auth token"  # in [{self._section}]']
                            if self._section == "github" else [])],
         )
+
+    def fix(self) -> str:
+        """What puts a working token where this source looks (a refresh does not read the
+        environment again: the file and a reload do, and so does a restart from a shell)."""
+        config = self._config
+        if config.token_command and not self._from_env():
+            return (f"run `{config.token_command}` yourself: it must print a valid token "
+                    "(projctld asks it again after a refusal)")
+        if config.token and not self._from_env():
+            return (f"set token in [{self._section}] of the config (chmod 600 it), then "
+                    "projctl daemon reload")
+        file = environment.shown(paths.environment_path())
+        name = config.token_env
+        if not name:
+            return (f'set token_env = "NAME" in [{self._section}] and put NAME=<the token> in '
+                    f"{file} (chmod 600), then projctl daemon reload")
+        return (f"put {name}=<the token> in {file} (chmod 600), then projctl daemon reload; or "
+                f"export {name}=<the token> and run projctl daemon restart from that shell")
 
     def _from_env(self) -> str:
         name = self._config.token_env

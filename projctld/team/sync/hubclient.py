@@ -100,7 +100,7 @@ class HubClient:
                 suggestions=[f"is {self.url} a projctl hub? `curl {self.url}/v1/health`"])
         suggestions = list(refusal.suggestions)
         if status == 401:
-            suggestions.append(f"the hub token comes from {self._token.origin}")
+            suggestions += [f"the hub token comes from {self._token.origin}", self._token.fix()]
         return UpstreamError(f"the hub refused: {refusal.message}", code=refusal.code,
                              retryable=status >= 500 or status == 429, suggestions=suggestions)
 

@@ -13,6 +13,7 @@ from projctl_client.protocol import SourceError, SyncView
 from projctld.config import SyncConfig
 from projctld.errors import ProjctlError, UpstreamError
 from projctld.logging import get_logger
+from projctld.redact import redact_all, redact_text
 from projctld.store.events import EventStore
 from projctld.team.sync import planner, wire
 from projctld.team.sync.exchange import Hub, pull_project, sync_once
@@ -50,6 +51,14 @@ class SyncRunner:
         self._pulled = 0
         # Called when the events waiting or the events held may have changed.
         self.on_change: Callable[[], None] = lambda: None
+
+    def configure(self, config: SyncConfig, projects: Sequence[str], hub: Hub | None) -> None:
+        """Take a reloaded [sync] and project list, and the hub client for it (a new one when
+        its URL or token changed); a hub turned on or off takes a restart."""
+        self._config, self._projects = config, list(projects)
+        if self._hub is not None and hub is not None:
+            self._hub = hub
+        self._wake.set()  # plan again: the interval may have changed
 
     def nudge(self) -> None:
         """A local event was recorded: send it soon."""
@@ -153,6 +162,9 @@ class SyncRunner:
             self._error = UpstreamError(f"internal error: {type(exc).__name__}: {exc}",
                                         code="internal",
                                         suggestions=["report this as a bug in projctl"])
+        # The hub's refusal is its own text, shown by status, sync and metrics: redacted once.
+        self._error.message = redact_text(self._error.message)
+        self._error.suggestions = redact_all(self._error.suggestions)
         log.warning("sync_failed", code=self._error.code, error=self._error.message,
                     failures=self._failures)
 

@@ -56,8 +56,7 @@ def hints(instance: Instance) -> Hints:
     prefix = "" if instance.name == kind else f"{instance.name}:"
     if kind == "github":
         return Hints(
-            auth=[f"gh auth status  # or check ${instance.section.token_env}; then "
-                  "`projctl daemon restart`"],
+            auth=["gh auth status  # when the token comes from gh"],
             forbidden=["give the token the `repo` scope (classic) or read access to "
                        "pull requests, actions and commit statuses (fine-grained)"],
             not_found=[f"check the names under `github` in your projects ({prefix}OWNER/NAME, "
@@ -66,8 +65,7 @@ def hints(instance: Instance) -> Hints:
         )
     if kind == "gitlab":
         return Hints(
-            auth=[f"create a token with the `read_api` scope and export "
-                  f"${instance.section.token_env}; then `projctl daemon restart`"],
+            auth=["a new token needs the `read_api` scope"],
             forbidden=["the token needs the `read_api` scope and access to the project"],
             not_found=[f"check the paths under `gitlab` in your projects ({prefix}GROUP/"
                        "SUBGROUP/NAME, as in the project's URL)"],

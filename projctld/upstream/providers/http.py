@@ -19,6 +19,7 @@ import msgspec
 
 from projctld.errors import UpstreamError
 from projctld.logging import get_logger
+from projctld.redact import redact_text
 from projctld.store.http_cache import HttpCache
 from projctld.upstream.providers.governor import MAX_INLINE_WAIT, Governor
 from projctld.upstream.tokens import TokenSource
@@ -283,7 +284,7 @@ class UpstreamHttp:
         if status == 401:
             return UpstreamError(
                 f"{self.name} refused the token from {self._token.origin} (401{said})",
-                code="auth", suggestions=self.hints.auth,
+                code="auth", suggestions=[self._token.fix(), *self.hints.auth],
             )
         held, _ = self.governor.wait_needed("", self._clock())  # a hold, whatever the budgets
         limited = held > 0 or fetched.headers.get("x-ratelimit-remaining") == "0"
@@ -338,7 +339,8 @@ async def _read_bounded(response: httpx.Response) -> bytes:
 
 
 def _message_of(body: bytes) -> str:
-    """The human message in an error body: GitHub/GitLab `message`, Jira `errorMessages`."""
+    """The human message in an error body: GitHub/GitLab `message`, Jira `errorMessages`;
+    redacted before it is clipped, since some servers and proxies quote our request's headers."""
     try:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -347,10 +349,10 @@ def _message_of(body: bytes) -> str:
         return ""
     message = data.get("message")
     if isinstance(message, str):
-        return _clip(message)
+        return _clip(redact_text(message))
     messages = data.get("errorMessages")
     if isinstance(messages, list) and messages and isinstance(messages[0], str):
-        return _clip(messages[0])
+        return _clip(redact_text(messages[0]))
     return ""
 
 
