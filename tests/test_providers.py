@@ -145,13 +145,19 @@ def test_github_pages_contexts_until_every_failure_is_named(tmp_path, monkeypatc
 
 def test_an_older_enterprise_server_without_counts_or_merge_state(
         tmp_path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    # GitHub Enterprise Server before the rollup counts (and with mergeStateStatus still a
-    # preview) refuses a query naming them: undefinedField, "Field 'x' doesn't exist on type
-    # 'Y'". The provider asks again without them, counts the contexts it reads, and remembers.
+    # GitHub Enterprise Server before the rollup counts and PullRequest.statusCheckRollup (and
+    # with mergeStateStatus still a preview) refuses a query naming them: undefinedField, "Field
+    # 'x' doesn't exist on type 'Y'". The provider asks again without them (the rollup of the
+    # head commit instead), counts the contexts it reads, and remembers.
     sdl = importlib.resources.files("projctld.sandbox").joinpath(
         "github_schema.graphql").read_text()
     older = re.sub(r"\n  (checkRunCountsByState|statusContextCountsByState|mergeStateStatus):"
                    r"[^\n]*", "", sdl)
+    # ... nor the pull request's own rollup: the head commit's is read instead.
+    own = '\n  """Check and Status rollup information for the PR\'s head ref."""\n' \
+          '  statusCheckRollup: StatusCheckRollup\n'
+    assert own in older
+    older = older.replace(own, "\n")
     schema = graphql.build_schema(older)
     github_resolvers.bind(schema)
     monkeypatch.setattr(github_graphql, "SCHEMA", schema)
@@ -166,8 +172,9 @@ def test_an_older_enterprise_server_without_counts_or_merge_state(
     failing = [cr for cr in snapshot.change_requests if cr.ci and cr.ci.failing]
     assert failing and all(cr.ci.failed == len(cr.ci.failing) for cr in failing)
     assert all(cr.merge_status is None for cr in snapshot.change_requests)
-    # The look-up, the refused search, the search without those fields.
-    assert len(refused) == 3
+    # The look-up, the searches refused (the head commit's rollup is only looked into once the
+    # pull request's is left out), the search without those fields.
+    assert len(refused) == 4
 
 
 @pytest.mark.parametrize("kind", ["RATE_LIMITED", "RATE_LIMIT"])

@@ -48,11 +48,12 @@ log = get_logger(__name__)
 # Repositories per search: qualifiers do not count against the 256-character query limit, but
 # one search string per few dozen repositories keeps each well inside what GitHub accepts.
 REPOS_PER_SEARCH = 40
-# Pull requests per search page: every node costs a commit and a contexts request, so 25 per
-# page keeps four searches at 2 points; more pages are asked for when there are more.
-PAGE_SIZE = 25
+# Pull requests per search page. GitHub counts a query's cost in the requests its connections
+# could need: each search is one, and the contexts of each pull request's rollup one per node,
+# so four searches of 50 cost (4 + 4 * 50) / 100 = 2 points; more pages follow when needed.
+PAGE_SIZE = 50
 MAX_SEARCH_PAGES = 4
-# Contexts per request: their number does not change the cost (one request per commit).
+# Contexts per request: their number does not change the cost (one request per rollup).
 CONTEXTS_PAGE = 100
 MAX_CONTEXT_PAGES = 5
 RUNS_PER_PAGE = 50
@@ -72,29 +73,35 @@ fragment context on StatusCheckRollupContext {
 }
 """
 # Fields that an older GitHub Enterprise Server may not have (the counts came in GHES 3.x,
-# mergeStateStatus was a preview): a search that GitHub refuses for one of them
-# (undefinedField) is asked again without it, and the instance is remembered to lack it.
+# mergeStateStatus was a preview, PullRequest.statusCheckRollup is newer than the head commit's):
+# a search that GitHub refuses for one of them (undefinedField) is asked again without it, and
+# the instance is remembered to lack it.
 OPTIONAL_FIELDS = ("mergeable", "mergeStateStatus", "checkRunCountsByState",
-                   "statusContextCountsByState")
+                   "statusCheckRollup", "statusContextCountsByState")
 
 
 def _pr_fragment(omit: frozenset[str] = frozenset()) -> str:
     def field(name: str, text: str) -> str:
         return "" if name in omit else text
 
+    rollup = f"""statusCheckRollup {{ id state
+    contexts(first: {CONTEXTS_PAGE}) {{
+      {field("checkRunCountsByState", "checkRunCountsByState { state count }")}
+      {field("statusContextCountsByState", "statusContextCountsByState { state count }")}
+      pageInfo {{ hasNextPage endCursor }}
+      nodes {{ ...context }}
+    }} }}"""
+    # The pull request's own rollup (of its head ref) costs no commits connection; where it
+    # is missing, the head commit's (commits(last: 1) costs one request per pull request).
+    if "statusCheckRollup" in omit:
+        rollup = f"commits(last: 1) {{ nodes {{ commit {{ {rollup} }} }} }}"
     return f"""\
 fragment pr on PullRequest {{
   number title url isDraft updatedAt headRefName baseRefName reviewDecision
   {field("mergeable", "mergeable")} {field("mergeStateStatus", "mergeStateStatus")}
   author {{ login }}
   repository {{ nameWithOwner }}
-  commits(last: 1) {{ nodes {{ commit {{ id oid statusCheckRollup {{ state
-    contexts(first: {CONTEXTS_PAGE}) {{
-      {field("checkRunCountsByState", "checkRunCountsByState { state count }")}
-      {field("statusContextCountsByState", "statusContextCountsByState { state count }")}
-      pageInfo {{ hasNextPage endCursor }}
-      nodes {{ ...context }}
-    }} }} }} }} }}
+  {rollup}
 }}
 """
 
@@ -126,12 +133,12 @@ def _repositories_query(count: int) -> str:
 
 
 def _contexts_query(count: int) -> str:
-    """The next page of contexts of `count` commits, by node id."""
+    """The next page of contexts of `count` rollups, by node id."""
     variables = ", ".join(f"$id{i}: ID!, $after{i}: String" for i in range(count))
     fields = "\n".join(
-        f"  c{i}: node(id: $id{i}) {{ ... on Commit {{ statusCheckRollup {{ "
+        f"  c{i}: node(id: $id{i}) {{ ... on StatusCheckRollup {{ "
         f"contexts(first: {CONTEXTS_PAGE}, after: $after{i}) {{ "
-        "pageInfo { hasNextPage endCursor } nodes { ...context } } } } }"
+        "pageInfo { hasNextPage endCursor } nodes { ...context } } } }"
         for i in range(count))
     return f"query({variables}) {{\n{fields}\n}}\n{_CONTEXT_FRAGMENT}"
 
@@ -177,11 +184,10 @@ class _Contexts(msgspec.Struct):
 class _Rollup(msgspec.Struct):
     state: str
     contexts: _Contexts
+    id: str | None = None
 
 
 class _Commit(msgspec.Struct):
-    oid: str
-    id: str | None = None
     statusCheckRollup: _Rollup | None = None
 
 
@@ -209,9 +215,17 @@ class _PullRequest(msgspec.Struct):
     reviewDecision: str | None
     author: _Login | None
     repository: _Repository
-    commits: _Commits
     mergeable: str | None = None
     mergeStateStatus: str | None = None
+    statusCheckRollup: _Rollup | None = None
+    commits: _Commits | None = None  # where the pull request's own rollup is missing
+
+    @property
+    def rollup(self) -> _Rollup | None:
+        if self.commits is not None:
+            nodes = self.commits.nodes
+            return nodes[-1].commit.statusCheckRollup if nodes else None
+        return self.statusCheckRollup
 
 
 class _Search(msgspec.Struct):
@@ -481,16 +495,16 @@ class GitHub:
                 queries[f"{role}{i}"] = f"is:pr is:open archived:false {qualifier} {scope}"
         aliases = list(queries)
         variables = {f"q{i}": queries[a] for i, a in enumerate(aliases)}
-        reply, fetched = await self._graphql_call(
-            _search_query(aliases, omit=self._omit), variables, what="the pull request search")
-        missing = {str((error.extensions or {}).get("fieldName")) for error in reply.errors
-                   if (error.extensions or {}).get("code") == "undefinedField"}
-        if missing and missing <= set(OPTIONAL_FIELDS) - self._omit:
-            log.info("github_fields_missing", upstream=self.upstream, fields=sorted(missing))
-            self._omit |= missing
+        while True:  # at most once per optional field: each round leaves out more
             reply, fetched = await self._graphql_call(
                 _search_query(aliases, omit=self._omit), variables,
                 what="the pull request search")
+            missing = {str((error.extensions or {}).get("fieldName")) for error in reply.errors
+                       if (error.extensions or {}).get("code") == "undefinedField"}
+            if not missing or not missing <= set(OPTIONAL_FIELDS) - self._omit:
+                break
+            log.info("github_fields_missing", upstream=self.upstream, fields=sorted(missing))
+            self._omit |= missing
         failed = self._failed_search(reply, aliases)
         if failed is not None:
             return failed
@@ -578,19 +592,17 @@ class GitHub:
     async def _complete_failing(self, pulls: list[_PullRequest],
                                 views: list[ChangeRequestView]) -> list[ChangeRequestView]:
         """Page the contexts of each pull request whose failing checks are not all named yet."""
-        wanting: dict[int, tuple[_Commit, list[str]]] = {}
+        wanting: dict[int, _Rollup] = {}
         for index, pull in enumerate(pulls):
-            commit = pull.commits.nodes[-1].commit if pull.commits.nodes else None
-            rollup = commit.statusCheckRollup if commit else None
-            view = views[index]
-            if (commit is None or rollup is None or view.ci is None or commit.id is None
+            rollup, view = pull.rollup, views[index]
+            if (rollup is None or view.ci is None or rollup.id is None
                     or rollup.contexts.pageInfo is None
                     or not rollup.contexts.pageInfo.hasNextPage
                     or len(view.ci.failing) >= view.ci.failed):
                 continue
-            wanting[index] = (commit, [])
-        cursors = {index: commit.statusCheckRollup.contexts.pageInfo.endCursor  # type: ignore
-                   for index, (commit, _) in wanting.items()}
+            wanting[index] = rollup
+        cursors = {index: rollup.contexts.pageInfo.endCursor  # type: ignore[union-attr]
+                   for index, rollup in wanting.items()}
         extra: dict[int, list[_CheckRun | _StatusContext]] = {index: [] for index in wanting}
         for _ in range(MAX_CONTEXT_PAGES):
             if not cursors:
@@ -598,7 +610,7 @@ class GitHub:
             order = list(cursors)
             variables: dict[str, str | None] = {}
             for i, index in enumerate(order):
-                variables[f"id{i}"] = wanting[index][0].id
+                variables[f"id{i}"] = wanting[index].id
                 variables[f"after{i}"] = cursors[index]
             reply, _ = await self._graphql_call(_contexts_query(len(order)), variables,
                                                 what="the checks of a pull request")
@@ -606,10 +618,10 @@ class GitHub:
             for i, index in enumerate(order):
                 raw = (reply.data or {}).get(f"c{i}")
                 page = None if _null(raw) else self._http.decode_part(
-                    raw, _ContextsPage, what="checks")
-                if page is None or page.statusCheckRollup is None:
+                    raw, _RollupOnly, what="checks")
+                if page is None:
                     continue
-                contexts = page.statusCheckRollup.contexts
+                contexts = page.contexts
                 extra[index] += contexts.nodes
                 failing = views[index].ci.failing + _failing(extra[index])  # type: ignore
                 if contexts.pageInfo is not None and contexts.pageInfo.hasNextPage \
@@ -654,10 +666,6 @@ class GitHub:
 
 class _RollupOnly(msgspec.Struct):
     contexts: _Contexts
-
-
-class _ContextsPage(msgspec.Struct):
-    statusCheckRollup: _RollupOnly | None = None
 
 
 def _null(raw: msgspec.Raw | None) -> bool:
@@ -713,14 +721,13 @@ _WAITING = {"QUEUED", "PENDING", "WAITING", "REQUESTED", "EXPECTED"}
 
 def _change_request(pr: _PullRequest, login: str, upstream: str = "github"
                     ) -> ChangeRequestView:
-    commit = pr.commits.nodes[-1].commit if pr.commits.nodes else None
     author = pr.author.login if pr.author else "ghost"
     return ChangeRequestView(
         upstream=upstream, repo=pr.repository.nameWithOwner, number=pr.number,
         ref=f"{pr.repository.nameWithOwner}#{pr.number}", title=pr.title, url=pr.url,
         author=author, source_branch=pr.headRefName, target_branch=pr.baseRefName,
         draft=pr.isDraft, review=_REVIEW.get(pr.reviewDecision or "", "none"),
-        ci=_ci(commit.statusCheckRollup if commit else None, pr.url),
+        ci=_ci(pr.rollup, pr.url),
         mine=author == login, updated_at=pr.updatedAt.timestamp(),
         conflicts=_CONFLICTS.get(pr.mergeable or ""),
         merge_status=pr.mergeStateStatus.lower() if pr.mergeStateStatus else None,
