@@ -23,6 +23,18 @@ def test_the_default_format_shows_the_change_request_review_ci_and_waiting_event
     assert text(DEFAULT_FORMAT, gitlab) == "!7 ● ~"
 
 
+def test_unknown_stuck_manual_and_a_named_instance() -> None:
+    # Nothing fetched yet: no change request is not a fact, `?` says it is not known.
+    assert text(DEFAULT_FORMAT, PromptFacts(project="web", known=False, stale=True)) == "? ~"
+    assert text(DEFAULT_FORMAT, PromptFacts(project="web", upstream="gitlab", number=7,
+                                            ci="stuck")) == "!7 ◌"
+    assert text(DEFAULT_FORMAT, PromptFacts(project="web", upstream="gitlab", number=7,
+                                            ci="manual")) == "!7 ▷"
+    ghe = PromptFacts(project="web", upstream="github", instance="ghe", number=5)
+    assert text("[{instance}]{ref}", ghe) == "ghe#5"
+    assert text("[{instance}]{ref}", MINE) == "#42"
+
+
 def test_groups_vanish_with_their_empty_placeholders_and_nothing_is_left_over() -> None:
     assert text(DEFAULT_FORMAT, BARE) == ""
     assert text("{project}[ (#{number})][ ↑{waiting}]", BARE) == "web"

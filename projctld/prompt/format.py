@@ -26,8 +26,9 @@ _COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "cyan": "36"
 _REVIEW = {"approved": ("approved", "green"), "changes_requested": ("changes", "red"),
            "review_required": ("review", "yellow")}
 _CI = {"success": ("✓", "green"), "failure": ("✗", "red"), "running": ("●", "yellow"),
-       "pending": ("○", "yellow"), "canceled": ("⊘", "dim"), "skipped": ("-", "dim")}
-PLACEHOLDERS = ("project", "ref", "number", "review", "ci", "waiting", "stale")
+       "pending": ("○", "yellow"), "canceled": ("⊘", "dim"), "skipped": ("-", "dim"),
+       "stuck": ("◌", "red"), "manual": ("▷", "yellow")}
+PLACEHOLDERS = ("project", "ref", "number", "review", "ci", "waiting", "stale", "instance")
 
 
 class PromptFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +36,7 @@ class PromptFacts(msgspec.Struct, frozen=True, kw_only=True):
 
     project: str
     upstream: str | None = None  # the kind of the branch's change request's upstream
+    instance: str = ""  # its instance, when it is a named one (ghe), not github or gitlab
     number: int | None = None
     # False when no change request was found but none could be looked for yet (not fetched):
     # {ref} then shows `?`, never the absence of one as a fact.
@@ -138,6 +140,7 @@ def _values(facts: PromptFacts, stale_marker: str) -> dict[str, tuple[str, str |
         "ci": _CI.get(facts.ci, ("", None)),
         "waiting": (str(facts.waiting) if facts.waiting else "", "yellow"),
         "stale": (stale_marker if facts.stale else "", "dim"),
+        "instance": (facts.instance, "dim"),
     }
 
 

@@ -65,8 +65,10 @@ class Segments:
             return PromptFacts(project=project, ci=ci, waiting=waiting, stale=stale,
                                known=known or branch is None)
         kind = next((s.kind for s in sources if s.upstream == change_request.upstream), None)
-        return PromptFacts(project=project, upstream=kind, number=change_request.number,
-                           review=change_request.review, ci=ci, waiting=waiting, stale=stale)
+        instance = "" if change_request.upstream == kind else change_request.upstream
+        return PromptFacts(project=project, upstream=kind, instance=instance,
+                           number=change_request.number, review=change_request.review, ci=ci,
+                           waiting=waiting, stale=stale)
 
     def waiting(self) -> int:
         """Events on this device not yet on the hub; none wait without a hub to go to."""
