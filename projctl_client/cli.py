@@ -657,21 +657,61 @@ def daemon_reload() -> None:
     click.echo(render.reloaded(reply))
 
 
-def _check_config() -> None:
-    """Run `projctld config check` of the installation that is about to start: the same code
-    and the same environment that will read the config (this client cannot import projctld,
-    and a running daemon may be an older version)."""
+def _run_config_check() -> subprocess.CompletedProcess[str]:
+    """Run `projctld config check` of this installation: the same code and the same environment
+    that will read the config (this client cannot import projctld, and a running daemon may be
+    an older version)."""
     try:
-        checked = subprocess.run([sys.executable, "-m", "projctld", "config", "check"],
-                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                 timeout=60)
+        return subprocess.run([sys.executable, "-m", "projctld", "config", "check"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         _fail(ClientError(f"could not check the config with projctld: {exc}",
                           ["projctld config check"]))
+
+
+def _check_config() -> None:
+    """Check the config before a restart: a config that does not load refuses it."""
+    checked = _run_config_check()
     if checked.returncode != 0:
         said = checked.stderr.strip() or f"projctld config check exited {checked.returncode}"
         click.echo(f"{said}\nprojctl: not restarting: the running projctld (if any) keeps "
                    "the config it has", err=True)
+        sys.exit(2)
+
+
+@cli.group(short_help="Show an example config, where the config is, or check it.")
+def config() -> None:
+    """The config file: every key with its default (example), where it is read from (path),
+    and whether it loads (check)."""
+
+
+@config.command("example")
+def config_example() -> None:
+    """Print an example config: every key, commented out, with its default and why."""
+    # Read only here: importlib.resources costs the hot commands nothing this way.
+    from importlib import resources
+
+    click.echo(resources.files("projctl_client").joinpath("config.example.toml").read_text(),
+               nl=False)
+
+
+@config.command("path")
+def config_path() -> None:
+    """Print where the config is read from ($PROJCTL_CONFIG, else XDG_CONFIG_HOME)."""
+    path = paths.config_path()
+    click.echo(path if os.path.exists(path) else f"{path}  (no file yet: every default applies; "
+                                                 "`projctl config example > FILE` starts one)")
+
+
+@config.command("check")
+def config_check() -> None:
+    """Check the config and the environment file as projctld would read them, without
+    starting it (exit 2 with the mistake when they do not load)."""
+    checked = _run_config_check()
+    click.echo(checked.stdout, nl=False)
+    if checked.returncode != 0:
+        click.echo(checked.stderr, nl=False, err=True)
         sys.exit(2)
 
 

@@ -134,8 +134,8 @@ def _config_file(info: dict | None) -> dict:
     except FileNotFoundError:
         return _check("config file", "warn", f"no config file at {path}: nothing is "
                       "configured, every default applies",
-                      f"create {path} with a [projects.NAME] table (config.example.toml "
-                      "lists every key)")
+                      f"projctl config example > {path}  # every key, commented out; then "
+                      "add a [projects.NAME] table")
     except OSError as exc:
         return _check("config file", "fail", f"cannot look at {path}: {exc.strerror}",
                       f"ls -ld {os.path.dirname(path)}  # it must be yours")

@@ -142,6 +142,8 @@ def config_check() -> None:
     where = path if os.path.exists(path) else f"{path} (no file: every default)"
     click.echo(f"{where} is valid: {count} project{'s' * (count != 1)}"
                + (f" ({names})" if names else ""))
+    for note in loaded.notes:
+        click.echo(f"note: {note}")
 
 
 @main.command()

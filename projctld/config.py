@@ -8,6 +8,7 @@ import shlex
 import tomllib
 import typing
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -255,6 +256,9 @@ class Config(_Section):
     workflows: dict[str, Workflow] = {}
     # Named extra instances, from the sub-tables of [github], [gitlab] and [jira].
     extra_instances: dict[str, Instance] = {}
+    # What loading understood but would rather see written otherwise, or found missing (a
+    # project path that does not exist): logged at start, shown by doctor and `config check`.
+    notes: list[str] = []
 
     def instances(self) -> dict[str, Instance]:
         """Every instance by name: the three defaults, then the named ones."""
@@ -291,15 +295,22 @@ def load_config(path: str) -> Config:
     if not isinstance(raw_projects, dict):
         raise _error(path, "projects", f"expected a table, got {_toml_type(raw_projects)}")
     projects = {}
+    notes: list[str] = []
     for name, raw_project in raw_projects.items():
         if not _PROJECT_NAME.match(name):
             raise _error(path, f"projects.{name}", "a project name is 1-64 letters, digits, "
                          "`.`, `_` or `-`, starting with a letter or digit")
+        if isinstance(raw_project, dict):
+            notes += _normalise_parts(raw_project, f"projects.{name}", config.instances())
         project = _convert(path, raw_project, ProjectConfig, f"projects.{name}")
         projects[name] = msgspec.structs.replace(
             project, paths=[_resolve(p, os.path.dirname(path)) for p in project.paths]
         )
-    config = msgspec.structs.replace(config, projects=projects)
+        notes += [f"projects.{name}.paths: {shown} does not exist (yet): no checkout there "
+                  "belongs to the project until it does"
+                  for shown, resolved in zip(project.paths, projects[name].paths, strict=True)
+                  if not os.path.exists(resolved)]
+    config = msgspec.structs.replace(config, projects=projects, notes=notes)
     if raw_workflows is not None:
         try:
             workflows = load_table(raw_workflows, path=path)
@@ -340,6 +351,49 @@ def _extra_instances(path: str, raw: dict) -> dict[str, Instance]:
     return found
 
 
+# A repository as people paste it: a web or clone URL of a known instance, or with `.git`.
+_REPOSITORY_URL = re.compile(
+    r"^(?:https?://|ssh://(?:[^@/]+@)?|git@)(?P<host>[^/:]+)(?::\d+)?[:/](?P<path>.+?)"
+    r"(?:\.git)?/?$")
+
+
+def _normalise_parts(raw_project: dict, where: str, instances: dict[str, Instance]) -> list[str]:
+    """Rewrite, in place, repositories and GitLab projects written as URLs (of an instance the
+    config knows) or with `.git` into the configured form; a note for each rewritten one."""
+    notes = []
+    for kind in ("github", "gitlab"):
+        entries = raw_project.get(kind)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, str):
+                continue
+            written = _configured_form(entry.strip(), kind, instances)
+            if written != entry:
+                entries[index] = written
+                notes.append(f"{where}.{kind}[{index}]: read {entry!r} as {written!r}; write "
+                             f"it so to silence this note")
+    return notes
+
+
+def _configured_form(entry: str, kind: Kind, instances: dict[str, Instance]) -> str:
+    match = _REPOSITORY_URL.match(entry)
+    if match is None:
+        return entry.removesuffix(".git")
+    host = match["host"].lower()
+    for name, instance in instances.items():
+        if instance.kind != kind:
+            continue
+        web = urlsplit(instance.url).hostname or ""
+        if kind == "github" and web == "api.github.com":
+            web = "github.com"
+        if web == host:
+            # GitLab's pages of a project follow "/-/": the project's path is before it.
+            path = match["path"].split("/-/")[0].strip("/")
+            return path if name == kind else f"{name}:{path}"
+    return entry  # a host no instance has: validation says so, with the value
+
+
 def _token_env(instance: str) -> str:
     """The default token variable of a named instance: `ghe` reads $GHE_TOKEN."""
     return re.sub(r"[^A-Z0-9]", "_", instance.upper()) + "_TOKEN"
@@ -375,8 +429,8 @@ def effective(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
         sync = old.sync
     runs = msgspec.structs.replace(new, daemon=daemon, sync=sync, plugins=old.plugins,
                                    notify=old.notify)
-    applied = [field for field in msgspec.structs.fields(Config)
-               if getattr(old, field.name) != getattr(runs, field.name)]
+    applied = [field for field in msgspec.structs.fields(Config) if field.name != "notes"
+               and getattr(old, field.name) != getattr(runs, field.name)]
     return runs, [field.name for field in applied], waiting
 
 
@@ -443,7 +497,7 @@ def _toml_type(value: object) -> str:
 def _error(path: str, key: str, problem: str) -> ConfigError:
     return ConfigError(
         f"{path}: `{key}`: {problem}",
-        suggestions=["see config.example.toml for every key, its type and its default"],
+        suggestions=["`projctl config example` shows every key, its type and its default"],
         context={"file": path, "key": key},
     )
 
@@ -453,10 +507,23 @@ def _convert(path: str, raw: object, section: type[S], prefix: str) -> S:
     try:
         return msgspec.convert(raw, section)
     except msgspec.ValidationError as exc:
-        raise _explain(path, str(exc), section, prefix) from None
+        raise _explain(path, str(exc), section, prefix, raw) from None
 
 
-def _explain(path: str, detail: str, section: type[msgspec.Struct], prefix: str) -> ConfigError:
+def _value_at(raw: object, location: str) -> object:
+    """The raw value at a msgspec location such as `github[0]` or `daemon.log_level`."""
+    for part in filter(None, re.split(r"\.|\[|\]", location)):
+        if isinstance(raw, dict):
+            raw = raw.get(part)
+        elif isinstance(raw, list) and part.isdigit() and int(part) < len(raw):
+            raw = raw[int(part)]
+        else:
+            return None
+    return raw
+
+
+def _explain(path: str, detail: str, section: type[msgspec.Struct], prefix: str,
+             raw: object = None) -> ConfigError:
     match = _LOCATION.search(detail)
     location = match["path"].lstrip(".") if match else ""
     problem = detail[: match.start()] if match else detail
@@ -469,7 +536,10 @@ def _explain(path: str, detail: str, section: type[msgspec.Struct], prefix: str)
         return _error(path, key, "unknown key" + (f"; known here: {known}" if known else ""))
     problem = problem.replace("Expected", "expected")
     for pattern, meaning in _PATTERN_MEANING.items():
-        problem = problem.replace(f"`str` matching regex {pattern!r}", meaning)
+        if f"`str` matching regex {pattern!r}" in problem:
+            value = _value_at(raw, location)
+            got = f" (got {value!r})" if isinstance(value, str) else ""
+            problem = problem.replace(f"`str` matching regex {pattern!r}", meaning + got)
     for msgspec_name, toml_name in _MSGSPEC_TYPES.items():
         problem = problem.replace(msgspec_name, toml_name)
     choices = _choices(section, location)

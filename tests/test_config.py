@@ -95,7 +95,8 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     raw = tomllib.loads(uncommented)
 
     defaults = Config()
-    derived = ("extra_instances",)  # from the sub-tables of [github], [gitlab], [jira]
+    # extra_instances: the sub-tables of [github], [gitlab], [jira]; notes: what loading found
+    derived = ("extra_instances", "notes")
     sections = [name for name in Config.__struct_fields__
                 if name not in ("projects", "workflows", *derived)]
     assert set(raw) | set(derived) == set(Config.__struct_fields__)
@@ -134,3 +135,24 @@ def test_the_client_shows_the_daemons_config_error(sandbox) -> None:
     assert f"warning: the config does not load: {sandbox.config_path} is not valid TOML" \
         in result.stderr
     assert "try: fix the line it names" in result.stderr
+
+
+def test_projctl_config_example_path_and_check(sandbox) -> None:
+    # pip does not install config.example.toml beside the user: the client carries it.
+    example = sandbox.client("config", "example")
+    assert example.returncode == 0
+    with open(os.path.join(REPO, "config.example.toml")) as handle:
+        assert example.stdout == handle.read()
+    assert sandbox.client("config", "path").stdout.startswith(sandbox.config_path)
+
+    sandbox.write_config('[projects.web]\ngithub = ["https://github.com/acme/web.git"]\n')
+    checked = sandbox.client("config", "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "is valid: 1 project (web)" in checked.stdout
+    assert "note: projects.web.github[0]: read 'https://github.com/acme/web.git' as " \
+           "'acme/web'" in checked.stdout
+
+    sandbox.write_config("[daemon]\nlog_level = 'loud'\n")
+    checked = sandbox.client("config", "check")
+    assert checked.returncode == 2
+    assert "`daemon.log_level`: expected one of debug, info, warning, error" in checked.stderr

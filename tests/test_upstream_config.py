@@ -294,3 +294,43 @@ def test_an_inline_token_of_a_named_instance_needs_a_private_file(tmp_path: Path
     error = refused(path)
     assert "`github.ghe.token`" in error.message
     assert "ghp_secret" not in shown(error)
+
+
+# What people paste: URLs and `.git`, understood with a note; anything else echoed back.
+
+
+def test_repository_urls_and_dot_git_are_understood_with_a_note(tmp_path: Path) -> None:
+    path = write(tmp_path, '[github.ghe]\napi_url = "https://ghe.acme.com/api/v3"\n'
+                           '[gitlab.corp]\nurl = "https://gitlab.acme.com"\n'
+                           '[projects.web]\ngithub = ["https://github.com/acme/web",\n'
+                           '  "acme/api.git", "git@github.com:acme/cli.git",\n'
+                           '  "https://ghe.acme.com/platform/deploy/", "acme/plain"]\n'
+                           'gitlab = ["https://gitlab.com/acme/platform/api/-/merge_requests",\n'
+                           '  "git@gitlab.acme.com:infra/web.git"]\n')
+
+    config = load_config(path)
+    web = config.projects["web"]
+    assert web.github == ["acme/web", "acme/api", "acme/cli", "ghe:platform/deploy",
+                          "acme/plain"]
+    assert web.gitlab == ["acme/platform/api", "corp:infra/web"]
+    assert "projects.web.github[0]: read 'https://github.com/acme/web' as 'acme/web'" in \
+        config.notes[0]
+    assert len([n for n in config.notes if ".github[" in n]) == 4
+    assert len([n for n in config.notes if ".gitlab[" in n]) == 2
+
+
+def test_a_repository_on_an_unknown_host_is_refused_with_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, '[projects.web]\ngithub = ["https://ghe.other.com/acme/web"]\n')
+
+    error = refused(path)
+    assert error.context["key"] == "projects.web.github[0]"
+    assert "(got 'https://ghe.other.com/acme/web')" in error.message
+
+
+def test_a_project_path_that_does_not_exist_is_a_note(tmp_path: Path) -> None:
+    (tmp_path / "there").mkdir()
+    path = write(tmp_path, '[projects.web]\npaths = ["there", "~/no/such/dir"]\n')
+
+    notes = load_config(path).notes
+    assert notes == ["projects.web.paths: ~/no/such/dir does not exist (yet): no checkout "
+                     "there belongs to the project until it does"]

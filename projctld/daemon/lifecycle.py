@@ -165,6 +165,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             log.info("serving", socket=socket_path, pid=os.getpid(), version=__version__,
                      state=db.path, config=config_path, sources=len(poller.sources),
                      hub=config.sync.hub or None, device=events.device)
+            for note in config.notes:
+                log.warning("config_note", note=note, config=config_path)
             on_ready()
             tasks.start_soon(_tell_systemd, notifier, ctx.shutdown,
                              f"serving {socket_path}, {len(poller.sources)} sources")

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import anyio
 import httpx
+import msgspec
 
 from projctl_client import paths
 from projctl_client.protocol import CheckView, DoctorReport
@@ -185,7 +186,8 @@ def _config(path: str, running: Config | None, loaded_at: float, sandbox: bool,
     if started_broken:
         return config, Outcome("warn", f"{path} is valid now, but projctld started while it "
                                        "was not and polls nothing", "projctl daemon reload")
-    if running is not None and running != config:
+    if running is not None and msgspec.structs.replace(running, notes=[]) != \
+            msgspec.structs.replace(config, notes=[]):
         _, live, waiting = effective(running, config)
         if live:
             return config, Outcome("warn", f"{path} is valid but changed since projctld read "
@@ -199,8 +201,11 @@ def _config(path: str, running: Config | None, loaded_at: float, sandbox: bool,
             f"to {path}")
     names = ", ".join(config.projects)
     count = len(config.projects)
-    return config, Outcome("ok", f"{path} is valid: {count} project{'s' * (count != 1)} "
-                                 f"({names})")
+    valid = f"{path} is valid: {count} project{'s' * (count != 1)} ({names})"
+    if config.notes:
+        return config, Outcome("warn", f"{valid}; " + "; ".join(config.notes),
+                               f"edit {path} as the note says")
+    return config, Outcome("ok", valid)
 
 
 def _clock(epoch: float) -> str:
