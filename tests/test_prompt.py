@@ -169,8 +169,8 @@ def test_the_daemon_keeps_prompt_files_and_marks_them_when_it_stops(sandbox, tea
     with open(repo) as handle:
         lines = handle.read().split("\n")
     assert len(lines) == 9 and lines[8] == ""  # four styles, each fresh and gone
-    assert lines[0] == "web" and lines[1] == "web ~"
-    assert lines[4] == "web" and lines[5] == "web \x01\x1b[2m\x02~\x01\x1b[0m\x02"
+    assert lines[0] == "web" and lines[1] == "web ≈"
+    assert lines[4] == "web" and lines[5] == "web \x01\x1b[2m\x02≈\x01\x1b[0m\x02"
     assert os.stat(directory).st_mode & 0o777 == 0o700
     assert os.path.exists(os.path.join(directory, ".alive"))
     assert sandbox.client("daemon", "stop").returncode == 0
@@ -217,7 +217,7 @@ def test_the_shell_snippet_shows_what_projctl_prompt_shows(sandbox, team, shell)
     # With the daemon gone, the last segment shows, marked stale.
     assert sandbox.client("daemon", "stop").returncode == 0
     segment, _ = _shell_prompt(shell, snippet, team["detached"])
-    assert _visible(segment) == "web ~"
+    assert _visible(segment) == "web ≈"
 
 
 def _visible(text: str) -> str:

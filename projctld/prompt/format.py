@@ -18,7 +18,8 @@ import msgspec
 from projctld.errors import ProjctlError
 
 DEFAULT_FORMAT = "[{ref}][ {review}][ {ci}][ ↑{waiting}][ {stale}]"
-DEFAULT_STALE_MARKER = "~"
+# Not `~`: beside a path in a prompt it reads as the home directory.
+DEFAULT_STALE_MARKER = "≈"
 Style = Literal["plain", "ansi", "bash", "zsh"]
 STYLES: tuple[Style, ...] = ("plain", "ansi", "bash", "zsh")
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "cyan": "36"}
