@@ -410,9 +410,9 @@ class _Since(click.ParamType):
 
 @cli.command("run", short_help="Run a workflow in the daemon and watch it.")
 @click.argument("workflow")
-@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+@click.option("--param", "-P", "params", multiple=True, metavar="NAME=VALUE",
               help="A parameter of the workflow; repeat for each.")
-@click.option("--project", metavar="NAME", help="The project (default: this checkout's).")
+@click.option("--project", "-p", metavar="NAME", help="The project (default: this checkout's).")
 @click.option("--dry-run", is_flag=True, help="Show what would run, and run nothing.")
 def run_workflow(workflow: str, params: tuple[str, ...], project: str | None,
                  dry_run: bool) -> None:
@@ -422,6 +422,11 @@ def run_workflow(workflow: str, params: tuple[str, ...], project: str | None,
     progress shows as it happens. `projctl runs` lists runs, `projctl runs show ID` replays
     one. Exits 0 when the workflow succeeded, 1 when it failed.
     """
+    if project is not None and "=" in project:
+        # -p is --project everywhere; it once was --param here.
+        raise click.BadParameter(
+            f"{project!r} is not a project name; a parameter is -P NAME=VALUE (--param)",
+            param_hint="-p/--project")
     values = {}
     for param in params:
         name, sep, value = param.partition("=")

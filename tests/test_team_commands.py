@@ -232,6 +232,10 @@ def test_deploy_dry_run_unknown_environment_and_bad_branch_record_nothing(
 
     unknown = run(sandbox, "deploy", "prod", cwd=demo, code=1)
     assert "demo has no environment 'prod' (it has: staging, production, slow)" in unknown.stderr
+    # The closest environment is suggested, not the first one configured.
+    assert "  try: projctl deploy production" in unknown.stderr
+    typo = run(sandbox, "deploy", "stagign", cwd=demo, code=1)
+    assert "  try: projctl deploy staging" in typo.stderr
     bad_branch = run(sandbox, "deploy", "production", "--branch", "nope", cwd=demo, code=2)
     assert "'nope' names no commit" in bad_branch.stderr
 
@@ -268,6 +272,20 @@ def test_ctrl_c_waits_for_the_command_and_records_it_interrupted(sandbox, demo) 
     assert "deployment to slow failed (interrupted)" in err
     slow = deployments(sandbox, "demo")["slow"]
     assert slow["state"] == "failed" and slow["reason"] == "interrupted"
+
+
+def test_log_type_takes_families_and_any_start_of_one(sandbox, demo) -> None:
+    run(sandbox, "deploy", "staging", cwd=demo, code=1)  # its script refuses staging
+    run(sandbox, "note", "hello", cwd=demo)
+    for asked in ("deployment.failed",):
+        assert "deploy" in run(sandbox, "log", "--type", asked, cwd=demo).stdout
+    for asked in ("deployment", "deploy", "dep", "deployment.s"):
+        shown = run(sandbox, "log", "--type", asked, cwd=demo).stdout
+        assert "deploy" in shown and "hello" not in shown, asked
+    assert "hello" in run(sandbox, "log", "--type", "n", cwd=demo).stdout
+    unknown = run(sandbox, "log", "--type", "zzz", cwd=demo, code=1)
+    assert "no event type is 'zzz'" in unknown.stderr
+    assert "deployment, note" in unknown.stderr
 
 
 def test_log_since_takes_durations_and_local_dates(sandbox, demo) -> None:

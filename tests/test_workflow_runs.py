@@ -45,14 +45,14 @@ def test_the_readme_release_workflow_runs_end_to_end(sandbox, repo) -> None:
     workflow(repo, "release", readme_release_workflow())
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "workflows"], cwd=repo, check=True)
-    planned = sandbox.client("run", "release", "-p", "version=1.4.0", "--dry-run", cwd=repo)
+    planned = sandbox.client("run", "release", "-P", "version=1.4.0", "--dry-run", cwd=repo)
     assert planned.returncode == 0, planned.stderr
     assert "- push would be skipped" in planned.stdout
     assert "nothing was run" in planned.stdout
     assert subprocess.run(["git", "tag"], cwd=repo, capture_output=True,
                           text=True).stdout == ""
 
-    ran = sandbox.client("run", "release", "-p", "version=1.4.0", cwd=repo)
+    ran = sandbox.client("run", "release", "-P", "version=1.4.0", cwd=repo)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     lines = ran.stdout.splitlines()
     assert lines[0].startswith("▶ release  clean + compiles → tag → push → announce")
@@ -70,7 +70,7 @@ def test_the_readme_release_workflow_runs_end_to_end(sandbox, repo) -> None:
     assert kinds.count("workflow.step") == 5
 
     # Again: the tag exists now, so tag fails and everything after it is skipped.
-    again = sandbox.client("run", "release", "-p", "version=1.4.0", cwd=repo)
+    again = sandbox.client("run", "release", "-P", "version=1.4.0", cwd=repo)
     assert again.returncode == 1
     assert "✗ tag" in again.stdout and "✗ release failed (tag)" in again.stdout
 
@@ -89,9 +89,13 @@ def test_runs_lists_and_replays_and_mistakes_are_refused(sandbox, repo) -> None:
     unknown = sandbox.client("run", "nope", cwd=repo)
     assert unknown.returncode == 1 and "no workflow named 'nope' (known here: hello)" in \
         unknown.stderr
-    extra = sandbox.client("run", "hello", "-p", "x=1", cwd=repo)
+    extra = sandbox.client("run", "hello", "-P", "x=1", cwd=repo)
     assert extra.returncode == 1 and "has no parameter 'x'" in extra.stderr
-    assert sandbox.client("run", "hello", "-p", "novalue", cwd=repo).returncode == 2
+    assert sandbox.client("run", "hello", "-P", "novalue", cwd=repo).returncode == 2
+    # -p is --project, as in note, log and deploy; a parameter given to it says so.
+    old_habit = sandbox.client("run", "hello", "-p", "x=1", cwd=repo)
+    assert old_habit.returncode == 2
+    assert "a parameter is -P NAME=VALUE (--param)" in old_habit.stderr
     missing = sandbox.client("runs", "show", "0000000000")
     assert missing.returncode == 1 and "no run" in missing.stderr
 

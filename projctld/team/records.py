@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import shlex
 
@@ -52,11 +53,16 @@ async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
     project = resolve_project(ctx, request.project, request.checkout, "deploy")
     config = ctx.config.projects[project]
     if request.environment not in config.environments:
+        # The closest name first (prod: production), else the first one configured.
+        closest = [name for name in config.environments
+                   if name.startswith(request.environment)] or difflib.get_close_matches(
+            request.environment, config.environments, n=1, cutoff=0.5) or \
+            config.environments[:1]
         raise ProjctlError(
             f"{project} has no environment {request.environment!r} "
             f"(it has: {', '.join(config.environments)})",
             code="unknown_environment",
-            suggestions=[f"projctl deploy {config.environments[0]}",
+            suggestions=[f"projctl deploy {closest[0]}",
                          f"add it to environments in [projects.{project}] of "
                          f"{ctx.config_path}"],
         )
@@ -124,10 +130,31 @@ def deploy_finish(ctx: DaemonContext, request: DeployFinish) -> Recorded:
 def log(ctx: DaemonContext, request: Log) -> LogView:
     project = resolve_project(ctx, request.project, request.checkout, "log")
     since = 0 if request.since is None else hlc.pack(_milliseconds(request.since))
-    found = ctx.journal.store.history(project, since_hlc=since, types=request.types,
+    types = [_event_type(kind) for kind in request.types]
+    found = ctx.journal.store.history(project, since_hlc=since, types=types,
                                       limit=request.limit)
     return LogView(project=project, events=[_event_view(ctx, e) for e in found],
                    sync=ctx.runner.view())
+
+
+def _event_type(asked: str) -> str:
+    """A type or family as `log --type` takes it: a whole type (note.added), a family
+    (deployment), or any start of one that fits a single family or type (deploy, dep, note.e);
+    anything else is refused with the types there are."""
+    known = sorted(events.PAYLOADS)
+    families = sorted({kind.split(".")[0] for kind in known})
+    if asked in known or asked in families:
+        return asked
+    matches = [family for family in families if family.startswith(asked)] or \
+        [kind for kind in known if kind.startswith(asked)]
+    if len(matches) == 1:
+        return matches[0]
+    listed = ", ".join(matches or families)
+    raise ProjctlError(
+        f"no event type is {asked!r}" + (f": it could be {listed}" if matches else ""),
+        code="unknown_type",
+        suggestions=[f"projctl log --type {match}" for match in matches[:3]]
+        or [f"the types: {', '.join(families)}, or one of {', '.join(known)}"])
 
 
 def _milliseconds(since: float) -> int:
