@@ -34,13 +34,6 @@ def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str
     return {key: redact(value, key) for key, value in event.items()}
 
 
-class _RedactingFormatter(logging.Formatter):
-    """For libraries that log through the stdlib (httpx, apscheduler)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record))
-
-
 def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     stream = stream or sys.stderr
     if fmt == "auto":
@@ -64,8 +57,22 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    # Libraries that log through the stdlib (apscheduler, httpx, uvicorn) write the same lines,
+    # in the same format, through the same redaction: one log, one shape.
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _redact_event,
+            renderer,
+        ],
+    ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -60,6 +60,21 @@ def test_stdlib_loggers_of_libraries_are_redacted(captured) -> None:
     assert TOKEN not in captured.getvalue()
 
 
+def test_stdlib_loggers_write_the_same_json_lines(captured) -> None:
+    # APScheduler's own warnings once came out as plain text between the JSON lines.
+    logging.getLogger("apscheduler.scheduler").warning(
+        "Run time of job %r was missed by %s", "poll web/github", "0:00:03")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("apscheduler.executors").exception("Job raised")
+    missed, raised = lines(captured)
+    assert missed["event"] == "Run time of job 'poll web/github' was missed by 0:00:03"
+    assert (missed["level"], missed["logger"]) == ("warning", "apscheduler.scheduler")
+    assert "timestamp" in missed
+    assert raised["level"] == "error" and "ValueError: boom" in raised["exception"]
+
+
 def test_ordinary_values_are_left_alone(captured) -> None:
     logs.get_logger("test").info("serving", socket="/run/user/1/projctl/projctld.sock", pid=7,
                                  token_count=None)

@@ -139,22 +139,16 @@ def log(ctx: DaemonContext, request: Log) -> LogView:
 
 def _event_type(asked: str) -> str:
     """A type or family as `log --type` takes it: a whole type (note.added), a family
-    (deployment), or any start of one that fits a single family or type (deploy, dep, note.e);
-    anything else is refused with the types there are."""
+    (deployment), or any start of one that fits a single family or type (deploy, dep, note.e).
+    Anything else is taken as it is: a type of a plugin's or of a newer projctl matches only
+    itself."""
     known = sorted(events.PAYLOADS)
     families = sorted({kind.split(".")[0] for kind in known})
     if asked in known or asked in families:
         return asked
     matches = [family for family in families if family.startswith(asked)] or \
         [kind for kind in known if kind.startswith(asked)]
-    if len(matches) == 1:
-        return matches[0]
-    listed = ", ".join(matches or families)
-    raise ProjctlError(
-        f"no event type is {asked!r}" + (f": it could be {listed}" if matches else ""),
-        code="unknown_type",
-        suggestions=[f"projctl log --type {match}" for match in matches[:3]]
-        or [f"the types: {', '.join(families)}, or one of {', '.join(known)}"])
+    return matches[0] if len(matches) == 1 else asked
 
 
 def _milliseconds(since: float) -> int:
