@@ -17,6 +17,7 @@ import click
 from projctl_client import (
     __version__,
     daemonctl,
+    git,
     gitcmd,
     hotpath,
     jsonout,
@@ -509,7 +510,7 @@ def sync(now: bool, wait: float) -> None:
     except ClientError as exc:
         _fail(exc)
     view = reply["sync"]
-    click.echo(render.sync(view))
+    click.echo(render.sync(view, demo=paths.socket_path() == paths.sandbox_socket_path()))
     attempt_failed = view["error"] is not None \
         and (view["last_success"] or 0) < (view["last_attempt"] or 0)
     sys.exit(1 if now and attempt_failed else 0)
@@ -585,26 +586,44 @@ def doctor(as_json: bool) -> None:
 
 
 @cli.command(short_help="See a full status from built-in demo data: no tokens, no network.")
-@click.option("--stop", is_flag=True, help="Stop the demo daemon.")
-def demo(stop: bool) -> None:
+@click.option("--stop", is_flag=True, help="Stop the demo daemon and remove what it kept.")
+@click.option("--reset", is_flag=True, help="Start the demo afresh (as after --stop).")
+def demo(stop: bool, reset: bool) -> None:
     """Show what projctl does, against built-in fake GitHub, GitLab and Jira servers.
 
-    A separate sandbox daemon serves the demo (its own socket and state); your real daemon and
-    config are not touched. Everything it shows is labelled as sandbox data.
+    A separate sandbox daemon serves the demo (its own socket, state and git checkout); your
+    real daemon and config are not touched. Everything it shows is labelled as sandbox data.
+    `--stop` stops it and removes everything it kept, so nothing of it reappears.
     """
     socket = paths.sandbox_socket_path()
-    if stop:
-        _stop(quiet_if_stopped=False, socket=socket)
-        return
+    if stop or reset:
+        _stop(quiet_if_stopped=True, socket=socket)
+        _remove_demo_state(socket)
+        if stop:
+            click.echo("the demo is stopped and its state removed")
+            return
     try:
         with connect_or_start(socket, timeout=40, sandbox=True) as conn:
             conn.call(request("refresh", wait=30.0))
-            view = conn.call(request("status", checkout=hotpath.current_checkout()))
+            info = conn.call(request("status", checkout=None))
+            checkouts = [root for project in info["projects"] for root in project["paths"]]
+            # The demo's own checkout is `Here`, wherever this command runs.
+            here = git.find_checkout(checkouts[0]) if checkouts else None
+            view = conn.call(request("status", checkout=here))
     except ClientError as exc:
         _fail(exc)
     click.echo(render.status(view))
-    click.echo(f"\nExplore it: PROJCTL_SOCKET={socket} projctl status --json\n"
-               "Stop it:    projctl demo --stop")
+    click.echo(render.demo_guide(socket, checkouts[0] if checkouts else None,
+                                 os.path.basename(os.environ.get("SHELL", "bash"))))
+
+
+def _remove_demo_state(socket: str) -> None:
+    """The demo's state, log, git checkout and prompt files: only the sandbox's own."""
+    import shutil
+
+    for directory in (os.path.dirname(paths.database_path(sandbox=True)),
+                      paths.prompt_dir(socket)):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @cli.group(short_help="Start, stop, restart or inspect projctld.")

@@ -48,6 +48,9 @@ def start(socket: str | None = None, *, sandbox: bool = False) -> None:
     import subprocess
 
     socket = socket or paths.socket_path()
+    # The demo's socket (PROJCTL_SOCKET pointed at it, to try the demo) only ever starts the
+    # demo: a real daemon there would serve the user's config where the demo was asked for.
+    sandbox = sandbox or socket == paths.sandbox_socket_path()
     timeout = seconds_from_env("PROJCTL_START_TIMEOUT", 10.0)
     log = paths.log_path(sandbox=sandbox)
     try:

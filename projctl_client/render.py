@@ -545,8 +545,9 @@ def _workflow_summary(kind: str, payload: dict) -> str:
     return f"{payload.get('workflow')}  {span(payload.get('duration') or 0)}  {run}"
 
 
-def sync(view: dict, stream: object = None) -> str:
-    """`projctl sync`: where the team sync stands and, on trouble, what to do."""
+def sync(view: dict, stream: object = None, *, demo: bool = False) -> str:
+    """`projctl sync`: where the team sync stands and, on trouble, what to do. In the demo
+    (`demo`), events stay in the demo: its config is built in."""
     style = Style(stream or sys.stdout)
     now = time.time()
     error = view.get("error")
@@ -562,6 +563,11 @@ def sync(view: dict, stream: object = None) -> str:
         lines.append("no hub configured: events stay on this machine")
         lines.append(f"device     {view['device'][:SHORT_ID]}")
         lines.append(f"waiting    {waiting} (sent once a hub is set)")
+        if demo:
+            lines.append("\nThe demo has no hub: its events stay in the demo, and `projctl "
+                         "demo --stop` removes them. In your own config (`projctl config path`) "
+                         "a [sync] hub shares events with your team.")
+            return "\n".join(lines)
         lines.append(f"\nTo share events with your team, add to {home(paths.config_path())}:\n"
                      '  [sync]\n  hub = "https://hub.example.com"\n'
                      "and put the hub's token in $PROJCTL_HUB_TOKEN (`projctld hub token create` "
@@ -611,3 +617,32 @@ def plugins(views: list[dict], stream: object = None) -> str:
 
 def _until(seconds: float) -> str:
     return "now" if seconds < 1 else f"in {duration(seconds)}"
+
+
+def demo_guide(socket: str, checkout: str | None, shell: str) -> str:
+    """How to try the demo by hand: which socket to point projctl at, where its checkout is,
+    and the commands worth trying there."""
+    shell = shell if shell in ("bash", "zsh", "fish") else "bash"
+    init = "projctl shell-init fish | source" if shell == "fish" \
+        else f'eval "$(projctl shell-init {shell})"'
+    export = f"set -x PROJCTL_SOCKET {socket}" if shell == "fish" \
+        else f"export PROJCTL_SOCKET={socket}"
+    lines = ["", "Try it by hand: with PROJCTL_SOCKET pointed at the demo, projctl talks to the "
+             "demo daemon (never to yours):", f"  {export}"]
+    if checkout:
+        lines += [f"  cd {home(checkout)}          # the demo's git checkout, on a branch with "
+                  "a pull request",
+                  "  projctl status                  # Here: its branch, pull request and CI",
+                  "  projctl prompt                  # the prompt segment for this checkout",
+                  f"  {init}   # the segment in your prompt, no process per prompt",
+                  '  projctl note "trying projctl"   # recorded here, shown by log',
+                  "  projctl deploy staging          # runs the demo's deploy command, records "
+                  "it",
+                  "  projctl run hello               # a workflow, followed as it runs",
+                  "  projctl log                     # the project's history"]
+    else:
+        lines.append("  (no demo checkout: git was not found to make one)")
+    lines += ["Stop it:    projctl demo --stop    (removes the demo's state: nothing of it "
+              "reappears)",
+              "Afresh:     projctl demo --reset"]
+    return "\n".join(lines)

@@ -188,15 +188,49 @@ def test_refresh_without_upstreams_says_what_to_configure(sandbox) -> None:
     assert 'github = ["OWNER/NAME"]' in result.stderr
 
 
-def test_demo_shows_labelled_sandbox_data_and_stops(sandbox) -> None:
+def test_demo_shows_everything_in_a_checkout_of_its_own_and_stops_without_a_trace(
+        sandbox) -> None:
     shown = sandbox.client("demo", timeout=90)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("SANDBOX: demo data")
     assert "Change requests" in shown.stdout and "Tickets" in shown.stdout
+    # `Here` is the demo's own git checkout, on the branch of one of my pull requests.
+    here = shown.stdout.split("\n\n")[0]
+    assert "Here      " in here and "(project web)" in here and "#" in here, here
+    socket = os.path.join(os.path.dirname(sandbox.socket_path), "sandbox.sock")
+    assert f"export PROJCTL_SOCKET={socket}" in shown.stdout
+    checkout = os.path.join(sandbox.env["XDG_STATE_HOME"], "projctl", "sandbox", "checkout",
+                            "web")
+    assert "cd ~" not in shown.stdout or "checkout/web" in shown.stdout
     assert "projctl demo --stop" in shown.stdout
     assert not os.path.exists(sandbox.socket_path)  # the real daemon was not started
+
+    def demo(*args: str, code: int = 0):
+        done = sandbox.client(*args, cwd=checkout, env={"PROJCTL_SOCKET": socket}, timeout=60)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        return done
+
+    prompt = demo("prompt").stdout.split()
+    assert prompt[0].startswith("#"), prompt
+    demo("note", "trying projctl")
+    assert "deploying" in demo("deploy", "staging").stdout
+    assert demo("run", "hello").returncode == 0
+    log = demo("log").stdout
+    assert "trying projctl" in log and "the hello workflow ran" in log and "staging" in log
+    assert "The demo has no hub" in demo("sync").stdout
+    wrong = demo("deploy", "prod", code=1)
+    assert "projctl deploy production" in wrong.stderr
+    assert "the demo's projects are built in" in wrong.stderr
+    assert not os.path.exists(sandbox.socket_path)
+
     stopped = sandbox.client("demo", "--stop")
-    assert stopped.returncode == 0 and "stopped projctld" in stopped.stdout
+    assert stopped.returncode == 0 and "state removed" in stopped.stdout
+    assert not os.path.exists(os.path.dirname(os.path.dirname(checkout)))
+    assert not os.path.exists(socket)
+    # Started again, the demo holds nothing of before.
+    assert sandbox.client("demo", "--reset", timeout=90).returncode == 0
+    assert "trying projctl" not in demo("log").stdout
+    assert sandbox.client("demo", "--stop").returncode == 0
 
 
 def test_a_ticket_limit_trims_the_view_but_still_counts_every_ticket(sandbox, upstreams) -> None:

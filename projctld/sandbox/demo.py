@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
+import msgspec
+
+from projctl_client import paths
 from projctld.config import Config, GitHubConfig, GitLabConfig, JiraConfig, ProjectConfig
 from projctld.sandbox.dataset import Dataset, generate
 from projctld.sandbox.fake_github import FakeGitHub
 from projctld.sandbox.fake_gitlab import FakeGitLab
 from projctld.sandbox.fake_jira import FakeJira
+from projctld.team.workflows import load_table
 
 TOKEN = "sandbox-token"
 
@@ -70,8 +77,51 @@ def sandbox_config(upstreams: Upstreams, *, projects: int = 2, my_open_tickets: 
     )
 
 
+# The demo's own workflow and deploy command: harmless, quick, and showing what they do.
+DEMO_WORKFLOWS = {"hello": {
+    "description": "Say hello from the demo's checkout, then note it for the team",
+    "steps": [
+        {"name": "greet", "command": ["sh", "-c", "echo hello from {{ git.branch }}; sleep 1"]},
+        # This interpreter's projctl: the demo must work before `projctl` is on the PATH.
+        {"name": "note", "command": [sys.executable, "-m", "projctl_client", "note",
+                                     "the hello workflow ran"]},
+    ],
+}}
+DEMO_DEPLOY = ("sh -c 'echo deploying $PROJCTL_BRANCH to $PROJCTL_ENVIRONMENT, a demo: nothing "
+               "leaves this machine; sleep 1; echo done'")
+
+
 def start_sandbox(stack: contextlib.ExitStack) -> Config:
-    """What `projctld run --sandbox` polls: a small, pleasant dataset in two projects."""
+    """What `projctld run --sandbox` polls: a small, pleasant dataset in two projects, and a
+    real git checkout of project web on the branch of one of my pull requests, so that `Here`,
+    the prompt, notes, deployments and workflows can be tried in it."""
     data = generate(github_repos=3, gitlab_projects=2, changes_per_repo=4, tickets=30,
                     jira_projects=2)
-    return sandbox_config(start_fakes(stack, data), projects=2)
+    config = sandbox_config(start_fakes(stack, data), projects=2)
+    mine = next(pr for pr in data.pulls[data.github_repos[0]]
+                if pr.author == data.github_login and pr.state == "open")
+    checkout = demo_checkout(mine.head_ref)
+    web = msgspec.structs.replace(config.projects["web"], paths=[checkout] if checkout else [],
+                                  environments=["staging", "production"], deploy=DEMO_DEPLOY)
+    return msgspec.structs.replace(
+        config, projects={**config.projects, "web": web},
+        workflows=load_table(DEMO_WORKFLOWS, path="(sandbox: built-in demo data)", text=""))
+
+
+def demo_checkout(branch: str) -> str | None:
+    """The demo's git checkout (made once, under the sandbox's own state), on `branch`; None
+    when git is not there to make it (the demo then has no checkout)."""
+    path = os.path.join(os.path.dirname(paths.database_path(sandbox=True)), "checkout", "web")
+    if os.path.isdir(os.path.join(path, ".git")):
+        return os.path.realpath(path)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    git = ["git", "-c", "user.name=projctl demo", "-c", "user.email=demo@projctl.invalid",
+           "-c", "init.defaultBranch=main"]
+    try:
+        for command in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "demo"],
+                        ["switch", "-q", "-c", branch]):
+            subprocess.run([*git, *command], cwd=path, check=True, capture_output=True,
+                           timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return os.path.realpath(path)

@@ -62,9 +62,8 @@ async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
             f"{project} has no environment {request.environment!r} "
             f"(it has: {', '.join(config.environments)})",
             code="unknown_environment",
-            suggestions=[f"projctl deploy {closest[0]}",
-                         f"add it to environments in [projects.{project}] of "
-                         f"{ctx.config_path}"],
+            suggestions=[f"projctl deploy {closest[0]}", _where_to_add(
+                ctx, f"add it to environments in [projects.{project}] of {ctx.config_path}")],
         )
     await _check_with_plugins(ctx, project, request)
     here = request.checkout
@@ -175,9 +174,9 @@ def resolve_project(ctx: DaemonContext, explicit: str | None, here: Checkout | N
         raise ProjctlError(
             f"{where} a configured project, so projctl cannot tell which project this is for",
             code="no_project",
-            suggestions=[f"projctl {command} --project {example} ...",
-                         f"add the directory to paths in [projects.{example}] of "
-                         f"{ctx.config_path}"],
+            suggestions=[f"projctl {command} --project {example} ...", _where_to_add(
+                ctx, f"add the directory to paths in [projects.{example}] of "
+                     f"{ctx.config_path}")],
         )
     return project
 
@@ -186,8 +185,17 @@ def _unknown_project(ctx: DaemonContext, name: str, command: str) -> ProjctlErro
     known = ", ".join(ctx.config.projects) or "none yet"
     return ProjctlError(
         f"no project named {name!r} (configured: {known})", code="unknown_project",
-        suggestions=[f"add [projects.{name}] to {ctx.config_path}",
+        suggestions=[_where_to_add(ctx, f"add [projects.{name}] to {ctx.config_path}"),
                      f"projctl {command} --project NAME  # one of the configured projects"])
+
+
+def _where_to_add(ctx: DaemonContext, advice: str) -> str:
+    """Advice to change the config, or, in the demo (whose config is built in), where that
+    change belongs instead."""
+    if ctx.sandbox:
+        return "the demo's projects are built in; in your own config (`projctl config path`) " \
+            "it would be: " + advice.split(" of ")[0].split(" to ")[0]
+    return advice
 
 
 def _find_note(ctx: DaemonContext, project: str, fragment: str) -> str:
