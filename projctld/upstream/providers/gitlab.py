@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 import msgspec
@@ -60,9 +60,20 @@ import msgspec
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView, SourceProblem
 from projctld.config import GitLabConfig, ProjectConfig
 from projctld.errors import UpstreamError
+from projctld.logging import get_logger
+from projctld.upstream.providers import gitlab_graphql
 from projctld.upstream.providers.gather import gather, gather_parts
-from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
+from projctld.upstream.providers.gitlab_graphql import (
+    WORDS,
+    Found,
+    Listed,
+    MergeRequestReader,
+    Unusable,
+)
+from projctld.upstream.providers.http import IF_IT_PASSES, Fetched, UpstreamHttp, next_link
 from projctld.upstream.providers.model import Snapshot, latest_per_branch
+
+log = get_logger(__name__)
 
 PER_PAGE = 100
 # Pages per list: 1,000 open merge requests of mine in each role. More is said, not dropped.
@@ -85,14 +96,19 @@ class _Project(msgspec.Struct):
     id: int
 
 
-class _Pipeline(msgspec.Struct):
-    id: int
-    ref: str
+class _HeadPipeline(msgspec.Struct):
+    """What a merge request's CI needs of its head pipeline."""
+
     status: str
-    web_url: str
-    updated_at: datetime
+    web_url: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None  # only on a single pipeline, null until a job starts
+
+
+class _Pipeline(_HeadPipeline, kw_only=True):
+    id: int
+    ref: str
+    updated_at: datetime
     sha: str | None = None
 
 
@@ -117,7 +133,7 @@ class _MergeRequest(msgspec.Struct):
     merge_status: str | None = None
     has_conflicts: bool = False
     references: _References | None = None
-    head_pipeline: _Pipeline | None = None
+    head_pipeline: _HeadPipeline | None = None
 
 
 class _Approval(msgspec.Struct):
@@ -156,17 +172,119 @@ class GitLab:
         self._share_for = config.interval * 0.9
         self._username: str | None = None
         self._me_lock = anyio.Lock()  # every project's first poll needs it: ask once
+        self._graphql = MergeRequestReader(http, config.url)
+        self._read_lock = anyio.Lock()
+        self._read: tuple[float, Found] | None = None  # the shared answer, and when it began
+        self._read_failed: tuple[float, UpstreamError] | None = None
         self._list_locks = {role: anyio.Lock() for role in LISTS}
         self._listed: dict[str, _Listed] = {}
         self._failed: dict[str, tuple[float, UpstreamError]] = {}
         self._projects: dict[str, _Project] = {}  # by configured path (lower case) or id
-        self._missing: dict[str, float] = {}  # an endpoint this instance lacks: since when
+        # What this instance lacks ("graphql", or the approvals or reviewers endpoint): since when.
+        self._missing: dict[str, float] = {}
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
+        max_age = 0.0 if fresh else self._share_for
+        if not self._lacks("graphql"):
+            try:
+                return await self._poll_graphql(config, max_age)
+            except Unusable as exc:
+                log.info("gitlab_graphql_unusable", upstream=self.upstream, reason=str(exc))
+                self._missing["graphql"] = self._clock()
+        return await self._poll_rest(config, max_age)
+
+    # -- GraphQL: one request for every project's merge requests
+
+    async def _poll_graphql(self, config: ProjectConfig, max_age: float) -> Snapshot:
+        """The shared answer beside my pipelines and each project's id: two round trips cold
+        (/user, then the pipelines that need my username), one steady."""
+        read: list[tuple[float, Found]] = []
+        ready = anyio.Event()
+
+        async def fetch() -> None:
+            read.append(await self._shared_read(max_age))
+            ready.set()
+
+        async def projects() -> tuple[dict[str, Any], list[SourceProblem]]:
+            return await gather_parts({
+                path: functools.partial(self._project_graphql, path, read, ready)
+                for path in config.parts(self.upstream)})
+
+        _, (results, problems) = await gather([fetch, projects])  # type: ignore[misc]
+        asked_at, found = read[0]
+        problems += [problem for crs, _, extra in results.values() for problem in extra]
+        if found.left_out:
+            count = len(found.left_out)
+            problems.append(SourceProblem(
+                part="*", code="partial",
+                message=f"{self._http.name} left out {count} merge request"
+                        f"{'s' if count > 1 else ''} of yours: {found.left_out[0][:200]}",
+                suggestions=[IF_IT_PASSES]))
+        problems += [self._truncated(role, gitlab_graphql.MAX_LISTED) for role, complete in
+                     found.complete.items() if not complete]
+        return Snapshot(
+            change_requests=sorted((cr for crs, _, _ in results.values() for cr in crs),
+                                   key=lambda cr: cr.updated_at, reverse=True),
+            pipelines=latest_per_branch(p for _, ps, _ in results.values() for p in ps),
+            as_of=asked_at, problems=problems)
+
+    async def _shared_read(self, max_age: float) -> tuple[float, Found]:
+        """The GraphQL answer, asked once for every project: a caller reuses an answer (or a
+        failure) that began at most `max_age` before it asked."""
+        asked_at = self._clock()
+        async with self._read_lock:
+            if self._read is not None and self._read[0] >= asked_at - max_age:
+                return self._read
+            if self._read_failed is not None and self._read_failed[0] >= asked_at - max_age:
+                raise self._read_failed[1]
+            started = self._clock()
+            try:
+                self._read = (started, await self._graphql.read())
+            except UpstreamError as exc:
+                self._read_failed = (started, exc)
+                raise
+            self._read_failed = None
+            return self._read
+
+    async def _project_graphql(self, path: str, read: list[tuple[float, Found]],
+                               ready: anyio.Event
+                               ) -> tuple[list[ChangeRequestView], list[PipelineView],
+                                          list[SourceProblem]]:
+        """One configured project: my pipelines, its id, then its merge requests as read."""
+        pipelines: list[PipelineView] = []
+
+        async def my_pipelines() -> None:
+            pipelines.extend(await self._pipelines(path, await self._me()))
+
+        async def merge_requests() -> tuple[list[ChangeRequestView], list[SourceProblem]]:
+            known = await self._resolve(path)
+            await ready.wait()
+            found = read[0][1]
+            mine = [listed for listed in found.merge_requests
+                    if listed.node.project_id == known.id]
+            views = [_from_graphql(self.upstream, path, listed, found.username)
+                     for listed in mine]
+            broken = [listed for listed in mine if listed.broken]
+            if not broken:
+                return views, []
+            fields = sorted({name for listed in broken for name in listed.broken})
+            refs = ", ".join(f"!{listed.node.iid}" for listed in broken[:5])
+            return views, [SourceProblem(
+                part=path, code="partial",
+                message=f"{self._http.name} could not tell the {', '.join(fields)} of {refs}: "
+                        f"{broken[0].messages[0][:200]}",
+                suggestions=[IF_IT_PASSES])]
+
+        _, (views, problems) = await gather([my_pipelines, merge_requests])  # type: ignore[misc]
+        return views, pipelines, problems
+
+    # -- REST: three instance-wide lists, and each merge request read (instances without
+    # GraphQL, or whose GraphQL lacks what is asked)
+
+    async def _poll_rest(self, config: ProjectConfig, max_age: float) -> Snapshot:
         # Nothing waits for more than it needs: the lists that do not need my username go out
         # with /user and each project's id, and a merge request is read as soon as a list
         # that holds it is in.
-        max_age = 0.0 if fresh else self._share_for
         found: dict[str, _Listed] = {}
         ready = {role: anyio.Event() for role in LISTS}
 
@@ -187,7 +305,7 @@ class GitLab:
                                    key=lambda cr: cr.updated_at, reverse=True),
             pipelines=latest_per_branch(p for _, ps in results.values() for p in ps),
             as_of=min(listed.asked_at for listed in found.values()),
-            problems=problems + [self._truncated(role) for role in LISTS
+            problems=problems + [self._truncated(role, MAX_PAGES * PER_PAGE) for role in LISTS
                                  if not found[role].complete],
         )
 
@@ -268,17 +386,17 @@ class GitLab:
         for _ in range(MAX_PAGES):
             if next_url is None:
                 break
-            fetched = await self._http.get(next_url, what=f"merge requests {_ROLE_WORDS[role]}")
+            fetched = await self._http.get(next_url, what=f"merge requests {WORDS[role]}")
             listed += self._http.decode(fetched, list[_MergeRequest], what="merge requests")
             next_url = _next_page(fetched, next_url)
         return _Listed(asked_at=asked_at, merge_requests=listed, complete=next_url is None)
 
-    def _truncated(self, role: str) -> SourceProblem:
-        shown = f"{MAX_PAGES * PER_PAGE:,}"
+    def _truncated(self, role: str, count: int) -> SourceProblem:
+        shown = f"{count:,}"
         return SourceProblem(
             part="*", code="truncated",
             message=f"{self._http.name} lists more than {shown} open merge requests "
-                    f"{_ROLE_WORDS[role]}: only the {shown} updated last are shown",
+                    f"{WORDS[role]}: only the {shown} updated last are shown",
             suggestions=["close or merge the merge requests you no longer need"])
 
     async def _pipelines(self, path: str, username: str) -> list[PipelineView]:
@@ -342,8 +460,6 @@ class GitLab:
 
 
 _MISSING = object()
-_ROLE_WORDS = {"created": "that you created", "assigned": "assigned to you",
-               "review": "that you review"}
 
 
 def _next_page(fetched: Fetched, url: str) -> str | None:
@@ -439,3 +555,54 @@ def _pipeline(upstream: str, path: str, pipeline: _Pipeline) -> PipelineView:
         # Lists carry no `started_at`: the pipeline's creation is the oldest it can be.
         started_at=_ts(pipeline.started_at or pipeline.created_at),
     )
+
+
+def _from_graphql(upstream: str, path: str, listed: Listed, username: str) -> ChangeRequestView:
+    """A merge request as GraphQL told it, in the shapes REST gives (lower-case statuses,
+    approvals, reviewers' states), so that one mapping serves both."""
+    node = listed.node
+    author = node.author.username if node.author else (
+        username if "created" in listed.roles else "ghost")
+    reviewers = [r for r in (node.reviewers.nodes if node.reviewers else []) if r is not None]
+    head = node.head_pipeline
+    mr = _MergeRequest(
+        iid=int(node.iid), title=node.title, web_url=node.web_url or "",
+        source_branch=node.source_branch, target_branch=node.target_branch,
+        author=_User(author), updated_at=node.updated_at, project_id=node.project_id,
+        # Assigned to me is what the list of that name holds; who else is not asked.
+        assignees=[_User(username)] if "assigned" in listed.roles else [],
+        reviewers=[_User(r.username) for r in reviewers], draft=node.draft,
+        detailed_merge_status=_lower(node.detailed_merge_status),
+        merge_status=_lower(node.merge_status_enum), has_conflicts=node.conflicts,
+        references=_References(full=node.reference),
+        head_pipeline=None if head is None else _HeadPipeline(
+            status=head.status.lower(), web_url=_web_url(node.web_url, head.path),
+            created_at=head.created_at, started_at=head.started_at))
+    approvals = None
+    if node.approved_by is not None and "approvedBy" not in listed.broken:
+        approvals = _Approvals(
+            approved_by=[_Approval(_User(u.username)) for u in node.approved_by.nodes if u],
+            approvals_left=node.approvals_left)
+    states = None
+    if node.reviewers is not None and "reviewers" not in listed.broken:
+        states = [_Reviewer(_User(r.username), _lower(
+            r.merge_request_interaction.review_state if r.merge_request_interaction else None))
+            for r in reviewers]
+    view = _change_request(upstream, path, mr, username, approvals=approvals, reviewers=states)
+    if "headPipeline" in listed.broken:  # not "no pipeline": GitLab did not say
+        view = msgspec.structs.replace(view, ci=None)
+    return view
+
+
+def _lower(value: str | None) -> str | None:
+    """A GraphQL enum value in the words REST uses (NOT_APPROVED: not_approved)."""
+    return value.lower() if value is not None else None
+
+
+def _web_url(merge_request_url: str | None, path: str | None) -> str | None:
+    """A pipeline's address: its path, on the web address the merge request's shows (the
+    instance's own, which the API's address need not be)."""
+    if not merge_request_url or not path:
+        return None
+    parts = urlsplit(merge_request_url)
+    return f"{parts.scheme}://{parts.netloc}{path}"
