@@ -24,7 +24,7 @@ from projctld.sandbox.demo import TOKEN, sandbox_config
 from projctld.sandbox.fake_gitlab import project_id
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
-from projctld.upstream.providers import create_providers, gitlab, http
+from projctld.upstream.providers import create_providers, gitlab, gitlab_graphql, http
 from projctld.upstream.providers.gitlab import _next_page
 from projctld.upstream.providers.model import Snapshot
 
@@ -78,11 +78,16 @@ def polls(up, config: Config, db_path: str, advances: list[float], *, upstream: 
 # What is asked: only what concerns me (docs.gitlab.com/api/merge_requests/#list-merge-requests)
 
 
-def test_finds_merge_requests_i_wrote_am_assigned_or_review(tmp_path) -> None:
+@pytest.mark.parametrize("transport", ["graphql", "rest"])
+def test_finds_merge_requests_i_wrote_am_assigned_or_review(tmp_path, transport: str) -> None:
     with world(dataset()) as up:
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
         config = with_gitlab(one_project(up), *up.data.gitlab_projects)
         snapshot = Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
         lists = [r.path for r in up.gitlab.requests if r.path.startswith("/api/v4/merge_requests")]
+        graphql = [r for r in up.gitlab.requests if r.path == "/api/graphql"]
+        reads = [r for r in up.gitlab.requests if "/merge_requests/" in r.path]
     expected = mine(up.data)
     assert {(cr.repo, cr.number) for cr in snapshot.change_requests} == set(expected)
     assert len(snapshot.change_requests) == len(expected)  # each once, whatever its roles
@@ -93,6 +98,12 @@ def test_finds_merge_requests_i_wrote_am_assigned_or_review(tmp_path) -> None:
         assert cr.ref == f"{cr.repo}!{cr.number}" and cr.upstream == "gitlab"
         assert (cr.ci.state == "none") == (mr.head_pipeline is None)
         assert cr.draft == mr.draft
+    if transport == "graphql":
+        # One GraphQL request holds all three lists and all that status needs of each merge
+        # request: no REST list, no read of a merge request.
+        assert [(r.method, r.status) for r in graphql] == [("POST", 200)]
+        assert not lists and not reads
+        return
     # Three instance-wide lists, filtered by GitLab, and no project-wide listing at all.
     assert sorted(lists) == sorted([
         "/api/v4/merge_requests?scope=created_by_me&state=opened&order_by=updated_at&sort=desc"
@@ -190,16 +201,25 @@ def test_a_bad_project_costs_only_itself_and_names_the_fix(tmp_path, fault: str,
     assert {p.repo for p in snapshot.pipelines} == set(good)
 
 
-def test_a_list_that_fails_fails_the_whole_source(tmp_path) -> None:
+@pytest.mark.parametrize(("transport", "failing"), [
+    ("graphql", r"^/api/graphql$"),
+    ("rest", r"/api/v4/merge_requests\?scope=assigned_to_me"),
+])
+def test_a_list_that_fails_fails_the_whole_source(tmp_path, transport: str,
+                                                  failing: str) -> None:
     with world(dataset()) as up:
-        up.gitlab.fail(r"/api/v4/merge_requests\?scope=assigned_to_me", status=503, times=10)
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
+        up.gitlab.fail(failing, status=503, times=10)
         with pytest.raises(UpstreamError) as caught:
             Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
     assert caught.value.code == "server_error"
 
 
 def test_a_merge_request_gone_since_it_was_listed_is_left_out(tmp_path) -> None:
+    # REST only: GraphQL answers each merge request with its list, no read can find it gone.
     with world(dataset()) as up:
+        up.gitlab.missing.add("graphql")
         path = up.data.gitlab_projects[0]
         gone = next(iter(mine(up.data, [path]).values()))
         up.gitlab.fail(rf"/merge_requests/{gone.iid}$", status=404, times=1,
@@ -266,7 +286,7 @@ def test_an_instance_without_approvals_or_reviewers_endpoints(tmp_path) -> None:
     data = dataset()
     path = next(p for p in data.gitlab_projects if data.gitlab_approvals_required[p])
     with world(data) as up:
-        up.gitlab.missing = {"approvals", "reviewers"}
+        up.gitlab.missing = {"approvals", "reviewers", "graphql"}  # endpoints REST reads
         polling = Polling(with_gitlab(one_project(up), path), str(tmp_path / "s.db"))
         first = polling.poll("gitlab", "web")
         up.gitlab.reset_log()
@@ -282,7 +302,7 @@ def test_an_instance_without_approvals_or_reviewers_endpoints(tmp_path) -> None:
 
 def test_a_missing_endpoint_is_asked_again_only_an_hour_later(tmp_path) -> None:
     with world(dataset()) as up:
-        up.gitlab.missing = {"approvals"}
+        up.gitlab.missing = {"approvals", "graphql"}
         config = with_gitlab(one_project(up), up.data.gitlab_projects[0])
         done = polls(up, config, str(tmp_path / "s.db"), [0, 60, gitlab.RECHECK_MISSING])
     first, soon, later = (sum(r.path.endswith("/approvals") for r in requests)
@@ -340,6 +360,7 @@ def test_lists_page_by_link_and_by_next_page_without_totals(tmp_path) -> None:
     assert created > 100
     for links in (True, False):
         with world(data) as up:
+            up.gitlab.missing.add("graphql")  # REST's paging
             up.gitlab.total_headers_limit = 10  # as GitLab does above 10,000 rows
             up.gitlab.links = links  # a proxy that drops Link leaves x-next-page
             snapshot = Polling(one_project(up), str(tmp_path / f"{links}.db")).poll(
@@ -350,10 +371,16 @@ def test_lists_page_by_link_and_by_next_page_without_totals(tmp_path) -> None:
         assert len(snapshot.change_requests) == len(mine(data))
 
 
-def test_more_than_the_pages_read_is_said_not_dropped_silently(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("transport", ["graphql", "rest"])
+def test_more_than_the_pages_read_is_said_not_dropped_silently(tmp_path, monkeypatch,
+                                                              transport: str) -> None:
     monkeypatch.setattr(gitlab, "PER_PAGE", 3)
     monkeypatch.setattr(gitlab, "MAX_PAGES", 2)
+    monkeypatch.setattr(gitlab_graphql, "PAGE_SIZE", 3)
+    monkeypatch.setattr(gitlab_graphql, "MAX_LISTED", 6)
     with world(dataset(gitlab_projects=1, changes_per_repo=30)) as up:
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
         snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
     truncated = [p for p in snapshot.problems if p.code == "truncated"]
     assert truncated and all(p.part == "*" for p in truncated)
@@ -379,7 +406,11 @@ def test_the_second_poll_is_all_conditional_and_asks_no_project_again(tmp_path) 
     with world(dataset()) as up:
         (first, _), (second, requests) = polls(up, one_project(up), str(tmp_path / "s.db"),
                                                [0, 60])
-    assert requests and {r.status for r in requests} == {304}
+    # Every GET is answered 304; the one GraphQL POST cannot be conditional (a POST has no
+    # validators), and it is the only request that is not.
+    assert {r.status for r in requests if r.method == "GET"} == {304}
+    assert [(r.method, r.path) for r in requests if r.method != "GET"] == [
+        ("POST", "/api/graphql")]
     # /user and each project's id were asked at the first poll only.
     paths = [r.path for r in requests]
     assert "/api/v4/user" not in paths
@@ -388,14 +419,19 @@ def test_the_second_poll_is_all_conditional_and_asks_no_project_again(tmp_path) 
         msgspec.structs.replace(first, as_of=None)
 
 
-def test_the_lists_are_shared_between_projects_within_an_interval(tmp_path) -> None:
+@pytest.mark.parametrize("transport", ["graphql", "rest"])
+def test_the_lists_are_shared_between_projects_within_an_interval(tmp_path,
+                                                                  transport: str) -> None:
     with world(dataset()) as up:
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
         config = sandbox_config(up, projects=2)
         polling = Polling(config, str(tmp_path / "s.db"))
         web, platform = polling.poll_many([("gitlab", "web"), ("gitlab", "platform")],
                                           fresh=False)
-        lists = [r for r in up.gitlab.requests if r.path.startswith("/api/v4/merge_requests")]
-    assert len(lists) == 3
+        lists = [r for r in up.gitlab.requests if r.path.startswith("/api/v4/merge_requests")
+                 or (r.path == "/api/graphql" and r.status == 200)]
+    assert len(lists) == (1 if transport == "graphql" else 3)
     assert web.as_of == platform.as_of
     assert {cr.repo for cr in web.change_requests} <= set(config.projects["web"].gitlab)
     assert {cr.repo for cr in platform.change_requests} <= set(

@@ -174,8 +174,8 @@ class GitLab:
         self._me_lock = anyio.Lock()  # every project's first poll needs it: ask once
         self._graphql = MergeRequestReader(http, config.url)
         self._read_lock = anyio.Lock()
-        self._read: tuple[float, Found] | None = None  # the shared answer, and when it began
-        self._read_failed: tuple[float, UpstreamError] | None = None
+        self._answer: tuple[float, Found] | None = None  # shared, and when it was asked
+        self._answer_failed: tuple[float, UpstreamError] | None = None
         self._list_locks = {role: anyio.Lock() for role in LISTS}
         self._listed: dict[str, _Listed] = {}
         self._failed: dict[str, tuple[float, UpstreamError]] = {}
@@ -233,18 +233,19 @@ class GitLab:
         failure) that began at most `max_age` before it asked."""
         asked_at = self._clock()
         async with self._read_lock:
-            if self._read is not None and self._read[0] >= asked_at - max_age:
-                return self._read
-            if self._read_failed is not None and self._read_failed[0] >= asked_at - max_age:
-                raise self._read_failed[1]
+            if self._answer is not None and self._answer[0] >= asked_at - max_age:
+                return self._answer
+            if self._answer_failed is not None and \
+                    self._answer_failed[0] >= asked_at - max_age:
+                raise self._answer_failed[1]
             started = self._clock()
             try:
-                self._read = (started, await self._graphql.read())
+                self._answer = (started, await self._graphql.read())
             except UpstreamError as exc:
-                self._read_failed = (started, exc)
+                self._answer_failed = (started, exc)
                 raise
-            self._read_failed = None
-            return self._read
+            self._answer_failed = None
+            return self._answer
 
     async def _project_graphql(self, path: str, read: list[tuple[float, Found]],
                                ready: anyio.Event
