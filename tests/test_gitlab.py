@@ -457,3 +457,162 @@ def test_429_holds_and_says_when(tmp_path) -> None:
         with pytest.raises(UpstreamError) as caught:
             Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
     assert caught.value.code == "rate_limited"
+
+
+# GraphQL (docs.gitlab.com/api/graphql/; the fields as docs.gitlab.com/api/graphql/reference/
+# types them)
+
+
+def graphql_posts(requests: list) -> list:
+    return [r for r in requests if r.path == "/api/graphql"]
+
+
+def test_the_query_scores_what_its_comment_says_under_gitlabs_limit() -> None:
+    # docs.gitlab.com/api/graphql/#maximum-query-complexity: 250 with a token. The provider's
+    # query, scored by the fake as app/graphql/types/base_field.rb scores it.
+    from projctld.sandbox import fake_graphql
+    from projctld.sandbox import gitlab_graphql as served
+
+    def score(text: str, **variables: object) -> int:
+        schema = served.schema()
+        prepared = fake_graphql.prepare(schema, text)
+        assert not isinstance(prepared, list), prepared
+        operation = next(iter(prepared.operations.values()))
+        return served.complexity(schema, prepared.document, operation, variables)
+
+    first = gitlab_graphql.PAGE_SIZE
+    assert score(gitlab_graphql.query(gitlab_graphql.ROLES, first=first), first=first) == 182
+    assert score(gitlab_graphql.query(["review"], first=first, after=True), first=first) == 62
+    assert served.MAX_COMPLEXITY - 182 >= 50  # room for a later GitLab to score fields higher
+
+
+def seconds(snapshot: Snapshot) -> Snapshot:
+    """The snapshot with its times in whole seconds (GraphQL's Time has no fraction, REST has
+    milliseconds), in a stable order."""
+    def cut(moment: float | None) -> int | None:
+        return int(moment) if moment is not None else None
+
+    crs = sorted((msgspec.structs.replace(
+        cr, updated_at=cut(cr.updated_at), ci=cr.ci and msgspec.structs.replace(
+            cr.ci, started_at=cut(cr.ci.started_at))) for cr in snapshot.change_requests),
+        key=lambda cr: (cr.repo, cr.number))
+    return msgspec.structs.replace(snapshot, change_requests=crs, as_of=None)
+
+
+@pytest.mark.parametrize("tier", ["premium", "free"])
+def test_graphql_and_rest_show_the_same(tmp_path, tier: str) -> None:
+    # Whichever the instance answers, a merge request shows the same: one mapping serves both.
+    data = dataset()
+    shown = {}
+    for transport in ("graphql", "rest"):
+        with world(data) as up:
+            up.gitlab.tier = tier
+            if transport == "rest":
+                up.gitlab.missing.add("graphql")
+            config = with_gitlab(one_project(up), *up.data.gitlab_projects)
+            snapshot = Polling(config, str(tmp_path / f"{transport}.db")).poll("gitlab", "web")
+        shown[transport] = seconds(snapshot)
+    assert shown["graphql"].change_requests
+    assert {cr.review for cr in shown["graphql"].change_requests} >= {
+        "approved", "review_required" if tier == "premium" else "none"}
+    assert shown["graphql"] == shown["rest"]
+
+
+def test_a_list_longer_than_a_page_is_paged_alone(tmp_path) -> None:
+    # Keyset paging of one list (pageInfo.endCursor, after:), not of the three again.
+    data = dataset(gitlab_projects=1)
+    add_gitlab_project(data, "acme/monolith", 5000, mine=120, reviewing=2)
+    with world(data) as up:
+        config = with_gitlab(one_project(up), "acme/monolith")
+        snapshot = Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
+        posts = graphql_posts(up.gitlab.requests)
+    assert {(cr.repo, cr.number) for cr in snapshot.change_requests} == \
+        set(mine(data, ["acme/monolith"]))
+    # The three lists, then two more pages of mine and of those assigned to me (the same 120:
+    # each author is assigned), each list alone: 50 + 50 + 20.
+    assert len(posts) == 5
+    assert not snapshot.problems
+
+
+def test_an_older_instance_is_asked_again_without_what_it_lacks_and_remembered(tmp_path) -> None:
+    # graphql-ruby refuses a field the instance does not have (undefinedField): Community
+    # Edition has no approvalsLeft; before 15.6 no detailedMergeStatus, before 14.0 no
+    # mergeStatusEnum; reviewers' reviewState is newer than the reviewers themselves. The
+    # provider leaves out what it can do without, once per daemon.
+    data = dataset()
+    path = next(p for p in data.gitlab_projects if data.gitlab_approvals_required[p])
+    with world(data) as up:
+        up.gitlab.missing = {"MergeRequest.approvalsLeft", "MergeRequest.detailedMergeStatus",
+                             "MergeRequest.mergeStatusEnum",
+                             "UserMergeRequestInteraction.reviewState"}
+        done = polls(up, with_gitlab(one_project(up), path), str(tmp_path / "s.db"), [0, 60])
+    (first, cold), (_, steady) = done
+    assert [r.status for r in graphql_posts(cold)] == [200, 200]  # refused, then asked again
+    assert len(graphql_posts(steady)) == 1
+    assert not [r for r in cold if "/merge_requests" in r.path]  # no REST needed
+    assert first.change_requests and not first.problems
+    for cr in first.change_requests:
+        mr = mine(data)[(cr.repo, cr.number)]
+        assert (cr.approvals_left, cr.merge_status) == (None, None)
+        assert cr.approved_by == mr.approved_by
+        # Without the merge status nor the approval rules, only approvals tell the review.
+        assert cr.review == ("approved" if mr.approved_by else "none")
+
+
+@pytest.mark.parametrize("lacks", ["graphql", "CurrentUser.reviewRequestedMergeRequests"])
+def test_without_a_usable_graphql_rest_reads_it_and_graphql_is_tried_an_hour_later(
+        tmp_path, lacks: str) -> None:
+    # No GraphQL API (404 at /api/graphql: before 12.1, or its feature flag off), or one that
+    # lacks a list the query cannot do without: REST reads everything, as before GraphQL.
+    with world(dataset()) as up:
+        up.gitlab.missing.add(lacks)
+        config = with_gitlab(one_project(up), *up.data.gitlab_projects)
+        done = polls(up, config, str(tmp_path / "s.db"), [0, 60, gitlab.RECHECK_MISSING])
+    (first, cold), (_, soon), (_, later) = done
+    assert {(cr.repo, cr.number) for cr in first.change_requests} == set(mine(up.data))
+    assert not first.problems
+    assert [r.status for r in graphql_posts(cold)] == [404 if lacks == "graphql" else 200]
+    assert [r for r in cold if r.path.startswith("/api/v4/merge_requests")]
+    assert not graphql_posts(soon)
+    assert len(graphql_posts(later)) == 1
+
+
+def test_errors_beside_partial_data_keep_every_good_merge_request(tmp_path) -> None:
+    # GitLab answers a field it will not resolve with null and an error with its path; a null
+    # in a non-null field (title) nulls the merge request. Every other one is kept, the broken
+    # head pipeline is not shown as "no CI", and each fault is named.
+    data = dataset()
+    path = data.gitlab_projects[0]
+    with_ci, other = [mr for mr in data.merge_requests[path]
+                      if mr.author == data.gitlab_username and mr.head_pipeline][:2]
+    with world(data) as up:
+        up.gitlab.graphql_field_errors = {
+            (path, with_ci.iid, "headPipeline"): "Gitaly is unavailable",
+            (path, other.iid, "title"): "no access to this title"}
+        snapshot = Polling(with_gitlab(one_project(up), path), str(tmp_path / "s.db")).poll(
+            "gitlab", "web")
+    numbers = {cr.number for cr in snapshot.change_requests}
+    assert numbers == {iid for _, iid in mine(data, [path])} - {other.iid}
+    broken = next(cr for cr in snapshot.change_requests if cr.number == with_ci.iid)
+    assert broken.ci is None and broken.title == with_ci.title
+    assert all(cr.ci is not None for cr in snapshot.change_requests if cr is not broken)
+    problems = {p.part: p for p in snapshot.problems}
+    assert problems[path].code == "partial"
+    assert f"headPipeline of !{with_ci.iid}" in problems[path].message
+    assert "Gitaly is unavailable" in problems[path].message
+    assert problems["*"].code == "partial"
+    # In two lists (mine, and assigned to me), counted once.
+    assert "left out a merge request of yours: no access to this title" in \
+        problems["*"].message
+
+
+def test_a_query_scored_over_the_limit_is_asked_again_with_smaller_pages(tmp_path) -> None:
+    # A later GitLab may score the same query higher and refuse it ("Query has complexity of N,
+    # which exceeds max complexity of 250"): pages are halved until it fits, and remembered.
+    with world(dataset()) as up:
+        up.gitlab.max_complexity = 150  # 182 at 50 a page, 152 at 25, 134 at 12
+        config = with_gitlab(one_project(up), *up.data.gitlab_projects)
+        (first, cold), (_, steady) = polls(up, config, str(tmp_path / "s.db"), [0, 60])
+    assert len(graphql_posts(cold)) == 3 and len(graphql_posts(steady)) == 1
+    assert {(cr.repo, cr.number) for cr in first.change_requests} == set(mine(up.data))
+    assert not first.problems

@@ -1,34 +1,41 @@
 """GitLab: the merge requests I wrote, am assigned or review, their CI and review; my pipelines.
 
-What is asked (docs.gitlab.com/api/merge_requests, merge_request_approvals, pipelines):
+What is asked (docs.gitlab.com/api/graphql/, api/projects, api/pipelines, api/users):
 
-- Three instance-wide lists of open merge requests, newest first: `scope=created_by_me`,
-  `scope=assigned_to_me`, and `scope=all&reviewer_username=ME`. The server filters them, so
-  they hold only what concerns me: their cost grows neither with a project's size (the project
-  lists filtered locally lost mine past ten pages of a big project) nor with the number of
-  projects (the per-project `author_username` / `assignee_username` / `reviewer_username`
-  filters would cost three requests per project). One result serves every project for 0.9 of
-  an interval, as GitHub's search does. Each merge request is matched to a configured project
-  by `project_id`: a project may be configured by path (any case, or an old path, which the
-  API follows to the renamed project) or by id, and GitLab tells each one's id once
-  (GET /projects/:id; ids never change).
-- Per project, my newest pipelines (`/projects/:id/pipelines?username=ME`). A project GitLab
-  does not know, or that the token may not read, costs only itself: it is named as a problem.
-- Per merge request that concerns me, at once for every project: the merge request itself (the
-  lists lack `head_pipeline`), its `/approvals`, and its `/reviewers` when it has any.
+- One GraphQL request (gitlab_graphql.py) for every merge request that concerns me, on every
+  project, with all that status needs of each: `currentUser`'s authored, assigned and
+  review-requested lists of open merge requests, newest first, 50 a page (a longer list is
+  paged alone). The server filters them, so they hold only what concerns me: their cost grows
+  neither with a project's size nor with the number of projects. One answer serves every
+  project for 0.9 of an interval, as GitHub's search does. Each merge request is matched to a
+  configured project by `projectId`: a project may be configured by path (any case, or an old
+  path, which the API follows to the renamed project) or by id, and GitLab tells each one's
+  id once (GET /projects/:id; ids never change). A POST cannot be conditional: the one request
+  is counted against the rate limit at every poll, in place of three lists and three reads per
+  merge request that answered 304 (which GitLab counts too: it documents no exemption).
+- Per project, my newest pipelines (`/projects/:id/pipelines?username=ME`), conditional. A
+  project GitLab does not know, or that the token may not read, costs only itself: it is named
+  as a problem.
 
-Every GET is conditional: what has not changed answers 304. A cold poll has three round trips
-on its critical path: /user (remembered for the daemon's life) beside the two lists that need
-no username and each project's id; the list of reviews beside each project's pipelines; then
-the reads, each merge request's as soon as a list that holds it is in. The reads are most of
-the requests (about three per merge request), so how many run at once decides a cold poll's
-time (the governor allows GitLab 32).
+A cold poll has two round trips on its critical path: the GraphQL request, /user (remembered
+for the daemon's life) and each project's id together; then each project's pipelines, which
+need my username. A steady poll has one.
 
-Review, from `/approvals` (Free: `approved` when anyone approved, and `approved_by`; Premium
-also `approvals_required` and `approvals_left`, and there `approved` means no rule still wants
-an approval, so it is true on a project without rules where nobody approved), `/reviewers`
-(each reviewer's `state`: unreviewed, review_started, reviewed, requested_changes, approved,
-unapproved; older instances know only the first and third) and `detailed_merge_status`:
+An instance without a usable GraphQL API (404 at /api/graphql: before 12.1, or the `graphql`
+feature flag off; or one that lacks a list the query cannot do without) is read over REST as
+before GraphQL, and GraphQL is tried again an hour later: three instance-wide lists
+(`scope=created_by_me`, `scope=assigned_to_me`, `scope=all&reviewer_username=ME`), then per
+merge request, at once for every project, the merge request itself (the lists lack
+`head_pipeline`), its `/approvals`, and its `/reviewers` when it has any. Every GET is
+conditional. Offset pagination follows `Link` / `x-next-page` and never relies on `x-total`,
+which GitLab drops above 10,000 rows.
+
+Review, from the approvals (REST `/approvals`; GraphQL `approvedBy` and `approvalsLeft`. Free:
+who approved; Premium also `approvals_left`, how many approvals the rules still want), the
+reviewers' states (REST `/reviewers` `state`, GraphQL `reviewState`: unreviewed,
+review_started, reviewed, requested_changes, approved, unapproved; older instances know only
+the first and third) and `detailed_merge_status` (GraphQL's upper-case enum read in REST's
+lower-case words):
 
 - changes_requested: a reviewer's state is `requested_changes`, or the status is
   `requested_changes` ("the merge request has reviewers who have requested changes");
@@ -39,10 +46,11 @@ unapproved; older instances know only the first and third) and `detailed_merge_s
 - none: otherwise. `mergeable` says only that nothing blocks a merge: on a project without
   approval rules nobody had to approve, and nobody is said to have.
 
-An instance older than the approvals or reviewers endpoint answers 404 for it: the review is
-then worked out from what there is, and the endpoint is asked again an hour later.
-Offset pagination follows `Link` / `x-next-page` and never relies on `x-total`, which GitLab
-drops above 10,000 rows.
+An instance that lacks one of these (an older REST endpoint answering 404, an older GraphQL
+field refused as undefined) gives the review from what there is; the endpoint is asked again
+an hour later, the field not for the daemon's life. GraphQL answers a field it could not
+resolve with null and an error beside the rest: every other merge request stays, a head
+pipeline GitLab could not tell is shown as unknown (not as no CI), and each fault is named.
 """
 
 from __future__ import annotations
@@ -213,12 +221,14 @@ class GitLab:
         _, (results, problems) = await gather([fetch, projects])  # type: ignore[misc]
         asked_at, found = read[0]
         problems += [problem for crs, _, extra in results.values() for problem in extra]
-        if found.left_out:
-            count = len(found.left_out)
+        # A merge request left out of several lists counts once: the most any list left out.
+        count = max(len(messages) for messages in found.left_out.values())
+        if count:
+            message = next(m[0] for m in found.left_out.values() if m)
             problems.append(SourceProblem(
                 part="*", code="partial",
-                message=f"{self._http.name} left out {count} merge request"
-                        f"{'s' if count > 1 else ''} of yours: {found.left_out[0][:200]}",
+                message=f"{self._http.name} left out {'a' if count == 1 else count} merge "
+                        f"request{'s' if count > 1 else ''} of yours: {message[:200]}",
                 suggestions=[IF_IT_PASSES]))
         problems += [self._truncated(role, gitlab_graphql.MAX_LISTED) for role, complete in
                      found.complete.items() if not complete]

@@ -206,7 +206,9 @@ class Found:
     username: str
     merge_requests: list[Listed]
     complete: dict[str, bool]  # by role: read to its end, not cut at MAX_LISTED
-    left_out: list[str]  # the message of each merge request GitLab answered null
+    # By list, the message of each merge request GitLab answered null: one null in several
+    # lists is the same merge request or not, nothing tells.
+    left_out: dict[str, list[str]]
     omitted: frozenset[str]  # OPTIONAL_FIELDS this instance lacks
 
 
@@ -223,14 +225,14 @@ class MergeRequestReader:
         reply = await self._ask(list(ROLES), {})
         me = self._me(reply)
         found: dict[tuple[int, str], Listed] = {}
-        left_out: list[str] = []
+        left_out: dict[str, list[str]] = {role: [] for role in ROLES}
         complete: dict[str, bool] = {}
 
         async def one(role: str) -> None:
             answer, raw, listed = reply, getattr(me, role), 0
             while True:
                 page = self._list(answer, role, raw)
-                listed += self._take(page, role, answer, found, left_out)
+                listed += self._take(page, role, answer, found, left_out[role])
                 more = page.page_info.has_next_page
                 if not more or listed >= MAX_LISTED:
                     complete[role] = not more
