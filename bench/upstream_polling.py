@@ -9,8 +9,8 @@ about 8 open change requests each, all with CI, and 300 Jira tickets, in 5 proje
 the fake upstreams on loopback with 100 ms of latency per request. That team measured 2.8 s to
 gather it from the APIs one by one and 0.6 s with their own cache.
 
-1. Cold refresh: a real projctld with empty state; `projctl refresh` until every source is in
-   (goal: at most 1.0 s).
+1. Cold refresh: a real projctld with empty state; `projctl refresh` until every source of
+   every upstream is in (goal, issue 16: at most 0.5 s for all three together).
 2. Warm `projctl status` with the full dataset loaded, as a whole process, against a bare
    `python -c pass`, interleaved (goal: within the skeleton's 2.5x), and the daemon's RSS
    (goal: at most 80 MiB).
@@ -20,7 +20,8 @@ gather it from the APIs one by one and 0.6 s with their own cache.
    5 % of the 5,000/h budget).
 4. Requests per poll (every project polled once), cold and steady, for GitHub and GitLab: on the
    field dataset, and with one more GitLab project of 50 and of 5,000 open merge requests (3 of
-   them mine, 2 for me to review): the cost must not grow with the project's size.
+   them mine, 2 for me to review): the cost must not grow with the project's size. GitLab's
+   are split by what they ask (its one GraphQL request, project ids, pipelines, ...).
 
 `--upstreams gitlab,jira` measures only those (1-3 need a config; 4 always shows GitHub and
 GitLab, and says so when one fails).
@@ -64,7 +65,7 @@ from projctld.upstream.polling import Poller
 from projctld.upstream.providers import create_providers
 
 PROJECTS = 5
-COLD_GOAL_S = 1.0
+COLD_GOAL_S = 0.5  # issue 16: the field dataset at 100 ms a request
 RATIO_GOAL = 2.5
 RSS_GOAL_MIB = 80.0
 CONDITIONAL_GOAL = 0.90
@@ -279,9 +280,12 @@ async def _two_rounds(kind: str, config: Config, fake, state_dir: str,
 
 def _split(requests: list) -> dict[str, int]:
     """GitLab's requests by what they asked for."""
-    kinds = {"merge request lists": 0, "projects": 0, "pipelines": 0, "merge request reads": 0,
-             "user": 0}
+    kinds = {"GraphQL (merge requests)": 0, "merge request lists": 0, "projects": 0,
+             "pipelines": 0, "merge request reads": 0, "user": 0}
     for record in requests:
+        if record.path.split("?")[0] == "/api/graphql":
+            kinds["GraphQL (merge requests)"] += 1
+            continue
         path = record.path.split("?")[0].removeprefix("/api/v4/")
         parts = path.split("/")
         if parts[0] == "merge_requests":
