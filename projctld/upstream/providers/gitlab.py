@@ -226,10 +226,10 @@ class GitLab:
         if count:
             message = next(m[0] for m in found.left_out.values() if m)
             problems.append(SourceProblem(
-                part="*", code="partial",
+                part="*", code="rejected",
                 message=f"{self._http.name} left out {'a' if count == 1 else count} merge "
                         f"request{'s' if count > 1 else ''} of yours: {message[:200]}",
-                suggestions=[IF_IT_PASSES]))
+                suggestions=[IF_IT_PASSES, *self._http.hints.forbidden]))
         problems += [self._truncated(role, gitlab_graphql.MAX_LISTED) for role, complete in
                      found.complete.items() if not complete]
         return Snapshot(
@@ -280,11 +280,14 @@ class GitLab:
                 return views, []
             fields = sorted({name for listed in broken for name in listed.broken})
             refs = ", ".join(f"!{listed.node.iid}" for listed in broken[:5])
+            # Of this project's source, not of the project as a part: it was read, and what
+            # it held before must not come back (keep_failed_parts would bring back the merge
+            # requests closed since).
             return views, [SourceProblem(
-                part=path, code="partial",
+                part="*", code="rejected",
                 message=f"{self._http.name} could not tell the {', '.join(fields)} of {refs}: "
                         f"{broken[0].messages[0][:200]}",
-                suggestions=[IF_IT_PASSES])]
+                suggestions=[IF_IT_PASSES, *self._http.hints.forbidden])]
 
         _, (views, problems) = await gather([my_pipelines, merge_requests])  # type: ignore[misc]
         return views, pipelines, problems
