@@ -181,7 +181,7 @@ class GitLab:
         self._username: str | None = None
         self._me_lock = anyio.Lock()  # every project's first poll needs it: ask once
         self._graphql = MergeRequestReader(http, config.url)
-        self._read_lock = anyio.Lock()
+        self._answer_lock = anyio.Lock()
         self._answer: tuple[float, Found] | None = None  # shared, and when it was asked
         self._answer_failed: tuple[float, UpstreamError] | None = None
         self._list_locks = {role: anyio.Lock() for role in LISTS}
@@ -220,7 +220,7 @@ class GitLab:
 
         _, (results, problems) = await gather([fetch, projects])  # type: ignore[misc]
         asked_at, found = read[0]
-        problems += [problem for crs, _, extra in results.values() for problem in extra]
+        problems += [problem for _, _, extra in results.values() for problem in extra]
         # A merge request left out of several lists counts once: the most any list left out.
         count = max(len(messages) for messages in found.left_out.values())
         if count:
@@ -242,7 +242,7 @@ class GitLab:
         """The GraphQL answer, asked once for every project: a caller reuses an answer (or a
         failure) that began at most `max_age` before it asked."""
         asked_at = self._clock()
-        async with self._read_lock:
+        async with self._answer_lock:
             if self._answer is not None and self._answer[0] >= asked_at - max_age:
                 return self._answer
             if self._answer_failed is not None and \

@@ -209,7 +209,6 @@ class Found:
     # By list, the message of each merge request GitLab answered null: one null in several
     # lists is the same merge request or not, nothing tells.
     left_out: dict[str, list[str]]
-    omitted: frozenset[str]  # OPTIONAL_FIELDS this instance lacks
 
 
 class MergeRequestReader:
@@ -241,8 +240,7 @@ class MergeRequestReader:
                 raw = getattr(self._me(answer), role)
 
         await gather([functools.partial(one, role) for role in ROLES])
-        return Found(me.username, list(found.values()), complete, left_out,
-                     self._optional.omit)
+        return Found(me.username, list(found.values()), complete, left_out)
 
     async def _ask(self, roles: list[str], cursors: dict[str, str | None]) -> GraphQLReply:
         """The query, asked again without the optional fields the instance refuses and with
