@@ -615,3 +615,16 @@ def test_a_query_scored_over_the_limit_is_asked_again_with_smaller_pages(tmp_pat
     assert len(graphql_posts(cold)) == 3 and len(graphql_posts(steady)) == 1
     assert {(cr.repo, cr.number) for cr in first.change_requests} == set(mine(up.data))
     assert not first.problems
+
+
+def test_a_token_graphql_refuses_says_so_with_gitlabs_words(tmp_path) -> None:
+    # docs.gitlab.com/api/graphql/#authentication: 401 {"errors":[{"message":"Invalid token"}]}.
+    with world(dataset()) as up:
+        config = one_project(up)
+        wrong = msgspec.structs.replace(config, gitlab=msgspec.structs.replace(
+            config.gitlab, token="not-the-token"))
+        with pytest.raises(UpstreamError) as caught:
+            Polling(wrong, str(tmp_path / "s.db")).poll("gitlab", "web")
+    assert caught.value.code == "auth"
+    assert "(401: Invalid token)" in caught.value.message
+    assert "not-the-token" not in caught.value.message
