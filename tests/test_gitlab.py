@@ -623,6 +623,8 @@ def test_a_token_graphql_refuses_says_so_with_gitlabs_words(tmp_path) -> None:
         config = one_project(up)
         wrong = msgspec.structs.replace(config, gitlab=msgspec.structs.replace(
             config.gitlab, token="not-the-token"))
+        # REST refuses it too, in its own words: let GraphQL's answer come first.
+        up.gitlab.hang(r"^/api/v4/", 0.5, times=20)
         with pytest.raises(UpstreamError) as caught:
             Polling(wrong, str(tmp_path / "s.db")).poll("gitlab", "web")
     assert caught.value.code == "auth"
