@@ -230,8 +230,8 @@ class GitLab:
                 message=f"{self._http.name} left out {'a' if count == 1 else count} merge "
                         f"request{'s' if count > 1 else ''} of yours: {message[:200]}",
                 suggestions=[IF_IT_PASSES, *self._http.hints.forbidden]))
-        problems += [self._truncated(role, gitlab_graphql.MAX_LISTED) for role, complete in
-                     found.complete.items() if not complete]
+        problems += [self._truncated(role, gitlab_graphql.MAX_LISTED)
+                     for role in gitlab_graphql.ROLES if not found.complete[role]]
         return Snapshot(
             change_requests=sorted((cr for crs, _, _ in results.values() for cr in crs),
                                    key=lambda cr: cr.updated_at, reverse=True),
