@@ -233,8 +233,11 @@ class GitLab:
         problems += [self._truncated(role, gitlab_graphql.MAX_LISTED)
                      for role in gitlab_graphql.ROLES if not found.complete[role]]
         return Snapshot(
+            # GraphQL's times are whole seconds: ties are told apart, so that an answer that
+            # has not changed gives the same snapshot.
             change_requests=sorted((cr for crs, _, _ in results.values() for cr in crs),
-                                   key=lambda cr: cr.updated_at, reverse=True),
+                                   key=lambda cr: (cr.updated_at, cr.repo, cr.number),
+                                   reverse=True),
             pipelines=latest_per_branch(p for _, ps, _ in results.values() for p in ps),
             as_of=asked_at, problems=problems)
 
