@@ -536,7 +536,7 @@ def test_a_list_longer_than_a_page_is_paged_alone(tmp_path) -> None:
 
 def test_an_older_instance_is_asked_again_without_what_it_lacks_and_remembered(tmp_path) -> None:
     # graphql-ruby refuses a field the instance does not have (undefinedField): Community
-    # Edition has no approvalsLeft; before 15.6 no detailedMergeStatus, before 14.0 no
+    # Edition has no approvalsLeft; before GitLab 15 no detailedMergeStatus, before 14.0 no
     # mergeStatusEnum; reviewers' reviewState is newer than the reviewers themselves. The
     # provider leaves out what it can do without, once per daemon.
     data = dataset()

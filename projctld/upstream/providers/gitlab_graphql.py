@@ -2,7 +2,7 @@
 with all its review and CI, in one request per poll.
 
 What is asked (docs.gitlab.com/api/graphql/reference/, gitlab-org/gitlab's
-doc/api/graphql/reference/_index.md): `currentUser` (CurrentUser; UserCore before 17.x) and its
+doc/api/graphql/reference/_index.md): `currentUser` (type CurrentUser) and its
 three lists, `authoredMergeRequests`, `assignedMergeRequests` and `reviewRequestedMergeRequests`
 (MergeRequestConnection; state: MergeRequestState, sort: MergeRequestSort, the four standard
 paging arguments), each merge request with:
@@ -10,7 +10,8 @@ paging arguments), each merge request with:
     iid: String!, title: String!, webUrl: String, sourceBranch / targetBranch: String!,
     draft: Boolean!, conflicts: Boolean! (`cannot_be_merged?`), updatedAt: Time!,
     projectId: Int! (the REST id), reference(full: true): String!,
-    detailedMergeStatus: DetailedMergeStatus (15.6), mergeStatusEnum: MergeStatus (14.0),
+    detailedMergeStatus: DetailedMergeStatus (GitLab 15: an alpha field in 2022, before REST
+    had detailed_merge_status in 15.6), mergeStatusEnum: MergeStatus (14.0),
     approvalsLeft: Int (Enterprise Edition: null where no rule applies, absent on Community
     Edition), author { username }, approvedBy { nodes { username } } (UserCoreConnection),
     reviewers { nodes { username mergeRequestInteraction { reviewState } } }
