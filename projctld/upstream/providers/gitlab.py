@@ -581,6 +581,9 @@ def _from_graphql(upstream: str, path: str, listed: Listed, username: str) -> Ch
     author = node.author.username if node.author else (
         username if "created" in listed.roles else "ghost")
     reviewers = [r for r in (node.reviewers.nodes if node.reviewers else []) if r is not None]
+    names = [r.username for r in reviewers]
+    if "review" in listed.roles and username not in names:  # the list says so, if not they
+        names.append(username)
     head = node.head_pipeline
     mr = _MergeRequest(
         iid=int(node.iid), title=node.title, web_url=node.web_url or "",
@@ -588,7 +591,7 @@ def _from_graphql(upstream: str, path: str, listed: Listed, username: str) -> Ch
         author=_User(author), updated_at=node.updated_at, project_id=node.project_id,
         # Assigned to me is what the list of that name holds; who else is not asked.
         assignees=[_User(username)] if "assigned" in listed.roles else [],
-        reviewers=[_User(r.username) for r in reviewers], draft=node.draft,
+        reviewers=[_User(name) for name in names], draft=node.draft,
         detailed_merge_status=_lower(node.detailed_merge_status),
         merge_status=_lower(node.merge_status_enum), has_conflicts=node.conflicts,
         references=_References(full=node.reference),
