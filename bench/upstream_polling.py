@@ -2,15 +2,17 @@
 
 Run it from the repository root with the dev virtualenv's interpreter:
 
-    .venv/bin/python bench/upstream_polling.py [--rounds N] [--editable] [--latency S]
+    .venv/bin/python bench/upstream_polling.py [--rounds N] [--cold-rounds N] [--editable]
+        [--latency S] [--upstreams gitlab,jira]
 
 The dataset is the one a reference team reported: 25 repositories (15 GitHub, 10 GitLab) with
 about 8 open change requests each, all with CI, and 300 Jira tickets, in 5 projects, served by
 the fake upstreams on loopback with 100 ms of latency per request. That team measured 2.8 s to
 gather it from the APIs one by one and 0.6 s with their own cache.
 
-1. Cold refresh: a real projctld with empty state; `projctl refresh` until every source is in
-   (goal: at most 1.0 s).
+1. Cold refresh: a real projctld with empty state; `projctl refresh` until every source of
+   every upstream is in, `--cold-rounds` times from an empty state, the median shown (goal,
+   issue 16: at most 0.5 s for all three together).
 2. Warm `projctl status` with the full dataset loaded, as a whole process, against a bare
    `python -c pass`, interleaved (goal: within the skeleton's 2.5x), and the daemon's RSS
    (goal: at most 80 MiB).
@@ -20,7 +22,8 @@ gather it from the APIs one by one and 0.6 s with their own cache.
    5 % of the 5,000/h budget).
 4. Requests per poll (every project polled once), cold and steady, for GitHub and GitLab: on the
    field dataset, and with one more GitLab project of 50 and of 5,000 open merge requests (3 of
-   them mine, 2 for me to review): the cost must not grow with the project's size.
+   them mine, 2 for me to review): the cost must not grow with the project's size. GitLab's
+   are split by what they ask (its one GraphQL request, project ids, pipelines, ...).
 
 `--upstreams gitlab,jira` measures only those (1-3 need a config; 4 always shows GitHub and
 GitLab, and says so when one fails).
@@ -30,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -64,7 +69,7 @@ from projctld.upstream.polling import Poller
 from projctld.upstream.providers import create_providers
 
 PROJECTS = 5
-COLD_GOAL_S = 1.0
+COLD_GOAL_S = 0.5  # issue 16: the field dataset at 100 ms a request
 RATIO_GOAL = 2.5
 RSS_GOAL_MIB = 80.0
 CONDITIONAL_GOAL = 0.90
@@ -107,8 +112,8 @@ def _fields(struct: object) -> dict:
     return {name: getattr(struct, name) for name in struct.__struct_fields__}
 
 
-def cold_refresh_and_warm_status(up: Upstreams, python: str, box: Sandbox,
-                                 rounds: int, upstreams: tuple[str, ...]) -> None:
+def cold_refresh_and_warm_status(up: Upstreams, python: str, box: Sandbox, rounds: int,
+                                 cold_rounds: int, upstreams: tuple[str, ...]) -> None:
     config = only(sandbox_config(up, projects=PROJECTS, my_open_tickets=False,
                                  paths={"web": [box.demo]}), upstreams)
     config_path = os.path.join(box.root, "config", "projctl", "config.toml")
@@ -116,16 +121,24 @@ def cold_refresh_and_warm_status(up: Upstreams, python: str, box: Sandbox,
         handle.write(config_toml(config))
     os.chmod(config_path, 0o600)
     projctl = os.path.join(os.path.dirname(python), "projctl")
-    process = start_daemon(python, box)
-    try:
+    colds: list[float] = []
+    for attempt in range(cold_rounds):
+        # Each round from an empty state: no stored answer, no id, no username known.
+        shutil.rmtree(os.path.join(box.root, "state"), ignore_errors=True)
+        process = start_daemon(python, box)
         started = time.perf_counter()
         result = check_exit(run_in_demo([projctl, "refresh", "--wait", "60"], box))
-        cold = time.perf_counter() - started
+        colds.append(time.perf_counter() - started)
+        if attempt < cold_rounds - 1:
+            with contextlib.redirect_stdout(io.StringIO()):
+                stop_daemon(process)
+    try:
         print("\n1. Cold refresh (empty state to complete status), fakes at "
-              f"{up.github.latency * 1000:.0f} ms per request")
+              f"{up.github.latency * 1000:.0f} ms per request; the last of {cold_rounds}:")
         print(result.stdout.rstrip())
-        print(f"   `projctl refresh` as a whole process: {cold:.3f} s  (goal <= {COLD_GOAL_S} s; "
-              "the reference team: 2.8 s one by one, 0.6 s cached)")
+        print(f"   `projctl refresh` as a whole process, median of {cold_rounds}: "
+              f"{statistics.median(colds):.3f} s (min {min(colds):.3f}, max {max(colds):.3f})"
+              f"  (goal <= {COLD_GOAL_S} s; the reference team: 2.8 s one by one, 0.6 s cached)")
 
         text = check_exit(run_in_demo([projctl, "status", "--json"], box)).stdout
         view = json.loads(text)
@@ -279,9 +292,12 @@ async def _two_rounds(kind: str, config: Config, fake, state_dir: str,
 
 def _split(requests: list) -> dict[str, int]:
     """GitLab's requests by what they asked for."""
-    kinds = {"merge request lists": 0, "projects": 0, "pipelines": 0, "merge request reads": 0,
-             "user": 0}
+    kinds = {"GraphQL (merge requests)": 0, "merge request lists": 0, "projects": 0,
+             "pipelines": 0, "merge request reads": 0, "user": 0}
     for record in requests:
+        if record.path.split("?")[0] == "/api/graphql":
+            kinds["GraphQL (merge requests)"] += 1
+            continue
         path = record.path.split("?")[0].removeprefix("/api/v4/")
         parts = path.split("/")
         if parts[0] == "merge_requests":
@@ -300,6 +316,8 @@ def _split(requests: list) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--cold-rounds", type=int, default=5,
+                        help="cold refreshes, each from an empty state (the median is shown)")
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--editable", action="store_true",
                         help="use this interpreter's install instead of a throw-away venv")
@@ -314,7 +332,7 @@ def main() -> None:
         up = start_fakes(stack, field_dataset(), token=TOKEN)
         for fake in (up.github, up.gitlab, up.jira):
             fake.latency = args.latency
-        cold_refresh_and_warm_status(up, python, box, args.rounds, upstreams)
+        cold_refresh_and_warm_status(up, python, box, args.rounds, args.cold_rounds, upstreams)
         for fake in (up.github, up.gitlab, up.jira):
             fake.latency = 0.0
         anyio.run(steady_hour, up, box.root, upstreams)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from test_fakes import client, get
 
+from projctld.sandbox import fake_graphql, gitlab_graphql
 from projctld.sandbox.dataset import (
     STUCK_SINCE,
     Dataset,
@@ -318,3 +319,213 @@ def test_auth_rate_limit_and_a_relative_root(gitlab: FakeGitLab, data: Dataset) 
         ok = get(f"{rooted.api_url}/projects/{ENCODED}/pipelines",
                  headers={"PRIVATE-TOKEN": "gl"})
         assert ok.status_code == 200
+
+
+# -- GraphQL (docs.gitlab.com/api/graphql/, reference: docs.gitlab.com/api/graphql/reference/)
+
+MR_FIELDS = """
+  iid title webUrl sourceBranch targetBranch draft conflicts updatedAt projectId
+  reference(full: true) detailedMergeStatus mergeStatusEnum approvalsLeft
+  author { username }
+  approvedBy { nodes { username } }
+  reviewers { nodes { username mergeRequestInteraction { reviewState } } }
+  headPipeline { status path startedAt createdAt }
+"""
+LISTS = """
+query($first: Int!) {
+  currentUser {
+    username
+    created: authoredMergeRequests(state: opened, sort: UPDATED_DESC, first: $first) {
+      pageInfo { hasNextPage endCursor } nodes { ...mr } }
+    assigned: assignedMergeRequests(state: opened, sort: UPDATED_DESC, first: $first) {
+      pageInfo { hasNextPage endCursor } nodes { ...mr } }
+    review: reviewRequestedMergeRequests(state: opened, sort: UPDATED_DESC, first: $first) {
+      pageInfo { hasNextPage endCursor } nodes { ...mr } }
+  }
+}
+fragment mr on MergeRequest {""" + MR_FIELDS + "}\n"
+
+
+def graphql(gitlab: FakeGitLab, query: str, token: str | None = "gl",
+            **variables: object) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with client() as http:
+        return http.post(gitlab.graphql_url, json={"query": query, "variables": variables},
+                         headers=headers)
+
+
+def by_key(nodes: list[dict]) -> dict[str, dict]:
+    return {node["reference"]: node for node in nodes}
+
+
+# CurrentUser.authoredMergeRequests, assignedMergeRequests and reviewRequestedMergeRequests
+# ("merge requests assigned to the user for review") hold what the REST scopes do; each
+# MergeRequest field as the reference types it: iid a String, detailedMergeStatus and the
+# reviewers' reviewState upper-case enums, approvalsLeft an Int (Enterprise Edition), the head
+# pipeline's `path` relative to the instance ("Relative path to the pipeline's page").
+def test_graphql_lists_what_concerns_me_with_review_and_ci(gitlab: FakeGitLab,
+                                                            data: Dataset) -> None:
+    answer = graphql(gitlab, LISTS, first=100)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert "errors" not in body
+    me = body["data"]["currentUser"]
+    assert me["username"] == ME
+    every = every_merge_request(data)
+    for alias, test in (("created", lambda mr: mr.author == ME),
+                        ("assigned", lambda mr: ME in mr.assignees),
+                        ("review", lambda mr: ME in mr.reviewers)):
+        assert set(by_key(me[alias]["nodes"])) == {f"{mr.project}!{mr.iid}" for mr in every
+                                                   if test(mr)}
+        updated = [node["updatedAt"] for node in me[alias]["nodes"]]
+        assert updated == sorted(updated, reverse=True)
+        assert me[alias]["pageInfo"]["hasNextPage"] is False
+    shown = by_key(me["created"]["nodes"] + me["review"]["nodes"])
+    for mr in every:
+        node = shown.get(f"{mr.project}!{mr.iid}")
+        if node is None:
+            continue
+        left = max(0, data.gitlab_approvals_required[mr.project] - len(mr.approved_by))
+        assert (node["iid"], node["projectId"]) == (str(mr.iid), project_id(mr.project))
+        assert node["approvalsLeft"] == left
+        assert [a["username"] for a in node["approvedBy"]["nodes"]] == mr.approved_by
+        assert node["detailedMergeStatus"] == mr.detailed_merge_status.upper()
+        assert node["conflicts"] is mr.has_conflicts
+        assert [(r["username"], r["mergeRequestInteraction"]["reviewState"])
+                for r in node["reviewers"]["nodes"]] == [
+            (login, mr.reviewer_states.get(login, "unreviewed").upper())
+            for login in mr.reviewers]
+        pipeline = mr.head_pipeline
+        if pipeline is None:
+            assert node["headPipeline"] is None
+        else:
+            assert node["headPipeline"]["status"] == pipeline.status.upper()
+            assert node["headPipeline"]["path"] == f"/{mr.project}/-/pipelines/{pipeline.id}"
+            assert (node["headPipeline"]["startedAt"] is None) == (pipeline.started_at is None)
+
+
+# The tier decides approvalsLeft (Premium: what the approval rules still want) and, on Free,
+# no approval rule holds a merge back (docs.gitlab.com/user/project/merge_requests/approvals/);
+# Community Edition has no approvalsLeft at all (ee/app/graphql/ee/types/merge_request_type.rb).
+def test_graphql_approvals_follow_the_tier(gitlab: FakeGitLab, data: Dataset) -> None:
+    gitlab.tier = "free"
+    nodes = graphql(gitlab, LISTS, first=100).json()["data"]["currentUser"]["created"]["nodes"]
+    assert nodes and all(node["approvalsLeft"] is None for node in nodes)
+    assert "NOT_APPROVED" not in {node["detailedMergeStatus"] for node in nodes}
+
+
+# docs.gitlab.com/api/graphql/#limits: "Maximum page size: 100 records (nodes) per page"; lists
+# of merge requests page by keyset cursors (Gitlab::Graphql::Pagination::Keyset::Connection),
+# which refuses one it cannot read: "Please provide a valid cursor".
+def test_graphql_pages_by_cursor_at_most_a_hundred_at_a_time(gitlab: FakeGitLab,
+                                                              data: Dataset) -> None:
+    add_gitlab_project(data, "acme/monolith", 5000, mine=150, reviewing=2)
+    query = """query($first: Int, $after: String) { currentUser {
+      authoredMergeRequests(state: opened, sort: UPDATED_DESC, first: $first, after: $after) {
+        count pageInfo { hasNextPage endCursor } nodes { reference updatedAt } } } }"""
+    seen: list[str] = []
+    sizes: list[int] = []
+    after = None
+    while True:
+        page = graphql(gitlab, query, first=1000, after=after).json()
+        listed = page["data"]["currentUser"]["authoredMergeRequests"]
+        sizes.append(len(listed["nodes"]))
+        seen += [node["reference"] for node in listed["nodes"]]
+        if not listed["pageInfo"]["hasNextPage"]:
+            break
+        after = listed["pageInfo"]["endCursor"]
+    mine = [mr for mr in every_merge_request(data) if mr.author == ME]
+    assert sizes[:-1] == [100] * (len(sizes) - 1) and 0 < sizes[-1] <= 100 and len(sizes) > 1
+    assert len(seen) == len(set(seen)) == len(mine) == listed["count"]
+    bad = graphql(gitlab, query, first=5, after="not a cursor").json()
+    assert bad["data"]["currentUser"]["authoredMergeRequests"] is None
+    (error,) = bad["errors"]
+    assert error["message"] == "Please provide a valid cursor"
+    assert error["path"] == ["currentUser", "authoredMergeRequests"]
+
+
+# docs.gitlab.com/api/graphql/#maximum-query-complexity: 250 with a token, 200 without; each
+# field adds 1, some more. app/graphql/types/base_field.rb: +1 for a field that calls Gitaly,
+# or the constant a definition gives (reviewers: 5); a list with a resolver adds its own 1 (+1
+# for `sort`) and then 1% of itself per node it may return. A query over the limit is refused
+# before it runs, in graphql-ruby's words.
+def test_graphql_complexity_is_scored_as_gitlab_scores_it(gitlab: FakeGitLab) -> None:
+    def score(query: str, **variables: object) -> int:
+        served = gitlab_graphql.schema()
+        prepared = fake_graphql.prepare(served, query)
+        operation = next(iter(prepared.operations.values()))
+        return gitlab_graphql.complexity(served, prepared.document, operation, variables)
+
+    # Per merge request: 10 plain fields, detailedMergeStatus 2, mergeStatusEnum 1,
+    # approvalsLeft 2, author 2, approvedBy 3, reviewers 5 + 4, headPipeline 5: 34; per list
+    # (34 + 1 nodes + 3 pageInfo + 2 resolver) * (1 + first / 100); currentUser and username 2.
+    assert score(LISTS, first=50) == 3 * 60 + 2 == 182
+    assert score(LISTS, first=100) == 3 * 80 + 2 == 242
+    assert score(LISTS, first=1000) == 242  # a page holds at most 100
+    assert score("{ currentUser { username } }") == 2
+    gitlab.max_complexity = 181
+    refused = graphql(gitlab, LISTS, first=50).json()
+    assert refused == {"errors": [{"message": "Query has complexity of 182, which exceeds max "
+                                              "complexity of 181"}]}
+    gitlab.max_complexity = None
+    anonymous = graphql(gitlab, LISTS, token=None, first=100).json()
+    assert anonymous == {"errors": [{"message": "Query has complexity of 242, which exceeds "
+                                                "max complexity of 200"}]}
+
+
+# docs.gitlab.com/api/graphql/#authentication: a token that is not valid gets 401
+# {"errors":[{"message":"Invalid token"}]}; without one, queries run as for an anonymous
+# visitor ("You can access some queries without authentication"), who has no currentUser.
+# A token of the wrong scope is refused by REST (403 insufficient_scope) and by GraphQL alike.
+def test_graphql_tokens(gitlab: FakeGitLab) -> None:
+    bad = graphql(gitlab, "{ currentUser { username } }", token="nope")
+    assert bad.status_code == 401 and bad.json() == {"errors": [{"message": "Invalid token"}]}
+    anonymous = graphql(gitlab, "{ currentUser { username } }", token=None)
+    assert anonymous.json() == {"data": {"currentUser": None}}
+    with client() as http:
+        private = http.post(gitlab.graphql_url, headers={"PRIVATE-TOKEN": "gl"},
+                            json={"query": "{ currentUser { username } }"})
+    assert private.json() == {"data": {"currentUser": {"username": ME}}}
+
+
+# A field the instance does not have is refused before anything runs, in graphql-ruby's words
+# and with its extensions (gitlab-org/gitlab#419977: "Field 'approved' doesn't exist on type
+# 'MergeRequest'" from a Community Edition instance before 16.3); an instance without the
+# GraphQL API (before 12.1, or the `graphql` feature flag off) answers 404 at /api/graphql.
+def test_graphql_of_an_older_instance(gitlab: FakeGitLab) -> None:
+    gitlab.missing = {"MergeRequest.approvalsLeft", "MergeRequest.approved"}
+    refused = graphql(gitlab, LISTS, first=5).json()
+    assert "data" not in refused
+    (error,) = refused["errors"]
+    assert error["message"] == "Field 'approvalsLeft' doesn't exist on type 'MergeRequest'"
+    assert error["extensions"] == {"code": "undefinedField", "typeName": "MergeRequest",
+                                   "fieldName": "approvalsLeft"}
+    fine = graphql(gitlab, LISTS.replace("approvalsLeft", ""), first=5).json()
+    assert "errors" not in fine and fine["data"]["currentUser"]["created"]["nodes"]
+    gitlab.missing = {"graphql"}
+    assert graphql(gitlab, LISTS, first=5).status_code == 404
+
+
+# An error GitLab gives for one field (e.g. Gitlab::Graphql::Errors::ResourceNotAvailable, "The
+# resource that you are attempting to access does not exist or you don't have permission to
+# perform this action") comes beside the data, with message, locations and path, as the
+# documented examples show (docs.gitlab.com/api/graphql/#resolve-mutations-detected-as-spam);
+# the field is null, and a null in a non-null field nulls its nearest nullable parent (the
+# GraphQL specification, "Handling Field Errors"): here the merge request in `nodes`.
+def test_graphql_errors_beside_partial_data(gitlab: FakeGitLab, data: Dataset) -> None:
+    mine = [mr for mr in every_merge_request(data) if mr.author == ME]
+    mine.sort(key=lambda mr: mr.updated_at, reverse=True)
+    first, second = mine[:2]
+    gitlab.graphql_field_errors = {(first.project, first.iid, "headPipeline"): "Gitaly timeout",
+                                   (second.project, second.iid, "title"): "no access"}
+    body = graphql(gitlab, LISTS, first=100).json()
+    nodes = body["data"]["currentUser"]["created"]["nodes"]
+    assert nodes[0]["reference"] == f"{first.project}!{first.iid}"
+    assert nodes[0]["headPipeline"] is None and nodes[0]["title"] == first.title
+    assert nodes[1] is None
+    assert sum(node is not None for node in nodes) == len(mine) - 1
+    errors = {tuple(error["path"]): error for error in body["errors"]}
+    pipeline = errors[("currentUser", "created", "nodes", 0, "headPipeline")]
+    assert pipeline["message"] == "Gitaly timeout"
+    assert list(pipeline) == ["message", "locations", "path"]
+    assert ("currentUser", "created", "nodes", 1, "title") in errors

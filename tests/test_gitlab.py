@@ -24,7 +24,7 @@ from projctld.sandbox.demo import TOKEN, sandbox_config
 from projctld.sandbox.fake_gitlab import project_id
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache
-from projctld.upstream.providers import create_providers, gitlab, http
+from projctld.upstream.providers import create_providers, gitlab, gitlab_graphql, http
 from projctld.upstream.providers.gitlab import _next_page
 from projctld.upstream.providers.model import Snapshot
 
@@ -78,11 +78,16 @@ def polls(up, config: Config, db_path: str, advances: list[float], *, upstream: 
 # What is asked: only what concerns me (docs.gitlab.com/api/merge_requests/#list-merge-requests)
 
 
-def test_finds_merge_requests_i_wrote_am_assigned_or_review(tmp_path) -> None:
+@pytest.mark.parametrize("transport", ["graphql", "rest"])
+def test_finds_merge_requests_i_wrote_am_assigned_or_review(tmp_path, transport: str) -> None:
     with world(dataset()) as up:
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
         config = with_gitlab(one_project(up), *up.data.gitlab_projects)
         snapshot = Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
         lists = [r.path for r in up.gitlab.requests if r.path.startswith("/api/v4/merge_requests")]
+        graphql = [r for r in up.gitlab.requests if r.path == "/api/graphql"]
+        reads = [r for r in up.gitlab.requests if "/merge_requests/" in r.path]
     expected = mine(up.data)
     assert {(cr.repo, cr.number) for cr in snapshot.change_requests} == set(expected)
     assert len(snapshot.change_requests) == len(expected)  # each once, whatever its roles
@@ -93,6 +98,12 @@ def test_finds_merge_requests_i_wrote_am_assigned_or_review(tmp_path) -> None:
         assert cr.ref == f"{cr.repo}!{cr.number}" and cr.upstream == "gitlab"
         assert (cr.ci.state == "none") == (mr.head_pipeline is None)
         assert cr.draft == mr.draft
+    if transport == "graphql":
+        # One GraphQL request holds all three lists and all that status needs of each merge
+        # request: no REST list, no read of a merge request.
+        assert [(r.method, r.status) for r in graphql] == [("POST", 200)]
+        assert not lists and not reads
+        return
     # Three instance-wide lists, filtered by GitLab, and no project-wide listing at all.
     assert sorted(lists) == sorted([
         "/api/v4/merge_requests?scope=created_by_me&state=opened&order_by=updated_at&sort=desc"
@@ -190,16 +201,25 @@ def test_a_bad_project_costs_only_itself_and_names_the_fix(tmp_path, fault: str,
     assert {p.repo for p in snapshot.pipelines} == set(good)
 
 
-def test_a_list_that_fails_fails_the_whole_source(tmp_path) -> None:
+@pytest.mark.parametrize(("transport", "failing"), [
+    ("graphql", r"^/api/graphql$"),
+    ("rest", r"/api/v4/merge_requests\?scope=assigned_to_me"),
+])
+def test_a_list_that_fails_fails_the_whole_source(tmp_path, transport: str,
+                                                  failing: str) -> None:
     with world(dataset()) as up:
-        up.gitlab.fail(r"/api/v4/merge_requests\?scope=assigned_to_me", status=503, times=10)
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
+        up.gitlab.fail(failing, status=503, times=10)
         with pytest.raises(UpstreamError) as caught:
             Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
     assert caught.value.code == "server_error"
 
 
 def test_a_merge_request_gone_since_it_was_listed_is_left_out(tmp_path) -> None:
+    # REST only: GraphQL answers each merge request with its list, no read can find it gone.
     with world(dataset()) as up:
+        up.gitlab.missing.add("graphql")
         path = up.data.gitlab_projects[0]
         gone = next(iter(mine(up.data, [path]).values()))
         up.gitlab.fail(rf"/merge_requests/{gone.iid}$", status=404, times=1,
@@ -266,7 +286,7 @@ def test_an_instance_without_approvals_or_reviewers_endpoints(tmp_path) -> None:
     data = dataset()
     path = next(p for p in data.gitlab_projects if data.gitlab_approvals_required[p])
     with world(data) as up:
-        up.gitlab.missing = {"approvals", "reviewers"}
+        up.gitlab.missing = {"approvals", "reviewers", "graphql"}  # endpoints REST reads
         polling = Polling(with_gitlab(one_project(up), path), str(tmp_path / "s.db"))
         first = polling.poll("gitlab", "web")
         up.gitlab.reset_log()
@@ -282,7 +302,7 @@ def test_an_instance_without_approvals_or_reviewers_endpoints(tmp_path) -> None:
 
 def test_a_missing_endpoint_is_asked_again_only_an_hour_later(tmp_path) -> None:
     with world(dataset()) as up:
-        up.gitlab.missing = {"approvals"}
+        up.gitlab.missing = {"approvals", "graphql"}
         config = with_gitlab(one_project(up), up.data.gitlab_projects[0])
         done = polls(up, config, str(tmp_path / "s.db"), [0, 60, gitlab.RECHECK_MISSING])
     first, soon, later = (sum(r.path.endswith("/approvals") for r in requests)
@@ -340,6 +360,7 @@ def test_lists_page_by_link_and_by_next_page_without_totals(tmp_path) -> None:
     assert created > 100
     for links in (True, False):
         with world(data) as up:
+            up.gitlab.missing.add("graphql")  # REST's paging
             up.gitlab.total_headers_limit = 10  # as GitLab does above 10,000 rows
             up.gitlab.links = links  # a proxy that drops Link leaves x-next-page
             snapshot = Polling(one_project(up), str(tmp_path / f"{links}.db")).poll(
@@ -350,10 +371,16 @@ def test_lists_page_by_link_and_by_next_page_without_totals(tmp_path) -> None:
         assert len(snapshot.change_requests) == len(mine(data))
 
 
-def test_more_than_the_pages_read_is_said_not_dropped_silently(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("transport", ["graphql", "rest"])
+def test_more_than_the_pages_read_is_said_not_dropped_silently(tmp_path, monkeypatch,
+                                                              transport: str) -> None:
     monkeypatch.setattr(gitlab, "PER_PAGE", 3)
     monkeypatch.setattr(gitlab, "MAX_PAGES", 2)
+    monkeypatch.setattr(gitlab_graphql, "PAGE_SIZE", 3)
+    monkeypatch.setattr(gitlab_graphql, "MAX_LISTED", 6)
     with world(dataset(gitlab_projects=1, changes_per_repo=30)) as up:
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
         snapshot = Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
     truncated = [p for p in snapshot.problems if p.code == "truncated"]
     assert truncated and all(p.part == "*" for p in truncated)
@@ -379,7 +406,11 @@ def test_the_second_poll_is_all_conditional_and_asks_no_project_again(tmp_path) 
     with world(dataset()) as up:
         (first, _), (second, requests) = polls(up, one_project(up), str(tmp_path / "s.db"),
                                                [0, 60])
-    assert requests and {r.status for r in requests} == {304}
+    # Every GET is answered 304; the one GraphQL POST cannot be conditional (a POST has no
+    # validators), and it is the only request that is not.
+    assert {r.status for r in requests if r.method == "GET"} == {304}
+    assert [(r.method, r.path) for r in requests if r.method != "GET"] == [
+        ("POST", "/api/graphql")]
     # /user and each project's id were asked at the first poll only.
     paths = [r.path for r in requests]
     assert "/api/v4/user" not in paths
@@ -388,14 +419,19 @@ def test_the_second_poll_is_all_conditional_and_asks_no_project_again(tmp_path) 
         msgspec.structs.replace(first, as_of=None)
 
 
-def test_the_lists_are_shared_between_projects_within_an_interval(tmp_path) -> None:
+@pytest.mark.parametrize("transport", ["graphql", "rest"])
+def test_the_lists_are_shared_between_projects_within_an_interval(tmp_path,
+                                                                  transport: str) -> None:
     with world(dataset()) as up:
+        if transport == "rest":
+            up.gitlab.missing.add("graphql")
         config = sandbox_config(up, projects=2)
         polling = Polling(config, str(tmp_path / "s.db"))
         web, platform = polling.poll_many([("gitlab", "web"), ("gitlab", "platform")],
                                           fresh=False)
-        lists = [r for r in up.gitlab.requests if r.path.startswith("/api/v4/merge_requests")]
-    assert len(lists) == 3
+        lists = [r for r in up.gitlab.requests if r.path.startswith("/api/v4/merge_requests")
+                 or (r.path == "/api/graphql" and r.status == 200)]
+    assert len(lists) == (1 if transport == "graphql" else 3)
     assert web.as_of == platform.as_of
     assert {cr.repo for cr in web.change_requests} <= set(config.projects["web"].gitlab)
     assert {cr.repo for cr in platform.change_requests} <= set(
@@ -421,3 +457,176 @@ def test_429_holds_and_says_when(tmp_path) -> None:
         with pytest.raises(UpstreamError) as caught:
             Polling(one_project(up), str(tmp_path / "s.db")).poll("gitlab", "web")
     assert caught.value.code == "rate_limited"
+
+
+# GraphQL (docs.gitlab.com/api/graphql/; the fields as docs.gitlab.com/api/graphql/reference/
+# types them)
+
+
+def graphql_posts(requests: list) -> list:
+    return [r for r in requests if r.path == "/api/graphql"]
+
+
+def test_the_query_scores_what_its_comment_says_under_gitlabs_limit() -> None:
+    # docs.gitlab.com/api/graphql/#maximum-query-complexity: 250 with a token. The provider's
+    # query, scored by the fake as app/graphql/types/base_field.rb scores it.
+    from projctld.sandbox import fake_graphql
+    from projctld.sandbox import gitlab_graphql as served
+
+    def score(text: str, **variables: object) -> int:
+        schema = served.schema()
+        prepared = fake_graphql.prepare(schema, text)
+        assert not isinstance(prepared, list), prepared
+        operation = next(iter(prepared.operations.values()))
+        return served.complexity(schema, prepared.document, operation, variables)
+
+    first = gitlab_graphql.PAGE_SIZE
+    assert score(gitlab_graphql.query(gitlab_graphql.ROLES, first=first), first=first) == 182
+    assert score(gitlab_graphql.query(["review"], first=first, after=True), first=first) == 62
+    assert served.MAX_COMPLEXITY - 182 >= 50  # room for a later GitLab to score fields higher
+
+
+def seconds(snapshot: Snapshot) -> Snapshot:
+    """The snapshot with its times in whole seconds (GraphQL's Time has no fraction, REST has
+    milliseconds), in a stable order."""
+    def cut(moment: float | None) -> int | None:
+        return int(moment) if moment is not None else None
+
+    crs = sorted((msgspec.structs.replace(
+        cr, updated_at=cut(cr.updated_at), ci=cr.ci and msgspec.structs.replace(
+            cr.ci, started_at=cut(cr.ci.started_at))) for cr in snapshot.change_requests),
+        key=lambda cr: (cr.repo, cr.number))
+    return msgspec.structs.replace(snapshot, change_requests=crs, as_of=None)
+
+
+@pytest.mark.parametrize("tier", ["premium", "free"])
+def test_graphql_and_rest_show_the_same(tmp_path, tier: str) -> None:
+    # Whichever the instance answers, a merge request shows the same: one mapping serves both.
+    data = dataset()
+    shown = {}
+    for transport in ("graphql", "rest"):
+        with world(data) as up:
+            up.gitlab.tier = tier
+            if transport == "rest":
+                up.gitlab.missing.add("graphql")
+            config = with_gitlab(one_project(up), *up.data.gitlab_projects)
+            snapshot = Polling(config, str(tmp_path / f"{transport}.db")).poll("gitlab", "web")
+        shown[transport] = seconds(snapshot)
+    assert shown["graphql"].change_requests
+    assert {cr.review for cr in shown["graphql"].change_requests} >= {
+        "approved", "review_required" if tier == "premium" else "none"}
+    assert shown["graphql"] == shown["rest"]
+
+
+def test_a_list_longer_than_a_page_is_paged_alone(tmp_path) -> None:
+    # Keyset paging of one list (pageInfo.endCursor, after:), not of the three again.
+    data = dataset(gitlab_projects=1)
+    add_gitlab_project(data, "acme/monolith", 5000, mine=120, reviewing=2)
+    with world(data) as up:
+        config = with_gitlab(one_project(up), "acme/monolith")
+        snapshot = Polling(config, str(tmp_path / "s.db")).poll("gitlab", "web")
+        posts = graphql_posts(up.gitlab.requests)
+    assert {(cr.repo, cr.number) for cr in snapshot.change_requests} == \
+        set(mine(data, ["acme/monolith"]))
+    # The three lists, then two more pages of mine and of those assigned to me (the same 120:
+    # each author is assigned), each list alone: 50 + 50 + 20.
+    assert len(posts) == 5
+    assert not snapshot.problems
+
+
+def test_an_older_instance_is_asked_again_without_what_it_lacks_and_remembered(tmp_path) -> None:
+    # graphql-ruby refuses a field the instance does not have (undefinedField): Community
+    # Edition has no approvalsLeft; before GitLab 15 no detailedMergeStatus, before 14.0 no
+    # mergeStatusEnum; reviewers' reviewState is newer than the reviewers themselves. The
+    # provider leaves out what it can do without, once per daemon.
+    data = dataset()
+    path = next(p for p in data.gitlab_projects if data.gitlab_approvals_required[p])
+    with world(data) as up:
+        up.gitlab.missing = {"MergeRequest.approvalsLeft", "MergeRequest.detailedMergeStatus",
+                             "MergeRequest.mergeStatusEnum",
+                             "UserMergeRequestInteraction.reviewState"}
+        done = polls(up, with_gitlab(one_project(up), path), str(tmp_path / "s.db"), [0, 60])
+    (first, cold), (_, steady) = done
+    assert [r.status for r in graphql_posts(cold)] == [200, 200]  # refused, then asked again
+    assert len(graphql_posts(steady)) == 1
+    assert not [r for r in cold if "/merge_requests" in r.path]  # no REST needed
+    assert first.change_requests and not first.problems
+    for cr in first.change_requests:
+        mr = mine(data)[(cr.repo, cr.number)]
+        assert (cr.approvals_left, cr.merge_status) == (None, None)
+        assert cr.approved_by == mr.approved_by
+        # Without the merge status nor the approval rules, only approvals tell the review.
+        assert cr.review == ("approved" if mr.approved_by else "none")
+
+
+@pytest.mark.parametrize("lacks", ["graphql", "CurrentUser.reviewRequestedMergeRequests"])
+def test_without_a_usable_graphql_rest_reads_it_and_graphql_is_tried_an_hour_later(
+        tmp_path, lacks: str) -> None:
+    # No GraphQL API (404 at /api/graphql: before 12.1, or its feature flag off), or one that
+    # lacks a list the query cannot do without: REST reads everything, as before GraphQL.
+    with world(dataset()) as up:
+        up.gitlab.missing.add(lacks)
+        config = with_gitlab(one_project(up), *up.data.gitlab_projects)
+        done = polls(up, config, str(tmp_path / "s.db"), [0, 60, gitlab.RECHECK_MISSING])
+    (first, cold), (_, soon), (_, later) = done
+    assert {(cr.repo, cr.number) for cr in first.change_requests} == set(mine(up.data))
+    assert not first.problems
+    assert [r.status for r in graphql_posts(cold)] == [404 if lacks == "graphql" else 200]
+    assert [r for r in cold if r.path.startswith("/api/v4/merge_requests")]
+    assert not graphql_posts(soon)
+    assert len(graphql_posts(later)) == 1
+
+
+def test_errors_beside_partial_data_keep_every_good_merge_request(tmp_path) -> None:
+    # GitLab answers a field it will not resolve with null and an error with its path; a null
+    # in a non-null field (title) nulls the merge request. Every other one is kept, the broken
+    # head pipeline is not shown as "no CI", and each fault is named.
+    data = dataset()
+    path = data.gitlab_projects[0]
+    with_ci, other = [mr for mr in data.merge_requests[path]
+                      if mr.author == data.gitlab_username and mr.head_pipeline][:2]
+    with world(data) as up:
+        up.gitlab.graphql_field_errors = {
+            (path, with_ci.iid, "headPipeline"): "Gitaly is unavailable",
+            (path, other.iid, "title"): "no access to this title"}
+        snapshot = Polling(with_gitlab(one_project(up), path), str(tmp_path / "s.db")).poll(
+            "gitlab", "web")
+    numbers = {cr.number for cr in snapshot.change_requests}
+    assert numbers == {iid for _, iid in mine(data, [path])} - {other.iid}
+    broken = next(cr for cr in snapshot.change_requests if cr.number == with_ci.iid)
+    assert broken.ci is None and broken.title == with_ci.title
+    assert all(cr.ci is not None for cr in snapshot.change_requests if cr is not broken)
+    # Problems of the source, not of the project as a part: the project was read, and what it
+    # held before must not come back in place of what was read.
+    assert {(p.part, p.code) for p in snapshot.problems} == {("*", "rejected")}
+    field, left_out = sorted(snapshot.problems, key=lambda p: "left out" in p.message)
+    assert f"headPipeline of !{with_ci.iid}: Gitaly is unavailable" in field.message
+    # In two lists (mine, and assigned to me), counted once.
+    assert "left out a merge request of yours: no access to this title" in left_out.message
+
+
+def test_a_query_scored_over_the_limit_is_asked_again_with_smaller_pages(tmp_path) -> None:
+    # A later GitLab may score the same query higher and refuse it ("Query has complexity of N,
+    # which exceeds max complexity of 250"): pages are halved until it fits, and remembered.
+    with world(dataset()) as up:
+        up.gitlab.max_complexity = 150  # 182 at 50 a page, 152 at 25, 134 at 12
+        config = with_gitlab(one_project(up), *up.data.gitlab_projects)
+        (first, cold), (_, steady) = polls(up, config, str(tmp_path / "s.db"), [0, 60])
+    assert len(graphql_posts(cold)) == 3 and len(graphql_posts(steady)) == 1
+    assert {(cr.repo, cr.number) for cr in first.change_requests} == set(mine(up.data))
+    assert not first.problems
+
+
+def test_a_token_graphql_refuses_says_so_with_gitlabs_words(tmp_path) -> None:
+    # docs.gitlab.com/api/graphql/#authentication: 401 {"errors":[{"message":"Invalid token"}]}.
+    with world(dataset()) as up:
+        config = one_project(up)
+        wrong = msgspec.structs.replace(config, gitlab=msgspec.structs.replace(
+            config.gitlab, token="not-the-token"))
+        # REST refuses it too, in its own words: let GraphQL's answer come first.
+        up.gitlab.hang(r"^/api/v4/", 0.5, times=20)
+        with pytest.raises(UpstreamError) as caught:
+            Polling(wrong, str(tmp_path / "s.db")).poll("gitlab", "web")
+    assert caught.value.code == "auth"
+    assert "(401: Invalid token)" in caught.value.message
+    assert "not-the-token" not in caught.value.message

@@ -148,3 +148,29 @@ def test_a_pipeline_pending_since_2016_is_stuck_and_does_not_speed_polling(
     shown = next(p for p in view["pipelines"] if p["branch"] == stuck.ref)
     assert shown["state"] == "pending"
     assert next_poll_in(view) <= 16.5
+
+
+def test_a_field_gitlab_could_not_resolve_is_named_and_not_shown_as_no_ci(
+        sandbox, gitlab_world) -> None:
+    # GraphQL answers null and an error beside the rest (docs.gitlab.com/api/graphql/): the
+    # other merge requests show as usual, this one without a CI state, and the fault is named.
+    up = gitlab_world
+    path = up.data.gitlab_projects[0]
+    me = up.data.gitlab_username
+    mr = next(mr for mr in up.data.merge_requests[path]
+              if mr.author == me and mr.head_pipeline is not None)
+    up.gitlab.graphql_field_errors = {(path, mr.iid, "headPipeline"): "Gitaly is unavailable"}
+    refresh, view, text = refreshed_view(sandbox, up, [path])
+
+    ref = f"{path}!{mr.iid}"
+    change = next(cr for cr in view["change_requests"] if cr["ref"] == ref)
+    assert change["ci"] is None
+    others = [cr for cr in view["change_requests"] if cr["ref"] != ref]
+    assert others and all(cr["ci"] is not None for cr in others)
+    (source,) = view["sources"]
+    assert source["error"] is None
+    (problem,) = source["problems"]
+    assert (problem["part"], problem["code"]) == ("*", "rejected")
+    assert f"headPipeline of !{mr.iid}: Gitaly is unavailable" in problem["message"]
+    assert "Gitaly is unavailable" in text and ref in text
+    assert "Gitaly is unavailable" in refresh

@@ -52,7 +52,7 @@ class Target:
 TARGETS = {
     "github-graphql": Target("github", r"/graphql", "graphql"),
     "github-rest": Target("github", r"/actions/runs", "core"),
-    "gitlab": Target("gitlab", r"/merge_requests"),
+    "gitlab": Target("gitlab", r"/api/graphql"),  # the merge requests: one GraphQL request
     "jira": Target("jira", r"/search/jql"),
 }
 
@@ -266,7 +266,7 @@ def test_a_retry_after_shorter_than_a_spent_budget_waits_for_the_reset(
 DAEMON_FAULTS = {
     # upstream: (where the 429 lands, where the wrong types land)
     "github": (r"/graphql", r"/actions/runs"),
-    "gitlab": (r"/merge_requests", r"/pipelines"),
+    "gitlab": (r"/api/graphql", r"/pipelines"),
     "jira": (r"/search/jql", r"/search/jql"),
 }
 

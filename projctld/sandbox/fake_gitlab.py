@@ -1,11 +1,13 @@
-"""A fake GitLab (API v4, self-managed or gitlab.com): merge requests, approvals, pipelines.
+"""A fake GitLab (API v4 and GraphQL, self-managed or gitlab.com): merge requests, approvals,
+pipelines.
 
 What it answers follows GitLab's REST documentation (docs.gitlab.com/api/): merge_requests.md
 (the instance-wide and per-project lists with their scopes and filters, a single merge request
 with `head_pipeline` and `has_conflicts`, its reviewers with their states),
 merge_request_approvals.md (a merge request's approvals, in the shape of the tier: Free and
 Premium differ), pipelines.md (statuses, `started_at` only on a single pipeline), projects.md
-(a single project) and rest/_index.md (offset pagination headers, `Link`, no totals above 10,000).
+(a single project) and rest/_index.md (offset pagination headers, `Link`, no totals above 10,000);
+and its GraphQL API at /api/graphql (gitlab_graphql.py) over the same dataset.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote
 
-from projctld.sandbox.dataset import Dataset, MergeRequest, Pipeline, stable_id
+from projctld.sandbox import gitlab_graphql, gitlab_resolvers
+from projctld.sandbox.dataset import Dataset, MergeRequest, Pipeline
 from projctld.sandbox.fakehttp import (
     FakeServer,
     RateLimit,
@@ -35,16 +38,9 @@ SCOPES = {"created_by_me": "created_by_me", "created-by-me": "created_by_me",
           "assigned_to_me": "assigned_to_me", "assigned-to-me": "assigned_to_me", "all": "all"}
 MUTUALLY_EXCLUSIVE = (("author_id", "author_username"), ("assignee_id", "assignee_username"),
                       ("reviewer_id", "reviewer_username"))
-Tier = Literal["free", "premium"]
-
-
-def project_id(path: str) -> int:
-    """The numeric id GitLab would know the project by (stable: derived from the path)."""
-    return stable_id(path) % 100_000_000
-
-
-def user_id(username: str) -> int:
-    return stable_id(username) % 10_000_000
+# The numeric ids GitLab would know a project and a user by (stable: derived from the names).
+project_id = gitlab_resolvers.project_id
+user_id = gitlab_resolvers.user_id
 
 
 class FakeGitLab(FakeServer):
@@ -55,21 +51,30 @@ class FakeGitLab(FakeServer):
 
     `tier` decides the shape of a merge request's approvals (Free: whether anyone approved and
     who; Premium: also what the approval rules require and how many approvals are left), and
-    on Free no approval rule can hold a merge back. `missing` names the endpoints this instance
-    is too old to have ("approvals", "reviewers"): they answer 404, as routes GitLab lacks do.
+    on Free no approval rule can hold a merge back. `missing` names what this instance is too
+    old (or too plain) to have: REST endpoints ("approvals", "reviewers") answer 404, as routes
+    GitLab lacks do; "graphql" makes /api/graphql answer 404, as an instance before 12.1 (or
+    with the `graphql` feature flag off) does; a GraphQL field ("MergeRequest.approvalsLeft",
+    Enterprise Edition only) is refused as an undefined field.
+    `graphql_field_errors` maps (project, iid, field) to the message of an error GitLab gives
+    for that field of that merge request (null beside the rest of the data); `max_complexity`,
+    when set, replaces GitLab's limit (250 with a token).
     `renamed` maps a project's old path to its path now: the API still finds it by the old one
     (GitLab's find_project follows redirects), and everything it answers says the new one.
     """
 
     def __init__(self, data: Dataset, *, token: str = "gl-token", prefix: str = "",
-                 total_headers_limit: int = 10_000, tier: Tier = "premium") -> None:
+                 total_headers_limit: int = 10_000, tier: gitlab_resolvers.Tier = "premium"
+                 ) -> None:
         super().__init__(token=token, prefix=prefix)
         self.data = data
         self.rate = RateLimit(2000, 60)
         self.total_headers_limit = total_headers_limit
         self.links = True
-        self.tier: Tier = tier
+        self.tier: gitlab_resolvers.Tier = tier
         self.missing: set[str] = set()
+        self.graphql_field_errors: dict[tuple[str, int, str], str] = {}
+        self.max_complexity: int | None = None
         self.renamed: dict[str, str] = {}
         # The token as /personal_access_tokens/self describes it; without `api` or `read_api`
         # the project routes answer 403 insufficient_scope, as GitLab does.
@@ -80,16 +85,30 @@ class FakeGitLab(FakeServer):
     def api_url(self) -> str:
         return self.base_url + "/api/v4"
 
+    @property
+    def graphql_url(self) -> str:
+        return self.base_url + "/api/graphql"
+
     # -- FakeServer
 
     def authorized(self, request: Request) -> bool:
-        if request.headers.get("private-token") == self.token:
-            return True
-        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and credential == self.token
+        # GraphQL runs without a token too, as for an anonymous visitor; a wrong one is refused.
+        return self._credential(request) in (self.token, None if self._graphql(request)
+                                             else self.token)
 
     def unauthorized(self, request: Request) -> Reply:
+        if self._graphql(request):
+            return Reply(401, {"errors": [{"message": "Invalid token"}]})
         return Reply(401, {"message": "401 Unauthorized"})
+
+    def _credential(self, request: Request) -> str | None:
+        if "private-token" in request.headers:
+            return request.headers["private-token"]
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        return credential if scheme.lower() == "bearer" else None
+
+    def _graphql(self, request: Request) -> bool:
+        return request.path == self.prefix + "/api/graphql"
 
     def refuse(self, request: Request) -> Reply | None:
         if not self.rate.exhausted():
@@ -98,6 +117,8 @@ class FakeGitLab(FakeServer):
                      {"Retry-After": str(self.rate.seconds_to_reset())})
 
     def route(self, request: Request) -> Reply:
+        if self._graphql(request):
+            return self._graphql_answer(request)
         api = self.prefix + "/api/v4"
         if request.method != "GET" or not request.path.startswith(api + "/"):
             return _no_route()
@@ -149,6 +170,20 @@ class FakeGitLab(FakeServer):
         }
 
     # -- endpoints
+
+    def _graphql_answer(self, request: Request) -> Reply:
+        if "graphql" in self.missing:
+            return Reply(404, None, {"Content-Type": "text/html; charset=utf-8"},
+                         b"<!DOCTYPE html>\n<html><body><h1>404</h1>"
+                         b"<p>The page could not be found.</p></body></html>\n")
+        if request.method != "POST":
+            return _no_route()
+        user = self.data.gitlab_username if self._credential(request) else None
+        state = gitlab_resolvers.Request(self.data, user, self.tier, WEB,
+                                         dict(self.graphql_field_errors))
+        without = frozenset(name for name in self.missing if "." in name)
+        return gitlab_graphql.answer(request.body, state, without=without,
+                                     max_complexity=self.max_complexity)
 
     def _project(self, ident: str) -> str | None:
         """A project by URL-encoded path (any case, or an old one) or numeric id, as GitLab
@@ -299,10 +334,7 @@ class FakeGitLab(FakeServer):
                 "web_url": f"{WEB}/{username}"}
 
     def _detailed_merge_status(self, mr: MergeRequest) -> str:
-        # On Free, approvals are optional: no approval rule holds a merge request back.
-        if self.tier == "free" and mr.detailed_merge_status == "not_approved":
-            return "mergeable"
-        return mr.detailed_merge_status
+        return gitlab_resolvers.detailed_merge_status(mr, self.tier)
 
     def _merge_request_list_json(self, mr: MergeRequest) -> dict[str, Any]:
         detailed = self._detailed_merge_status(mr)
@@ -379,11 +411,7 @@ def _created(mr: MergeRequest) -> float:
     return mr.created_at or mr.updated_at
 
 
-def _merge_status(detailed: str, conflicts: bool) -> str:
-    """The deprecated merge_status, which speaks only of conflicts and checking."""
-    if detailed in ("checking", "unchecked", "preparing"):
-        return "checking"
-    return "cannot_be_merged" if conflicts or detailed == "conflict" else "can_be_merged"
+_merge_status = gitlab_resolvers.merge_status  # the deprecated merge_status
 
 
 def _project_json(path: str) -> dict[str, Any]:

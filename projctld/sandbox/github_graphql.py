@@ -26,13 +26,10 @@ from typing import Any
 from graphql import (
     GraphQLError,
     GraphQLInt,
-    GraphQLSyntaxError,
     build_schema,
     execute,
     get_named_type,
-    parse,
 )
-from graphql.execution.values import get_variable_values
 from graphql.language import (
     BooleanValueNode,
     DocumentNode,
@@ -47,7 +44,7 @@ from graphql.language import (
 )
 from graphql.utilities import value_from_ast
 
-from projctld.sandbox import github_errors
+from projctld.sandbox import fake_graphql
 from projctld.sandbox.dataset import Dataset
 from projctld.sandbox.fakehttp import RateLimit, Reply
 from projctld.sandbox.github_resolvers import GitHubError, Request, bind, sso_header
@@ -83,16 +80,12 @@ def answer(body: bytes, data: Dataset, rate: RateLimit) -> Reply | None:
     prepared = _prepare(query)
     if isinstance(prepared, list):
         return _errors(*prepared)
-    name = request.get("operationName")
-    operation = prepared.operations.get(name) if name else (
-        next(iter(prepared.operations.values())) if len(prepared.operations) == 1 else None)
-    if operation is None:
-        return _errors({"message": f'No operation named "{name}"' if name else
-                        "An operation name is required"})
-    coerced = get_variable_values(SCHEMA, operation.variable_definitions or (), variables)
+    operation = fake_graphql.pick(prepared, request.get("operationName"))
+    if isinstance(operation, dict):
+        return _errors(operation)
+    coerced = fake_graphql.variables(SCHEMA, operation, variables)
     if isinstance(coerced, list):
-        return _errors(*(github_errors.variable_error(e, variables) for e in coerced))
-    coerced = getattr(coerced, "coerced", coerced)  # graphql-core 3.3 wraps them; 3.2 does not
+        return _errors(*coerced)
     requests, nodes = _count(prepared.connections[id(operation)], coerced)
     if nodes > NODE_LIMIT:
         return _errors({"type": "MAX_NODE_LIMIT_EXCEEDED",
@@ -136,7 +129,7 @@ def _error(error: GraphQLError) -> dict[str, Any]:
     if github is not None and github.extensions:
         out["extensions"] = github.extensions
     if error.locations:
-        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+        out["locations"] = fake_graphql.locations(error)
     if original is not None and github is None:
         traceback.print_exception(original)  # a fault of the fake itself: say so loudly
         out["message"] = BROKEN
@@ -158,30 +151,24 @@ class _Connection:
 
 
 @dataclass
-class _Prepared:
-    document: DocumentNode
-    operations: dict[str | None, OperationDefinitionNode]
+class _Prepared(fake_graphql.Prepared):
     connections: dict[int, list[_Connection]]  # id(operation) -> its connections
 
 
 @functools.lru_cache(maxsize=256)
 def _prepare(query: str) -> _Prepared | list[dict[str, Any]]:
-    """The parsed and validated query, or GitHub's errors for it (callers must not change it)."""
-    try:
-        document = parse(query)
-    except GraphQLSyntaxError as exc:
-        return [github_errors.syntax_error(exc, query)]
-    errors = github_errors.validation_errors(SCHEMA, document)
-    if errors:
-        return errors
+    """The parsed and validated query and its connections, or GitHub's errors for it (callers
+    must not change it)."""
+    prepared = fake_graphql.prepare(SCHEMA, query)
+    if isinstance(prepared, list):
+        return prepared
+    document = prepared.document
     fragments = {d.name.value: d for d in document.definitions
                  if isinstance(d, FragmentDefinitionNode)}
-    operations = {d.name.value if d.name else None: d for d in document.definitions
-                  if isinstance(d, OperationDefinitionNode)}
     roots = {"query": SCHEMA.query_type}
-    return _Prepared(document, operations, {
+    return _Prepared(document, prepared.operations, {
         id(op): _connections([op.selection_set], roots.get(op.operation.value), fragments)
-        for op in operations.values()
+        for op in prepared.operations.values()
     })
 
 

@@ -19,12 +19,10 @@ from typing import Any
 from graphql import (
     GraphQLResolveInfo,
     GraphQLSchema,
-    is_abstract_type,
-    is_object_type,
 )
 from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode
 
-from projctld.sandbox import github_search
+from projctld.sandbox import fake_graphql, github_search
 from projctld.sandbox.dataset import Check, Dataset, PullRequest, Review, stable_id
 from projctld.sandbox.fakehttp import RateLimit
 
@@ -596,15 +594,4 @@ def _type_of(value: Any, _info: GraphQLResolveInfo, _abstract: Any) -> str:
 
 def bind(schema: GraphQLSchema) -> None:
     """Give the schema its resolvers, and refuse to start if a field was left without one."""
-    for name, kind in schema.type_map.items():
-        if is_abstract_type(kind):
-            kind.resolve_type = _type_of
-        if not is_object_type(kind) or name.startswith("__"):
-            continue
-        resolvers = _RESOLVERS.get(name, {})
-        for field_name, definition in kind.fields.items():
-            if field_name in resolvers:
-                definition.resolve = resolvers[field_name]
-            elif name not in _PLAIN and not name.endswith(("Connection", "Edge")):
-                raise RuntimeError(f"github_schema.graphql: {name}.{field_name} has no resolver")
-
+    fake_graphql.bind(schema, _RESOLVERS, _PLAIN, _type_of, "github_schema.graphql")

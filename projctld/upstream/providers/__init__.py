@@ -28,8 +28,8 @@ HEADERS = {
     "jira": {"Accept": "application/json", "User-Agent": USER_AGENT},
 }
 # Requests in flight per host. GitHub documents limits on concurrent requests (its secondary
-# limits); GitLab documents rates only, and a cold poll reads three things per merge request
-# of mine at once (32: the daemon's connections kept alive).
+# limits); GitLab documents rates only, and a cold poll over REST (an instance without GraphQL)
+# reads three things per merge request of mine at once (32: the daemon's connections kept alive).
 CONCURRENCY = {"github": 16, "gitlab": 32, "jira": 16}
 
 

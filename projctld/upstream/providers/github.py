@@ -40,6 +40,7 @@ from projctld.config import GitHubConfig, ProjectConfig
 from projctld.errors import UpstreamError
 from projctld.logging import get_logger
 from projctld.upstream.providers.gather import gather, gather_parts
+from projctld.upstream.providers.graphql import GraphQLError, GraphQLReply, OptionalFields
 from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
 from projctld.upstream.providers.model import Snapshot, latest_per_branch
 
@@ -234,26 +235,6 @@ class _Search(msgspec.Struct):
     nodes: list[msgspec.Raw]  # a node is `null` where GitHub hides it (SAML) or failed it
 
 
-class _GraphQLError(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
-    path: list[str | int] | None = None
-    extensions: dict[str, Any] | None = None
-
-    @property
-    def alias(self) -> str | None:
-        return str(self.path[0]) if self.path else None
-
-    @property
-    def saml(self) -> bool:
-        return bool((self.extensions or {}).get("saml_failure")) or "SAML" in self.message
-
-
-class _GraphQLReply(msgspec.Struct):
-    data: dict[str, msgspec.Raw] | None = None
-    errors: list[_GraphQLError] = []
-
-
 class _Run(msgspec.Struct):
     id: int
     head_sha: str
@@ -308,7 +289,7 @@ class GitHub:
         self._searched: _Searched | None = None
         self._search_failed: tuple[float, UpstreamError] | None = None
         self._checked: dict[str, _Checked] = {}  # by configured name, lower case
-        self._omit: frozenset[str] = frozenset()  # OPTIONAL_FIELDS this instance lacks
+        self._optional = OptionalFields(OPTIONAL_FIELDS)  # and those this instance lacks
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
         searched = await self._shared_search(0.0 if fresh else self._share_for)
@@ -417,7 +398,7 @@ class GitHub:
         reply, fetched = await self._graphql_call(
             _repositories_query(len(repos)), variables, what="the configured repositories")
         if reply.data is None:  # the query itself was refused: it says nothing of any one
-            first = (reply.errors or [_GraphQLError("no data in the answer")])[0]
+            first = (reply.errors or [GraphQLError("no data in the answer")])[0]
             raise UpstreamError(
                 f"{self._http.name} refused to look up the configured repositories: "
                 f"{first.message[:300]}", code="rejected", suggestions=self._http.hints.rejected)
@@ -433,10 +414,10 @@ class GitHub:
             self._checked[repo.lower()] = _Checked(
                 now, problem=self._repository_problem(repo, error, fetched))
 
-    def _repository_problem(self, repo: str, error: _GraphQLError | None,
+    def _repository_problem(self, repo: str, error: GraphQLError | None,
                             fetched: Fetched) -> SourceProblem:
         message = error.message if error else ""
-        if error is not None and error.saml:
+        if error is not None and _saml(error):
             return self._saml_problem(repo, repo.split("/")[0], fetched)
         if error is not None and error.type == "FORBIDDEN":
             return SourceProblem(
@@ -497,14 +478,12 @@ class GitHub:
         variables = {f"q{i}": queries[a] for i, a in enumerate(aliases)}
         while True:  # at most once per optional field: each round leaves out more
             reply, fetched = await self._graphql_call(
-                _search_query(aliases, omit=self._omit), variables,
+                _search_query(aliases, omit=self._optional.omit), variables,
                 what="the pull request search")
-            missing = {str((error.extensions or {}).get("fieldName")) for error in reply.errors
-                       if (error.extensions or {}).get("code") == "undefinedField"}
-            if not missing or not missing <= set(OPTIONAL_FIELDS) - self._omit:
+            missing = self._optional.learn(reply.errors)
+            if not missing:
                 break
             log.info("github_fields_missing", upstream=self.upstream, fields=sorted(missing))
-            self._omit |= missing
         failed = self._failed_search(reply, aliases)
         if failed is not None:
             return failed
@@ -521,7 +500,7 @@ class GitHub:
             page = 1
             while search.pageInfo.hasNextPage and page < MAX_SEARCH_PAGES:
                 more, _ = await self._graphql_call(
-                    _search_query([alias], after=True, omit=self._omit),
+                    _search_query([alias], after=True, omit=self._optional.omit),
                     {"q0": queries[alias], "after": search.pageInfo.endCursor},
                     what="the pull request search")
                 failed = self._failed_search(more, [alias])
@@ -559,7 +538,7 @@ class GitHub:
         hidden_problems = self._hidden(errors, fetched, hidden) if hidden else []
         return login, views, hidden_problems, truncated
 
-    def _failed_search(self, reply: _GraphQLReply, aliases: list[str]) -> UpstreamError | None:
+    def _failed_search(self, reply: GraphQLReply, aliases: list[str]) -> UpstreamError | None:
         """The search's own failure (not a node's): GitHub nulls `data` when a non-null search
         fails, so any error on a search alias, or no data at all, is one."""
         failing = [error for error in reply.errors
@@ -567,16 +546,16 @@ class GitHub:
         if reply.data is not None and not failing and \
                 not any(_null(reply.data.get(alias)) for alias in aliases):
             return None
-        first = (failing or reply.errors or [_GraphQLError("no data in the answer")])[0]
+        first = (failing or reply.errors or [GraphQLError("no data in the answer")])[0]
         return UpstreamError(
             f"{self._http.name} refused the pull request search: {first.message[:300]}",
             code="not_found" if first.type in ("NOT_FOUND", "INVALID") else "rejected",
             suggestions=self._http.hints.not_found)
 
-    def _hidden(self, errors: list[_GraphQLError], fetched: Fetched,
+    def _hidden(self, errors: list[GraphQLError], fetched: Fetched,
                 count: int) -> list[SourceProblem]:
         """What null nodes hide: an organisation's single sign-on, named where GitHub says."""
-        saml = [error for error in errors if error.saml]
+        saml = [error for error in errors if _saml(error)]
         org = _sso_org(fetched.headers.get("x-github-sso", ""))
         if saml:
             problem = self._saml_problem(org or "*", org, fetched)
@@ -636,10 +615,10 @@ class GitHub:
         return views
 
     async def _graphql_call(self, query: str, variables: dict, *,
-                            what: str) -> tuple[_GraphQLReply, Fetched]:
+                            what: str) -> tuple[GraphQLReply, Fetched]:
         fetched = await self._http.post(self._graphql, {"query": query, "variables": variables},
                                         what=what, resource="graphql")
-        reply = self._http.decode(fetched, _GraphQLReply, what="a GraphQL reply")
+        reply = self._http.decode(fetched, GraphQLReply, what="a GraphQL reply")
         limited = [error for error in reply.errors if error.type in RATE_LIMIT_TYPES]
         if limited:  # GraphQL says so in a 200, with or without data
             raise self._http.rate_limited(
@@ -666,6 +645,11 @@ class GitHub:
 
 class _RollupOnly(msgspec.Struct):
     contexts: _Contexts
+
+
+def _saml(error: GraphQLError) -> bool:
+    """An error of a node that an organisation's SAML single sign-on hides."""
+    return bool((error.extensions or {}).get("saml_failure")) or "SAML" in error.message
 
 
 def _null(raw: msgspec.Raw | None) -> bool:

@@ -1,34 +1,41 @@
 """GitLab: the merge requests I wrote, am assigned or review, their CI and review; my pipelines.
 
-What is asked (docs.gitlab.com/api/merge_requests, merge_request_approvals, pipelines):
+What is asked (docs.gitlab.com/api/graphql/, api/projects, api/pipelines, api/users):
 
-- Three instance-wide lists of open merge requests, newest first: `scope=created_by_me`,
-  `scope=assigned_to_me`, and `scope=all&reviewer_username=ME`. The server filters them, so
-  they hold only what concerns me: their cost grows neither with a project's size (the project
-  lists filtered locally lost mine past ten pages of a big project) nor with the number of
-  projects (the per-project `author_username` / `assignee_username` / `reviewer_username`
-  filters would cost three requests per project). One result serves every project for 0.9 of
-  an interval, as GitHub's search does. Each merge request is matched to a configured project
-  by `project_id`: a project may be configured by path (any case, or an old path, which the
-  API follows to the renamed project) or by id, and GitLab tells each one's id once
-  (GET /projects/:id; ids never change).
-- Per project, my newest pipelines (`/projects/:id/pipelines?username=ME`). A project GitLab
-  does not know, or that the token may not read, costs only itself: it is named as a problem.
-- Per merge request that concerns me, at once for every project: the merge request itself (the
-  lists lack `head_pipeline`), its `/approvals`, and its `/reviewers` when it has any.
+- One GraphQL request (gitlab_graphql.py) for every merge request that concerns me, on every
+  project, with all that status needs of each: `currentUser`'s authored, assigned and
+  review-requested lists of open merge requests, newest first, 50 a page (a longer list is
+  paged alone). The server filters them, so they hold only what concerns me: their cost grows
+  neither with a project's size nor with the number of projects. One answer serves every
+  project for 0.9 of an interval, as GitHub's search does. Each merge request is matched to a
+  configured project by `projectId`: a project may be configured by path (any case, or an old
+  path, which the API follows to the renamed project) or by id, and GitLab tells each one's
+  id once (GET /projects/:id; ids never change). A POST cannot be conditional: the one request
+  is counted against the rate limit at every poll, in place of three lists and three reads per
+  merge request that answered 304 (which GitLab counts too: it documents no exemption).
+- Per project, my newest pipelines (`/projects/:id/pipelines?username=ME`), conditional. A
+  project GitLab does not know, or that the token may not read, costs only itself: it is named
+  as a problem.
 
-Every GET is conditional: what has not changed answers 304. A cold poll has three round trips
-on its critical path: /user (remembered for the daemon's life) beside the two lists that need
-no username and each project's id; the list of reviews beside each project's pipelines; then
-the reads, each merge request's as soon as a list that holds it is in. The reads are most of
-the requests (about three per merge request), so how many run at once decides a cold poll's
-time (the governor allows GitLab 32).
+A cold poll has two round trips on its critical path: the GraphQL request, /user (remembered
+for the daemon's life) and each project's id together; then each project's pipelines, which
+need my username. A steady poll has one.
 
-Review, from `/approvals` (Free: `approved` when anyone approved, and `approved_by`; Premium
-also `approvals_required` and `approvals_left`, and there `approved` means no rule still wants
-an approval, so it is true on a project without rules where nobody approved), `/reviewers`
-(each reviewer's `state`: unreviewed, review_started, reviewed, requested_changes, approved,
-unapproved; older instances know only the first and third) and `detailed_merge_status`:
+An instance without a usable GraphQL API (404 at /api/graphql: before 12.1, or the `graphql`
+feature flag off; or one that lacks a list the query cannot do without) is read over REST as
+before GraphQL, and GraphQL is tried again an hour later: three instance-wide lists
+(`scope=created_by_me`, `scope=assigned_to_me`, `scope=all&reviewer_username=ME`), then per
+merge request, at once for every project, the merge request itself (the lists lack
+`head_pipeline`), its `/approvals`, and its `/reviewers` when it has any. Every GET is
+conditional. Offset pagination follows `Link` / `x-next-page` and never relies on `x-total`,
+which GitLab drops above 10,000 rows.
+
+Review, from the approvals (REST `/approvals`; GraphQL `approvedBy` and `approvalsLeft`. Free:
+who approved; Premium also `approvals_left`, how many approvals the rules still want), the
+reviewers' states (REST `/reviewers` `state`, GraphQL `reviewState`: unreviewed,
+review_started, reviewed, requested_changes, approved, unapproved; older instances know only
+the first and third) and `detailed_merge_status` (GraphQL's upper-case enum read in REST's
+lower-case words):
 
 - changes_requested: a reviewer's state is `requested_changes`, or the status is
   `requested_changes` ("the merge request has reviewers who have requested changes");
@@ -39,10 +46,11 @@ unapproved; older instances know only the first and third) and `detailed_merge_s
 - none: otherwise. `mergeable` says only that nothing blocks a merge: on a project without
   approval rules nobody had to approve, and nobody is said to have.
 
-An instance older than the approvals or reviewers endpoint answers 404 for it: the review is
-then worked out from what there is, and the endpoint is asked again an hour later.
-Offset pagination follows `Link` / `x-next-page` and never relies on `x-total`, which GitLab
-drops above 10,000 rows.
+An instance that lacks one of these (an older REST endpoint answering 404, an older GraphQL
+field refused as undefined) gives the review from what there is; the endpoint is asked again
+an hour later, the field not for the daemon's life. GraphQL answers a field it could not
+resolve with null and an error beside the rest: every other merge request stays, a head
+pipeline GitLab could not tell is shown as unknown (not as no CI), and each fault is named.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 import msgspec
@@ -60,9 +68,20 @@ import msgspec
 from projctl_client.protocol import ChangeRequestView, CiView, PipelineView, SourceProblem
 from projctld.config import GitLabConfig, ProjectConfig
 from projctld.errors import UpstreamError
+from projctld.logging import get_logger
+from projctld.upstream.providers import gitlab_graphql
 from projctld.upstream.providers.gather import gather, gather_parts
-from projctld.upstream.providers.http import Fetched, UpstreamHttp, next_link
+from projctld.upstream.providers.gitlab_graphql import (
+    WORDS,
+    Found,
+    Listed,
+    MergeRequestReader,
+    Unusable,
+)
+from projctld.upstream.providers.http import IF_IT_PASSES, Fetched, UpstreamHttp, next_link
 from projctld.upstream.providers.model import Snapshot, latest_per_branch
+
+log = get_logger(__name__)
 
 PER_PAGE = 100
 # Pages per list: 1,000 open merge requests of mine in each role. More is said, not dropped.
@@ -85,14 +104,19 @@ class _Project(msgspec.Struct):
     id: int
 
 
-class _Pipeline(msgspec.Struct):
-    id: int
-    ref: str
+class _HeadPipeline(msgspec.Struct):
+    """What a merge request's CI needs of its head pipeline."""
+
     status: str
-    web_url: str
-    updated_at: datetime
+    web_url: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None  # only on a single pipeline, null until a job starts
+
+
+class _Pipeline(_HeadPipeline, kw_only=True):
+    id: int
+    ref: str
+    updated_at: datetime
     sha: str | None = None
 
 
@@ -117,7 +141,7 @@ class _MergeRequest(msgspec.Struct):
     merge_status: str | None = None
     has_conflicts: bool = False
     references: _References | None = None
-    head_pipeline: _Pipeline | None = None
+    head_pipeline: _HeadPipeline | None = None
 
 
 class _Approval(msgspec.Struct):
@@ -156,17 +180,128 @@ class GitLab:
         self._share_for = config.interval * 0.9
         self._username: str | None = None
         self._me_lock = anyio.Lock()  # every project's first poll needs it: ask once
+        self._graphql = MergeRequestReader(http, config.url)
+        self._answer_lock = anyio.Lock()
+        self._answer: tuple[float, Found] | None = None  # shared, and when it was asked
+        self._answer_failed: tuple[float, UpstreamError] | None = None
         self._list_locks = {role: anyio.Lock() for role in LISTS}
         self._listed: dict[str, _Listed] = {}
         self._failed: dict[str, tuple[float, UpstreamError]] = {}
         self._projects: dict[str, _Project] = {}  # by configured path (lower case) or id
-        self._missing: dict[str, float] = {}  # an endpoint this instance lacks: since when
+        # What this instance lacks ("graphql", or the approvals or reviewers endpoint): since when.
+        self._missing: dict[str, float] = {}
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
+        max_age = 0.0 if fresh else self._share_for
+        if not self._lacks("graphql"):
+            try:
+                return await self._poll_graphql(config, max_age)
+            except Unusable as exc:
+                log.info("gitlab_graphql_unusable", upstream=self.upstream, reason=str(exc))
+                self._missing["graphql"] = self._clock()
+        return await self._poll_rest(config, max_age)
+
+    # -- GraphQL: one request for every project's merge requests
+
+    async def _poll_graphql(self, config: ProjectConfig, max_age: float) -> Snapshot:
+        """The shared answer beside my pipelines and each project's id: two round trips cold
+        (/user, then the pipelines that need my username), one steady."""
+        read: list[tuple[float, Found]] = []
+        ready = anyio.Event()
+
+        async def fetch() -> None:
+            read.append(await self._shared_read(max_age))
+            ready.set()
+
+        async def projects() -> tuple[dict[str, Any], list[SourceProblem]]:
+            return await gather_parts({
+                path: functools.partial(self._project_graphql, path, read, ready)
+                for path in config.parts(self.upstream)})
+
+        _, (results, problems) = await gather([fetch, projects])  # type: ignore[misc]
+        asked_at, found = read[0]
+        problems += [problem for _, _, extra in results.values() for problem in extra]
+        # A merge request left out of several lists counts once: the most any list left out.
+        count = max(len(messages) for messages in found.left_out.values())
+        if count:
+            message = next(m[0] for m in found.left_out.values() if m)
+            problems.append(SourceProblem(
+                part="*", code="rejected",
+                message=f"{self._http.name} left out {'a' if count == 1 else count} merge "
+                        f"request{'s' if count > 1 else ''} of yours: {message[:200]}",
+                suggestions=[IF_IT_PASSES, *self._http.hints.forbidden]))
+        problems += [self._truncated(role, gitlab_graphql.MAX_LISTED)
+                     for role in gitlab_graphql.ROLES if not found.complete[role]]
+        return Snapshot(
+            # GraphQL's times are whole seconds: ties are told apart, so that an answer that
+            # has not changed gives the same snapshot.
+            change_requests=sorted((cr for crs, _, _ in results.values() for cr in crs),
+                                   key=lambda cr: (cr.updated_at, cr.repo, cr.number),
+                                   reverse=True),
+            pipelines=latest_per_branch(p for _, ps, _ in results.values() for p in ps),
+            as_of=asked_at, problems=problems)
+
+    async def _shared_read(self, max_age: float) -> tuple[float, Found]:
+        """The GraphQL answer, asked once for every project: a caller reuses an answer (or a
+        failure) that began at most `max_age` before it asked."""
+        asked_at = self._clock()
+        async with self._answer_lock:
+            if self._answer is not None and self._answer[0] >= asked_at - max_age:
+                return self._answer
+            if self._answer_failed is not None and \
+                    self._answer_failed[0] >= asked_at - max_age:
+                raise self._answer_failed[1]
+            started = self._clock()
+            try:
+                self._answer = (started, await self._graphql.read())
+            except UpstreamError as exc:
+                self._answer_failed = (started, exc)
+                raise
+            self._answer_failed = None
+            return self._answer
+
+    async def _project_graphql(self, path: str, read: list[tuple[float, Found]],
+                               ready: anyio.Event
+                               ) -> tuple[list[ChangeRequestView], list[PipelineView],
+                                          list[SourceProblem]]:
+        """One configured project: my pipelines, its id, then its merge requests as read."""
+        pipelines: list[PipelineView] = []
+
+        async def my_pipelines() -> None:
+            pipelines.extend(await self._pipelines(path, await self._me()))
+
+        async def merge_requests() -> tuple[list[ChangeRequestView], list[SourceProblem]]:
+            known = await self._resolve(path)
+            await ready.wait()
+            found = read[0][1]
+            mine = [listed for listed in found.merge_requests
+                    if listed.node.project_id == known.id]
+            views = [_from_graphql(self.upstream, path, listed, found.username)
+                     for listed in mine]
+            broken = [listed for listed in mine if listed.broken]
+            if not broken:
+                return views, []
+            fields = sorted({name for listed in broken for name in listed.broken})
+            refs = ", ".join(f"!{listed.node.iid}" for listed in broken[:5])
+            # Of this project's source, not of the project as a part: it was read, and what
+            # it held before must not come back (keep_failed_parts would bring back the merge
+            # requests closed since).
+            return views, [SourceProblem(
+                part="*", code="rejected",
+                message=f"{self._http.name} could not tell the {', '.join(fields)} of {refs}: "
+                        f"{broken[0].messages[0][:200]}",
+                suggestions=[IF_IT_PASSES, *self._http.hints.forbidden])]
+
+        _, (views, problems) = await gather([my_pipelines, merge_requests])  # type: ignore[misc]
+        return views, pipelines, problems
+
+    # -- REST: three instance-wide lists, and each merge request read (instances without
+    # GraphQL, or whose GraphQL lacks what is asked)
+
+    async def _poll_rest(self, config: ProjectConfig, max_age: float) -> Snapshot:
         # Nothing waits for more than it needs: the lists that do not need my username go out
         # with /user and each project's id, and a merge request is read as soon as a list
         # that holds it is in.
-        max_age = 0.0 if fresh else self._share_for
         found: dict[str, _Listed] = {}
         ready = {role: anyio.Event() for role in LISTS}
 
@@ -187,7 +322,7 @@ class GitLab:
                                    key=lambda cr: cr.updated_at, reverse=True),
             pipelines=latest_per_branch(p for _, ps in results.values() for p in ps),
             as_of=min(listed.asked_at for listed in found.values()),
-            problems=problems + [self._truncated(role) for role in LISTS
+            problems=problems + [self._truncated(role, MAX_PAGES * PER_PAGE) for role in LISTS
                                  if not found[role].complete],
         )
 
@@ -268,17 +403,17 @@ class GitLab:
         for _ in range(MAX_PAGES):
             if next_url is None:
                 break
-            fetched = await self._http.get(next_url, what=f"merge requests {_ROLE_WORDS[role]}")
+            fetched = await self._http.get(next_url, what=f"merge requests {WORDS[role]}")
             listed += self._http.decode(fetched, list[_MergeRequest], what="merge requests")
             next_url = _next_page(fetched, next_url)
         return _Listed(asked_at=asked_at, merge_requests=listed, complete=next_url is None)
 
-    def _truncated(self, role: str) -> SourceProblem:
-        shown = f"{MAX_PAGES * PER_PAGE:,}"
+    def _truncated(self, role: str, count: int) -> SourceProblem:
+        shown = f"{count:,}"
         return SourceProblem(
             part="*", code="truncated",
             message=f"{self._http.name} lists more than {shown} open merge requests "
-                    f"{_ROLE_WORDS[role]}: only the {shown} updated last are shown",
+                    f"{WORDS[role]}: only the {shown} updated last are shown",
             suggestions=["close or merge the merge requests you no longer need"])
 
     async def _pipelines(self, path: str, username: str) -> list[PipelineView]:
@@ -342,8 +477,6 @@ class GitLab:
 
 
 _MISSING = object()
-_ROLE_WORDS = {"created": "that you created", "assigned": "assigned to you",
-               "review": "that you review"}
 
 
 def _next_page(fetched: Fetched, url: str) -> str | None:
@@ -439,3 +572,57 @@ def _pipeline(upstream: str, path: str, pipeline: _Pipeline) -> PipelineView:
         # Lists carry no `started_at`: the pipeline's creation is the oldest it can be.
         started_at=_ts(pipeline.started_at or pipeline.created_at),
     )
+
+
+def _from_graphql(upstream: str, path: str, listed: Listed, username: str) -> ChangeRequestView:
+    """A merge request as GraphQL told it, in the shapes REST gives (lower-case statuses,
+    approvals, reviewers' states), so that one mapping serves both."""
+    node = listed.node
+    author = node.author.username if node.author else (
+        username if "created" in listed.roles else "ghost")
+    reviewers = [r for r in (node.reviewers.nodes if node.reviewers else []) if r is not None]
+    names = [r.username for r in reviewers]
+    if "review" in listed.roles and username not in names:  # the list says so, if not they
+        names.append(username)
+    head = node.head_pipeline
+    mr = _MergeRequest(
+        iid=int(node.iid), title=node.title, web_url=node.web_url or "",
+        source_branch=node.source_branch, target_branch=node.target_branch,
+        author=_User(author), updated_at=node.updated_at, project_id=node.project_id,
+        # Assigned to me is what the list of that name holds; who else is not asked.
+        assignees=[_User(username)] if "assigned" in listed.roles else [],
+        reviewers=[_User(name) for name in names], draft=node.draft,
+        detailed_merge_status=_lower(node.detailed_merge_status),
+        merge_status=_lower(node.merge_status_enum), has_conflicts=node.conflicts,
+        references=_References(full=node.reference),
+        head_pipeline=None if head is None else _HeadPipeline(
+            status=head.status.lower(), web_url=_web_url(node.web_url, head.path),
+            created_at=head.created_at, started_at=head.started_at))
+    approvals = None
+    if node.approved_by is not None and "approvedBy" not in listed.broken:
+        approvals = _Approvals(
+            approved_by=[_Approval(_User(u.username)) for u in node.approved_by.nodes if u],
+            approvals_left=node.approvals_left)
+    states = None
+    if node.reviewers is not None and "reviewers" not in listed.broken:
+        states = [_Reviewer(_User(r.username), _lower(
+            r.merge_request_interaction.review_state if r.merge_request_interaction else None))
+            for r in reviewers]
+    view = _change_request(upstream, path, mr, username, approvals=approvals, reviewers=states)
+    if "headPipeline" in listed.broken:  # not "no pipeline": GitLab did not say
+        view = msgspec.structs.replace(view, ci=None)
+    return view
+
+
+def _lower(value: str | None) -> str | None:
+    """A GraphQL enum value in the words REST uses (NOT_APPROVED: not_approved)."""
+    return value.lower() if value is not None else None
+
+
+def _web_url(merge_request_url: str | None, path: str | None) -> str | None:
+    """A pipeline's address: its path, on the web address the merge request's shows (the
+    instance's own, which the API's address need not be)."""
+    if not merge_request_url or not path:
+        return None
+    parts = urlsplit(merge_request_url)
+    return f"{parts.scheme}://{parts.netloc}{path}"

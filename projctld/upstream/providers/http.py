@@ -339,8 +339,9 @@ async def _read_bounded(response: httpx.Response) -> bytes:
 
 
 def _message_of(body: bytes) -> str:
-    """The human message in an error body: GitHub/GitLab `message`, Jira `errorMessages`;
-    redacted before it is clipped, since some servers and proxies quote our request's headers."""
+    """The human message in an error body: GitHub/GitLab `message`, Jira `errorMessages`, a
+    GraphQL refusal's first `errors` message (GitLab's 401 "Invalid token"); redacted before it
+    is clipped, since some servers and proxies quote our request's headers."""
     try:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -353,6 +354,10 @@ def _message_of(body: bytes) -> str:
     messages = data.get("errorMessages")
     if isinstance(messages, list) and messages and isinstance(messages[0], str):
         return _clip(redact_text(messages[0]))
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict) \
+            and isinstance(errors[0].get("message"), str):
+        return _clip(redact_text(errors[0]["message"]))
     return ""
 
 

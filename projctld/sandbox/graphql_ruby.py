@@ -1,16 +1,18 @@
-"""GitHub's words for a GraphQL request it refuses before running it.
+"""graphql-ruby's words for a GraphQL request it refuses before running it (GitHub and GitLab).
 
-graphql-core finds the faults (syntax, validation, variables); GitHub runs graphql-ruby, whose
-messages, paths and `extensions` differ, and clients show or match them. These functions put
-graphql-core's findings in graphql-ruby's words, as GitHub answers them, e.g. for an unknown
-field (captured from GitHub, gh api graphql):
+graphql-core finds the faults (syntax, validation, variables); GitHub and GitLab both run
+graphql-ruby, whose messages, paths and `extensions` differ, and clients show or match them.
+These functions put graphql-core's findings in graphql-ruby's words, as GitHub answers them,
+e.g. for an unknown field (captured from GitHub, gh api graphql):
 
     {"path": ["query", "repository", "issue", "noSuchField"],
      "extensions": {"code": "undefinedField", "typeName": "Issue", "fieldName": "noSuchField"},
      "locations": [{"line": 1, "column": 114}],
      "message": "Field 'noSuchField' doesn't exist on type 'Issue'"}
 
-A fault without a known wording keeps graphql-core's message, so nothing is ever hidden.
+GitLab answers the same words for the same fault (gitlab-org/gitlab#419977: "Field 'approved'
+doesn't exist on type 'MergeRequest'" from a Community Edition instance). A fault without a
+known wording keeps graphql-core's message, so nothing is ever hidden.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def _token_at(query: str, position: int) -> Any:
 
 
 def validation_errors(schema: GraphQLSchema, document: DocumentNode) -> list[Error]:
-    """The document's validation faults in GitHub's words; [] when it is valid."""
+    """The document's validation faults in graphql-ruby's words; [] when it is valid."""
     if not validate(schema, document):
         return []
     where = _Where(schema, document)
@@ -119,11 +121,11 @@ def validation_errors(schema: GraphQLSchema, document: DocumentNode) -> list[Err
     seen: set[str] = set()
     for rule in specified_rules:
         for error in validate(schema, document, [rule]):
-            github = where.translate(rule, error)
-            key = json.dumps(github, sort_keys=True)
+            worded = where.translate(rule, error)
+            key = json.dumps(worded, sort_keys=True)
             if key not in seen:  # graphql-ruby reports a union or an argument once
                 seen.add(key)
-                errors.append(github)
+                errors.append(worded)
     return errors
 
 
