@@ -30,11 +30,12 @@ from projctld import __version__
 from projctld.errors import StoreError
 from projctld.hub.app import create_app
 from projctld.hub.sqlite import SqliteStorage
-from projctld.hub.storage import TokenRecord, new_token
+from projctld.hub.storage import PullPage, TokenRecord, hash_token, new_token
 from projctld.team.sync.events import Event, PulledEvent, new_device_id, uuid7
 from projctld.team.sync.hlc import pack
 from projctld.team.sync.wire import (
     HUB_CLOCK_HEADER,
+    HUB_ID_HEADER,
     JSON,
     LATEST_VERSION_HEADER,
     MAX_BATCH,
@@ -190,7 +191,7 @@ def test_pushed_events_come_back_unchanged(hub: Hub, client: httpx.Client, push_
 
     assert pushed.status_code == 200
     assert pushed.headers["content-type"].startswith(push_encoding)
-    assert body(pushed, PushReply) == PushReply(accepted=4, duplicates=0)
+    assert body(pushed, PushReply) == PushReply(accepted=4, duplicates=0, user="ann")
     pulled = pull(client, token, name, encoding=pull_encoding)
     assert pulled.status_code == 200
     assert pulled.headers["content-type"].startswith(pull_encoding)
@@ -205,12 +206,12 @@ def test_a_repeated_push_is_counted_as_duplicates_and_stored_once(hub: Hub,
                                                                   client: httpx.Client) -> None:
     token, name = hub.token(), project()
     batch = events(name, 3)
-    assert body(push(client, token, batch[:2]), PushReply) == PushReply(accepted=2,
+    assert body(push(client, token, batch[:2]), PushReply) == PushReply(user="ann", accepted=2,
                                                                          duplicates=0)
 
     again = push(client, token, batch, encoding=JSON)
 
-    assert body(again, PushReply) == PushReply(accepted=1, duplicates=2)
+    assert body(again, PushReply) == PushReply(accepted=1, duplicates=2, user="ann")
     assert as_pushed(body(pull(client, token, name), PullReply).events) == batch
 
 
@@ -233,14 +234,15 @@ def test_pages_follow_the_cursor_until_no_more(hub: Hub, client: httpx.Client) -
     assert pages == [(2, True), (2, True), (1, False)]
     assert seen == batch
     empty = body(pull(client, token, name, after=after), PullReply)
-    assert empty == PullReply(events=[], next_after=after, more=False)
+    assert empty == PullReply(events=[], next_after=after, more=False, user="ann")
 
 
 def test_health_needs_no_token(hub: Hub, client: httpx.Client) -> None:
     reply = client.get("/v1/health")
     assert reply.status_code == 200
     assert body(reply, Health) == Health(status="ok", version=__version__,
-                                         min_client_version=MIN_VERSION, storage="sqlite")
+                                         min_client_version=MIN_VERSION, storage="sqlite",
+                                         hub_id=hub.storage.hub_id)
 
 
 # Tokens and rights
@@ -252,8 +254,9 @@ def test_no_live_token_is_401(hub: Hub, client: httpx.Client, authorization: str
     headers = {}
     if authorization == "revoked":
         token = hub.token()
-        token_id = next(r.id for r in hub.call(hub.storage.list_tokens())
-                        if r.id == token[len("pjh_"):][:8])
+        record = hub.call(hub.storage.find_token(hash_token(token)))
+        assert record is not None
+        token_id = record.id
         assert hub.call(hub.storage.revoke_token(token_id))
         authorization = f"Bearer {token}"
     if authorization:
@@ -516,7 +519,7 @@ def test_events_stamped_too_far_ahead_are_refused_with_the_clock_fix(
 
     assert late.id in error.message and "3600 s" in error.message
     assert any("timedatectl set-ntp true" in s for s in error.suggestions)
-    assert any("waits on the device" in s for s in error.suggestions)
+    assert any("stamps the event again with the hub's clock" in s for s in error.suggestions)
     assert body(pull(client, token, name), PullReply).events == []
 
 
@@ -570,7 +573,7 @@ def test_a_waiting_pull_returns_empty_after_the_wait(hub: Hub, client: httpx.Cli
     started = time.monotonic()
     reply = pull(client, hub.token(), project(), after=7, wait=0.5)
     took = time.monotonic() - started
-    assert body(reply, PullReply) == PullReply(events=[], next_after=7, more=False)
+    assert body(reply, PullReply) == PullReply(events=[], next_after=7, more=False, user="ann")
     assert 0.5 <= took < 5
 
 
@@ -597,7 +600,8 @@ def test_the_openapi_description_describes_the_bodies(client: httpx.Client) -> N
         assert events_path["post"]["responses"][status]["content"][JSON]["schema"][
             "$ref"] == "#/components/schemas/HubError"
     assert {p["name"] for p in events_path["get"]["parameters"]} == {
-        "project", "after", "limit", "wait", "x-projctl-version"}
+        "project", "after", "after_id", "limit", "wait", "x-projctl-version",
+        "x-projctl-device", "x-projctl-device-time"}
     # Exact, though Litestar writes bounds as floats (in which 2**63 - 1 is 2**63).
     after = next(p for p in events_path["get"]["parameters"] if p["name"] == "after")
     assert after["schema"]["maximum"] == 2**63 - 1
@@ -605,7 +609,7 @@ def test_the_openapi_description_describes_the_bodies(client: httpx.Client) -> N
     assert events_path["get"]["security"] == events_path["post"]["security"] == [{"bearer": []}]
     health = spec["paths"]["/v1/health"]["get"]["responses"]["200"]
     assert set(health["content"]) == {JSON, MSGPACK}
-    for header in (MIN_VERSION_HEADER, LATEST_VERSION_HEADER, HUB_CLOCK_HEADER):
+    for header in (MIN_VERSION_HEADER, LATEST_VERSION_HEADER, HUB_CLOCK_HEADER, HUB_ID_HEADER):
         assert health["headers"][header]["required"] is True
     assert "WWW-Authenticate" in events_path["post"]["responses"]["401"]["headers"]
 
@@ -617,7 +621,8 @@ class BrokenStorage(SqliteStorage):
         super().__init__(path)
         self.failure = failure
 
-    async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
+    async def pull(self, project: str, after: int, limit: int, *,
+                   max_bytes: int = 0) -> PullPage:
         raise self.failure
 
 

@@ -13,15 +13,19 @@ import contextlib
 import os
 import random
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projctld.errors import UpstreamError
+from projctld.hub.inprocess import InProcessHub
+from projctld.hub.service import HubService
 from projctld.hub.sqlite import SqliteStorage
+from projctld.hub.storage import TokenRecord
 from projctld.store.database import Database
 from projctld.store.events import EventStore
 from projctld.team.sync import events as ev
@@ -46,58 +50,73 @@ class Link:
 
 
 class FaultyHub:
-    """The Hub protocol over real hub storage, with the faults of `link` applied."""
+    """The Hub protocol over a real hub service (an InProcessHub), with the faults of `link`
+    applied."""
 
-    def __init__(self, world: World, link: Link) -> None:
+    def __init__(self, world: World, device: Device, link: Link) -> None:
         self._world = world
         self._link = link
+        self._hub = InProcessHub(world.service, world.token(device), device.store.device,
+                                 device.wall)
         self.clock = 0
+        self.hub_id = ""
+        self.reading = None
+        self._served: dict[str, list[ev.PulledEvent]] = {}  # the last page, per project
 
     def _check(self) -> None:
         if self._link.partitioned:
             raise UpstreamError("partitioned", code="unreachable", retryable=True)
+
+    def _replied(self) -> None:
+        self.clock, self.hub_id, self.reading = (self._hub.clock, self._hub.hub_id,
+                                                 self._hub.reading)
 
     async def push(self, events: Sequence[ev.Event]) -> wire.PushReply:
         self._check()
         batch = list(events)
         if self._link.shuffle_pages:
             random.Random(len(batch)).shuffle(batch)
-        outcome = await self._world.hub.push("team", batch)
+        reply = await self._hub.push(batch)
         if self._link.push_twice:
-            again = await self._world.hub.push("team", batch)
+            again = await self._hub.push(batch)
             assert again.accepted == 0
-        self.clock = self._world.hub_clock.now()
+        self._replied()
         if self._link.lose_push_reply:
             raise UpstreamError("reply lost", code="timeout", retryable=True)
-        return wire.PushReply(accepted=outcome.accepted, duplicates=outcome.duplicates)
+        return reply
 
-    async def pull(self, project: str, after: int, limit: int, wait: float = 0.0
-                   ) -> wire.PullReply:
+    async def pull(self, project: str, after: int, limit: int, wait: float = 0.0,
+                   after_id: str | None = None) -> wire.PullReply:
         self._check()
-        # Replaying re-sends events the device already has, as a retried request would.
-        start = max(0, after - 3) if self._link.replay_pages else after
-        page = await self._world.hub.pull(project, start, min(limit, 4) + 1)
-        more = len(page) > min(limit, 4)
-        page = page[: min(limit, 4)]
-        next_after = page[-1].hub_seq if page else after
+        reply = await self._hub.pull(project, after, min(limit, 4), after_id=after_id)
+        self._replied()
+        page = list(reply.events)
+        if self._link.replay_pages:
+            # Events the device already has come again, as a retried request would send.
+            page = self._served.get(project, []) + page
+        self._served[project] = list(reply.events)
         if self._link.shuffle_pages:
-            random.Random(next_after).shuffle(page)
-        self.clock = self._world.hub_clock.now()
-        return wire.PullReply(events=page, next_after=max(next_after, after), more=more)
+            random.Random(reply.next_after).shuffle(page)
+        return msgspec.structs.replace(reply, events=page)
 
 
 @dataclass
 class Device:
     path: str
     skew: float
+    user: str
+    world_wall: Callable[[], float]
     db: Database = field(init=False)
     store: EventStore = field(init=False)
     clock: HybridClock = field(init=False)
 
-    def open(self, wall) -> None:
+    def wall(self) -> float:
+        return self.world_wall() + self.skew
+
+    def open(self) -> None:
         self.db = Database(self.path)
         self.store = EventStore(self.db)
-        self.clock = HybridClock(self.store.max_hlc(), wall=lambda: wall() + self.skew)
+        self.clock = HybridClock(self.store.max_hlc(), wall=self.wall)
 
 
 @dataclass
@@ -108,13 +127,17 @@ class World:
     links: list[Link]
     now: float = BASE_TIME
     recorded: list[str] = field(default_factory=list)
-    hub_clock: HybridClock = field(init=False)
+    service: HubService = field(init=False)
 
     def __post_init__(self) -> None:
-        self.hub_clock = HybridClock(wall=lambda: self.now)
+        self.service = HubService(self.hub, wall=self.wall)
 
     def wall(self) -> float:
         return self.now
+
+    def token(self, device: Device) -> TokenRecord:
+        return TokenRecord(id=device.user, user=device.user, projects=["*"], write=True,
+                           created_at=BASE_TIME)
 
 
 # One operation of a scenario; the strategies below draw lists of these.
@@ -170,9 +193,8 @@ async def _record(world: World, device: Device, project: str, kind: str, pick: i
         case _:
             payload = ev.BranchCreated(name=f"feature-{pick}", commit=f"{pick:040x}")
             type_ = "branch.created"
-    event = store.append(project=project, actor=f"dev{world.devices.index(device)}",
-                         type=type_, payload=payload, hlc=device.clock.now(),
-                         now=world.now + device.skew)
+    event = store.append(project=project, actor=device.user, type=type_, payload=payload,
+                         hlc=device.clock.now(), now=device.wall())
     world.recorded.append(event.id)
 
 
@@ -180,18 +202,20 @@ async def _sync(world: World, index: int) -> None:
     device = world.devices[index]
     # A failed exchange is what the runner retries later; the scenario's end heals everything.
     with contextlib.suppress(UpstreamError):
-        await sync_once(device.store, FaultyHub(world, world.links[index]), device.clock,
-                        PROJECTS)
+        await sync_once(device.store, FaultyHub(world, device, world.links[index]),
+                        device.clock, PROJECTS, now=device.wall(), retry_aside=True)
 
 
 async def _run(ops: list, skew_values: list[float], root: str) -> World:
     hub = SqliteStorage(os.path.join(root, "hub.db"))
     await hub.open()
-    devices = [Device(os.path.join(root, f"device{i}", "state.db"), skew)
-               for i, skew in enumerate(skew_values)]
-    world = World(root, hub, devices, [Link() for _ in devices])
+    world = World(root, hub, [], [])
+    world.devices = [Device(os.path.join(root, f"device{i}", "state.db"), skew, f"user{i}",
+                            world.wall) for i, skew in enumerate(skew_values)]
+    world.links = [Link() for _ in world.devices]
+    devices = world.devices
     for device in devices:
-        device.open(world.wall)
+        device.open()
     try:
         for op in ops:
             match op:
@@ -204,9 +228,10 @@ async def _run(ops: list, skew_values: list[float], root: str) -> World:
                     await world.hub.close()
                     world.hub = SqliteStorage(os.path.join(root, "hub.db"))
                     await world.hub.open()
+                    world.service.storage = world.hub
                 case ("restart_device", i):
                     devices[i].db.close()
-                    devices[i].open(world.wall)
+                    devices[i].open()
                 case ("tick", seconds):
                     world.now += seconds
         # Heal: a clean link for everyone, two rounds so every push is pulled everywhere.
@@ -217,7 +242,7 @@ async def _run(ops: list, skew_values: list[float], root: str) -> World:
         _check_converged(world)
         hub_ids = []
         for project in PROJECTS:
-            hub_ids += [e.id for e in await world.hub.pull(project, 0, 100_000)]
+            hub_ids += [e.id for e in (await world.hub.pull(project, 0, 100_000)).events]
         assert sorted(hub_ids) == sorted(world.recorded), "the hub lost or doubled events"
     finally:
         for device in devices:

@@ -6,7 +6,9 @@ the hub's own refusals (HubError bodies) keep their code, message and suggestion
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import email.utils
+import time
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import httpx
@@ -15,6 +17,7 @@ import msgspec
 from projctld import __version__
 from projctld.errors import UpstreamError
 from projctld.team.sync import wire
+from projctld.team.sync.clockcheck import ClockReading
 from projctld.team.sync.events import Event
 from projctld.upstream.tokens import TokenSource
 
@@ -28,25 +31,35 @@ _json_error = msgspec.json.Decoder(wire.HubError)
 
 
 class HubClient:
-    """One hub. `clock` is the hub's clock from its latest reply (0 before any)."""
+    """One hub, for `device`. From its latest reply: `clock`, the hub's clock (0 before any);
+    `hub_id`, its database's identity ("" before any, or from a hub older than that);
+    `reading`, how this clock compares with the hub's (None before a reply with a Date)."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, token: TokenSource) -> None:
+    def __init__(self, client: httpx.AsyncClient, url: str, token: TokenSource,
+                 device: str = "", *, wall: Callable[[], float] = time.time) -> None:
         self._client = client
         self.url = url.rstrip("/")
         self._token = token
+        self._device = device
+        self._wall = wall
         self.clock = 0
+        self.hub_id = ""
+        self.reading: ClockReading | None = None
 
     async def push(self, events: Sequence[Event]) -> wire.PushReply:
-        body = _push_encoder.encode(wire.PushRequest(events=list(events)))
+        body = _push_encoder.encode(wire.PushRequest(events=list(events), partial=True))
         response = await self._send("POST", "/v1/events", content=body,
                                     headers={"content-type": wire.MSGPACK})
         return self._decode(response, _push_reply)
 
-    async def pull(self, project: str, after: int, limit: int, wait: float = 0.0
-                   ) -> wire.PullReply:
+    async def pull(self, project: str, after: int, limit: int, wait: float = 0.0,
+                   after_id: str | None = None) -> wire.PullReply:
+        params: dict[str, object] = {"project": project, "after": after, "limit": limit,
+                                     "wait": wait}
+        if after and after_id:
+            params["after_id"] = after_id
         response = await self._send(
-            "GET", "/v1/events",
-            params={"project": project, "after": after, "limit": limit, "wait": wait},
+            "GET", "/v1/events", params=params,
             # A long poll may take its whole wait before the first byte comes back.
             timeout=httpx.Timeout(wait + 15.0))
         return self._decode(response, _pull_reply)
@@ -61,6 +74,8 @@ class HubClient:
             **({"authorization": f"Bearer {await self._token.get()}"} if auth else {}),
             "accept": wire.MSGPACK,
             wire.CLIENT_VERSION_HEADER: __version__,
+            **({wire.DEVICE_HEADER: self._device,
+                wire.DEVICE_TIME_HEADER: f"{self._wall():.3f}"} if self._device else {}),
             **kwargs.pop("headers", {}),  # type: ignore[dict-item]
         }
         try:
@@ -76,12 +91,26 @@ class HubClient:
                 suggestions=["events wait on this machine and are sent when it is back",
                              f"check [sync] hub in your config if {self.url} is wrong"],
             ) from None
-        clock = response.headers.get(wire.HUB_CLOCK_HEADER, "")
-        if clock.isdigit():
-            self.clock = int(clock)
+        self._note(response.headers)
         if response.status_code >= 400:
             raise self._refusal(response)
         return response
+
+    def _note(self, headers: httpx.Headers) -> None:
+        """What every reply says of the hub: its clock, its identity, its time."""
+        clock = headers.get(wire.HUB_CLOCK_HEADER, "")
+        if clock.isdigit():
+            self.clock = int(clock)
+        self.hub_id = headers.get(wire.HUB_ID_HEADER, "")[:64] or self.hub_id
+        try:
+            date = email.utils.parsedate_to_datetime(headers.get("date", ""))
+            offset = headers.get(wire.HUB_OFFSET_HEADER)
+            hub_behind = float(offset) if offset is not None else None
+        except (TypeError, ValueError, IndexError):
+            return
+        # Date has whole seconds, cut off: the hub's time was half a second later on average.
+        self.reading = ClockReading(device_ahead=self._wall() - date.timestamp() - 0.5,
+                                    hub_behind=hub_behind)
 
     def _refusal(self, response: httpx.Response) -> UpstreamError:
         status = response.status_code
