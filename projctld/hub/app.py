@@ -85,6 +85,7 @@ class _Batch(msgspec.Struct, frozen=True):
 
     events: list[Event]
     partial: bool = False
+    resent: Annotated[list[str], msgspec.Meta(max_length=MAX_BATCH)] = []
 
 
 _DECODERS = {
@@ -145,7 +146,8 @@ class _Hub:
         batch = _decode(decoder, await _read_body(request), media_type)
         self.metrics.stage(request.scope, "decode")
         reply = await self.service.push(token, batch.events, partial=batch.partial,
-                                        device=device, stage=self._stages(request))
+                                        device=device, resent=batch.resent,
+                                        stage=self._stages(request))
         return _reply(request, reply)
 
     async def pull(

@@ -28,11 +28,12 @@ class InProcessHub:
         self.hub_id = ""
         self.reading: ClockReading | None = None
 
-    async def push(self, events: Sequence[Event]) -> wire.PushReply:
+    async def push(self, events: Sequence[Event], resent: Sequence[str] = ()
+                   ) -> wire.PushReply:
         self._heard()
         try:
             return await self.service.push(self.token, list(events), partial=True,
-                                           device=self._device)
+                                           device=self._device, resent=resent)
         except Refusal as exc:
             raise _error(exc) from None
         finally:

@@ -88,7 +88,8 @@ _MIGRATIONS = [
     # The database's identity, what it holds of each device's log, each event's size; and
     # hub_seq given by next_hub_seq, above every value handed out before a restore.
     """
-    CREATE TABLE hub (id text NOT NULL, created_at double precision NOT NULL);
+    CREATE TABLE hub (id text NOT NULL, created_at double precision NOT NULL,
+                      max_hlc bigint NOT NULL DEFAULT 0);
     ALTER TABLE devices ADD COLUMN max_seq bigint NOT NULL DEFAULT 0;
     ALTER TABLE devices ADD COLUMN events bigint NOT NULL DEFAULT 0;
     UPDATE devices SET
@@ -113,7 +114,7 @@ _INSERT_EVENTS = """
                               size, n)
     ORDER BY n
     ON CONFLICT (device, seq) DO NOTHING
-    RETURNING device, seq, project
+    RETURNING device, seq, project, hlc
 """
 # The CTE's insert is invisible to the outer SELECT, which so sees only earlier owners.
 _CLAIM_DEVICES = """
@@ -259,7 +260,7 @@ class PostgresStorage:
         if taken and not partial:
             raise DeviceTaken(sorted(taken)[0])
         kept = [e for e in events if e.device not in taken]
-        inserted: list[tuple[str, int, str]] = []
+        inserted: list[tuple[str, int, str, int]] = []
         if kept:
             encode = msgspec.msgpack.encode
             payloads = [encode(e.payload) for e in kept]
@@ -281,6 +282,8 @@ class PostgresStorage:
         if inserted:
             await conn.execute(_COUNT_NEW, ([row[0] for row in inserted],
                                             [row[1] for row in inserted]))
+            await conn.execute("UPDATE hub SET max_hlc = greatest(max_hlc, %s)",
+                               (max(row[3] for row in inserted),))
         projects = {row[2] for row in inserted}
         if projects:
             # Delivered on commit, to every hub process listening on this database.
@@ -326,6 +329,11 @@ class PostgresStorage:
                 (device, seqs))).fetchall()
         return dict(rows)
 
+    async def max_hlc(self) -> int:
+        async with self._connection() as conn:
+            row = await (await conn.execute("SELECT max_hlc FROM hub")).fetchone()
+        return row[0] if row else 0
+
     async def export_events(self, after: int, limit: int) -> list[StoredEvent]:
         async with self._connection() as conn:
             rows = await (await conn.execute(
@@ -339,6 +347,9 @@ class PostgresStorage:
                 f"INSERT INTO events ({_STORED_COLUMNS}) VALUES"
                 f" ({', '.join(['%s'] * len(_STORED_FIELDS))})",
                 [msgspec.structs.astuple(event) for event in events])
+            if events:
+                await cursor.execute("UPDATE hub SET max_hlc = greatest(max_hlc, %s)",
+                                     (max(event.hlc for event in events),))
 
     async def export_devices(self) -> list[DeviceRecord]:
         async with self._connection() as conn:
@@ -455,8 +466,9 @@ class PostgresStorage:
             for number, ddl in enumerate(_MIGRATIONS[version:], start=version + 1):
                 await conn.execute(ddl)
                 if number == 2:
-                    await conn.execute("INSERT INTO hub (id, created_at) VALUES (%s, %s)",
-                                       (new_hub_id(), time.time()))
+                    await conn.execute(
+                        "INSERT INTO hub (id, created_at, max_hlc) VALUES (%s, %s, (SELECT"
+                        " coalesce(max(hlc), 0) FROM events))", (new_hub_id(), time.time()))
                 await conn.execute("INSERT INTO schema_version (version) VALUES (%s)",
                                    (number,))
             row = await (await conn.execute("SELECT id FROM hub")).fetchone()

@@ -7,7 +7,6 @@ tests and the soak call it directly, so that they meet the very rules a real hub
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,11 +19,12 @@ from projctld.hub.clocks import DeviceClocks
 from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict, TokenRecord
 from projctld.logging import get_logger
 from projctld.team.sync.events import Event, InvalidPayload, name_problem, typed_payload
-from projctld.team.sync.hlc import ClockAhead, HybridClock, ahead_of
+from projctld.team.sync.hlc import HybridClock, ahead_of, physical_seconds
 from projctld.team.sync.wire import (
     MAX_EVENT,
     MAX_FUTURE,
     MAX_PAGE_BYTES,
+    MAX_RESENT_FUTURE,
     Mark,
     PullReply,
     PushReply,
@@ -69,6 +69,7 @@ class HubService:
         self.clocks = DeviceClocks(wall=wall)
         self.clock = HybridClock(wall=self.now)
         self.counters = Counters()
+        self._newest_known = False  # whether self.clock has seen the newest event stored
 
     def now(self) -> float:
         """The hub's wall clock, corrected by what its devices agree it is off by."""
@@ -80,14 +81,21 @@ class HubService:
             self.clocks.heard(device, device_time)
 
     async def push(self, token: TokenRecord, events: Sequence[Event], *, partial: bool,
-                   device: str | None = None, stage: Stage = _no_stage) -> PushReply:
+                   device: str | None = None, resent: Sequence[str] = (),
+                   stage: Stage = _no_stage) -> PushReply:
         """Store what may be stored. Without `partial`, the first event refused refuses the
         batch (a Refusal, nothing stored); with it, each refused event is named in the reply.
         `stage(name)` is told when each stage of the work ends (check, storage)."""
         refused: dict[tuple[str, int], Refused] = {}
+        if (events and not self._newest_known) or any(
+                self._beyond(event, 0.0) for event in events):
+            # Another hub process may have taken later events: know the newest before judging.
+            self.clock.receive(await self.storage.max_hlc())
+            self._newest_known = True
+        again = set(resent)
         # Whole-batch refusals keep the order older hubs checked in: rights, then each event.
         for event in sorted(events, key=lambda e: 0 if not token.can_write(e.project) else 1):
-            problem = self._check(token, event)
+            problem = self._check(token, event, event.id in again)
             if problem is not None:
                 if not partial:
                     raise problem
@@ -115,8 +123,9 @@ class HubService:
                                        _refused(event, _device_taken(taken, token.user)))
         stored = [e for e in events if (e.device, e.seq) not in refused]
         if stored:
-            with contextlib.suppress(ClockAhead):
-                self.clock.observe(max(event.hlc for event in stored))
+            # The receive rule: the hub's clock follows every event it took, so that what
+            # follows them is taken too.
+            self.clock.receive(max(event.hlc for event in stored))
         for reason in refused.values():
             self.counters.refused[reason.code] = self.counters.refused.get(reason.code, 0) + 1
         self.counters.accepted += outcome.accepted
@@ -167,7 +176,7 @@ class HubService:
             return None
         return Mark(seq=held.seq, events=held.events)
 
-    def _check(self, token: TokenRecord, event: Event) -> Refusal | None:
+    def _check(self, token: TokenRecord, event: Event, resent: bool) -> Refusal | None:
         """Why the hub cannot take `event` from `token`'s user, or None."""
         if not token.can_write(event.project):
             read_only = " (the token is read-only)" if not token.write else ""
@@ -203,14 +212,21 @@ class HubService:
                            "event may hold",
                            suggestions=["the projctl that recorded it is older than this bound "
                                         "or altered: it cannot be sent, and stays on its device"])
-        return self._check_clock(event)
+        return self._check_clock(event, resent)
 
-    def _check_clock(self, event: Event) -> Refusal | None:
-        # The wall clock, not the HLC: the HLC has followed the events accepted, and judging
-        # by it would let a fast device move the bound a little further at every push.
+    def _beyond(self, event: Event, allowance: float) -> bool:
+        """Whether `event` is stamped later than the hub takes: MAX_FUTURE (+ `allowance`)
+        ahead of its clock, and later than the newest event it took. Not its HLC alone, which
+        follows the events taken: judged by it, a fast device could move the bound a little
+        further at every push; the newest event's own millisecond does not move it."""
+        newest = physical_seconds(self.clock.last)
         ahead = ahead_of(event.hlc, self.now())
-        if ahead <= MAX_FUTURE:
+        return ahead > MAX_FUTURE + allowance and physical_seconds(event.hlc) > newest
+
+    def _check_clock(self, event: Event, resent: bool) -> Refusal | None:
+        if not self._beyond(event, MAX_RESENT_FUTURE - MAX_FUTURE if resent else 0.0):
             return None
+        ahead = ahead_of(event.hlc, self.now())
         offset = self.clocks.offset()
         whose = (f"the clock of device {event.device} ran about {ahead:.0f} s fast when it "
                  "stamped it" if offset is not None else

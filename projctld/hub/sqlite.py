@@ -72,7 +72,8 @@ _MIGRATIONS = [
     """,
     # The database's identity, what it holds of each device's log, each event's size.
     """
-    CREATE TABLE hub (id TEXT NOT NULL, created_at REAL NOT NULL) STRICT;
+    CREATE TABLE hub (id TEXT NOT NULL, created_at REAL NOT NULL,
+                      max_hlc INTEGER NOT NULL DEFAULT 0) STRICT;
     ALTER TABLE devices ADD COLUMN max_seq INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE devices ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
     UPDATE devices SET
@@ -154,6 +155,9 @@ class SqliteStorage:
                                f" IN ({', '.join('?' * len(seqs))})", (device, *seqs))
         return dict(rows)
 
+    async def max_hlc(self) -> int:
+        return (await self._run(self._read, "SELECT max_hlc FROM hub", ()))[0][0]
+
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
         async def has_events() -> bool:
             return bool(await self._run(self._read, "SELECT 1 FROM events WHERE project = ? AND"
@@ -194,6 +198,9 @@ class SqliteStorage:
         await self._run(self._write_many, f"INSERT INTO events ({_STORED_COLUMNS}) VALUES"
                         f" ({', '.join('?' * len(_STORED_FIELDS))})",
                         [msgspec.structs.astuple(event) for event in events])
+        if events:
+            await self._run(self._write, "UPDATE hub SET max_hlc = max(max_hlc, ?)",
+                            (max(event.hlc for event in events),))
 
     async def export_devices(self) -> list[DeviceRecord]:
         rows = await self._run(self._read, "SELECT device, user, first_seen_at, max_seq, events"
@@ -263,8 +270,8 @@ class SqliteStorage:
                     if statement.strip():
                         conn.execute(statement)
             if version < 2:
-                conn.execute("INSERT INTO hub (id, created_at) VALUES (?, ?)",
-                             (new_hub_id(), time.time()))
+                conn.execute("INSERT INTO hub (id, created_at, max_hlc) VALUES (?, ?, (SELECT"
+                             " coalesce(max(hlc), 0) FROM events))", (new_hub_id(), time.time()))
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -337,6 +344,9 @@ class SqliteStorage:
                 "UPDATE devices SET max_seq = max(max_seq, ?), events = events + ?"
                 " WHERE device = ?",
                 [(max(seqs), len(seqs), device) for device, seqs in counts.items()])
+            if new:
+                conn.execute("UPDATE hub SET max_hlc = max(max_hlc, ?)",
+                             (max(event.hlc for event in new),))
             pushed_to = sorted({event.device for event in events} - taken)
             marks = {row[0]: DeviceMark(user=row[1], seq=row[2], events=row[3])
                      for row in conn.execute(

@@ -141,6 +141,9 @@ class HubStorage(Protocol):
 
     async def device_mark(self, device: str) -> DeviceMark: ...
 
+    async def max_hlc(self) -> int:
+        """The highest HLC of an event this database ever took (0 when none)."""
+
     async def held(self, device: str, seqs: list[int]) -> dict[int, str]:
         """The id held at each of `seqs` of `device` (those held)."""
 

@@ -138,6 +138,14 @@ class EventStore:
             found.append(_event(row[:-1]))
         return found
 
+    def acked(self, seqs: Sequence[int]) -> set[int]:
+        """Of these events of this device, those a hub took before (it stamped their user):
+        sent again to a hub that lost them, they must go as they are."""
+        rows = self._db.read(
+            f"SELECT seq FROM events WHERE device = ? AND seq IN ({','.join('?' * len(seqs))}) "
+            "AND hub_user IS NOT NULL", (self.device, *seqs))
+        return {row[0] for row in rows}
+
     def waiting_count(self) -> int:
         """This device's events the hub does not hold: waiting and set aside."""
         return self._db.read("SELECT count(*) FROM events WHERE pushed != 1 AND device = ?",
@@ -153,7 +161,8 @@ class EventStore:
         """The hub holds these events of this device, pushed with `user`'s token."""
         with self._db.transaction() as conn:
             conn.executemany(
-                "UPDATE events SET pushed = 1, hub_user = coalesce(nullif(?, ''), hub_user) "
+                # '' when the hub (an older one) did not say whose: taken all the same.
+                "UPDATE events SET pushed = 1, hub_user = coalesce(nullif(?, ''), hub_user, '') "
                 "WHERE device = ? AND seq = ?", [(user, self.device, seq) for seq in seqs])
             conn.executemany("DELETE FROM events_aside WHERE seq = ?", [(s,) for s in seqs])
         if user:
@@ -362,8 +371,8 @@ class EventStore:
             elif have is not None:
                 taken.append(event.seq)
         conn.executemany(
-            "UPDATE events SET pushed = 1, hub_user = coalesce(?, hub_user) WHERE device = ? "
-            "AND seq = ? AND id = ? AND pushed != 1",
+            "UPDATE events SET pushed = 1, hub_user = coalesce(?, hub_user, '') "
+            "WHERE device = ? AND seq = ? AND id = ? AND pushed != 1",
             [(_user_of(e), e.device, e.seq, e.id) for e in own if held.get(e.seq) == e.id])
         self.last_seq = max(self.last_seq, *seqs)
         if taken:
@@ -465,7 +474,7 @@ class EventStore:
         # Who: the user the hub stamped on the deciding event (the start, else the end); this
         # device's own before the hub said, its token's user; an event from before, its actor.
         rows = self._db.read(
-            "SELECT d.deployment, d.environment, d.state, coalesce(e.hub_user, "
+            "SELECT d.deployment, d.environment, d.state, coalesce(nullif(e.hub_user, ''), "
             "CASE WHEN e.device = ? THEN ? END, d.actor), d.branch, d.commit_sha, d.started_at, "
             "d.finished_at, d.duration, d.exit_status, d.reason "
             f"FROM ({source}) AS d LEFT JOIN events AS e "

@@ -3,7 +3,8 @@
 -- them (sync/fold.py).
 
 -- The user of the token that pushed the event, as the hub stamped it. NULL for this device's
--- events until the hub has them, and for events pulled before this column existed.
+-- events until a hub has taken them ('' when an older hub took one without saying whose),
+-- and for events pulled before this column existed.
 ALTER TABLE events ADD COLUMN hub_user TEXT;
 -- `pushed` is now 0 (waiting), 1 (the hub holds it) or 2 (set aside: see events_aside).
 CREATE INDEX events_unsent ON events(device, seq) WHERE pushed != 1;

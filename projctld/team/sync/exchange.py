@@ -42,7 +42,8 @@ class Hub(Protocol):
     hub_id: str  # the identity of its database from its latest reply ("" when not known)
     reading: ClockReading | None  # this clock against the hub's, from its latest reply
 
-    async def push(self, events: Sequence[Event]) -> wire.PushReply: ...
+    async def push(self, events: Sequence[Event], resent: Sequence[str] = ()
+                   ) -> wire.PushReply: ...
 
     async def pull(self, project: str, after: int, limit: int, wait: float = 0.0,
                    after_id: str | None = None) -> wire.PullReply: ...
@@ -124,7 +125,8 @@ async def push_waiting(store: EventStore, hub: Hub, clock: HybridClock,
     refusals: dict[str, int] = {}  # event id: refusals in this exchange
     pushed_before = done.pushed
     while batch := store.waiting(PUSH_BATCH, PUSH_BYTES):
-        reply = await _push(hub, batch)
+        acked = store.acked([event.seq for event in batch])
+        reply = await _push(hub, batch, [e.id for e in batch if e.seq in acked])
         _heard(store, hub, clock, reply.user, reply.mark, done)
         refused = {r.seq: r for r in reply.refused if r.device == store.device}
         accepted = [event.seq for event in batch if event.seq not in refused]
@@ -134,7 +136,8 @@ async def push_waiting(store: EventStore, hub: Hub, clock: HybridClock,
         for seq, refusal in refused.items():
             # Stamped again or renumbered once per exchange; refused again, it waits aside.
             tries = refusals[refusal.id] = refusals.get(refusal.id, 0) + 1
-            if refusal.code == "clock_ahead" and tries == 1:
+            # An event a hub took before may be held by others as it is: never stamped again.
+            if refusal.code == "clock_ahead" and tries == 1 and seq not in acked:
                 restamp.append(seq)
             elif refusal.code == "seq_conflict" and tries == 1:
                 renumber.append(seq)
@@ -158,11 +161,11 @@ async def push_waiting(store: EventStore, hub: Hub, clock: HybridClock,
     return done.pushed - pushed_before
 
 
-async def _push(hub: Hub, batch: list[Event]) -> wire.PushReply:
+async def _push(hub: Hub, batch: list[Event], resent: list[str]) -> wire.PushReply:
     """Push `batch`; a hub older than partial pushes refuses a whole batch for one event, so
     then each event goes alone, and those it refuses come back as refused."""
     try:
-        return await hub.push(batch)
+        return await hub.push(batch, resent)
     except UpstreamError as exc:
         if exc.code not in _EVENT_REFUSALS or exc.retryable:
             raise
@@ -171,7 +174,7 @@ async def _push(hub: Hub, batch: list[Event]) -> wire.PushReply:
     replies = []
     for event in batch:
         try:
-            replies.append(await hub.push([event]))
+            replies.append(await hub.push([event], [event.id] if event.id in resent else []))
         except UpstreamError as exc:
             if exc.code not in _EVENT_REFUSALS or exc.retryable:
                 raise

@@ -46,8 +46,10 @@ class HubClient:
         self.hub_id = ""
         self.reading: ClockReading | None = None
 
-    async def push(self, events: Sequence[Event]) -> wire.PushReply:
-        body = _push_encoder.encode(wire.PushRequest(events=list(events), partial=True))
+    async def push(self, events: Sequence[Event], resent: Sequence[str] = ()
+                   ) -> wire.PushReply:
+        body = _push_encoder.encode(wire.PushRequest(events=list(events), partial=True,
+                                                     resent=list(resent)))
         response = await self._send("POST", "/v1/events", content=body,
                                     headers={"content-type": wire.MSGPACK})
         return self._decode(response, _push_reply)

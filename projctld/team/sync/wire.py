@@ -36,8 +36,13 @@ MAX_EVENT = 64 << 10  # bytes of one event, encoded as msgpack
 MAX_PAGE = 1000  # events in one pull reply
 MAX_PAGE_BYTES = 2 << 20  # a pull reply stops adding events once they hold this many bytes
 MAX_WAIT = 60.0  # seconds a pull may wait for new events
-# The hub refuses events stamped further than this ahead of its own clock.
+# The hub refuses events stamped further than this ahead of its own clock (or of the newest
+# event it holds, when that is later: what follows an event it took must be taken too)...
 MAX_FUTURE = 300.0
+# ...but an event a device sends again, that a hub took before (this one before a restore, or
+# another), is taken up to this far ahead: others may hold it as it is, so it cannot be
+# stamped again.
+MAX_RESENT_FUTURE = 86400.0
 
 
 class PushRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +51,8 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     events: Annotated[list[Event], msgspec.Meta(max_length=MAX_BATCH)]
     partial: bool = False
+    # The ids of the events of this batch that a hub took before (see MAX_RESENT_FUTURE).
+    resent: Annotated[list[str], msgspec.Meta(max_length=MAX_BATCH)] = []
 
 
 class Mark(msgspec.Struct, frozen=True, kw_only=True):
