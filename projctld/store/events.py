@@ -52,7 +52,9 @@ class Recovery:
 
     resent: int = 0  # events the hub no longer held, queued to be sent again
     lost: int = 0  # events the hub no longer holds that this device no longer holds either
-    behind: int = 0  # seqs the hub holds beyond this database's own log (a restored database)
+    # (the hub's highest seq of this device, this database's) when the hub's is higher: the
+    # database was restored from an older copy
+    behind: tuple[int, int] | None = None
 
 
 class EventStore:
@@ -277,7 +279,7 @@ class EventStore:
         (once: what is still missing after that is gone, and said so)."""
         recovery = Recovery()
         if seq > self.last_seq:
-            recovery.behind = seq - self.last_seq
+            recovery.behind = (seq, self.last_seq)
             self.last_seq = seq
             self._set_meta("hub_seq", str(seq))
         own_top, unsent = self._db.read(

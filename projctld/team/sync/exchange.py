@@ -212,9 +212,9 @@ def _recovered(recovery: Recovery, done: Exchanged) -> None:
     behind, resent, lost = recovery.behind, recovery.resent, recovery.lost
     if behind:
         done.notices.append(
-            f"this device's state database is behind the hub by {behind} of its own events "
-            "(restored from an older copy?): its new events continue after them, and the "
-            "missing ones come back from the hub")
+            f"the hub holds this device's events up to seq {behind[0]}, its state database "
+            f"up to seq {behind[1]} only (restored from an older copy?): new events continue "
+            "after the hub's, and the missing ones come back from the hub")
     if resent:
         done.notices.append(
             f"the hub lacks {resent} events it had taken from this device (restored from an "
