@@ -183,8 +183,7 @@ class HubService:
             return Refusal(403, "forbidden",
                            f"token {token.id} of {token.user} may not write to project "
                            f"{event.project}{read_only}",
-                           suggestions=[token_hint(token.user, event.project, write=True),
-                                        "the event stays on the device until then"])
+                           suggestions=[token_hint(token.user, event.project, write=True)])
         problem = name_problem(event.actor)
         if problem is not None:
             return Refusal(400, "invalid_event",
@@ -210,8 +209,9 @@ class HubService:
             return Refusal(413, "too_large",
                            f"event {event.id} is {size} bytes, more than the {MAX_EVENT} an "
                            "event may hold",
-                           suggestions=["the projctl that recorded it is older than this bound "
-                                        "or altered: it cannot be sent, and stays on its device"])
+                           suggestions=["nothing to do: no hub takes it; it stays on the device "
+                                        "that recorded it (a projctl older than this bound, or "
+                                        "altered), where projctl log shows it"])
         return self._check_clock(event, resent)
 
     def _beyond(self, event: Event, allowance: float) -> bool:
