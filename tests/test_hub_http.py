@@ -34,16 +34,21 @@ from projctld.hub.storage import PullPage, TokenRecord, hash_token, new_token
 from projctld.team.sync.events import Event, PulledEvent, new_device_id, uuid7
 from projctld.team.sync.hlc import pack
 from projctld.team.sync.wire import (
+    DEVICE_HEADER,
+    DEVICE_TIME_HEADER,
     HUB_CLOCK_HEADER,
     HUB_ID_HEADER,
     JSON,
     LATEST_VERSION_HEADER,
     MAX_BATCH,
     MAX_BODY,
+    MAX_EVENT,
+    MAX_PAGE_BYTES,
     MIN_VERSION_HEADER,
     MSGPACK,
     Health,
     HubError,
+    Mark,
     PullReply,
     PushReply,
     PushRequest,
@@ -575,6 +580,105 @@ def test_a_waiting_pull_returns_empty_after_the_wait(hub: Hub, client: httpx.Cli
     took = time.monotonic() - started
     assert body(reply, PullReply) == PullReply(events=[], next_after=7, more=False, user="ann")
     assert 0.5 <= took < 5
+
+
+# What a device learns, and what one refused event costs the others
+
+
+def test_a_partial_push_takes_what_it_can_and_says_why_for_each_other(
+        hub: Hub, client: httpx.Client) -> None:
+    name, device = project(), new_device_id()
+    token = hub.token(projects=(name,))
+    held = event(name, device, 1)
+    assert push(client, token, [held]).status_code == 200
+    batch = [
+        event(name, device, 2),
+        event("elsewhere", device, 3),  # a project the token may not write
+        event(name, device, 4, type="team.attachment", payload={"blob": "x" * MAX_EVENT}),
+        event(name, device, 5, actor="\u202ebob"),
+        event(name, device, 6, ahead=3600),
+        event(name, device, 1),  # another event under a seq the hub holds
+        event(name, device, 7),
+    ]
+    sent = {"content-type": MSGPACK, "accept": MSGPACK, "authorization": f"Bearer {token}",
+            DEVICE_HEADER: device}
+    reply = client.post("/v1/events", headers=sent, content=msgspec.msgpack.encode(
+        PushRequest(events=batch, partial=True)))
+
+    assert reply.status_code == 200
+    pushed = body(reply, PushReply)
+    assert (pushed.accepted, pushed.duplicates, pushed.user) == (2, 0, "ann")
+    assert {(r.seq, r.code) for r in pushed.refused} == {
+        (3, "forbidden"), (4, "too_large"), (5, "invalid_event"), (6, "clock_ahead"),
+        (1, "seq_conflict")}
+    assert all(r.message and r.suggestions for r in pushed.refused)
+    assert pushed.mark == Mark(seq=7, events=3)
+    pulled = body(pull(client, token, name), PullReply).events
+    assert [(e.seq, e.user) for e in pulled] == [(1, "ann"), (2, "ann"), (7, "ann")]
+    # Without `partial` (an older projctl), one refused event refuses the batch, as before.
+    error = refusal(push(client, token, [event(name, device, 8), batch[2]]), 413, "too_large")
+    assert batch[2].id in error.message and str(MAX_EVENT) in error.message
+
+
+def test_a_page_ends_at_its_byte_bound(hub: Hub, client: httpx.Client) -> None:
+    token, name, device = hub.token(), project(), new_device_id()
+    bulky = [event(name, device, seq, type="team.attachment", payload={"blob": "x" * 60_000})
+             for seq in range(1, 81)]  # 4.8 MB: more than two pages' worth
+    for start in range(0, 80, 20):
+        assert push(client, token, bulky[start:start + 20]).status_code == 200
+    pages, after = [], 0
+    while True:
+        page = body(pull(client, token, name, after=after, limit=1000), PullReply)
+        pages.append(len(page.events))
+        after = page.next_after
+        if not page.more:
+            break
+    assert sum(pages) == 80 and len(pages) == 3
+    assert max(pages) * 60_000 <= MAX_PAGE_BYTES + 60_000
+
+
+def test_a_cursor_the_hub_does_not_hold_is_said_so(hub: Hub, client: httpx.Client) -> None:
+    token, name = hub.token(), project()
+    assert push(client, token, events(name, 2)).status_code == 200
+    first, second = body(pull(client, token, name), PullReply).events
+    fine = body(pull(client, token, name, after=first.hub_seq, after_id=first.id), PullReply)
+    assert [e.id for e in fine.events] == [second.id] and not fine.cursor_unknown
+    elsewhere = body(pull(client, token, name, after=first.hub_seq, after_id=second.id),
+                     PullReply)
+    assert elsewhere.cursor_unknown and elsewhere.events == [] and elsewhere.next_after == 0
+
+
+def test_the_hub_tells_a_device_what_it_holds_of_its_log_and_only_its_own(
+        hub: Hub, client: httpx.Client) -> None:
+    name, device = project(), new_device_id()
+    ann, bob = hub.token("ann"), hub.token("bob")
+    assert push(client, ann, events(name, 3, device)).status_code == 200
+    asked = {DEVICE_HEADER: device, DEVICE_TIME_HEADER: str(time.time())}
+    mine = body(client.get("/v1/events", params={"project": name}, headers={
+        "authorization": f"Bearer {ann}", **asked}), PullReply)
+    assert mine.mark == Mark(seq=3, events=3) and mine.user == "ann"
+    theirs = body(client.get("/v1/events", params={"project": name}, headers={
+        "authorization": f"Bearer {bob}", **asked}), PullReply)
+    assert theirs.mark is None  # another user's device: nothing said of it
+    bad = client.get("/v1/events", params={"project": name}, headers={
+        "authorization": f"Bearer {ann}", DEVICE_HEADER: "not a device!"})
+    refusal(bad, 400, "invalid_header")
+
+
+def test_no_client_can_grow_the_metrics(hub: Hub, client: httpx.Client) -> None:
+    def series() -> set[str]:
+        return {line.rsplit(" ", 1)[0] for line in client.get("/metrics").text.splitlines()
+                if not line.startswith("#")}
+
+    client.request("M0", "/v1/health")
+    client.request("M1", "/v1/nowhere")
+    series()
+    before = series()  # the scrapes themselves counted too
+    for number in range(2, 42):
+        client.request(f"M{number}", "/v1/health" if number % 2 else f"/v1/nowhere/{number}")
+    assert series() == before  # 40 more methods and paths: not one more series
+    assert any('method="OTHER"' in line for line in before)
+    assert not any("M17" in line or "nowhere" in line for line in before)
 
 
 # The description and faults
