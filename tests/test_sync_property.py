@@ -98,9 +98,11 @@ class FaultyHub:
         return reply
 
     async def pull(self, project: str, after: int, limit: int, wait: float = 0.0,
-                   after_id: str | None = None) -> wire.PullReply:
+                   after_id: str | None = None, sent: Callable[[], None] | None = None
+                   ) -> wire.PullReply:
         self._check()
-        reply = await self._hub.pull(project, after, min(limit, 4), after_id=after_id)
+        reply = await self._hub.pull(project, after, min(limit, 4), after_id=after_id,
+                                     sent=sent)
         self._replied()
         page = list(reply.events)
         if self._link.replay_pages:

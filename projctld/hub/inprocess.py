@@ -40,8 +40,11 @@ class InProcessHub:
             self._replied()
 
     async def pull(self, project: str, after: int, limit: int, wait: float = 0.0,
-                   after_id: str | None = None) -> wire.PullReply:
+                   after_id: str | None = None, sent: Callable[[], None] | None = None
+                   ) -> wire.PullReply:
         self._heard()
+        if sent is not None:
+            sent()  # nothing to send: the service answers within this call
         try:
             return await self.service.pull(self.token, project, after, limit, wait=wait,
                                            after_id=after_id if after else None,

@@ -102,16 +102,19 @@ _MIGRATIONS = [
     """,
 ]
 
-# Under the push lock: each new event gets the next hub_seq (storage.next_hub_seq).
+# Under the push lock: each new event gets the next hub_seq (storage.next_hub_seq). The rows
+# come as one JSON array of arrays (msgspec writes it in C; psycopg would dump ten arrays of
+# a batch element by element in Python, which cost the hub more than the rest of a push).
 _INSERT_EVENTS = """
     INSERT INTO events (hub_seq, id, device, seq, hlc, project, actor, type, payload,
                         created_at, pushed_by, received_at, size)
     SELECT greatest(coalesce((SELECT max(hub_seq) FROM events), 0), %s) + n,
-           id, device, seq, hlc, project, actor, type, payload, created_at, %s, %s, size
-    FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[], %b::text[],
-                %b::text[], %b::bytea[], %b::float8[], %b::int[])
-         WITH ORDINALITY AS t(id, device, seq, hlc, project, actor, type, payload, created_at,
-                              size, n)
+           id, device, seq, hlc, project, actor, type, decode(payload, 'base64'),
+           created_at, %s, %s, size
+    FROM ROWS FROM (json_to_recordset(convert_from(%b, 'UTF8')::json) AS (
+        id text, device text, seq bigint, hlc bigint, project text, actor text, type text,
+        payload text, created_at float8, size int)) WITH ORDINALITY AS t(
+        id, device, seq, hlc, project, actor, type, payload, created_at, size, n)
     ORDER BY n
     ON CONFLICT (device, seq) DO NOTHING
     RETURNING device, seq, project, hlc
@@ -131,8 +134,7 @@ _HELD_IDS = """
 """
 _COUNT_NEW = """
     UPDATE devices AS d SET max_seq = greatest(d.max_seq, n.top), events = d.events + n.count
-    FROM (SELECT device, max(seq) AS top, count(*) AS count
-          FROM unnest(%s::text[], %s::bigint[]) AS r(device, seq) GROUP BY device) AS n
+    FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS n(device, top, count)
     WHERE d.device = n.device
 """
 _COLUMNS = "id, device, seq, hlc, project, actor, type, payload, created_at, hub_seq, pushed_by"
@@ -263,16 +265,17 @@ class PostgresStorage:
         inserted: list[tuple[str, int, str, int]] = []
         if kept:
             encode = msgspec.msgpack.encode
-            payloads = [encode(e.payload) for e in kept]
-            columns = (
-                [e.id for e in kept], [e.device for e in kept], [e.seq for e in kept],
-                [e.hlc for e in kept], [e.project for e in kept], [e.actor for e in kept],
-                [e.type for e in kept], payloads, [e.created_at for e in kept],
-                [stored_size(p, e.id, e.device, e.project, e.actor, e.type, user)
-                 for p, e in zip(payloads, kept, strict=True)],
-            )
+            rows = []
+            for e in kept:
+                payload = encode(e.payload)
+                rows.append({"id": e.id, "device": e.device, "seq": e.seq, "hlc": e.hlc,
+                             "project": e.project, "actor": e.actor, "type": e.type,
+                             "payload": payload, "created_at": e.created_at,
+                             "size": stored_size(payload, e.id, e.device, e.project, e.actor,
+                                                 e.type, user)})
             cursor = await conn.execute(
-                _INSERT_EVENTS, (next_hub_seq(0, now) - 1, user, now, *columns))
+                _INSERT_EVENTS, (next_hub_seq(0, now) - 1, user, now,
+                                 msgspec.json.encode(rows)))
             inserted = await cursor.fetchall()
         conflicts: list[tuple[str, int]] = []
         if len(inserted) < len(kept):
@@ -280,8 +283,12 @@ class PostgresStorage:
             if conflicts and not partial:
                 raise SeqConflict(*conflicts[0])
         if inserted:
-            await conn.execute(_COUNT_NEW, ([row[0] for row in inserted],
-                                            [row[1] for row in inserted]))
+            counts: dict[str, list[int]] = {}
+            for device, seq, *_ in inserted:
+                top_count = counts.setdefault(device, [0, 0])
+                top_count[0], top_count[1] = max(top_count[0], seq), top_count[1] + 1
+            await conn.execute(_COUNT_NEW, (list(counts), [c[0] for c in counts.values()],
+                                            [c[1] for c in counts.values()]))
             await conn.execute("UPDATE hub SET max_hlc = greatest(max_hlc, %s)",
                                (max(row[3] for row in inserted),))
         projects = {row[2] for row in inserted}

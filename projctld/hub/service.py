@@ -87,15 +87,15 @@ class HubService:
         batch (a Refusal, nothing stored); with it, each refused event is named in the reply.
         `stage(name)` is told when each stage of the work ends (check, storage)."""
         refused: dict[tuple[str, int], Refused] = {}
-        if (events and not self._newest_known) or any(
-                self._beyond(event, 0.0) for event in events):
+        latest = max((event.hlc for event in events), default=0)
+        if events and (not self._newest_known or self._bound(False) < physical_seconds(latest)):
             # Another hub process may have taken later events: know the newest before judging.
             self.clock.receive(await self.storage.max_hlc())
             self._newest_known = True
-        again = set(resent)
+        checks = _Checks(token, self._bound(False), self._bound(True), set(resent))
         # Whole-batch refusals keep the order older hubs checked in: rights, then each event.
         for event in sorted(events, key=lambda e: 0 if not token.can_write(e.project) else 1):
-            problem = self._check(token, event, event.id in again)
+            problem = checks.problem(event) or self._check_clock(event, checks)
             if problem is not None:
                 if not partial:
                     raise problem
@@ -176,55 +176,17 @@ class HubService:
             return None
         return Mark(seq=held.seq, events=held.events)
 
-    def _check(self, token: TokenRecord, event: Event, resent: bool) -> Refusal | None:
-        """Why the hub cannot take `event` from `token`'s user, or None."""
-        if not token.can_write(event.project):
-            read_only = " (the token is read-only)" if not token.write else ""
-            return Refusal(403, "forbidden",
-                           f"token {token.id} of {token.user} may not write to project "
-                           f"{event.project}{read_only}",
-                           suggestions=[token_hint(token.user, event.project, write=True)])
-        problem = name_problem(event.actor)
-        if problem is not None:
-            return Refusal(400, "invalid_event",
-                           f"event {event.id}: its actor {event.actor!r} is refused: {problem}",
-                           suggestions=["set `actor` in [sync] of the device's config to a "
-                                        "plain name; this event stays on its device"])
-        try:
-            typed_payload(event)
-        except InvalidPayload as exc:
-            return Refusal(400, "invalid_event", f"event {event.id}: {exc}",
-                           suggestions=["the device that created it runs a projctl whose "
-                                        "events this hub reads differently: bring both to "
-                                        "the same version"])
-        if not _plain(event.payload):
-            return Refusal(400, "invalid_event",
-                           f"event {event.id}: its payload holds a value JSON cannot carry "
-                           "(binary, an extension type, a timestamp, a non-string map key, "
-                           "an integer beyond 64 bits, NaN or an infinity)",
-                           suggestions=["keep payloads to strings, numbers, booleans, null, "
-                                        "arrays and objects"])
-        size = len(_encode(event))
-        if size > MAX_EVENT:
-            return Refusal(413, "too_large",
-                           f"event {event.id} is {size} bytes, more than the {MAX_EVENT} an "
-                           "event may hold",
-                           suggestions=["nothing to do: no hub takes it; it stays on the device "
-                                        "that recorded it (a projctl older than this bound, or "
-                                        "altered), where projctl log shows it"])
-        return self._check_clock(event, resent)
+    def _bound(self, resent: bool) -> float:
+        """The latest time (Unix seconds) an event may be stamped with: MAX_FUTURE (for one
+        sent again, MAX_RESENT_FUTURE) ahead of the hub's clock, or the newest event it took
+        when that is later. Not its HLC alone, which follows the events taken: judged by it, a
+        fast device could move the bound a little further at every push; the newest event's
+        own millisecond does not move it."""
+        return max(self.now() + (MAX_RESENT_FUTURE if resent else MAX_FUTURE),
+                   physical_seconds(self.clock.last))
 
-    def _beyond(self, event: Event, allowance: float) -> bool:
-        """Whether `event` is stamped later than the hub takes: MAX_FUTURE (+ `allowance`)
-        ahead of its clock, and later than the newest event it took. Not its HLC alone, which
-        follows the events taken: judged by it, a fast device could move the bound a little
-        further at every push; the newest event's own millisecond does not move it."""
-        newest = physical_seconds(self.clock.last)
-        ahead = ahead_of(event.hlc, self.now())
-        return ahead > MAX_FUTURE + allowance and physical_seconds(event.hlc) > newest
-
-    def _check_clock(self, event: Event, resent: bool) -> Refusal | None:
-        if not self._beyond(event, MAX_RESENT_FUTURE - MAX_FUTURE if resent else 0.0):
+    def _check_clock(self, event: Event, checks: _Checks) -> Refusal | None:
+        if physical_seconds(event.hlc) <= checks.bound(event):
             return None
         ahead = ahead_of(event.hlc, self.now())
         offset = self.clocks.offset()
@@ -258,6 +220,63 @@ class HubService:
                     del refused[event.device, event.seq]
 
 
+class _Checks:
+    """What one event of a push must be, apart from its stamp: within the token's rights,
+    named by a plain name, of a payload its type reads and JSON carries, within MAX_EVENT.
+    Made per push: a name is looked at once however many events carry it."""
+
+    def __init__(self, token: TokenRecord, bound: float, resent_bound: float,
+                 resent: set[str]) -> None:
+        self._token = token
+        self._bounds = (bound, resent_bound)
+        self._resent = resent
+        self._names: dict[str, str | None] = {}
+
+    def bound(self, event: Event) -> float:
+        return self._bounds[event.id in self._resent]
+
+    def problem(self, event: Event) -> Refusal | None:
+        """Why the hub cannot take `event` from the token's user, or None."""
+        token = self._token
+        if not token.can_write(event.project):
+            read_only = " (the token is read-only)" if not token.write else ""
+            return Refusal(403, "forbidden",
+                           f"token {token.id} of {token.user} may not write to project "
+                           f"{event.project}{read_only}",
+                           suggestions=[token_hint(token.user, event.project, write=True)])
+        if event.actor not in self._names:
+            self._names[event.actor] = name_problem(event.actor)
+        problem = self._names[event.actor]
+        if problem is not None:
+            return Refusal(400, "invalid_event",
+                           f"event {event.id}: its actor {event.actor!r} is refused: {problem}",
+                           suggestions=["set `actor` in [sync] of the device's config to a "
+                                        "plain name; this event stays on its device"])
+        try:
+            typed_payload(event)
+        except InvalidPayload as exc:
+            return Refusal(400, "invalid_event", f"event {event.id}: {exc}",
+                           suggestions=["the device that created it runs a projctl whose "
+                                        "events this hub reads differently: bring both to "
+                                        "the same version"])
+        if not _plain(event.payload):
+            return Refusal(400, "invalid_event",
+                           f"event {event.id}: its payload holds a value JSON cannot carry "
+                           "(binary, an extension type, a timestamp, a non-string map key, "
+                           "an integer beyond 64 bits, NaN or an infinity)",
+                           suggestions=["keep payloads to strings, numbers, booleans, null, "
+                                        "arrays and objects"])
+        size = len(_encode(event))
+        if size > MAX_EVENT:
+            return Refusal(413, "too_large",
+                           f"event {event.id} is {size} bytes, more than the {MAX_EVENT} an "
+                           "event may hold",
+                           suggestions=["nothing to do: no hub takes it; it stays on the device "
+                                        "that recorded it (a projctl older than this bound, or "
+                                        "altered), where projctl log shows it"])
+        return None
+
+
 def _refused(event: Event, refusal: Refusal) -> Refused:
     return Refused(id=event.id, device=event.device, seq=event.seq, code=refusal.code,
                    message=refusal.message, suggestions=refusal.suggestions)
@@ -289,6 +308,9 @@ def token_hint(user: str, project: str, *, write: bool) -> str:
 
 def _plain(payload: dict[str, Any]) -> bool:
     """Whether `payload` holds only JSON values; iterative, since nesting may be deep."""
+    # Most payloads are a few strings: said at once.
+    if all(type(key) is str and type(value) is str for key, value in payload.items()):
+        return True
     pending: list[Any] = [payload]
     while pending:
         value = pending.pop()

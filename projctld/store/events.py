@@ -68,6 +68,12 @@ class EventStore:
         self.hub_user: str | None = self._meta("hub_user")
         # Projects whose state must be folded again (users learnt for events already held).
         self._refold: set[str] = set()
+        # Asked of every reply of the hub, so kept here rather than read again each time.
+        self._hub_id = self._meta("hub_id")
+        self._own_lost = int(self._meta("own_lost") or 0)
+        self._resend_pending = self._meta("resend_pending") is not None
+        self._pushed_top: int | None = None  # this device's highest seq the hub holds
+        self._any_aside = bool(self._db.read("SELECT 1 FROM events_aside LIMIT 1"))
         # Told of events newly held, once committed: ("recorded" here, or "received" by sync).
         self.on_stored: Callable[[Sequence[Event], str], None] = lambda events, origin: None
         if self._meta("refold") is not None:  # migration 0005: users and deployment finals
@@ -86,6 +92,13 @@ class EventStore:
         held = self._db.read("SELECT coalesce(max(seq), 0) FROM events WHERE device = ?",
                              (self.device,))[0][0]
         return max(held, int(self._meta("hub_seq") or 0))
+
+    def _cursor(self, query: str, params: tuple) -> sqlite3.Cursor:
+        """A query read row by row (the caller closes it), its faults the store's own."""
+        try:
+            return self._db.conn.execute(query, params)
+        except sqlite3.Error as exc:
+            raise self._db.error(exc) from None
 
     def _meta(self, key: str) -> str | None:
         rows = self._db.read("SELECT value FROM meta WHERE key = ?", (key,))
@@ -124,29 +137,33 @@ class EventStore:
         self.on_stored([event], "recorded")
         return event
 
-    # What waits to be sent, and what the hub said of it.
+    # What waits to be sent, and what the hub said of it. (`pushed != 1` in a condition lets
+    # SQLite use the index of unsent events, events_unsent, rather than walk them all.)
 
-    def waiting(self, limit: int, max_bytes: int) -> list[Event]:
+    def waiting(self, limit: int, max_bytes: int) -> tuple[list[Event], set[int]]:
         """The oldest of this device's events the hub has not taken yet, in seq order, at most
-        `limit` and, beyond the first, about `max_bytes` encoded."""
-        rows = self._db.read(
-            f"SELECT {_COLUMNS}, length(payload) FROM events WHERE pushed = 0 AND device = ? "
+        `limit` and, beyond the first, about `max_bytes` encoded; and the seqs of those a hub
+        took before (it stamped their user): sent again to a hub that lost them, they must go
+        as they are."""
+        # Row by row, so that a batch of large events stops at its budget in memory too.
+        cursor = self._cursor(
+            # Through the index of unsent events: the primary key would walk past every event
+            # this device ever pushed to reach them.
+            f"SELECT {_COLUMNS}, length(payload), hub_user IS NOT NULL FROM events "
+            "INDEXED BY events_unsent WHERE device = ? AND pushed != 1 AND pushed = 0 "
             "ORDER BY seq LIMIT ?", (self.device, limit))
-        found, size = [], 0
-        for row in rows:
-            size += row[-1] + 256  # the payload and a generous share for the other fields
-            if found and size > max_bytes:
-                break
-            found.append(_event(row[:-1]))
-        return found
-
-    def acked(self, seqs: Sequence[int]) -> set[int]:
-        """Of these events of this device, those a hub took before (it stamped their user):
-        sent again to a hub that lost them, they must go as they are."""
-        rows = self._db.read(
-            f"SELECT seq FROM events WHERE device = ? AND seq IN ({','.join('?' * len(seqs))}) "
-            "AND hub_user IS NOT NULL", (self.device, *seqs))
-        return {row[0] for row in rows}
+        found, acked, size = [], set(), 0
+        try:
+            for row in cursor:
+                size += row[9] + 256  # the payload and a generous share for the rest
+                if found and size > max_bytes:
+                    break
+                found.append(_event(row[:9]))
+                if row[10]:
+                    acked.add(row[2])
+        finally:
+            cursor.close()
+        return found, acked
 
     def waiting_count(self) -> int:
         """This device's events the hub does not hold: waiting and set aside."""
@@ -161,12 +178,20 @@ class EventStore:
 
     def mark_pushed(self, seqs: Sequence[int], user: str = "") -> None:
         """The hub holds these events of this device, pushed with `user`'s token."""
+        if not seqs:
+            return
         with self._db.transaction() as conn:
-            conn.executemany(
+            for chunk in _chunks(seqs):
                 # '' when the hub (an older one) did not say whose: taken all the same.
-                "UPDATE events SET pushed = 1, hub_user = coalesce(nullif(?, ''), hub_user, '') "
-                "WHERE device = ? AND seq = ?", [(user, self.device, seq) for seq in seqs])
-            conn.executemany("DELETE FROM events_aside WHERE seq = ?", [(s,) for s in seqs])
+                conn.execute(
+                    "UPDATE events SET pushed = 1, hub_user = coalesce(nullif(?, ''), hub_user, "
+                    f"'') WHERE device = ? AND seq IN ({','.join('?' * len(chunk))})",
+                    (user, self.device, *chunk))
+                if self._any_aside:
+                    conn.execute(f"DELETE FROM events_aside WHERE seq IN "
+                                 f"({','.join('?' * len(chunk))})", chunk)
+        if self._pushed_top is not None:
+            self._pushed_top = max([self._pushed_top, *seqs])
         if user:
             self.learn_user(user)
 
@@ -188,6 +213,7 @@ class EventStore:
     def set_aside(self, seq: int, code: str, message: str, suggestions: Sequence[str], *,
                   now: float, retry_at: float) -> None:
         """The hub refused this event: it waits aside, with why, until `retry_at`."""
+        self._any_aside = True
         with self._db.transaction() as conn:
             conn.execute("UPDATE events SET pushed = 2 WHERE device = ? AND seq = ? "
                          "AND pushed = 0", (self.device, seq))
@@ -206,7 +232,8 @@ class EventStore:
             due = "" if now is None else " AND seq IN (SELECT seq FROM events_aside " \
                                          "WHERE retry_at <= ?)"
             return conn.execute(
-                f"UPDATE events SET pushed = 0 WHERE device = ? AND pushed = 2{due}",
+                f"UPDATE events SET pushed = 0 WHERE device = ? AND pushed != 1 AND pushed = 2"
+                f"{due}",
                 (self.device,) if now is None else (self.device, now)).rowcount
 
     def aside(self) -> list[Aside]:
@@ -222,8 +249,8 @@ class EventStore:
                       events=r[4], first_refused_at=r[5], retry_at=r[6]) for r in rows]
 
     def aside_count(self) -> int:
-        return self._db.read("SELECT count(*) FROM events WHERE device = ? AND pushed = 2",
-                             (self.device,))[0][0]
+        return self._db.read("SELECT count(*) FROM events WHERE device = ? AND pushed != 1 "
+                             "AND pushed = 2", (self.device,))[0][0]
 
     def restamp(self, seqs: Sequence[int], base: int) -> list[Event]:
         """Stamp these waiting events of this device again, in seq order, with HLC values
@@ -255,14 +282,28 @@ class EventStore:
     def hub_changed(self, hub_id: str) -> str | None:
         """Remember the identity of the hub's database; the one before when it changed (""
         for none known: the first exchange since this version)."""
-        known = self._meta("hub_id")
+        known = self._hub_id
         if not hub_id or hub_id == known:
             return None
+        self._hub_id = hub_id
         self._set_meta("hub_id", hub_id)
         # What was lost on the hub before says nothing of this one.
-        self._set_meta("own_lost", None)
-        self._set_meta("resend_pending", None)
+        self._set_lost(0, pending=False)
         return known or ""
+
+    def _set_lost(self, lost: int, *, pending: bool) -> None:
+        if (lost, pending) == (self._own_lost, self._resend_pending):
+            return
+        self._own_lost, self._resend_pending = lost, pending
+        self._set_meta("own_lost", str(lost) if lost else None)
+        self._set_meta("resend_pending", "1" if pending else None)
+
+    def _top_pushed(self) -> int:
+        if self._pushed_top is None:
+            self._pushed_top = self._db.read(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE device = ? AND pushed = 1",
+                (self.device,))[0][0]
+        return self._pushed_top
 
     def check_mark(self, seq: int, events: int) -> Recovery:
         """Compare the hub's mark of this device's log (its highest seq and how many events
@@ -282,32 +323,30 @@ class EventStore:
             recovery.behind = (seq, self.last_seq)
             self.last_seq = seq
             self._set_meta("hub_seq", str(seq))
-        own_top, unsent = self._db.read(
-            "SELECT (SELECT coalesce(max(seq), 0) FROM events WHERE device = ?1 AND pushed = 1),"
-            " (SELECT count(*) FROM events WHERE device = ?1 AND pushed != 1 AND seq <= ?2)",
-            (self.device, seq))[0]
-        lost_before = int(self._meta("own_lost") or 0)
-        deficit = seq - unsent - events - lost_before
+        unsent = self._db.read(
+            "SELECT count(*) FROM events WHERE device = ? AND pushed != 1 AND seq <= ?",
+            (self.device, seq))[0][0]
+        deficit = seq - unsent - events - self._own_lost
         first = None
         if deficit > 0:
-            if self._meta("resend_pending") is None:
+            if not self._resend_pending:
                 first = 1
-                self._set_meta("resend_pending", "1")
-            elif not self._db.read("SELECT 1 FROM events WHERE device = ? AND pushed = 0 "
-                                   "LIMIT 1", (self.device,)):
+                self._set_lost(self._own_lost, pending=True)
+            elif not self._db.read("SELECT 1 FROM events WHERE device = ? AND pushed != 1 "
+                                   "AND pushed = 0 LIMIT 1", (self.device,)):
                 # Everything held here was sent again: the rest is nowhere to be found.
                 recovery.lost = deficit
-                self._set_meta("own_lost", str(lost_before + deficit))
-                self._set_meta("resend_pending", None)
+                self._set_lost(self._own_lost + deficit, pending=False)
         else:
-            self._set_meta("resend_pending", None)
-        if first is None and own_top > seq:
+            self._set_lost(self._own_lost, pending=False)
+        if first is None and self._top_pushed() > seq:
             first = seq + 1
         if first is not None:
             with self._db.transaction() as conn:
                 recovery.resent = conn.execute(
                     "UPDATE events SET pushed = 0 WHERE device = ? AND pushed = 1 AND seq >= ?",
                     (self.device, first)).rowcount
+            self._pushed_top = None
         return recovery
 
     # Pulling.
@@ -376,6 +415,9 @@ class EventStore:
             "UPDATE events SET pushed = 1, hub_user = coalesce(?, hub_user, '') "
             "WHERE device = ? AND seq = ? AND id = ? AND pushed != 1",
             [(_user_of(e), e.device, e.seq, e.id) for e in own if held.get(e.seq) == e.id])
+        if self._pushed_top is not None:
+            self._pushed_top = max([self._pushed_top,
+                                    *(e.seq for e in own if held.get(e.seq) == e.id)])
         self.last_seq = max(self.last_seq, *seqs)
         if taken:
             self.last_seq += _renumber(conn, self.device, taken, self.last_seq)
@@ -432,7 +474,7 @@ class EventStore:
                 where_from, from_params = " AND (hlc, device, seq) >= (?, ?, ?)", list(first)
         else:
             where_from, from_params = " AND (hlc, device, seq) > (?, ?, ?)", list(after)
-        cursor = self._db.conn.execute(
+        cursor = self._cursor(
             # The size of an event as a reply carries it: its payload, its texts, its keys.
             f"SELECT {_COLUMNS}, hub_user, pushed, length(payload) + length(actor) "
             "+ length(type) + length(project) + 320 FROM events "
@@ -537,6 +579,10 @@ class EventStore:
                 event = _event(row[:9])
                 user = row[9] or (self.hub_user if event.device == self.device else None)
                 fold.apply(conn, event, user)
+
+
+def _chunks(values: Sequence[int], size: int = 500) -> list[Sequence[int]]:
+    return [values[start:start + size] for start in range(0, len(values), size)]
 
 
 def _user_of(event: Event) -> str | None:

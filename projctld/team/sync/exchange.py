@@ -9,9 +9,12 @@ page is stored with its cursor in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import anyio
+from anyio.abc import TaskGroup
 
 from projctld.errors import UpstreamError
 from projctld.logging import get_logger
@@ -22,10 +25,10 @@ from projctld.team.sync.events import Event
 from projctld.team.sync.hlc import ClockAhead, HybridClock
 
 log = get_logger(__name__)
-PUSH_BATCH = 500
+PUSH_BATCH = 1000
 # A push stops growing at about this many bytes, well inside the hub's body limit.
 PUSH_BYTES = wire.MAX_BODY // 2
-PULL_PAGE = 500
+PULL_PAGE = 1000
 # A refused event is tried again this much later (and at every `projctl sync --now`).
 ASIDE_RETRY = 900.0
 # Refusals that concern one event, not the hub or the token: the event waits aside.
@@ -46,7 +49,9 @@ class Hub(Protocol):
                    ) -> wire.PushReply: ...
 
     async def pull(self, project: str, after: int, limit: int, wait: float = 0.0,
-                   after_id: str | None = None) -> wire.PullReply: ...
+                   after_id: str | None = None, sent: Callable[[], None] | None = None
+                   ) -> wire.PullReply:
+        """`sent` is called once the request has gone out: the caller may work meanwhile."""
 
 
 @dataclass
@@ -86,12 +91,30 @@ async def sync_once(store: EventStore, hub: Hub, clock: HybridClock, projects: S
 async def pull_project(store: EventStore, hub: Hub, clock: HybridClock, project: str, *,
                        wait: float = 0.0, done: Exchanged | None = None) -> int:
     """Pull pages until the hub has no more; with `wait`, the first pull may wait that long
-    for something new (a long poll)."""
+    for something new (a long poll). The next page is asked for before this one is stored,
+    so that the hub reads it while this device stores: the cursor the request names is where
+    the stored page leaves it, and a failed store cancels the request."""
     done = done if done is not None else Exchanged()
+    failed: Exception | None = None
+    async with anyio.create_task_group() as tasks:
+        try:
+            return await _pull_pages(tasks, store, hub, clock, project, wait, done)
+        except Exception as exc:
+            # Raised after the task group, which would wrap it in an ExceptionGroup; the
+            # request for the next page is cancelled.
+            failed = exc
+            tasks.cancel_scope.cancel()
+    assert failed is not None
+    raise failed
+
+
+async def _pull_pages(tasks: TaskGroup, store: EventStore, hub: Hub, clock: HybridClock,
+                      project: str, wait: float, done: Exchanged) -> int:
     pulled = 0
+    after, after_id = store.cursor(project)
+    fetch = _Fetch(tasks, hub, project, after, after_id, wait)
     while True:
-        after, after_id = store.cursor(project)
-        page = await hub.pull(project, after, PULL_PAGE, wait, after_id)
+        page = await fetch.reply()
         _heard(store, hub, clock, page.user, page.mark, done)
         if page.cursor_unknown:
             store.reset_cursor(project)
@@ -100,8 +123,13 @@ async def pull_project(store: EventStore, hub: Hub, clock: HybridClock, project:
                 "where it held them (restored from an older copy, or another database): "
                 f"{project} is pulled again from its start; events held here twice are kept "
                 "once")
-            wait = 0.0
+            fetch = _Fetch(tasks, hub, project, 0, None, 0.0)
             continue
+        if page.more:
+            last = next((e.id for e in reversed(page.events) if e.hub_seq == page.next_after),
+                        None)
+            fetch = _Fetch(tasks, hub, project, page.next_after, last, 0.0)
+            await fetch.sent()
         pulled += store.store_pulled(project, page.events, page.next_after)
         if page.events:
             # The receive rule: whatever this wall clock says, what happens here next sorts
@@ -110,7 +138,44 @@ async def pull_project(store: EventStore, hub: Hub, clock: HybridClock, project:
         if not page.more:
             store.refold_pending()
             return pulled
-        wait = 0.0
+
+
+class _Fetch:
+    """One pull, under way while the page before it is stored."""
+
+    def __init__(self, tasks: TaskGroup, hub: Hub, project: str, after: int,
+                 after_id: str | None, wait: float) -> None:
+        self._gone = anyio.Event()
+        self._done = anyio.Event()
+        self._page: wire.PullReply | None = None
+        self._error: Exception | None = None
+        tasks.start_soon(self._run, hub, project, after, after_id, wait)
+
+    async def _run(self, hub: Hub, project: str, after: int, after_id: str | None,
+                   wait: float) -> None:
+        try:
+            self._page = await hub.pull(project, after, PULL_PAGE, wait, after_id,
+                                        self._gone.set)
+        except Exception as exc:  # raised where the reply is awaited
+            self._error = exc
+        finally:
+            self._gone.set()
+            self._done.set()
+
+    async def sent(self) -> None:
+        """Return once the request has gone out (or failed): storing the page before it,
+        which holds up this event loop, then leaves the hub to work on it meanwhile."""
+        await self._gone.wait()
+
+    async def reply(self) -> wire.PullReply:
+        await self._done.wait()
+        # Let go of the page here: this object lives on in a reference cycle through its
+        # task, and would keep every page it held until the garbage collector came by.
+        page, error, self._page, self._error = self._page, self._error, None, None
+        if error is not None:
+            raise error
+        assert page is not None
+        return page
 
 
 async def push_waiting(store: EventStore, hub: Hub, clock: HybridClock,
@@ -124,8 +189,10 @@ async def push_waiting(store: EventStore, hub: Hub, clock: HybridClock,
     store.release_aside(None if retry_aside else now)
     refusals: dict[str, int] = {}  # event id: refusals in this exchange
     pushed_before = done.pushed
-    while batch := store.waiting(PUSH_BATCH, PUSH_BYTES):
-        acked = store.acked([event.seq for event in batch])
+    while True:
+        batch, acked = store.waiting(PUSH_BATCH, PUSH_BYTES)
+        if not batch:
+            break
         reply = await _push(hub, batch, [e.id for e in batch if e.seq in acked])
         _heard(store, hub, clock, reply.user, reply.mark, done)
         refused = {r.seq: r for r in reply.refused if r.device == store.device}
@@ -154,7 +221,7 @@ async def push_waiting(store: EventStore, hub: Hub, clock: HybridClock,
             store.renumber(renumber)
             done.renumbered += len(renumber)
         _observe(clock, hub.clock)
-    if done.restamped and clock.ran_away(wire.MAX_FUTURE) and not store.waiting(1, 0):
+    if done.restamped and clock.ran_away(wire.MAX_FUTURE) and not store.waiting(1, 0)[0]:
         # Stamped by a clock that jumped ahead and back; all stamped again and sent: this
         # clock follows the wall clock again rather than stay ahead for as long as it jumped.
         clock.settle(max(store.seen_hlc(), hub.clock))
