@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projctld.errors import UpstreamError
+from projctld.hub.auth import Refusal
 from projctld.hub.inprocess import InProcessHub
 from projctld.hub.service import HubService
 from projctld.hub.sqlite import SqliteStorage
@@ -420,3 +421,44 @@ def test_a_scenario_with_every_fault_converges() -> None:
                  "the hub is another"):
         assert any(key.startswith(what) and count for key, count in world.seen.items()), \
             (what, world.seen)
+
+
+def test_a_hub_older_than_partial_pushes_still_costs_one_refused_event_nothing_more() -> None:
+    """An older hub refuses a whole batch for one event: the device sends the batch again
+    event by event, and only the refused one waits aside."""
+
+    class OlderHub(FaultyHub):
+        async def push(self, events: Sequence[ev.Event], resent: Sequence[str] = ()
+                       ) -> wire.PushReply:
+            try:  # what a hub without `partial` does
+                reply = await self._hub.service.push(self._hub.token, list(events),
+                                                     partial=False)
+            except Refusal as exc:
+                raise UpstreamError(f"the hub refused: {exc.message}", code=exc.code,
+                                    suggestions=exc.suggestions) from None
+            return msgspec.structs.replace(reply, user="", mark=None)
+
+    async def run(root: str) -> None:
+        world = World(root, SqliteStorage(os.path.join(root, "hub0.db")), [], [])
+        await world.hub.open()
+        device = Device(os.path.join(root, "device", "state.db"), 0.0, "user0", world.wall)
+        world.devices = [device]
+        device.open()
+        try:
+            for pick in range(3):
+                await _record(world, device, "web", "note", pick)
+            _record_oversized(world, device)
+            await _record(world, device, "web", "note", 9)
+            done = await sync_once(device.store, OlderHub(world, device, Link()),
+                                   device.clock, ["web"], now=device.wall())
+            assert (done.pushed, done.set_aside, done.push_error) == (4, 1, None)
+            (aside,) = device.store.aside()
+            assert aside.code == "too_large" and "more than the" in aside.message
+            held = [e.id for e in (await world.hub.pull("web", 0, 100)).events]
+            assert sorted(held) == sorted(set(world.recorded) - set(world.oversized))
+        finally:
+            device.db.close()
+            await world.hub.close()
+
+    with tempfile.TemporaryDirectory(prefix="pjprop") as root:
+        anyio.run(run, root)
