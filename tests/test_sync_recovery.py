@@ -159,6 +159,9 @@ def test_a_team_moves_from_a_sqlite_hub_to_postgresql_losing_nothing(
         [sys.executable, "-m", "projctld", "hub", "copy", "--from", old.database, "--to",
          postgres_database], capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "not empty" in again.stderr
+    for device in (ann, bob, carol):  # before the database goes: no reconnecting to it
+        device.stop()
+    new.stop()
 
 
 def test_a_restored_state_database_continues_after_what_the_hub_holds(
