@@ -82,7 +82,7 @@ class EventStore:
 
     def _device_id(self) -> str:
         # Chosen once per state database: a copied or restored database would be the same
-        # device, which the hub's mark and seq checks reveal (continue_after, renumber).
+        # device: what the hub holds of it tells (check_mark, and seqs taken back or moved).
         with self._db.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('device', ?)",
                          (new_device_id(),))

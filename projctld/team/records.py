@@ -129,21 +129,28 @@ def deploy_finish(ctx: DaemonContext, request: DeployFinish) -> Recorded:
             f"deployment {request.deployment} of {request.project} is "
             + ("unknown" if row is None else f"already {row.state}"),
             code="not_running", suggestions=[f"projctl log {request.project} --type deployment"])
-    store = ctx.journal.store
-    device, user = store.started_by(request.project, request.deployment)
-    if device is not None and device != store.device and (user is None or user !=
-                                                           store.hub_user):
-        who = user or "another user"
-        raise ProjctlError(
-            f"deployment {request.deployment} of {request.project} was started by {who} on "
-            f"device {device[:8]}: only that user, or that device, may say how it ended",
-            code="not_yours",
-            suggestions=[f"ask {who} to run the finish on their machine",
-                         f"projctl log {request.project} --type deployment"])
+    check_may_finish(ctx, request.project, request.deployment)
     kind = "deployment.completed" if request.exit_status == 0 else "deployment.failed"
     return _recorded(ctx, ctx.journal.record(request.project, kind, events.DeploymentFinished(
         deployment=request.deployment, environment=row.environment, duration=request.duration,
         exit_status=request.exit_status, reason=request.reason)))
+
+
+def check_may_finish(ctx: DaemonContext, project: str, deployment: str) -> None:
+    """Refuse to end a deployment this device's user did not start, on another device: the
+    fold would not let such an end count (team/sync/fold.py), so it is not recorded."""
+    store = ctx.journal.store
+    device, user = store.started_by(project, deployment)
+    if device is None or device == store.device or (user is not None
+                                                    and user == store.hub_user):
+        return
+    who = user or "another user"
+    raise ProjctlError(
+        f"deployment {deployment} of {project} was started by {who} on device {device[:8]}: "
+        "only that user, or that device, may say how it ended",
+        code="not_yours",
+        suggestions=[f"ask {who} to end it from their machine",
+                     f"projctl log {project} --type deployment"])
 
 
 def log(ctx: DaemonContext, request: Log) -> LogView:
