@@ -7,9 +7,10 @@ Run it from the repository root with the dev virtualenv's interpreter:
 1. For the SQLite hub and the PostgreSQL hub (a throw-away database `projctl_bench` on the
    server of --postgres, default the local one), each a real `projctld hub serve` process on
    loopback: three devices (EventStores on SQLite files, filled beforehand) push N events
-   between them concurrently over HTTP, then a fresh fourth device pulls all N. Printed: push,
-   pull, and push-then-pull events per second (N over both phases' time; goal: at least
-   20,000/s for each hub), and the hub's peak RSS (VmHWM; goal: under 100 MiB).
+   between them concurrently over HTTP, then a fresh fourth device pulls all N; --repeat times
+   (3), each with a new hub and copies of the filled devices. Printed: each run, then the
+   medians of push, pull, and push-then-pull events per second (N over both phases' time;
+   goal: at least 20,000/s for each hub), and the hub's peak RSS (VmHWM; goal: under 100 MiB).
 2. A real `projctld run` with empty state joins the SQLite hub holding those N events and pulls
    them all; its peak RSS (VmHWM) while doing so (goal: under 100 MiB), and the hub's.
 3. The same with large events: --large events of 60 KiB (the largest an event may be is
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -90,12 +92,12 @@ class Hub:
         self.process.wait(30)
 
 
-def fill(path: str, count: int, payload_bytes: int = 0) -> EventStore:
+def fill(path: str | Database, count: int, payload_bytes: int = 0) -> EventStore:
     """A device's store holding `count` notes not yet pushed (or, with `payload_bytes`,
     attachments that large)."""
-    store = EventStore(Database(path))
+    store = EventStore(path if isinstance(path, Database) else Database(path))
     clock = HybridClock()
-    actor = os.path.basename(os.path.dirname(path))
+    actor = "dev"
     for i in range(count):
         if payload_bytes:
             store.append(project=PROJECT, actor=actor, type="team.attachment",
@@ -128,27 +130,51 @@ async def push_then_pull(hub: Hub, stores: list[EventStore], fresh: EventStore,
     return pushed, pulled
 
 
-def bench_hub(kind: str, database: str, events: int, root: str) -> Hub:
-    print(f"\n== {kind} hub: {events:,} events from {DEVICES} devices ==")
-    hub = Hub(database)
-    tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
+def bench_hub(kind: str, database: Callable[[], str], events: int, root: str,
+              repeats: int) -> Hub:
+    """Push then pull `events` through a new hub `repeats` times (devices filled once, their
+    databases copied for each run); the median run is the figure. Returns the last hub."""
+    print(f"\n== {kind} hub: {events:,} events from {DEVICES} devices, {repeats} runs ==")
     started = time.perf_counter()
-    stores = [fill(os.path.join(root, kind, f"dev{i}", "state.db"), events // DEVICES)
-              for i in range(DEVICES)]
-    total = sum(store.waiting_count() for store in stores)
+    templates = []
+    for i in range(DEVICES):
+        templates.append(os.path.join(root, kind, "filled", f"dev{i}", "state.db"))
+        db = Database(templates[-1])
+        fill(db, events // DEVICES)
+        db.close()  # each run starts from a copy of the file
     filled = time.perf_counter() - started
-    fresh = EventStore(Database(os.path.join(root, kind, "fresh", "state.db")))
-    pushed, pulled = anyio.run(push_then_pull, hub, stores, fresh, tokens)
-    held = fresh.waiting_count() + len(fresh.history(PROJECT, limit=events + 1)[0])
-    if held != total or any(store.waiting_count() for store in stores):
-        raise SystemExit(f"error: {held} of {total} events arrived")
-    rate = total / (pushed + pulled)
-    goal = GOALS[kind]
-    print(f"recorded locally  {total / filled:>10,.0f} events/s ({filled:.2f} s, not part of "
+    print(f"recorded locally  {events / filled:>10,.0f} events/s ({filled:.2f} s, not part of "
           "the goal)")
-    print(f"push              {total / pushed:>10,.0f} events/s ({pushed:.2f} s)")
-    print(f"pull              {total / pulled:>10,.0f} events/s ({pulled:.2f} s)")
-    print(f"push then pull    {rate:>10,.0f} events/s; goal >= {goal:,}/s: "
+    hub: Hub | None = None
+    runs: list[tuple[float, float]] = []
+    for run in range(repeats):
+        if hub is not None:
+            hub.stop()
+        hub = Hub(database())
+        tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
+        stores = []
+        for i, template in enumerate(templates):
+            path = os.path.join(root, kind, f"run{run}", f"dev{i}", "state.db")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            shutil.copyfile(template, path)
+            stores.append(EventStore(Database(path)))
+        total = sum(store.waiting_count() for store in stores)
+        fresh = EventStore(Database(os.path.join(root, kind, f"run{run}", "fresh", "state.db")))
+        pushed, pulled = anyio.run(push_then_pull, hub, stores, fresh, tokens)
+        held = fresh.waiting_count() + len(fresh.history(PROJECT, limit=events + 1)[0])
+        if held != total or any(store.waiting_count() for store in stores):
+            raise SystemExit(f"error: {held} of {total} events arrived")
+        runs.append((pushed, pulled))
+        print(f"run {run + 1}             push {total / pushed:>8,.0f}/s, pull "
+              f"{total / pulled:>8,.0f}/s, push then pull {total / (pushed + pulled):>8,.0f}/s")
+    assert hub is not None
+    pushed = statistics.median(p for p, _ in runs)
+    pulled = statistics.median(p for _, p in runs)
+    rate = statistics.median(total / (p + q) for p, q in runs)
+    goal = GOALS[kind]
+    print(f"push              {total / pushed:>10,.0f} events/s (median {pushed:.2f} s)")
+    print(f"pull              {total / pulled:>10,.0f} events/s (median {pulled:.2f} s)")
+    print(f"push then pull    {rate:>10,.0f} events/s median; goal >= {goal:,}/s: "
           f"{'met' if rate >= goal else 'NOT met'}")
     print_rss("hub", hub.process.pid)
     return hub
@@ -274,6 +300,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each hub's push then pull; the median is the figure")
     parser.add_argument("--large", type=int, default=1500,
                         help="events of 60 KiB for the large-event run (0: none)")
     parser.add_argument("--postgres", default=os.environ.get(
@@ -281,17 +309,20 @@ def main() -> None:
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="pjsync", dir="/tmp")
     try:
-        sqlite_hub = bench_hub("sqlite", f"sqlite:///{root}/hub.db", args.events, root)
+        sqlite_runs = iter(range(args.repeat))
+        sqlite_hub = bench_hub("sqlite", lambda: f"sqlite:///{root}/hub{next(sqlite_runs)}.db",
+                               args.events, root, args.repeat)
         try:
             bench_daemon_rss(sqlite_hub, args.events - args.events % DEVICES)
         finally:
             sqlite_hub.stop()
         try:
-            url = postgres_database(args.postgres)
+            postgres_database(args.postgres)
         except psycopg.OperationalError as exc:
             raise SystemExit(f"error: cannot reach PostgreSQL at {args.postgres}: {exc}") from None
         try:
-            bench_hub("postgresql", url, args.events, root).stop()
+            bench_hub("postgresql", lambda: postgres_database(args.postgres), args.events, root,
+                      args.repeat).stop()
         finally:
             drop_postgres_database(args.postgres)
         if args.large:

@@ -139,11 +139,14 @@ _COUNT_NEW = """
 """
 _COLUMNS = "id, device, seq, hlc, project, actor, type, payload, created_at, hub_seq, pushed_by"
 # A page ends once its events' sizes reach the budget (the first event always comes); the
-# window runs over at most `limit` rows, and only those under the budget leave the server.
+# windows run over at most `limit` rows, in a stream (no count of them all, which would hold
+# every payload of the page at once), and only the rows under the budget leave the server.
+# `later` says another candidate follows a row.
 _SELECT_EVENTS = f"""
-    SELECT {_COLUMNS}, rows FROM (
-        SELECT {_COLUMNS}, size, sum(size) OVER (ORDER BY hub_seq) AS running,
-               count(*) OVER () AS rows
+    SELECT {_COLUMNS}, later FROM (
+        SELECT {_COLUMNS}, size,
+               sum(size) OVER (ORDER BY hub_seq ROWS UNBOUNDED PRECEDING) AS running,
+               lead(hub_seq) OVER (ORDER BY hub_seq) IS NOT NULL AS later
         FROM (SELECT {_COLUMNS}, size FROM events WHERE project = %s AND hub_seq > %s
               ORDER BY hub_seq LIMIT %s) AS candidates
     ) AS page WHERE running - size < %s ORDER BY hub_seq
@@ -310,11 +313,13 @@ class PostgresStorage:
     async def pull(self, project: str, after: int, limit: int, *,
                    max_bytes: int = 1 << 62) -> PullPage:
         async with self._connection() as conn:
+            # In binary: as text, PostgreSQL would write each payload out in hex, and psycopg
+            # read it back.
             rows = await (await conn.execute(
-                _SELECT_EVENTS, (project, after, limit + 1, max_bytes))).fetchall()
-        candidates = rows[0][-1] if rows else 0
+                _SELECT_EVENTS, (project, after, limit + 1, max_bytes), binary=True)).fetchall()
         page = [row[:-1] for row in rows[:limit]]
-        return PullPage(events=pulled_events(page), more=candidates > len(page))
+        more = len(rows) > limit or (bool(rows) and rows[-1][-1])
+        return PullPage(events=pulled_events(page), more=more)
 
     async def holds(self, project: str, hub_seq: int, event_id: str) -> bool:
         async with self._connection() as conn:
