@@ -145,26 +145,20 @@ def bench_hub(kind: str, database: Callable[[], str], events: int, root: str,
     filled = time.perf_counter() - started
     print(f"recorded locally  {events / filled:>10,.0f} events/s ({filled:.2f} s, not part of "
           "the goal)")
+    total = events - events % DEVICES
     hub: Hub | None = None
     runs: list[tuple[float, float]] = []
     for run in range(repeats):
         if hub is not None:
             hub.stop()
         hub = Hub(database())
-        tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
-        stores = []
-        for i, template in enumerate(templates):
-            path = os.path.join(root, kind, f"run{run}", f"dev{i}", "state.db")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            shutil.copyfile(template, path)
-            stores.append(EventStore(Database(path)))
-        total = sum(store.waiting_count() for store in stores)
-        fresh = EventStore(Database(os.path.join(root, kind, f"run{run}", "fresh", "state.db")))
-        pushed, pulled = anyio.run(push_then_pull, hub, stores, fresh, tokens)
-        held = fresh.waiting_count() + len(fresh.history(PROJECT, limit=events + 1)[0])
-        if held != total or any(store.waiting_count() for store in stores):
-            raise SystemExit(f"error: {held} of {total} events arrived")
-        runs.append((pushed, pulled))
+        try:
+            runs.append(_run_once(hub, templates, os.path.join(root, kind, f"run{run}"),
+                                  events))
+        except BaseException:
+            hub.stop()  # not left running behind a failed run
+            raise
+        pushed, pulled = runs[-1]
         print(f"run {run + 1}             push {total / pushed:>8,.0f}/s, pull "
               f"{total / pulled:>8,.0f}/s, push then pull {total / (pushed + pulled):>8,.0f}/s")
     assert hub is not None
@@ -178,6 +172,24 @@ def bench_hub(kind: str, database: Callable[[], str], events: int, root: str,
           f"{'met' if rate >= goal else 'NOT met'}")
     print_rss("hub", hub.process.pid)
     return hub
+
+
+def _run_once(hub: Hub, templates: list[str], root: str, events: int) -> tuple[float, float]:
+    """One push then pull through `hub`, from copies of the filled devices: (push s, pull s)."""
+    tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
+    stores = []
+    for i, template in enumerate(templates):
+        path = os.path.join(root, f"dev{i}", "state.db")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.copyfile(template, path)
+        stores.append(EventStore(Database(path)))
+    total = sum(store.waiting_count() for store in stores)
+    fresh = EventStore(Database(os.path.join(root, "fresh", "state.db")))
+    pushed, pulled = anyio.run(push_then_pull, hub, stores, fresh, tokens)
+    held = fresh.waiting_count() + len(fresh.history(PROJECT, limit=events + 1)[0])
+    if held != total or any(store.waiting_count() for store in stores):
+        raise SystemExit(f"error: {held} of {total} events arrived")
+    return pushed, pulled
 
 
 def print_rss(what: str, pid: int) -> None:
