@@ -239,10 +239,12 @@ def next_hub_seq(last: int, now: float) -> int:
     return max(last + 1, int(now * 1_000_000))
 
 
-def stored_size(payload: bytes, *texts: str) -> int:
+def stored_size(payload: bytes, id_: str, device: str, project: str, actor: str, type_: str,
+                user: str) -> int:
     """About how many bytes an event takes in a pull reply (msgpack): its payload, its text
     fields and a fixed share for the field names and numbers. Bounds the pages by bytes."""
-    return len(payload) + sum(len(text) for text in texts) + 96
+    return (len(payload) + len(id_) + len(device) + len(project) + len(actor) + len(type_)
+            + len(user) + 96)
 
 
 def new_hub_id() -> str:
