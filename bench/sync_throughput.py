@@ -7,18 +7,23 @@ Run it from the repository root with the dev virtualenv's interpreter:
 1. For the SQLite hub and the PostgreSQL hub (a throw-away database `projctl_bench` on the
    server of --postgres, default the local one), each a real `projctld hub serve` process on
    loopback: three devices (EventStores on SQLite files, filled beforehand) push N events
-   between them concurrently over HTTP, then a fresh fourth device pulls all N. Printed: push,
-   pull, and push-then-pull events per second (N over both phases' time; goals: at least
-   20,000/s SQLite, 10,000/s PostgreSQL).
+   between them concurrently over HTTP, then a fresh fourth device pulls all N; --repeat times
+   (3), each with a new hub and copies of the filled devices. Printed: each run, then the
+   medians of push, pull, and push-then-pull events per second (N over both phases' time;
+   goal: at least 20,000/s for each hub), and the hub's peak RSS (VmHWM; goal: under 100 MiB).
 2. A real `projctld run` with empty state joins the SQLite hub holding those N events and pulls
-   them all; its peak RSS (VmHWM) while doing so (goal: under 100 MiB).
-3. Whole-process `projctl note TEXT` against `projctl status`, interleaved (goal: note as fast as
+   them all; its peak RSS (VmHWM) while doing so (goal: under 100 MiB), and the hub's.
+3. The same with large events: --large events of 60 KiB (the largest an event may be is
+   64 KiB) pushed to a fresh SQLite hub, then pulled by a real `projctld run`: the peak RSS of
+   both (goal: under 100 MiB whatever the events' sizes).
+4. Whole-process `projctl note TEXT` against `projctl status`, interleaved (goal: note as fast as
    status), with a bare `python -c pass` for scale.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -52,8 +58,9 @@ from projctld.upstream.tokens import TokenSource
 
 DEVICES = 3
 PROJECT = "demo"
-GOALS = {"sqlite": 20_000, "postgresql": 10_000}
+GOALS = {"sqlite": 20_000, "postgresql": 20_000}
 RSS_GOAL_MIB = 100.0
+LARGE_PAYLOAD = 60 << 10
 
 
 class Hub:
@@ -85,19 +92,26 @@ class Hub:
         self.process.wait(30)
 
 
-def fill(path: str, count: int) -> EventStore:
-    """A device's store holding `count` notes not yet pushed."""
-    store = EventStore(Database(path))
+def fill(path: str | Database, count: int, payload_bytes: int = 0) -> EventStore:
+    """A device's store holding `count` notes not yet pushed (or, with `payload_bytes`,
+    attachments that large)."""
+    store = EventStore(path if isinstance(path, Database) else Database(path))
     clock = HybridClock()
+    actor = "dev"
     for i in range(count):
-        store.append(project=PROJECT, actor=os.path.basename(os.path.dirname(path)),
-                     type="note.added", payload=NoteAdded(note=uuid7(), text=f"note {i}"),
-                     hlc=clock.now(), now=time.time())
+        if payload_bytes:
+            store.append(project=PROJECT, actor=actor, type="team.attachment",
+                         payload={"blob": f"{i:08d}" + "x" * (payload_bytes - 8)},
+                         hlc=clock.now(), now=time.time())
+        else:
+            store.append(project=PROJECT, actor=actor, type="note.added",
+                         payload=NoteAdded(note=uuid7(), text=f"note {i}"), hlc=clock.now(),
+                         now=time.time())
     return store
 
 
-def hub_client(http: httpx.AsyncClient, hub: Hub, token: str) -> HubClient:
-    return HubClient(http, hub.url, TokenSource("hub", "sync", SyncConfig(token=token)))
+def hub_client(http: httpx.AsyncClient, hub: Hub, token: str, device: str = "") -> HubClient:
+    return HubClient(http, hub.url, TokenSource("hub", "sync", SyncConfig(token=token)), device)
 
 
 async def push_then_pull(hub: Hub, stores: list[EventStore], fresh: EventStore,
@@ -106,7 +120,9 @@ async def push_then_pull(hub: Hub, stores: list[EventStore], fresh: EventStore,
         started = time.perf_counter()
         async with anyio.create_task_group() as tasks:
             for store, token in zip(stores, tokens, strict=True):
-                tasks.start_soon(push_waiting, store, hub_client(http, hub, token), HybridClock())
+                tasks.start_soon(functools.partial(
+                    push_waiting, store, hub_client(http, hub, token, store.device),
+                    HybridClock(), now=time.time()))
         pushed = time.perf_counter() - started
         started = time.perf_counter()
         await pull_project(fresh, hub_client(http, hub, tokens[0]), HybridClock(), PROJECT)
@@ -114,29 +130,94 @@ async def push_then_pull(hub: Hub, stores: list[EventStore], fresh: EventStore,
     return pushed, pulled
 
 
-def bench_hub(kind: str, database: str, events: int, root: str) -> Hub:
-    print(f"\n== {kind} hub: {events:,} events from {DEVICES} devices ==")
-    hub = Hub(database)
-    tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
+def bench_hub(kind: str, database: Callable[[], str], events: int, root: str,
+              repeats: int) -> Hub:
+    """Push then pull `events` through a new hub `repeats` times (devices filled once, their
+    databases copied for each run); the median run is the figure. Returns the last hub."""
+    print(f"\n== {kind} hub: {events:,} events from {DEVICES} devices, {repeats} runs ==")
     started = time.perf_counter()
-    stores = [fill(os.path.join(root, kind, f"dev{i}", "state.db"), events // DEVICES)
-              for i in range(DEVICES)]
-    total = sum(store.waiting_count() for store in stores)
+    templates = []
+    for i in range(DEVICES):
+        templates.append(os.path.join(root, kind, "filled", f"dev{i}", "state.db"))
+        db = Database(templates[-1])
+        fill(db, events // DEVICES)
+        db.close()  # each run starts from a copy of the file
     filled = time.perf_counter() - started
-    fresh = EventStore(Database(os.path.join(root, kind, "fresh", "state.db")))
+    print(f"recorded locally  {events / filled:>10,.0f} events/s ({filled:.2f} s, not part of "
+          "the goal)")
+    total = events - events % DEVICES
+    hub: Hub | None = None
+    runs: list[tuple[float, float]] = []
+    for run in range(repeats):
+        if hub is not None:
+            hub.stop()
+        hub = Hub(database())
+        try:
+            runs.append(_run_once(hub, templates, os.path.join(root, kind, f"run{run}"),
+                                  events))
+        except BaseException:
+            hub.stop()  # not left running behind a failed run
+            raise
+        pushed, pulled = runs[-1]
+        print(f"run {run + 1}             push {total / pushed:>8,.0f}/s, pull "
+              f"{total / pulled:>8,.0f}/s, push then pull {total / (pushed + pulled):>8,.0f}/s")
+    assert hub is not None
+    pushed = statistics.median(p for p, _ in runs)
+    pulled = statistics.median(p for _, p in runs)
+    rate = statistics.median(total / (p + q) for p, q in runs)
+    goal = GOALS[kind]
+    print(f"push              {total / pushed:>10,.0f} events/s (median {pushed:.2f} s)")
+    print(f"pull              {total / pulled:>10,.0f} events/s (median {pulled:.2f} s)")
+    print(f"push then pull    {rate:>10,.0f} events/s median; goal >= {goal:,}/s: "
+          f"{'met' if rate >= goal else 'NOT met'}")
+    print_rss("hub", hub.process.pid)
+    return hub
+
+
+def _run_once(hub: Hub, templates: list[str], root: str, events: int) -> tuple[float, float]:
+    """One push then pull through `hub`, from copies of the filled devices: (push s, pull s)."""
+    tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
+    stores = []
+    for i, template in enumerate(templates):
+        path = os.path.join(root, f"dev{i}", "state.db")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.copyfile(template, path)
+        stores.append(EventStore(Database(path)))
+    total = sum(store.waiting_count() for store in stores)
+    fresh = EventStore(Database(os.path.join(root, "fresh", "state.db")))
     pushed, pulled = anyio.run(push_then_pull, hub, stores, fresh, tokens)
-    held = fresh.waiting_count() + len(fresh.history(PROJECT, limit=events + 1))
+    held = fresh.waiting_count() + len(fresh.history(PROJECT, limit=events + 1)[0])
     if held != total or any(store.waiting_count() for store in stores):
         raise SystemExit(f"error: {held} of {total} events arrived")
-    rate = total / (pushed + pulled)
-    goal = GOALS[kind]
-    print(f"recorded locally  {total / filled:>10,.0f} events/s ({filled:.2f} s, not part of "
-          "the goal)")
-    print(f"push              {total / pushed:>10,.0f} events/s ({pushed:.2f} s)")
-    print(f"pull              {total / pulled:>10,.0f} events/s ({pulled:.2f} s)")
-    print(f"push then pull    {rate:>10,.0f} events/s; goal >= {goal:,}/s: "
-          f"{'met' if rate >= goal else 'NOT met'}")
-    return hub
+    return pushed, pulled
+
+
+def print_rss(what: str, pid: int) -> None:
+    hwm = _status_kib(pid, "VmHWM") / 1024
+    print(f"{what + ' RSS peak':<18}{hwm:>10.1f} MiB (VmHWM); goal < {RSS_GOAL_MIB:g} MiB: "
+          f"{'met' if hwm < RSS_GOAL_MIB else 'NOT met'}")
+
+
+def bench_large(events: int, root: str) -> None:
+    print(f"\n== {events:,} events of {LARGE_PAYLOAD >> 10} KiB through a SQLite hub ==")
+    hub = Hub(f"sqlite:///{root}/large-hub.db")
+    try:
+        store = fill(os.path.join(root, "large", "dev", "state.db"), events, LARGE_PAYLOAD)
+        token = hub.token("large")
+
+        async def push() -> None:
+            async with httpx.AsyncClient(timeout=60) as http:
+                await push_waiting(store, hub_client(http, hub, token, store.device),
+                                   HybridClock(), now=time.time())
+
+        started = time.perf_counter()
+        anyio.run(push)
+        took = time.perf_counter() - started
+        print(f"push              {events / took:>10,.0f} events/s, "
+              f"{events * LARGE_PAYLOAD / took / 2**20:,.0f} MiB/s")
+        bench_daemon_rss(hub, events)
+    finally:
+        hub.stop()
 
 
 def bench_daemon_rss(hub: Hub, events: int) -> None:
@@ -167,9 +248,10 @@ def bench_daemon_rss(hub: Hub, events: int) -> None:
             stop_daemon(process)
         print(f"pulled {events:,} in {elapsed:.2f} s ({events / elapsed:,.0f} events/s, "
               "start-up included)")
-        print(f"RSS peak (VmHWM) {hwm:.1f} MiB, highest sampled {peak_rss:.1f} MiB, after "
-              f"{now:.1f} MiB; goal < {RSS_GOAL_MIB:g} MiB: "
+        print(f"daemon RSS peak   {hwm:>10.1f} MiB (VmHWM; highest sampled {peak_rss:.1f}, "
+              f"after {now:.1f}); goal < {RSS_GOAL_MIB:g} MiB: "
               f"{'met' if hwm < RSS_GOAL_MIB else 'NOT met'}")
+        print_rss("hub", hub.process.pid)
     finally:
         shutil.rmtree(box.root, ignore_errors=True)
 
@@ -230,24 +312,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each hub's push then pull; the median is the figure")
+    parser.add_argument("--large", type=int, default=1500,
+                        help="events of 60 KiB for the large-event run (0: none)")
     parser.add_argument("--postgres", default=os.environ.get(
         "PROJCTL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="pjsync", dir="/tmp")
     try:
-        sqlite_hub = bench_hub("sqlite", f"sqlite:///{root}/hub.db", args.events, root)
+        sqlite_runs = iter(range(args.repeat))
+        sqlite_hub = bench_hub("sqlite", lambda: f"sqlite:///{root}/hub{next(sqlite_runs)}.db",
+                               args.events, root, args.repeat)
         try:
             bench_daemon_rss(sqlite_hub, args.events - args.events % DEVICES)
         finally:
             sqlite_hub.stop()
         try:
-            url = postgres_database(args.postgres)
+            postgres_database(args.postgres)
         except psycopg.OperationalError as exc:
             raise SystemExit(f"error: cannot reach PostgreSQL at {args.postgres}: {exc}") from None
         try:
-            bench_hub("postgresql", url, args.events, root).stop()
+            bench_hub("postgresql", lambda: postgres_database(args.postgres), args.events, root,
+                      args.repeat).stop()
         finally:
             drop_postgres_database(args.postgres)
+        if args.large:
+            bench_large(args.large, root)
         bench_note_latency(args.rounds)
     except ClientError as exc:
         raise SystemExit(f"error: {exc.message}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from datetime import datetime
 from typing import NamedTuple, NoReturn
 
@@ -484,17 +486,44 @@ def log(project: str | None, project_option: str | None, since: float | None,
     """Show the events of PROJECT (default: this checkout's), oldest first.
 
     Events recorded here that have not reached the hub yet are marked `(not synced yet)`.
+    Each line names who pushed the event, as the hub says (its token's user). The events come
+    a page at a time, so that any history fits, however large its events.
     """
     if project and project_option and project != project_option:
         raise click.UsageError(f"two projects given: {project} and --project {project_option}")
-    project = project or project_option
-    view = _ask("log", checkout=hotpath.current_checkout(), project=project, since=since,
-                types=list(types), limit=limit)
-    del view["type"]
-    if as_json:
-        click.echo(jsonout.dumps(view))
-    else:
-        click.echo(render.log(view, limit=limit, filtered=since is not None or bool(types)))
+    fields = {"checkout": hotpath.current_checkout(), "project": project or project_option,
+              "since": since, "types": list(types), "paged": True}
+    last: dict = {}
+
+    def pages(conn: Connection) -> Iterator[list[dict]]:
+        cursor, wanted = None, limit
+        while wanted > 0:
+            view = conn.call(request("log", **fields, limit=wanted, cursor=cursor))
+            last.update(view)
+            yield view["events"]
+            wanted -= len(view["events"])
+            cursor = view.get("next")
+            if not cursor:
+                return
+
+    lines: render.LogLines | None = None
+    try:
+        with connect_or_start() as conn:
+            if as_json:
+                stream = pages(conn)
+                first = next(stream)
+                jsonout.stream({"project": last["project"]}, "events",
+                               itertools.chain([first], stream),
+                               lambda: {"sync": last["sync"]}, sys.stdout.write)
+                sys.stdout.write("\n")
+                return
+            for events in pages(conn):
+                lines = lines or render.LogLines(last["project"])
+                lines.add(events)
+    except ClientError as exc:
+        _fail(exc)
+    assert lines is not None
+    click.echo(lines.text(limit=limit, filtered=since is not None or bool(types)))
 
 
 @cli.command(short_help="Show where the team sync stands; --now syncs at once.")

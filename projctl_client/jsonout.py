@@ -6,6 +6,10 @@ this writer needs no import and is held equal to the json module by a property t
 
 from __future__ import annotations
 
+# Only for the annotations (not evaluated): importing typing or collections.abc would cost the
+# hot path of `projctl status --json` more than this module.
+Callable = Iterable = object
+
 # JSON must escape the quote, the backslash and the control characters; nothing else.
 _ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r",
@@ -16,6 +20,33 @@ def dumps(value: object) -> str:
     out: list[str] = []
     _write(value, out, "\n")
     return "".join(out)
+
+
+def stream(head: dict, key: str, pages: Iterable[list], tail: Callable[[], dict],
+           write: Callable[[str], object]) -> None:
+    """Write `{**head, key: [every item of every page], **tail()}` exactly as dumps would,
+    a page at a time: a list too long to hold whole (`projctl log --json`) never is."""
+    out: list[str] = []
+    separator = "{\n  "
+    for name, value in head.items():
+        out.append(f'{separator}"{str(name).translate(_ESCAPES)}": ')
+        _write(value, out, "\n  ")
+        separator = ",\n  "
+    out.append(f'{separator}"{str(key).translate(_ESCAPES)}": ')
+    write("".join(out))
+    opening = "[\n    "
+    for page in pages:
+        for item in page:
+            chunk = [opening]
+            _write(item, chunk, "\n    ")
+            write("".join(chunk))
+            opening = ",\n    "
+    out = ["[]" if opening.startswith("[") else "\n  ]"]
+    for name, value in tail().items():
+        out.append(f',\n  "{str(name).translate(_ESCAPES)}": ')
+        _write(value, out, "\n  ")
+    out.append("\n}")
+    write("".join(out))
 
 
 def _write(value: object, out: list[str], newline: str) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "Checkout",
     "CheckoutView",
     "CiView",
+    "ClockView",
     "ConfigProblem",
     "DaemonInfo",
     "DaemonMetric",
@@ -71,6 +72,7 @@ __all__ = [
     "RunSummary",
     "Runs",
     "RunsView",
+    "SetAsideView",
     "Shutdown",
     "SourceError",
     "SourceProblem",
@@ -79,6 +81,7 @@ __all__ = [
     "Status",
     "StatusView",
     "Sync",
+    "SyncProblem",
     "SyncReport",
     "SyncView",
     "TicketView",
@@ -182,7 +185,11 @@ class DeployFinish(_Request, tag="deploy_finish", kw_only=True):
 
 class Log(_Request, tag="log", kw_only=True):
     """The newest `limit` events of one project, oldest first; `since` is Unix seconds and
-    `types` are event types or their prefixes (`deployment`)."""
+    `types` are event types or their prefixes (`deployment`).
+
+    With `paged`, the reply holds as many as fit in a frame with room to spare, and `next`
+    names where the next page starts: send it back as `cursor` (with `limit` the number still
+    wanted) until `next` is null. Without it (older clients), one reply holds them all."""
 
     checkout: Checkout | None = None
     project: _Project | None = None
@@ -190,6 +197,8 @@ class Log(_Request, tag="log", kw_only=True):
     types: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]],
                      msgspec.Meta(max_length=16)] = []
     limit: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 50
+    paged: bool = False
+    cursor: Annotated[str, msgspec.Meta(max_length=128)] | None = None
 
 
 class Sync(_Request, tag="sync", kw_only=True):
@@ -451,9 +460,44 @@ class ProjectView(msgspec.Struct, kw_only=True):
     known: dict[str, str] = {}
 
 
+class SetAsideView(msgspec.Struct, kw_only=True):
+    """Events of this device that the hub refused, for one reason in one project: they wait
+    on this device, are tried again at `retry_at` (and at `projctl sync --now`)."""
+
+    code: str
+    message: str
+    suggestions: list[str] = []
+    project: str
+    events: int
+    since: float
+    retry_at: float
+
+
+class SyncProblem(msgspec.Struct, kw_only=True):
+    """A pull of one project that failed while the others went on."""
+
+    project: str
+    code: str
+    message: str
+    suggestions: list[str] = []
+
+
+class ClockView(msgspec.Struct, kw_only=True):
+    """How this device's clock and the hub's compare. `device_ahead_s`: this clock against
+    the hub's (negative: behind); `hub_behind_s`: the hub's against its devices', when the hub
+    can tell; `problem` says which clock is wrong, when one is (codes device_clock, hub_clock,
+    clock_disagreement)."""
+
+    device_ahead_s: float
+    hub_behind_s: float | None = None
+    problem: SourceError | None = None
+
+
 class SyncView(msgspec.Struct, kw_only=True):
     """Where the event sync stands. `hub` is None when none is configured (events stay local);
-    `reachable` is None before the first attempt."""
+    `reachable` is None before the first attempt. `waiting` counts this device's events the hub
+    does not hold, `refused` of them are set aside (`set_aside` says why); `notices` are what
+    the sync found and did since `projctl sync` last showed them (a restored or new hub)."""
 
     hub: str | None
     device: str
@@ -467,10 +511,21 @@ class SyncView(msgspec.Struct, kw_only=True):
     error: SourceError | None = None
     pushed: int = 0
     pulled: int = 0
+    refused: int = 0
+    set_aside: list[SetAsideView] = []
+    pull_errors: list[SyncProblem] = []
+    notices: list[str] = []
+    hub_id: str | None = None
+    user: str | None = None
+    clock: ClockView | None = None
+    restamped: int = 0
 
 
 class EventView(msgspec.Struct, kw_only=True):
-    """One team event; `waiting` while this device's event has not reached the hub."""
+    """One team event; `waiting` while this device's event has not reached the hub. `user` is
+    who pushed it, as the hub says (None: not on the hub yet, or pulled before hubs said so);
+    `actor` is only what the recording device called its user. `truncated`: the payload was
+    cut to fit a reply (an event recorded before events were bounded)."""
 
     id: str
     device: str
@@ -483,6 +538,8 @@ class EventView(msgspec.Struct, kw_only=True):
     created_at: float
     mine: bool = False
     waiting: bool = False
+    user: str | None = None
+    truncated: bool = False
 
 
 class BranchView(msgspec.Struct, kw_only=True):
@@ -538,10 +595,12 @@ class RefreshReport(_Reply, tag="refresh"):
 
 
 class Recorded(_Reply, tag="recorded"):
-    """An event stored on this device (it syncs in the background)."""
+    """An event stored on this device (it syncs in the background). `warning`: it was
+    recorded, but does not do what was asked (an edit that another, later edit outranks)."""
 
     event: EventView
     sync: SyncView
+    warning: str | None = None
 
 
 class DeployPlan(_Reply, tag="deploy_plan"):
@@ -563,9 +622,12 @@ class DeployPlan(_Reply, tag="deploy_plan"):
 
 
 class LogView(_Reply, tag="log"):
+    """With a paged request, `next` is the cursor of the next page (None after the last)."""
+
     project: str
     events: list[EventView]
     sync: SyncView
+    next: str | None = None
 
 
 class SyncReport(_Reply, tag="sync"):

@@ -39,6 +39,16 @@ TICKETS_PER_STATUS = 5
 _DEPLOYMENT = {"completed": ("✓", "green"), "failed": ("✗", "red"), "running": ("●", "yellow")}
 # How much of an id people see: a device's, and a note's (which `note --edit` takes back).
 SHORT_ID = 8
+# Characters shown as "?" in a name: control characters, and the bidirectional marks,
+# embeddings, overrides and isolates that make a name display as another (old events may hold
+# them: hubs refuse them now).
+_UNSAFE = {code: "?" for code in (*range(0x20), *range(0x7F, 0xA0), 0x61C, 0x200E, 0x200F,
+                                  *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028,
+                                  0x2029)}
+
+
+def safe_name(name: str) -> str:
+    return name.translate(_UNSAFE)
 
 
 def age(seconds: float) -> str:
@@ -397,7 +407,7 @@ def _deployments(project: dict, style: Style, now: float) -> list[str]:
         deployment = latest[environment]
         symbol, colour = _DEPLOYMENT.get(deployment["state"], ("?", "dim"))
         where = ref(deployment.get("branch"), deployment.get("commit")) or "?"
-        who = deployment.get("actor") or ""
+        who = safe_name(deployment.get("actor") or "")
         lines.append(f"    {style.paint(colour, symbol)} {environment:<{width}}  {where}  {who}  "
                      + style.paint("dim", _deployment_time(deployment, now)))
     return lines
@@ -439,12 +449,34 @@ def _sync_line(sync: dict | None, style: Style, now: float) -> list[str]:
         since = age(now - last) if last else "never"
         lines = [style.paint("red", f"Sync      {problem}")
                  + f" ({waiting} waiting, last sync {since})"]
-        return lines + [f"          try: {s}" for s in error.get("suggestions", [])[:1]]
+        return lines + [f"          try: {s}" for s in error.get("suggestions", [])[:1]] \
+            + _sync_troubles(sync, style)
     parts = [_host(sync["hub"]), f"{waiting} waiting" if waiting else "up to date"]
     if sync.get("syncing"):
         parts.append("syncing…")
     parts.append(f"synced {age(now - last)}" if last else "not synced yet")
-    return ["Sync      " + " · ".join(parts)]
+    return ["Sync      " + " · ".join(parts), *_sync_troubles(sync, style)]
+
+
+def _sync_troubles(sync: dict, style: Style) -> list[str]:
+    """Lines under the sync line of `status` for what needs someone: refused events, projects
+    not pulled, a wrong clock, news of the hub; `projctl sync` says more."""
+    lines = []
+    refused = sync.get("refused") or 0
+    if refused:
+        reasons = sorted({group["code"] for group in sync.get("set_aside") or []})
+        lines.append(style.paint("yellow", f"          {_count(refused, 'event')} refused by "
+                                           f"the hub ({', '.join(reasons) or 'see why'}), "
+                                           "kept here: projctl sync says why"))
+    for problem in sync.get("pull_errors") or []:
+        lines.append(style.paint("yellow", f"          {problem['project']} not pulled: "
+                                           f"{problem['message']}"))
+    clock = (sync.get("clock") or {}).get("problem")
+    if clock:
+        lines.append(style.paint("yellow", f"          clock: {clock['message']}"))
+    if sync.get("notices"):
+        lines.append(style.paint("yellow", "          news of the hub: projctl sync"))
+    return lines
 
 
 def _host(url: str) -> str:
@@ -460,39 +492,67 @@ def sync_hint(sync: dict) -> str:
 
 
 def noted(reply: dict) -> str:
-    """`noted in web (a1b2c3d4); waiting to sync: 1`."""
+    """`noted in web (a1b2c3d4); waiting to sync: 1`, and a warning when it is due."""
     event = reply["event"]
     note_id = str(event["payload"].get("note") or event["id"])
     verb = "edited note in" if event["type"] == "note.edited" else "noted in"
-    return f"{verb} {event['project']} ({short_note_id(note_id)}){sync_hint(reply['sync'])}"
+    text = f"{verb} {event['project']} ({short_note_id(note_id)}){sync_hint(reply['sync'])}"
+    warning = reply.get("warning")
+    return f"{text}\nwarning: {warning}" if warning else text
+
+
+class LogLines:
+    """`projctl log`, built a page at a time: each event is kept as the words of its line
+    only, so that no history, however large, is held whole."""
+
+    def __init__(self, project: str, stream: object = None) -> None:
+        self.project = project
+        self._style = Style(stream or sys.stdout)
+        self._rows: list[tuple[str, str, str, str, bool]] = []
+        self._started: dict[object, dict] = {}  # deployment: its start's branch and commit
+
+    def add(self, events: list[dict]) -> None:
+        for event in events:
+            payload = event["payload"]
+            if event["type"] == "deployment.started":
+                self._started[payload.get("deployment")] = {
+                    "branch": payload.get("branch"), "commit": payload.get("commit")}
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(event["created_at"]))
+            # Who pushed it, as the hub says; else (not on the hub yet, or from before hubs
+            # said so) who the device says it is.
+            who = safe_name(event.get("user") or event["actor"])
+            summary = _event_summary(event, self._started)
+            if event.get("truncated"):
+                summary += " (cut: larger than events may be)"
+            self._rows.append((when, who, event["type"], summary, bool(event.get("waiting"))))
+
+    def text(self, *, limit: int, filtered: bool) -> str:
+        style, project, rows = self._style, self.project, self._rows
+        if not rows:
+            if filtered:
+                return f"{project}: no events match (try without --since or --type)"
+            return (f"{project}: no events yet\n"
+                    f"  try: projctl note \"what happened\"  # or projctl deploy ENV, "
+                    "projctl branch create NAME")
+        count = len(rows)
+        header = f"{project}: the newest {_count(count, 'event')}, oldest first " \
+            "(--limit for more)" if count >= limit else \
+            f"{project}: {_count(count, 'event')}, oldest first"
+        actor_width = min(12, max(len(row[1]) for row in rows))
+        type_width = max(len(row[2]) for row in rows)
+        lines = [f"{style.bold}{header}{style.reset}"]
+        for when, who, kind, summary, waiting in rows:
+            mark = style.paint("yellow", "  (not synced yet)") if waiting else ""
+            lines.append(f"{when}  {_clip(who, actor_width):<{actor_width}}  "
+                         f"{kind:<{type_width}}  {summary}{mark}")
+        return "\n".join(lines)
 
 
 def log(view: dict, *, limit: int, filtered: bool, stream: object = None) -> str:
-    """`projctl log`: a header naming the project, then one line per event, oldest first."""
-    style = Style(stream or sys.stdout)
-    events = view["events"]
-    project = view["project"]
-    if not events:
-        if filtered:
-            return f"{project}: no events match (try without --since or --type)"
-        return (f"{project}: no events yet\n"
-                f"  try: projctl note \"what happened\"  # or projctl deploy ENV, "
-                "projctl branch create NAME")
-    count = len(events)
-    header = f"{project}: the newest {_count(count, 'event')}, oldest first (--limit for more)" \
-        if count >= limit else f"{project}: {_count(count, 'event')}, oldest first"
-    started = {e["payload"].get("deployment"): e["payload"] for e in events
-               if e["type"] == "deployment.started"}
-    actor_width = min(12, max(len(e["actor"]) for e in events))
-    type_width = max(len(e["type"]) for e in events)
-    lines = [f"{style.bold}{header}{style.reset}"]
-    for event in events:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(event["created_at"]))
-        waiting = style.paint("yellow", "  (not synced yet)") if event.get("waiting") else ""
-        lines.append(f"{when}  {_clip(event['actor'], actor_width):<{actor_width}}  "
-                     f"{event['type']:<{type_width}}  "
-                     f"{_event_summary(event, started)}{waiting}")
-    return "\n".join(lines)
+    """`projctl log` of one reply: a header naming the project, then one line per event."""
+    lines = LogLines(view["project"], stream)
+    lines.add(view["events"])
+    return lines.text(limit=limit, filtered=filtered)
 
 
 def short_note_id(note_id: str) -> str:
@@ -506,7 +566,7 @@ def _event_summary(event: dict, started: dict) -> str:
     kind, payload = event["type"], event["payload"]
     if kind.startswith("note.") and "text" in payload:
         first, *more = str(payload["text"]).splitlines() or [""]
-        text = _clip(first, 72) + (" …" if more else "")
+        text = _clip(safe_name(first), 72) + (" …" if more else "")
         return f"{short_note_id(str(payload.get('note', '')))}  {text}"
     if kind == "branch.created":
         base = f" from {payload['base']}" if payload.get("base") else ""
@@ -582,11 +642,40 @@ def sync(view: dict, stream: object = None, *, demo: bool = False) -> str:
         rows.append(("next", "syncing now"))
     elif view.get("next_attempt"):
         rows.append(("next", _until(view["next_attempt"] - now)))
+    if view.get("user"):
+        rows.insert(2, ("you are", f"{safe_name(view['user'])} (the hub's word, from the token)"))
     lines += [f"{key:<10} {value}" for key, value in rows]
     if error and error["code"] != "upgrade_required":
         lines.append(style.paint("red", f"{'error':<10} {error['message']}"))
         lines += [f"  try: {s}" for s in error.get("suggestions", [])]
+    lines += _sync_details(view, style, now)
     return "\n".join(lines)
+
+
+def _sync_details(view: dict, style: Style, now: float) -> list[str]:
+    """`projctl sync`: events refused, projects not pulled, the clocks, what the sync found."""
+    lines = []
+    for group in view.get("set_aside") or []:
+        events = _count(group["events"], "event")
+        lines.append(style.paint("yellow", f"{'refused':<10} {events} of {group['project']} "
+                                           f"({group['code']}): {group['message']}"))
+        lines.append(f"  kept on this machine since {age(now - group['since'])}; tried again "
+                     f"{_until(group['retry_at'] - now)} and at `projctl sync --now`")
+        lines += [f"  try: {s}" for s in group.get("suggestions", [])]
+    for problem in view.get("pull_errors") or []:
+        lines.append(style.paint("yellow", f"{'not pulled':<10} {problem['project']}: "
+                                           f"{problem['message']}"))
+        lines += [f"  try: {s}" for s in problem.get("suggestions", [])]
+    clock = view.get("clock") or {}
+    if clock.get("problem"):
+        lines.append(style.paint("yellow", f"{'clock':<10} {clock['problem']['message']}"))
+        lines += [f"  try: {s}" for s in clock["problem"].get("suggestions", [])]
+    if view.get("restamped"):
+        lines.append(f"{'restamped':<10} {_count(view['restamped'], 'event')} stamped again "
+                     "with the hub's clock (stamped ahead of it by this machine's clock)")
+    for notice in view.get("notices") or []:
+        lines.append(style.paint("yellow", f"{'note':<10} {notice}"))
+    return lines
 
 
 def plugins(views: list[dict], stream: object = None) -> str:

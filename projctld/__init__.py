@@ -2,8 +2,8 @@
 
 Its rooms, each named by what it serves (dependencies point down this list, never up):
 
-    __main__.py   `projctld run | hub serve | hub token | db | config check | doctor |
-                  install-systemd`
+    __main__.py   `projctld run | hub serve | hub token | hub copy | db | config check |
+                  doctor | install-systemd`
     daemon/       the frame: lifecycle, shared context, socket listener, systemd, log file,
                   what the daemon knows between requests, the status view, reloading
     rpc/          the Unix-socket server and the one `match` over the request union
@@ -13,7 +13,8 @@ Its rooms, each named by what it serves (dependencies point down this list, neve
     ops/          the operator's tools: doctor, metrics, Prometheus text and endpoint, units
     prompt/       what a shell prompt shows, and the files shells read
     plugins/      pluggy hook specs, the host, the built-in notifier; what plugin authors import
-    hub/          the team hub: HTTP app, auth, storage (SQLite, PostgreSQL)
+    hub/          the team hub: HTTP app, the service behind it, auth, clocks, storage
+                  (SQLite, PostgreSQL), copying a hub's database
     store/        SQLite: connection, migrations, one repository per kind of record, backup
                   and recovery
     sandbox/      fake GitHub, GitLab and Jira servers and demo data

@@ -337,6 +337,46 @@ def hub_serve(database: str, host: str, port: int, min_client_version: str,
         _fail(exc)
 
 
+@hub.command("copy")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="The hub database to copy: sqlite:///PATH or postgresql://...")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="An empty database to copy it into (a new SQLite file, or an empty "
+                   "PostgreSQL database or schema).")
+def hub_copy(source: str, target: str) -> None:
+    """Copy a hub's database into a new one: every event, device and token.
+
+    To move a team's hub (from SQLite to PostgreSQL, say): stop the hub, copy, start the hub
+    on the new database, and point the devices at it if its URL changed. Nothing is lost:
+    devices send again whatever reached the old hub after the copy (README: Moving or
+    restoring a hub).
+    """
+    import anyio
+
+    from projctld.hub.copy import copy_hub
+
+    async def run_copy() -> None:
+        stores = [open_storage(source), open_storage(target)]
+        for store in stores:
+            await store.open()
+        try:
+            copied = await copy_hub(*stores, progress=lambda events: click.echo(
+                f"projctld: {events} events copied", err=True) if events % 50_000 == 0
+                else None)
+            click.echo(f"projctld: copied {copied.events} events, {copied.devices} devices and "
+                       f"{copied.tokens} tokens into a new hub database (id "
+                       f"{stores[1].hub_id}); start the hub on it: projctld hub serve "
+                       "--database ...", err=True)
+        finally:
+            for store in stores:
+                await store.close()
+
+    try:
+        anyio.run(run_copy)
+    except ProjctlError as exc:
+        _fail(exc)
+
+
 @hub.group("token")
 def hub_token() -> None:
     """The bearer tokens that devices show the hub; the hub keeps only their hashes."""

@@ -14,6 +14,7 @@ import msgspec
 
 from projctld.errors import ConfigError
 from projctld.prompt.format import DEFAULT_FORMAT, DEFAULT_STALE_MARKER, FormatError, parse
+from projctld.team.sync.events import MAX_NAME, name_problem
 from projctld.team.workflows import Workflow, WorkflowError, load_table
 
 S = typing.TypeVar("S", bound=msgspec.Struct)
@@ -146,7 +147,7 @@ class SyncConfig(UpstreamConfig):
 
     hub: Annotated[str, msgspec.Meta(pattern=_HUB_URL)] = ""
     token_env: str = "PROJCTL_HUB_TOKEN"
-    actor: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    actor: Annotated[str, msgspec.Meta(max_length=MAX_NAME)] = ""
     interval: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 30.0
     debounce: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
     max_backoff: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 300.0
@@ -460,6 +461,10 @@ def _check_upstreams(path: str, config: Config) -> None:
             except ValueError as exc:
                 raise _error(path, f"projects.{name}.deploy",
                              f"cannot split the command into arguments: {exc}") from None
+    if config.sync.actor:
+        problem = name_problem(config.sync.actor)
+        if problem is not None:
+            raise _error(path, "sync.actor", f"it names you on every event, and {problem}")
     inline = [name if name in KINDS else f"{instance.kind}.{name}"
               for name, instance in instances.items() if instance.section.token]
     inline += ["sync"] if config.sync.token else []

@@ -178,6 +178,7 @@ class HubProcess:
     port: int = 0
     process: subprocess.Popen[str] | None = None
     extra: tuple[str, ...] = ()
+    env: dict[str, str] | None = None  # None: this process's
 
     @property
     def url(self) -> str:
@@ -188,7 +189,7 @@ class HubProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "projctld", "hub", "serve", "--database", self.database,
              "--port", str(self.port), *self.extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
         )
         ready = [""]
         reader = threading.Thread(target=lambda: ready.__setitem__(
@@ -226,8 +227,10 @@ def hub_server() -> Iterator[Callable[..., HubProcess]]:
     started: list[HubProcess] = []
     root = tempfile.mkdtemp(prefix="pjhub", dir="/tmp")
 
-    def start(database: str | None = None, *extra: str) -> HubProcess:
-        hub = HubProcess(database or f"sqlite:///{root}/hub{len(started)}.db", extra=extra)
+    def start(database: str | None = None, *extra: str,
+              env: dict[str, str] | None = None) -> HubProcess:
+        hub = HubProcess(database or f"sqlite:///{root}/hub{len(started)}.db", extra=extra,
+                         env=env)
         started.append(hub.start())
         return hub
 
@@ -243,6 +246,16 @@ def upstreams() -> Iterator[Upstreams]:
     with contextlib.ExitStack() as stack:
         yield start_fakes(stack, generate(github_repos=3, gitlab_projects=2, changes_per_repo=5,
                                           tickets=40, jira_projects=1))
+
+
+CLOCK_SHIM = os.path.join(os.path.dirname(__file__), "clockshim")
+
+
+def skewed(env: dict[str, str], seconds: float) -> dict[str, str]:
+    """`env` for a process whose wall clock runs `seconds` off (tests/clockshim)."""
+    path = env.get("PYTHONPATH")
+    return {**env, "PROJCTL_TEST_CLOCK_SKEW": str(seconds),
+            "PYTHONPATH": CLOCK_SHIM + (os.pathsep + path if path else "")}
 
 
 def free_port() -> int:

@@ -348,10 +348,11 @@ def sequences(root: str) -> st.SearchStrategy[list[bytes]]:
 # codes of ProjctlError's subclasses). Not "internal": that is a handler that raised what
 # nobody foresaw, or a reply larger than a frame, and so a bug in the daemon.
 REFUSALS = frozenset({
-    "bad_param", "bad_prompt_format", "bad_request", "deployment_refused", "error",
-    "missing_param", "no_checkout", "no_project", "not_running", "nothing_to_refresh",
-    "store", "unknown_environment", "unknown_note", "unknown_param", "unknown_project",
-    "unknown_run", "unknown_workflow", "workflow", "yaml_missing",
+    "bad_actor", "bad_param", "bad_prompt_format", "bad_request", "deployment_refused",
+    "error", "missing_param", "no_checkout", "no_project", "not_running", "not_yours",
+    "nothing_to_refresh", "store", "too_large", "unknown_environment", "unknown_note",
+    "unknown_param", "unknown_project", "unknown_run", "unknown_workflow", "workflow",
+    "yaml_missing",
 })
 # What the server itself answers to a frame that is not a valid request of this version.
 MALFORMED = frozenset({"bad_request", "unsupported_protocol"})

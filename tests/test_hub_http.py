@@ -30,19 +30,25 @@ from projctld import __version__
 from projctld.errors import StoreError
 from projctld.hub.app import create_app
 from projctld.hub.sqlite import SqliteStorage
-from projctld.hub.storage import TokenRecord, new_token
+from projctld.hub.storage import PullPage, TokenRecord, hash_token, new_token
 from projctld.team.sync.events import Event, PulledEvent, new_device_id, uuid7
 from projctld.team.sync.hlc import pack
 from projctld.team.sync.wire import (
+    DEVICE_HEADER,
+    DEVICE_TIME_HEADER,
     HUB_CLOCK_HEADER,
+    HUB_ID_HEADER,
     JSON,
     LATEST_VERSION_HEADER,
     MAX_BATCH,
     MAX_BODY,
+    MAX_EVENT,
+    MAX_PAGE_BYTES,
     MIN_VERSION_HEADER,
     MSGPACK,
     Health,
     HubError,
+    Mark,
     PullReply,
     PushReply,
     PushRequest,
@@ -190,7 +196,7 @@ def test_pushed_events_come_back_unchanged(hub: Hub, client: httpx.Client, push_
 
     assert pushed.status_code == 200
     assert pushed.headers["content-type"].startswith(push_encoding)
-    assert body(pushed, PushReply) == PushReply(accepted=4, duplicates=0)
+    assert body(pushed, PushReply) == PushReply(accepted=4, duplicates=0, user="ann")
     pulled = pull(client, token, name, encoding=pull_encoding)
     assert pulled.status_code == 200
     assert pulled.headers["content-type"].startswith(pull_encoding)
@@ -205,12 +211,12 @@ def test_a_repeated_push_is_counted_as_duplicates_and_stored_once(hub: Hub,
                                                                   client: httpx.Client) -> None:
     token, name = hub.token(), project()
     batch = events(name, 3)
-    assert body(push(client, token, batch[:2]), PushReply) == PushReply(accepted=2,
+    assert body(push(client, token, batch[:2]), PushReply) == PushReply(user="ann", accepted=2,
                                                                          duplicates=0)
 
     again = push(client, token, batch, encoding=JSON)
 
-    assert body(again, PushReply) == PushReply(accepted=1, duplicates=2)
+    assert body(again, PushReply) == PushReply(accepted=1, duplicates=2, user="ann")
     assert as_pushed(body(pull(client, token, name), PullReply).events) == batch
 
 
@@ -233,14 +239,15 @@ def test_pages_follow_the_cursor_until_no_more(hub: Hub, client: httpx.Client) -
     assert pages == [(2, True), (2, True), (1, False)]
     assert seen == batch
     empty = body(pull(client, token, name, after=after), PullReply)
-    assert empty == PullReply(events=[], next_after=after, more=False)
+    assert empty == PullReply(events=[], next_after=after, more=False, user="ann")
 
 
 def test_health_needs_no_token(hub: Hub, client: httpx.Client) -> None:
     reply = client.get("/v1/health")
     assert reply.status_code == 200
     assert body(reply, Health) == Health(status="ok", version=__version__,
-                                         min_client_version=MIN_VERSION, storage="sqlite")
+                                         min_client_version=MIN_VERSION, storage="sqlite",
+                                         hub_id=hub.storage.hub_id)
 
 
 # Tokens and rights
@@ -252,8 +259,9 @@ def test_no_live_token_is_401(hub: Hub, client: httpx.Client, authorization: str
     headers = {}
     if authorization == "revoked":
         token = hub.token()
-        token_id = next(r.id for r in hub.call(hub.storage.list_tokens())
-                        if r.id == token[len("pjh_"):][:8])
+        record = hub.call(hub.storage.find_token(hash_token(token)))
+        assert record is not None
+        token_id = record.id
         assert hub.call(hub.storage.revoke_token(token_id))
         authorization = f"Bearer {token}"
     if authorization:
@@ -516,7 +524,7 @@ def test_events_stamped_too_far_ahead_are_refused_with_the_clock_fix(
 
     assert late.id in error.message and "3600 s" in error.message
     assert any("timedatectl set-ntp true" in s for s in error.suggestions)
-    assert any("waits on the device" in s for s in error.suggestions)
+    assert any("stamps the event again with the hub's clock" in s for s in error.suggestions)
     assert body(pull(client, token, name), PullReply).events == []
 
 
@@ -570,8 +578,107 @@ def test_a_waiting_pull_returns_empty_after_the_wait(hub: Hub, client: httpx.Cli
     started = time.monotonic()
     reply = pull(client, hub.token(), project(), after=7, wait=0.5)
     took = time.monotonic() - started
-    assert body(reply, PullReply) == PullReply(events=[], next_after=7, more=False)
+    assert body(reply, PullReply) == PullReply(events=[], next_after=7, more=False, user="ann")
     assert 0.5 <= took < 5
+
+
+# What a device learns, and what one refused event costs the others
+
+
+def test_a_partial_push_takes_what_it_can_and_says_why_for_each_other(
+        hub: Hub, client: httpx.Client) -> None:
+    name, device = project(), new_device_id()
+    token = hub.token(projects=(name,))
+    held = event(name, device, 1)
+    assert push(client, token, [held]).status_code == 200
+    batch = [
+        event(name, device, 2),
+        event("elsewhere", device, 3),  # a project the token may not write
+        event(name, device, 4, type="team.attachment", payload={"blob": "x" * MAX_EVENT}),
+        event(name, device, 5, actor="\u202ebob"),
+        event(name, device, 6, ahead=3600),
+        event(name, device, 1),  # another event under a seq the hub holds
+        event(name, device, 7),
+    ]
+    sent = {"content-type": MSGPACK, "accept": MSGPACK, "authorization": f"Bearer {token}",
+            DEVICE_HEADER: device}
+    reply = client.post("/v1/events", headers=sent, content=msgspec.msgpack.encode(
+        PushRequest(events=batch, partial=True)))
+
+    assert reply.status_code == 200
+    pushed = body(reply, PushReply)
+    assert (pushed.accepted, pushed.duplicates, pushed.user) == (2, 0, "ann")
+    assert {(r.seq, r.code) for r in pushed.refused} == {
+        (3, "forbidden"), (4, "too_large"), (5, "invalid_event"), (6, "clock_ahead"),
+        (1, "seq_conflict")}
+    assert all(r.message and r.suggestions for r in pushed.refused)
+    assert pushed.mark == Mark(seq=7, events=3)
+    pulled = body(pull(client, token, name), PullReply).events
+    assert [(e.seq, e.user) for e in pulled] == [(1, "ann"), (2, "ann"), (7, "ann")]
+    # Without `partial` (an older projctl), one refused event refuses the batch, as before.
+    error = refusal(push(client, token, [event(name, device, 8), batch[2]]), 413, "too_large")
+    assert batch[2].id in error.message and str(MAX_EVENT) in error.message
+
+
+def test_a_page_ends_at_its_byte_bound(hub: Hub, client: httpx.Client) -> None:
+    token, name, device = hub.token(), project(), new_device_id()
+    bulky = [event(name, device, seq, type="team.attachment", payload={"blob": "x" * 60_000})
+             for seq in range(1, 81)]  # 4.8 MB: more than two pages' worth
+    for start in range(0, 80, 20):
+        assert push(client, token, bulky[start:start + 20]).status_code == 200
+    pages, after = [], 0
+    while True:
+        page = body(pull(client, token, name, after=after, limit=1000), PullReply)
+        pages.append(len(page.events))
+        after = page.next_after
+        if not page.more:
+            break
+    assert sum(pages) == 80 and len(pages) == 3
+    assert max(pages) * 60_000 <= MAX_PAGE_BYTES + 60_000
+
+
+def test_a_cursor_the_hub_does_not_hold_is_said_so(hub: Hub, client: httpx.Client) -> None:
+    token, name = hub.token(), project()
+    assert push(client, token, events(name, 2)).status_code == 200
+    first, second = body(pull(client, token, name), PullReply).events
+    fine = body(pull(client, token, name, after=first.hub_seq, after_id=first.id), PullReply)
+    assert [e.id for e in fine.events] == [second.id] and not fine.cursor_unknown
+    elsewhere = body(pull(client, token, name, after=first.hub_seq, after_id=second.id),
+                     PullReply)
+    assert elsewhere.cursor_unknown and elsewhere.events == [] and elsewhere.next_after == 0
+
+
+def test_the_hub_tells_a_device_what_it_holds_of_its_log_and_only_its_own(
+        hub: Hub, client: httpx.Client) -> None:
+    name, device = project(), new_device_id()
+    ann, bob = hub.token("ann"), hub.token("bob")
+    assert push(client, ann, events(name, 3, device)).status_code == 200
+    asked = {DEVICE_HEADER: device, DEVICE_TIME_HEADER: str(time.time())}
+    mine = body(client.get("/v1/events", params={"project": name}, headers={
+        "authorization": f"Bearer {ann}", **asked}), PullReply)
+    assert mine.mark == Mark(seq=3, events=3) and mine.user == "ann"
+    theirs = body(client.get("/v1/events", params={"project": name}, headers={
+        "authorization": f"Bearer {bob}", **asked}), PullReply)
+    assert theirs.mark is None  # another user's device: nothing said of it
+    bad = client.get("/v1/events", params={"project": name}, headers={
+        "authorization": f"Bearer {ann}", DEVICE_HEADER: "not a device!"})
+    refusal(bad, 400, "invalid_header")
+
+
+def test_no_client_can_grow_the_metrics(hub: Hub, client: httpx.Client) -> None:
+    def series() -> set[str]:
+        return {line.rsplit(" ", 1)[0] for line in client.get("/metrics").text.splitlines()
+                if not line.startswith("#")}
+
+    client.request("M0", "/v1/health")
+    client.request("M1", "/v1/nowhere")
+    series()
+    before = series()  # the scrapes themselves counted too
+    for number in range(2, 42):
+        client.request(f"M{number}", "/v1/health" if number % 2 else f"/v1/nowhere/{number}")
+    assert series() == before  # 40 more methods and paths: not one more series
+    assert any('method="OTHER"' in line for line in before)
+    assert not any("M17" in line or "nowhere" in line for line in before)
 
 
 # The description and faults
@@ -597,7 +704,8 @@ def test_the_openapi_description_describes_the_bodies(client: httpx.Client) -> N
         assert events_path["post"]["responses"][status]["content"][JSON]["schema"][
             "$ref"] == "#/components/schemas/HubError"
     assert {p["name"] for p in events_path["get"]["parameters"]} == {
-        "project", "after", "limit", "wait", "x-projctl-version"}
+        "project", "after", "after_id", "limit", "wait", "x-projctl-version",
+        "x-projctl-device", "x-projctl-device-time"}
     # Exact, though Litestar writes bounds as floats (in which 2**63 - 1 is 2**63).
     after = next(p for p in events_path["get"]["parameters"] if p["name"] == "after")
     assert after["schema"]["maximum"] == 2**63 - 1
@@ -605,7 +713,7 @@ def test_the_openapi_description_describes_the_bodies(client: httpx.Client) -> N
     assert events_path["get"]["security"] == events_path["post"]["security"] == [{"bearer": []}]
     health = spec["paths"]["/v1/health"]["get"]["responses"]["200"]
     assert set(health["content"]) == {JSON, MSGPACK}
-    for header in (MIN_VERSION_HEADER, LATEST_VERSION_HEADER, HUB_CLOCK_HEADER):
+    for header in (MIN_VERSION_HEADER, LATEST_VERSION_HEADER, HUB_CLOCK_HEADER, HUB_ID_HEADER):
         assert health["headers"][header]["required"] is True
     assert "WWW-Authenticate" in events_path["post"]["responses"]["401"]["headers"]
 
@@ -617,7 +725,8 @@ class BrokenStorage(SqliteStorage):
         super().__init__(path)
         self.failure = failure
 
-    async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
+    async def pull(self, project: str, after: int, limit: int, *,
+                   max_bytes: int = 0) -> PullPage:
         raise self.failure
 
 

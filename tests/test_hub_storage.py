@@ -7,7 +7,7 @@ import itertools
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -18,10 +18,12 @@ from psycopg import sql
 
 from projctld.errors import ConfigError, StoreError
 from projctld.hub import postgres
+from projctld.hub import sqlite as sqlite_hub
 from projctld.hub.backends import open_storage
 from projctld.hub.postgres import PostgresStorage
 from projctld.hub.sqlite import SqliteStorage
 from projctld.hub.storage import (
+    DeviceMark,
     DeviceTaken,
     HubStorage,
     PushOutcome,
@@ -124,13 +126,25 @@ def batch(device: str, first: int, count: int, project: str = "web") -> list[Eve
 
 def unstamped(pulled: PulledEvent) -> Event:
     fields = msgspec.structs.asdict(pulled)
-    del fields["hub_seq"]
+    del fields["hub_seq"], fields["user"]
     return Event(**fields)
+
+
+def counted(accepted: int, duplicates: int) -> Callable[[PushOutcome], bool]:
+    """Matches an outcome that accepted and counted as duplicates that many events."""
+    class Counted:
+        def __eq__(self, outcome: object) -> bool:
+            return isinstance(outcome, PushOutcome) and \
+                (outcome.accepted, outcome.duplicates) == (accepted, duplicates)
+
+        def __repr__(self) -> str:
+            return f"accepted={accepted}, duplicates={duplicates}"
+    return Counted()  # type: ignore[return-value]
 
 
 async def pull_all(store: HubStorage, project: str, after: int = 0) -> list[PulledEvent]:
     found: list[PulledEvent] = []
-    while page := await store.pull(project, after, 1000):
+    while page := (await store.pull(project, after, 1000)).events:
         found.extend(page)
         after = page[-1].hub_seq
     return found
@@ -145,24 +159,24 @@ async def test_round_trip_keeps_every_field(storage: HubStorage) -> None:
     )
     pushed = [event("dev-a", 1), odd, event("dev-a", 2, "api")]
 
-    assert await storage.push("ann", pushed) == PushOutcome(accepted=3, duplicates=0)
+    assert await storage.push("ann", pushed) == counted(3, 0)
 
-    web = await storage.pull("web", 0, 100)
+    web = (await storage.pull("web", 0, 100)).events
     assert [unstamped(p) for p in web] == pushed[:2]
     assert web[1].payload == odd.payload and web[1].actor == "Zoë 🚀 O'Brien"
     assert 1 <= web[0].hub_seq < web[1].hub_seq
-    (api,) = await storage.pull("api", 0, 100)
+    (api,) = (await storage.pull("api", 0, 100)).events
     assert unstamped(api) == pushed[2]
 
 
 async def test_a_repeated_push_counts_duplicates_and_stores_nothing_twice(
         storage: HubStorage) -> None:
     first = batch("dev-a", 1, 5)
-    assert await storage.push("ann", first) == PushOutcome(accepted=5, duplicates=0)
+    assert await storage.push("ann", first) == counted(5, 0)
     retried = [*first, *batch("dev-a", 6, 2)]
 
-    assert await storage.push("ann", retried) == PushOutcome(accepted=2, duplicates=5)
-    assert await storage.push("ann", retried) == PushOutcome(accepted=0, duplicates=7)
+    assert await storage.push("ann", retried) == counted(2, 5)
+    assert await storage.push("ann", retried) == counted(0, 7)
 
     stored = await pull_all(storage, "web")
     assert [unstamped(p) for p in stored] == retried
@@ -180,14 +194,12 @@ async def test_a_seq_conflict_stores_nothing_of_its_batch(storage: HubStorage) -
     assert (caught.value.device, caught.value.seq) == ("dev-a", 1)
     assert [unstamped(p) for p in await pull_all(storage, "web")] == [held]
     # The refused batch did not claim its new device either.
-    assert await storage.push("bob", [event("dev-new", 1)]) == PushOutcome(
-        accepted=1, duplicates=0)
+    assert await storage.push("bob", [event("dev-new", 1)]) == counted(1, 0)
 
 
 async def test_a_batch_may_repeat_an_event_but_not_change_it(storage: HubStorage) -> None:
     once = event("dev-a", 1)
-    assert await storage.push("ann", [once, event("dev-a", 2), once]) == PushOutcome(
-        accepted=2, duplicates=1)
+    assert await storage.push("ann", [once, event("dev-a", 2), once]) == counted(2, 1)
 
     with pytest.raises(SeqConflict) as caught:
         await storage.push("ann", [event("dev-b", 1), event("dev-b", 2), event("dev-b", 2)])
@@ -218,10 +230,8 @@ async def test_a_device_belongs_to_the_user_who_pushed_it_first(storage: HubStor
 
     assert caught.value.device == "dev-a"
     assert [(p.device, p.seq) for p in await pull_all(storage, "web")] == [("dev-a", 1)]
-    assert await storage.push("ann", [event("dev-a", 2), event("dev-a", 3)]) == PushOutcome(
-        accepted=2, duplicates=0)
-    assert await storage.push("bob", [event("dev-b", 1)]) == PushOutcome(
-        accepted=1, duplicates=0)
+    assert await storage.push("ann", [event("dev-a", 2), event("dev-a", 3)]) == counted(2, 0)
+    assert await storage.push("bob", [event("dev-b", 1)]) == counted(1, 0)
 
 
 async def test_pulls_page_by_cursor_within_one_project(storage: HubStorage) -> None:
@@ -232,7 +242,7 @@ async def test_pulls_page_by_cursor_within_one_project(storage: HubStorage) -> N
 
     pages: list[list[PulledEvent]] = []
     after = 0
-    while page := await storage.pull("web", after, 3):
+    while page := (await storage.pull("web", after, 3)).events:
         pages.append(page)
         after = page[-1].hub_seq
 
@@ -244,15 +254,15 @@ async def test_pulls_page_by_cursor_within_one_project(storage: HubStorage) -> N
     # One global counter: the projects' positions interleave and never collide.
     assert not {p.hub_seq for p in web} & {p.hub_seq for p in api}
     assert max(p.hub_seq for p in web) > min(p.hub_seq for p in api)
-    assert await storage.pull("web", after, 3) == []
-    assert await storage.pull("nobody", 0, 100) == []
-    assert [p.seq for p in await storage.pull("api", api[1].hub_seq, 2)] == [
+    assert (await storage.pull("web", after, 3)).events == []
+    assert (await storage.pull("nobody", 0, 100)).events == []
+    assert [p.seq for p in (await storage.pull("api", api[1].hub_seq, 2)).events] == [
         p.seq for p in api[2:4]]
 
 
 async def test_a_waiter_wakes_when_events_arrive(storage: HubStorage) -> None:
     await storage.push("ann", [event("dev-a", 1)])
-    (held,) = await storage.pull("web", 0, 10)
+    (held,) = (await storage.pull("web", 0, 10)).events
     woken: list[int] = []
 
     async def wait(index: int) -> None:
@@ -277,7 +287,7 @@ async def test_a_waiter_wakes_when_events_arrive(storage: HubStorage) -> None:
 async def test_a_waiter_returns_after_its_timeout_when_nothing_arrives(
         storage: HubStorage) -> None:
     await storage.push("ann", [event("dev-a", 1)])
-    (held,) = await storage.pull("web", 0, 10)
+    (held,) = (await storage.pull("web", 0, 10)).events
 
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
@@ -285,7 +295,7 @@ async def test_a_waiter_returns_after_its_timeout_when_nothing_arrives(
             tg.start_soon(storage.wait_for_events, "web", held.hub_seq, 0)
             await storage.push("ann", [event("dev-b", 1, "api")])
 
-    assert await storage.pull("web", held.hub_seq, 10) == []
+    assert (await storage.pull("web", held.hub_seq, 10)).events == []
 
 
 async def test_stop_waiting_ends_every_wait_now_and_any_later_one(storage: HubStorage) -> None:
@@ -304,7 +314,7 @@ async def test_stop_waiting_ends_every_wait_now_and_any_later_one(storage: HubSt
             storage.stop_waiting()
         await storage.wait_for_events("web", 0, 600)  # the hub is stopping: no wait at all
     assert sorted(woken) == ["api", "web", "web"]
-    assert await storage.pull("web", 0, 10) == []  # they returned with nothing to read
+    assert (await storage.pull("web", 0, 10)).events == []  # they returned with nothing to read
 
 
 async def test_a_cancelled_waiter_leaves_the_store_usable(storage: HubStorage) -> None:
@@ -315,7 +325,7 @@ async def test_a_cancelled_waiter_leaves_the_store_usable(storage: HubStorage) -
     await storage.push("ann", [event("dev-a", 1)])
     with anyio.fail_after(20):
         await storage.wait_for_events("web", 0, 30)
-    assert len(await storage.pull("web", 0, 10)) == 1
+    assert len((await storage.pull("web", 0, 10)).events) == 1
 
 
 async def test_tokens_are_added_found_listed_and_revoked(storage: HubStorage) -> None:
@@ -357,11 +367,10 @@ async def test_data_survives_close_and_reopen(backend: Backend) -> None:
     try:
         assert await pull_all(again, "web") == before
         assert await again.find_token(token_hash) == record
-        assert await again.push("ann", [*pushed, event("dev-a", 5)]) == PushOutcome(
-            accepted=1, duplicates=4)
+        assert await again.push("ann", [*pushed, event("dev-a", 5)]) == counted(1, 4)
         with pytest.raises(DeviceTaken):
             await again.push("bob", [event("dev-a", 6)])
-        (newest,) = await again.pull("web", before[-1].hub_seq, 10)
+        (newest,) = (await again.pull("web", before[-1].hub_seq, 10)).events
         assert newest.seq == 5 and newest.hub_seq > before[-1].hub_seq
     finally:
         await again.close()
@@ -386,7 +395,7 @@ async def concurrent_pushes_and_a_reader(pushers: list[HubStorage], reader: HubS
         after = 0
         while True:
             finished = done.is_set()  # looked at before the pull, so the last pull is complete
-            page = await reader.pull("load", after, 97)
+            page = (await reader.pull("load", after, 97)).events
             seen.extend(page)
             if page:
                 after = page[-1].hub_seq
@@ -496,7 +505,7 @@ async def test_the_postgres_listener_reconnects(
             while len(await postgres_execute(
                     "SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (name,))) < 2:
                 await anyio.sleep(0.05)
-        assert len(await waiting.pull("web", 0, 10)) == 1
+        assert len((await waiting.pull("web", 0, 10)).events) == 1
     finally:
         await waiting.close()
         await pushing.close()
@@ -527,6 +536,217 @@ def test_open_storage_understands_sqlite_and_postgres_urls(tmp_path: os.PathLike
 
 
 def test_the_token_helpers_hash_what_they_hand_out() -> None:
-    token, token_hash, token_id = new_token()
-    assert token.startswith("pjh_") and token_id in token
+    token, token_hash, _ = new_token()
+    assert token.startswith("pjh_")
     assert hash_token(token) == token_hash != hash_token(token + "x")
+
+
+def test_a_token_id_reveals_nothing_of_its_secret() -> None:
+    made = [new_token() for _ in range(200)]
+    for token, _, token_id in made:
+        # Ids of older tokens were the secret's first 8 digits: these are drawn apart.
+        assert token_id[:8] not in token
+        assert len(token_id) == 12
+    assert len({token_id for _, _, token_id in made}) == len(made)
+
+
+async def take_snapshot(backend: Backend, tmp_path: os.PathLike) -> Callable[[], Awaitable[None]]:
+    """Copy the hub's database aside now; the returned coroutine puts that copy back, as an
+    operator restoring a backup would (the store must be closed around both)."""
+    if backend.kind == "sqlite":
+        path = os.path.join(tmp_path, "hub.db")
+        with sqlite3.connect(path) as live, sqlite3.connect(path + ".bak") as copy:
+            live.backup(copy)
+
+        async def restore_file() -> None:
+            with sqlite3.connect(path + ".bak") as copy, sqlite3.connect(path) as live:
+                copy.backup(live)
+
+        return restore_file
+    schema = sql.Identifier(backend.schema)
+    tables = ("events", "devices", "tokens", "hub")
+    for table in tables:
+        await postgres_execute(sql.SQL("CREATE TABLE {}.{} AS TABLE {}.{}").format(
+            schema, sql.Identifier(f"backup_{table}"), schema, sql.Identifier(table)))
+
+    async def restore_tables() -> None:
+        for table in tables:
+            await postgres_execute(sql.SQL("DELETE FROM {}.{}").format(
+                schema, sql.Identifier(table)))
+            await postgres_execute(sql.SQL("INSERT INTO {}.{} TABLE {}.{}").format(
+                schema, sql.Identifier(table), schema, sql.Identifier(f"backup_{table}")))
+
+    return restore_tables
+
+
+async def test_each_database_has_its_own_identity_which_lasts(backend: Backend,
+                                                              tmp_path: os.PathLike) -> None:
+    store = backend.make()
+    await store.open()
+    identity = store.hub_id
+    await store.close()
+    again = backend.make()
+    await again.open()
+    await again.close()
+    assert len(identity) == 16 and again.hub_id == identity
+    other = SqliteStorage(os.path.join(tmp_path, "other.db"))
+    await other.open()
+    await other.close()
+    assert other.hub_id != identity
+
+
+async def test_the_hub_says_what_it_holds_of_each_device(storage: HubStorage) -> None:
+    assert await storage.device_mark("dev-a") == DeviceMark()
+    first = batch("dev-a", 1, 3)
+    outcome = await storage.push("ann", [*first, *batch("dev-b", 1, 2)])
+    assert outcome.marks == {"dev-a": DeviceMark(user="ann", seq=3, events=3),
+                             "dev-b": DeviceMark(user="ann", seq=2, events=2)}
+    await storage.push("ann", first)  # duplicates count once
+    await storage.push("ann", [event("dev-a", 7)])  # seqs 4 to 6 set aside on the device
+    assert await storage.device_mark("dev-a") == DeviceMark(user="ann", seq=7, events=4)
+    assert await storage.device_mark("dev-b") == DeviceMark(user="ann", seq=2, events=2)
+
+
+async def test_a_restored_database_numbers_above_what_it_handed_out_before(
+        backend: Backend, tmp_path: os.PathLike) -> None:
+    store = backend.make()
+    await store.open()
+    await store.push("ann", batch("dev-a", 1, 3))
+    await store.close()
+    restore = await take_snapshot(backend, tmp_path)
+    store = backend.make()
+    await store.open()
+    lost = batch("dev-a", 4, 3)
+    await store.push("ann", lost)
+    handed_out = await pull_all(store, "web")
+    cursor = handed_out[-1]
+    assert await store.holds("web", cursor.hub_seq, cursor.id)
+    await store.close()
+
+    await restore()
+    store = backend.make()
+    await store.open()
+    try:
+        # The device whose events were lost learns it from the mark, and one that had pulled
+        # them from its cursor's check.
+        assert await store.device_mark("dev-a") == DeviceMark(user="ann", seq=3, events=3)
+        assert not await store.holds("web", cursor.hub_seq, cursor.id)
+        assert await store.holds("web", handed_out[2].hub_seq, handed_out[2].id)
+        await store.push("bob", [event("dev-b", 1)])
+        (new,) = (await store.pull("web", cursor.hub_seq, 10)).events
+        assert new.device == "dev-b" and new.user == "bob"
+        assert await store.push("ann", lost) == counted(3, 0)
+    finally:
+        await store.close()
+
+
+async def test_a_partial_push_stores_what_it_can_and_names_the_rest(
+        storage: HubStorage) -> None:
+    await storage.push("bob", [event("dev-bob", 1)])
+    held = event("dev-a", 2)
+    await storage.push("ann", [held])
+    reused = event("dev-a", 9, id=held.id)
+    pushed = [event("dev-a", 1), event("dev-a", 2), event("dev-bob", 2), event("dev-a", 3),
+              reused, held]
+
+    outcome = await storage.push("ann", pushed, partial=True)
+
+    assert (outcome.accepted, outcome.duplicates) == (2, 1)
+    assert sorted(outcome.conflicts) == [("dev-a", 2), ("dev-a", 9)]
+    assert outcome.taken == ["dev-bob"]
+    assert outcome.marks == {"dev-a": DeviceMark(user="ann", seq=3, events=3)}
+    stored = await pull_all(storage, "web")
+    assert [(p.device, p.seq) for p in stored] == [
+        ("dev-bob", 1), ("dev-a", 2), ("dev-a", 1), ("dev-a", 3)]
+    assert {p.id for p in stored if p.device == "dev-a"} == {
+        held.id, pushed[0].id, pushed[3].id}
+
+
+async def test_a_page_ends_at_its_byte_budget(storage: HubStorage) -> None:
+    big = [event("dev-a", seq, payload={"blob": "x" * 10_000}) for seq in range(1, 6)]
+    await storage.push("ann", [*big, event("dev-a", 6)])
+
+    page = await storage.pull("web", 0, 100, max_bytes=25_000)
+    assert [p.seq for p in page.events] == [1, 2, 3] and page.more
+    one = await storage.pull("web", 0, 100, max_bytes=1)  # the first event always comes
+    assert [p.seq for p in one.events] == [1] and one.more
+    rest = await storage.pull("web", page.events[-1].hub_seq, 100, max_bytes=10**9)
+    assert [p.seq for p in rest.events] == [4, 5, 6] and not rest.more
+    by_count = await storage.pull("web", 0, 6, max_bytes=10**9)
+    assert len(by_count.events) == 6 and not by_count.more
+    assert (await storage.pull("web", 0, 5, max_bytes=10**9)).more
+
+
+async def test_pulled_events_name_the_user_who_pushed_them(storage: HubStorage) -> None:
+    await storage.push("ann", [event("dev-a", 1, actor="bob")])
+    (pulled,) = (await storage.pull("web", 0, 10)).events
+    assert (pulled.actor, pulled.user) == ("bob", "ann")
+
+
+async def test_a_database_copies_into_another_of_either_kind(storage: HubStorage,
+                                                              tmp_path: os.PathLike) -> None:
+    await storage.push("ann", [*batch("dev-a", 1, 4), *batch("dev-a", 5, 2, "api")])
+    await storage.push("bob", batch("dev-b", 1, 3))
+    token, token_hash, token_id = new_token()
+    record = TokenRecord(id=token_id, user="ann", projects=["web"], write=True, created_at=1.0)
+    await storage.add_token(token_hash, record)
+    async with throwaway_schema() as postgres_target:
+        for target in (SqliteStorage(os.path.join(tmp_path, "copy.db")), postgres_target.make()):
+            await target.open()
+            try:
+                after = 0
+                while rows := await storage.export_events(after, 4):
+                    await target.import_events(rows)
+                    after = rows[-1].hub_seq
+                await target.import_devices(await storage.export_devices())
+                for token_hash_, token_record in await storage.export_tokens():
+                    await target.add_token(token_hash_, token_record)
+
+                assert target.hub_id != storage.hub_id
+                for project in ("web", "api"):
+                    assert await pull_all(target, project) == await pull_all(storage, project)
+                assert await target.device_mark("dev-b") == await storage.device_mark("dev-b")
+                assert await target.find_token(hash_token(token)) == record
+                await target.push("ann", [event("dev-a", 7)])
+                (newest,) = (await target.pull("web", after, 10)).events
+                assert newest.hub_seq > after
+            finally:
+                await target.close()
+
+
+async def test_a_database_of_the_first_schema_is_brought_up_to_date(
+        backend: Backend, tmp_path: os.PathLike) -> None:
+    old = event("dev-a", 1, payload={"note": uuid7(), "text": "from before"})
+    row = (old.id, old.device, old.seq, old.hlc, old.project, old.actor, old.type,
+           msgspec.msgpack.encode(old.payload), old.created_at, "ann", 1.0)
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(os.path.join(tmp_path, "hub.db"))
+        conn.executescript(sqlite_hub._MIGRATIONS[0] + "PRAGMA user_version = 1;")
+        conn.execute("INSERT INTO events (id, device, seq, hlc, project, actor, type, payload,"
+                     " created_at, pushed_by, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+        conn.execute("INSERT INTO devices VALUES ('dev-a', 'ann', 1.0)")
+        conn.commit()
+        conn.close()
+    else:
+        schema = sql.Identifier(backend.schema)
+        await postgres_execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
+            await conn.execute(sql.SQL("SET search_path TO {}").format(schema))
+            await conn.execute(postgres._MIGRATIONS[0])
+            await conn.execute("CREATE TABLE schema_version (version integer NOT NULL);"
+                               "INSERT INTO schema_version VALUES (1)")
+            await conn.execute("INSERT INTO events (id, device, seq, hlc, project, actor, type,"
+                               " payload, created_at, pushed_by, received_at) VALUES"
+                               " (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", row)
+            await conn.execute("INSERT INTO devices VALUES ('dev-a', 'ann', 1.0)")
+    store = backend.make()
+    await store.open()
+    try:
+        assert store.hub_id
+        assert await store.device_mark("dev-a") == DeviceMark(user="ann", seq=1, events=1)
+        (pulled,) = (await store.pull("web", 0, 10, max_bytes=1)).events
+        assert (unstamped(pulled), pulled.user) == (old, "ann")
+        await store.push("ann", [event("dev-a", 2)])
+        assert [p.seq for p in await pull_all(store, "web")] == [1, 2]
+    finally:
+        await store.close()

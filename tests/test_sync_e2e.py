@@ -46,7 +46,16 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> object:
 
 
 def log_ids(box: Sandbox) -> list[str]:
-    return [e["id"] for e in call(box, "log", project="web", limit=10000)["events"]]
+    """The ids of every event of web the device holds, oldest first (a page at a time)."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        view = call(box, "log", project="web", limit=10000 - len(ids), paged=True,
+                    cursor=cursor)
+        ids += [e["id"] for e in view["events"]]
+        cursor = view["next"]
+        if cursor is None or len(ids) >= 10000:
+            return ids
 
 
 def test_a_note_reaches_a_teammate_without_anyone_asking(sandbox, more_sandboxes,

@@ -111,8 +111,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         events = EventStore(db)
         events.on_stored = plugins.events_stored
         clock = HybridClock(events.max_hlc())
-        hub = HubClient(client, config.sync.hub, TokenSource("hub", "sync", config.sync)) \
-            if config.sync.hub else None
+        hub = HubClient(client, config.sync.hub, TokenSource("hub", "sync", config.sync),
+                        events.device) if config.sync.hub else None
         runner = SyncRunner(events, hub, clock, config.sync, list(config.projects))
         segments = Segments(config.prompt, knowledge, poller, events, syncing=hub is not None,
                             stuck_after=config.polling.stuck_after)

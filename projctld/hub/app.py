@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -37,19 +37,22 @@ from projctld.hub.auth import (
     parse_version,
 )
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST, HubMetrics
-from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict
+from projctld.hub.service import HubService
+from projctld.hub.storage import HubStorage
 from projctld.logging import get_logger
 from projctld.ops.prometheus import MEDIA_TYPE
-from projctld.team.sync.events import Event, InvalidPayload, ProjectName, typed_payload
-from projctld.team.sync.hlc import ClockAhead, HybridClock, ahead_of
+from projctld.team.sync.events import DeviceId, Event, EventId, ProjectName
 from projctld.team.sync.wire import (
     CLIENT_VERSION_HEADER,
+    DEVICE_HEADER,
+    DEVICE_TIME_HEADER,
     HUB_CLOCK_HEADER,
+    HUB_ID_HEADER,
+    HUB_OFFSET_HEADER,
     JSON,
     LATEST_VERSION_HEADER,
     MAX_BATCH,
     MAX_BODY,
-    MAX_FUTURE,
     MAX_PAGE,
     MAX_WAIT,
     MIN_VERSION_HEADER,
@@ -73,12 +76,16 @@ MAX_CURSOR = 2**63 - 1
 # A name no event can carry is refused before storage sees it: PostgreSQL cannot even
 # compare a text holding NUL, and would fail the pull with a 503.
 _PROJECT_PATTERN = ProjectName.__metadata__[0].pattern
+_EVENT_ID_PATTERN = EventId.__metadata__[0].pattern
+_DEVICE_PATTERN = re.compile(DeviceId.__metadata__[0].pattern)
 
 
 class _Batch(msgspec.Struct, frozen=True):
     """PushRequest without its length limit: too many events is a 413, not a malformed body."""
 
     events: list[Event]
+    partial: bool = False
+    resent: Annotated[list[str], msgspec.Meta(max_length=MAX_BATCH)] = []
 
 
 _DECODERS = {
@@ -86,10 +93,6 @@ _DECODERS = {
     JSON: msgspec.json.Decoder(_Batch),
 }
 _ENCODERS = {MSGPACK: msgspec.msgpack.Encoder(), JSON: msgspec.json.Encoder()}
-# Payloads are stored and served in both encodings, so they may hold only what both carry
-# alike: msgpack's 64-bit integer range is the narrower one, and JSON has no NaN or
-# infinities (msgspec would serve them as null).
-_INT_RANGE = range(-(2**63), 2**64)
 
 _STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -101,12 +104,13 @@ _ROUTES_HINT = f"the hub serves {EVENTS}, {HEALTH}, {OPENAPI} and {METRICS}"
 def _errors(*statuses: int) -> dict[int, ResponseSpec]:
     return {status: ResponseSpec(HubError, description=description)
             for status, description in {
-                400: "A malformed request: the body, a parameter or the client version header",
+                400: "A malformed request: the body, a parameter, a header; or, without "
+                     "`partial`, an event the hub refuses (invalid_event, clock_ahead)",
                 401: "No bearer token, or an unknown or revoked one",
                 403: "The token may not read or write this project, or the device is "
                      "another user's",
                 409: "The device's log disagrees with the hub's (seq_conflict)",
-                413: "The body or the batch is too large",
+                413: "The body or the batch is too large, or, without `partial`, one event",
                 415: "The body is neither application/msgpack nor application/json",
                 426: "The client is older than the hub accepts",
                 503: "The hub cannot use its storage right now: send it again later",
@@ -114,67 +118,37 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 class _Hub:
-    """The state behind the routes: storage, the hub's clock and the oldest client accepted."""
+    """The state behind the routes: the service, the oldest client accepted, the metrics."""
 
     def __init__(self, storage: HubStorage, min_client_version: str,
-                 clock: HybridClock, slow_request: float) -> None:
-        self.storage = storage
+                 slow_request: float, wall: Callable[[], float]) -> None:
+        self.service = HubService(storage, wall=wall)
         self.min_client_version = min_client_version
-        self.clock = clock
         self.metrics = HubMetrics(storage.kind, (EVENTS, HEALTH, OPENAPI, METRICS),
-                                  slow_request)
+                                  self.service, slow_request)
 
     async def push(self, request: Request[Any, Any, State]) -> Response[PushReply]:
         """Store a batch of events; pushing the same events again is harmless.
 
-        The body is a PushRequest, as application/msgpack or application/json.
+        The body is a PushRequest, as application/msgpack or application/json. With
+        `partial`, the events the hub can take are stored and each other one is named in
+        `refused`; without it, one refused event refuses the batch.
         """
-        token = await authenticate(request.headers, self.storage)
+        token = await authenticate(request.headers, self.service.storage)
         self.metrics.stage(request.scope, "auth")
+        device = self._device(request)
         media_type = request.content_type[0]
         decoder = _DECODERS.get(media_type)
         if decoder is None:
             raise Refusal(415, "unsupported_media_type",
                           f"cannot read a body of type {media_type or '(none)'!r}",
                           suggestions=[f"send Content-Type: {MSGPACK} or {JSON}"])
-        events = _decode(decoder, await _read_body(request), media_type)
+        batch = _decode(decoder, await _read_body(request), media_type)
         self.metrics.stage(request.scope, "decode")
-        for project in sorted({event.project for event in events}):
-            if not token.can_write(project):
-                read_only = " (the token is read-only)" if not token.write else ""
-                raise Refusal(403, "forbidden",
-                              f"token {token.id} of {token.user} may not write to project "
-                              f"{project}{read_only}",
-                              suggestions=[_token_hint(token.user, project, write=True)])
-        _check_events(events)
-        self.metrics.stage(request.scope, "check")
-        try:
-            outcome = await self.storage.push(token.user, events)
-        except SeqConflict as exc:
-            raise Refusal(
-                409, "seq_conflict",
-                f"device {exc.device} pushed a different event as seq {exc.seq} before: its "
-                "event log disagrees with the hub's, typically because its state database was "
-                "restored from an old copy",
-                suggestions=["on that machine: projctl daemon stop, move its state database "
-                             "($XDG_STATE_HOME/projctl/state.db, by default ~/.local/state/"
-                             "projctl/state.db) aside, then projctl daemon start: the device "
-                             "gets a new id and pulls the team's events afresh"],
-            ) from None
-        except DeviceTaken as exc:
-            raise Refusal(403, "device_taken",
-                          f"device {exc.device} belongs to another user than {token.user}",
-                          suggestions=["push with the token of the device's own user"]) from None
-        self.metrics.stage(request.scope, "storage")
-        if events:
-            with contextlib.suppress(ClockAhead):
-                self.clock.observe(max(event.hlc for event in events))
-        log.info("events_pushed", user=token.user, accepted=outcome.accepted,
-                 duplicates=outcome.duplicates)
-        self.metrics.accepted += outcome.accepted
-        self.metrics.duplicates += outcome.duplicates
-        return _reply(request, PushReply(accepted=outcome.accepted,
-                                         duplicates=outcome.duplicates))
+        reply = await self.service.push(token, batch.events, partial=batch.partial,
+                                        device=device, resent=batch.resent,
+                                        stage=self._stages(request))
+        return _reply(request, reply)
 
     async def pull(
         self,
@@ -183,44 +157,55 @@ class _Hub:
                                           description="The project whose events to pull")],
         after: Annotated[int, Parameter(ge=0, le=MAX_CURSOR, description="The cursor: the "
                                         "last hub_seq already held")] = 0,
+        after_id: Annotated[str | None, Parameter(
+            pattern=_EVENT_ID_PATTERN, description="The id of the event at `after`, when the "
+            "puller holds it: a hub that no longer holds it there answers `cursor_unknown`"
+        )] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
         wait: Annotated[float, Parameter(ge=0, le=MAX_WAIT, description="Seconds to wait "
                                          "for an event when there is none yet")] = 0.0,
     ) -> Response[PullReply]:
         """Events of one project after a cursor, oldest first; optionally waits for one."""
-        token = await authenticate(request.headers, self.storage)
+        token = await authenticate(request.headers, self.service.storage)
         self.metrics.stage(request.scope, "auth")
-        if not token.can_read(project):
-            raise Refusal(403, "forbidden",
-                          f"token {token.id} of {token.user} may not read project {project}",
-                          suggestions=[_token_hint(token.user, project, write=False)])
-        # One more than asked for tells whether another page is waiting.
-        events = await self.storage.pull(project, after, limit + 1)
-        self.metrics.stage(request.scope, "storage")
-        if not events and wait > 0:
-            self.metrics.pulls_waiting += 1
-            try:
-                await self.storage.wait_for_events(project, after, wait)
-            finally:
-                self.metrics.pulls_waiting -= 1
-            self.metrics.stage(request.scope, "wait")
-            events = await self.storage.pull(project, after, limit + 1)
-            self.metrics.stage(request.scope, "storage_again")
-        page = events[:limit]
-        self.metrics.pulled += len(page)
-        return _reply(request, PullReply(events=page,
-                                         next_after=page[-1].hub_seq if page else after,
-                                         more=len(events) > limit))
+        reply = await self.service.pull(token, project, after, limit, wait=wait,
+                                        after_id=after_id, device=self._device(request),
+                                        stage=self._stages(request))
+        return _reply(request, reply)
+
+    def _stages(self, request: Request[Any, Any, State]) -> Callable[[str], None]:
+        return lambda name: self.metrics.stage(request.scope, name)
+
+    def _device(self, request: Request[Any, Any, State]) -> str | None:
+        """The device the request names, whose clock the hub takes note of (authenticated
+        requests only: anyone could claim any time)."""
+        device = request.headers.get(DEVICE_HEADER)
+        if device is None:
+            return None
+        if not _DEVICE_PATTERN.match(device):
+            raise Refusal(400, "invalid_header",
+                          f"the {DEVICE_HEADER} header is not a device id",
+                          suggestions=["send the id of the device's state database, or leave "
+                                       "the header out"])
+        try:
+            device_time = float(request.headers.get(DEVICE_TIME_HEADER, "nan"))
+        except ValueError:
+            device_time = math.nan
+        self.service.heard(device, device_time)
+        return device
 
     async def health(self, request: Request[Any, Any, State]) -> Response[Health]:
-        """Whether the hub runs, its version, the oldest client it accepts and its storage."""
+        """Whether the hub runs, its version, the oldest client it accepts, its storage and
+        its database's identity."""
+        storage = self.service.storage
         return _reply(request, Health(status="ok", version=__version__,
                                       min_client_version=self.min_client_version,
-                                      storage=self.storage.kind))
+                                      storage=storage.kind, hub_id=storage.hub_id))
 
     async def prometheus(self) -> Response[str]:
         """The hub's counters in Prometheus' text format: replies by route and status, their
-        latency, events accepted and pulled, memory. No token needed; no project is named."""
+        latency, events accepted, refused and pulled, memory, its clock's offset. No token
+        needed; no project is named."""
         return Response(self.metrics.exposition(), media_type=MEDIA_TYPE)  # + charset
 
     async def check_version(self, request: Request[Any, Any, State]) -> None:
@@ -228,14 +213,18 @@ class _Hub:
         check_client_version(request.headers, self.min_client_version)
 
     async def stamp(self, message: Message, scope: Scope) -> None:
-        """Add the version and clock headers to every reply, errors included; count it."""
+        """Add the version, identity and clock headers to every reply, errors included;
+        count it."""
         self.metrics.reply_started(message, scope)
         if message["type"] == "http.response.start":
+            offset = self.service.clocks.offset()
             message["headers"] = [*message.get("headers", ()), *(
                 (name.encode(), value.encode()) for name, value in (
                     (MIN_VERSION_HEADER, self.min_client_version),
                     (LATEST_VERSION_HEADER, __version__),
-                    (HUB_CLOCK_HEADER, str(self.clock.now())),
+                    (HUB_CLOCK_HEADER, str(self.service.clock.now())),
+                    (HUB_ID_HEADER, self.service.storage.hub_id),
+                    *(((HUB_OFFSET_HEADER, f"{offset:.3f}"),) if offset is not None else ()),
                 ))]
 
 
@@ -258,82 +247,25 @@ async def _read_body(request: Request[Any, Any, State]) -> bytes:
 
 
 def _decode(decoder: msgspec.msgpack.Decoder | msgspec.json.Decoder, body: bytes,
-            media_type: str) -> list[Event]:
+            media_type: str) -> _Batch:
     try:
-        events = decoder.decode(body).events
+        batch = decoder.decode(body)
     # ValidationError is a DecodeError and names the offending field; invalid UTF-8 in a
     # msgpack string is a UnicodeDecodeError.
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise _invalid_body(f"the {media_type} body is not a PushRequest: {exc}") from None
     except RecursionError:
         raise _invalid_body(f"the {media_type} body is nested too deeply") from None
-    if len(events) > MAX_BATCH:
+    if len(batch.events) > MAX_BATCH:
         raise Refusal(413, "too_large",
-                      f"the batch holds {len(events)} events, more than {MAX_BATCH}",
+                      f"the batch holds {len(batch.events)} events, more than {MAX_BATCH}",
                       suggestions=[f"push at most {MAX_BATCH} events at a time"])
-    return events
+    return batch
 
 
 def _invalid_body(message: str) -> Refusal:
     return Refusal(400, "invalid_body", message,
                    suggestions=["send a PushRequest as described in /v1/openapi.json"])
-
-
-def _check_events(events: Sequence[Event]) -> None:
-    now = time.time()
-    for event in events:
-        try:
-            typed_payload(event)
-        except InvalidPayload as exc:
-            raise Refusal(400, "invalid_event", f"event {event.id}: {exc}",
-                          suggestions=["the device that created it runs a projctl whose "
-                                       "events this hub reads differently: bring both to "
-                                       "the same version"]) from None
-        if not _plain(event.payload):
-            raise Refusal(400, "invalid_event",
-                          f"event {event.id}: its payload holds a value JSON cannot carry "
-                          "(binary, an extension type, a timestamp, a non-string map key, "
-                          "an integer beyond 64 bits, NaN or an infinity)",
-                          suggestions=["keep payloads to strings, numbers, booleans, null, "
-                                       "arrays and objects"])
-        ahead = ahead_of(event.hlc, now)
-        if ahead > MAX_FUTURE:
-            raise Refusal(
-                400, "clock_ahead",
-                f"event {event.id} is stamped {ahead:.0f} s ahead of the hub's clock: the "
-                f"clock of device {event.device} runs about {ahead:.0f} s fast (the hub "
-                f"accepts at most {MAX_FUTURE:.0f} s)",
-                suggestions=["fix the device's clock, e.g. `sudo timedatectl set-ntp true`",
-                             "the event waits on the device and is sent again until the hub "
-                             "accepts it"],
-            )
-
-
-def _plain(payload: dict[str, Any]) -> bool:
-    """Whether `payload` holds only JSON values; iterative, since nesting may be deep."""
-    pending: list[Any] = [payload]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            if not all(isinstance(key, str) for key in value):
-                return False
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if value not in _INT_RANGE:
-                return False
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return False
-        elif not (value is None or isinstance(value, (str, bool))):
-            return False
-    return True
-
-
-def _token_hint(user: str, project: str, *, write: bool) -> str:
-    return (f"ask the hub's operator for a token with: projctld hub token create --user {user} "
-            f"--project {project}" + (" --write" if write else ""))
 
 
 def _media_type(request: Request[Any, Any, State]) -> str:
@@ -393,13 +325,14 @@ def _internal(request: Request[Any, Any, State], exc: Exception) -> Response[Any
 
 
 def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLIENT_VERSION,
-               clock: HybridClock | None = None,
-               slow_request: float = DEFAULT_SLOW_REQUEST) -> Litestar:
+               slow_request: float = DEFAULT_SLOW_REQUEST,
+               wall: Callable[[], float] = time.time) -> Litestar:
     """The hub over `storage` (already open), refusing clients older than
-    `min_client_version`, logging requests slower than `slow_request` seconds."""
+    `min_client_version`, logging requests slower than `slow_request` seconds; `wall` is its
+    clock (tests move it)."""
     if parse_version(min_client_version) is None:
         raise ValueError(f"min_client_version {min_client_version!r} is not a version")
-    hub = _Hub(storage, min_client_version, clock or HybridClock(), slow_request)
+    hub = _Hub(storage, min_client_version, slow_request, wall)
     app = Litestar(
         route_handlers=[
             post(EVENTS, status_code=200, request_max_body_size=None,
@@ -448,7 +381,24 @@ _STAMP_HEADERS = {
     HUB_CLOCK_HEADER: OpenAPIHeader(
         required=True, description="The hub's hybrid logical clock, for devices to merge",
         schema=Schema(type=OpenAPIType.INTEGER, minimum=0)),
+    HUB_ID_HEADER: OpenAPIHeader(
+        required=True, description="The identity of the hub's database: another one means the "
+        "hub was replaced", schema=Schema(type=OpenAPIType.STRING)),
+    HUB_OFFSET_HEADER: OpenAPIHeader(
+        required=False, description="Seconds the hub's clock runs behind its devices' "
+        "(negative: ahead), once two of them agree", schema=Schema(type=OpenAPIType.NUMBER)),
 }
+_DEVICE_PARAMETERS = [
+    ParameterSpec(
+        name=DEVICE_HEADER, param_in="header", required=False,
+        description="The requesting device: the reply's `mark` says what the hub holds of its "
+        "log", schema=Schema(type=OpenAPIType.STRING,
+                             pattern=DeviceId.__metadata__[0].pattern)),
+    ParameterSpec(
+        name=DEVICE_TIME_HEADER, param_in="header", required=False,
+        description="The device's wall clock in Unix seconds, compared with the hub's",
+        schema=Schema(type=OpenAPIType.STRING)),
+]
 _CHALLENGE = {"WWW-Authenticate": OpenAPIHeader(
     required=True, description="Names the scheme: Bearer", schema=Schema(type=OpenAPIType.STRING))}
 
@@ -475,8 +425,14 @@ def _complete_description(app: Litestar) -> None:
     events.post.request_body = RequestBody(required=True, content={
         media_type: OpenAPIMediaType(schema=reference) for media_type in (MSGPACK, JSON)})
     events.get.security = events.post.security = [{"bearer": []}]
+    events.get.parameters = [*(events.get.parameters or ()), *_DEVICE_PARAMETERS]
+    events.post.parameters = [*(events.post.parameters or ()), *_DEVICE_PARAMETERS]
     cursor = next(p for p in events.get.parameters or () if p.name == "after")
     cursor.schema.maximum = MAX_CURSOR
+    # A query parameter is absent or a string, never null.
+    cursor_id = next(p for p in events.get.parameters or () if p.name == "after_id")
+    cursor_id.schema = Schema(type=OpenAPIType.STRING, pattern=_EVENT_ID_PATTERN,
+                              description=cursor_id.description)
     for path_item in openapi.paths.values():
         for operation in (path_item.get, path_item.put, path_item.post, path_item.patch,
                           path_item.delete):

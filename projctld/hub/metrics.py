@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from litestar.types import Message, Scope
 
@@ -14,7 +15,14 @@ from projctld.logging import get_logger
 from projctld.ops.metrics import LATENCY_BOUNDS, Histogram, memory
 from projctld.ops.prometheus import Family, one, render
 
+if TYPE_CHECKING:
+    from projctld.hub.service import HubService
+
 log = get_logger(__name__)
+# Every label takes its values from a fixed set, so that no client can grow /metrics: a method
+# outside these is counted as OTHER (uvicorn lets any token through as a method), a path
+# outside the routes as `other`, and statuses are the hub's own.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # Scope keys: when a request came in, and the stages it has been through since, with when
 # each one ended (for the log line of a slow request).
@@ -24,19 +32,16 @@ DEFAULT_SLOW_REQUEST = 1.0
 
 
 class HubMetrics:
-    def __init__(self, storage_kind: str, routes: Collection[str],
+    def __init__(self, storage_kind: str, routes: Collection[str], service: HubService,
                  slow_request: float = DEFAULT_SLOW_REQUEST) -> None:
         self._storage_kind = storage_kind
+        self._service = service
         self.slow_request = slow_request
         self.slow_requests = 0
         self._routes = set(routes)
         self._started_at = time.time()
         self._replies: dict[tuple[str, str, int], int] = {}
         self._latency: dict[tuple[str, str], Histogram] = {}
-        self.accepted = 0
-        self.duplicates = 0
-        self.pulled = 0
-        self.pulls_waiting = 0
 
     def request_started(self, scope: Scope) -> None:
         scope[_STARTED] = perf_counter()  # type: ignore[literal-required]
@@ -52,19 +57,19 @@ class HubMetrics:
         """Count a reply as its head goes out (errors and unknown paths included)."""
         if message["type"] != "http.response.start" or scope["type"] != "http":
             return
-        # Unknown paths share one label, so a scanner cannot grow the metrics without bound.
         path = scope["path"] if scope["path"] in self._routes else "other"
-        key = (scope["method"], path, message["status"])
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        key = (method, path, message["status"])
         self._replies[key] = self._replies.get(key, 0) + 1
         started = scope.get(_STARTED)
         if started is not None:
             now = perf_counter()
-            latency = self._latency.setdefault((scope["method"], path), Histogram())
+            latency = self._latency.setdefault((method, path), Histogram())
             latency.observe(now - started)
             if now - started >= self.slow_request:
-                self._log_slow(scope, path, message["status"], started, now)
+                self._log_slow(scope, method, path, message["status"], started, now)
 
-    def _log_slow(self, scope: Scope, path: str, status: int, started: float,
+    def _log_slow(self, scope: Scope, method: str, path: str, status: int, started: float,
                   now: float) -> None:
         """Log the request with where its time went, unless only a long poll made it slow."""
         breakdown, last = {}, started
@@ -74,7 +79,7 @@ class HubMetrics:
         if now - started - breakdown.get("wait_ms", 0.0) / 1000 < self.slow_request:
             return
         self.slow_requests += 1
-        log.warning("slow_request", method=scope["method"], route=path, status=status,
+        log.warning("slow_request", method=method, route=path, status=status,
                     total_ms=round((now - started) * 1000, 3), **breakdown)
 
     def exposition(self) -> str:
@@ -89,6 +94,12 @@ class HubMetrics:
         for (method, path), histogram in sorted(self._latency.items()):
             latency.add_histogram(histogram.view(), LATENCY_BOUNDS,
                                   {"method": method, "route": path})
+        counters = self._service.counters
+        refused = Family("projctl_hub_events_refused_total", "counter",
+                         "Pushed events the hub did not take, by reason.")
+        for code, count in sorted(counters.refused.items()):
+            refused.add(count, {"code": code})
+        offset = self._service.clocks.offset()
         return render([
             one("projctl_hub_info", "gauge", "The hub's version and storage.", 1,
                 {"version": __version__, "storage": self._storage_kind}),
@@ -99,14 +110,19 @@ class HubMetrics:
                 "Highest resident memory so far.", peak),
             replies, latency,
             one("projctl_hub_events_accepted_total", "counter",
-                "Events pushed and stored for the first time.", self.accepted),
+                "Events pushed and stored for the first time.", counters.accepted),
             one("projctl_hub_events_duplicate_total", "counter",
-                "Events pushed again that the hub already held.", self.duplicates),
+                "Events pushed again that the hub already held.", counters.duplicates),
+            refused,
             one("projctl_hub_events_pulled_total", "counter", "Events sent to devices.",
-                self.pulled),
+                counters.pulled),
             one("projctl_hub_pulls_waiting", "gauge",
                 "Long-poll pulls waiting for an event now: devices following live.",
-                self.pulls_waiting),
+                counters.pulls_waiting),
+            one("projctl_hub_clock_offset_seconds", "gauge",
+                "How far the hub's clock runs behind its devices' (negative: ahead), 0 while "
+                "they agree or fewer than two devices were heard from in 15 min.",
+                offset or 0.0),
             one("projctl_hub_slow_requests_total", "counter",
                 "Requests slower than --slow-request (each was logged).", self.slow_requests),
         ])

@@ -18,19 +18,26 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from projctld.errors import ConfigError, StoreError
 from projctld.hub.storage import (
+    DeviceMark,
+    DeviceRecord,
     DeviceTaken,
     NewEventSignals,
+    PullPage,
     PushOutcome,
     SeqConflict,
+    StoredEvent,
     TokenRecord,
+    new_hub_id,
+    next_hub_seq,
     pulled_events,
+    stored_size,
 )
 from projctld.logging import get_logger
-from projctld.team.sync.events import Event, PulledEvent
+from projctld.team.sync.events import Event
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHANNEL = "projctl_hub_events"
 # Notifications are the fast path; this re-check covers a listener connection that is down.
 _RECHECK_INTERVAL = 2.0
@@ -78,18 +85,39 @@ _MIGRATIONS = [
         revoked boolean NOT NULL DEFAULT false
     );
     """,
+    # The database's identity, what it holds of each device's log, each event's size; and
+    # hub_seq given by next_hub_seq, above every value handed out before a restore.
+    """
+    CREATE TABLE hub (id text NOT NULL, created_at double precision NOT NULL,
+                      max_hlc bigint NOT NULL DEFAULT 0);
+    ALTER TABLE devices ADD COLUMN max_seq bigint NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN events bigint NOT NULL DEFAULT 0;
+    UPDATE devices SET
+        max_seq = coalesce((SELECT max(seq) FROM events WHERE events.device = devices.device), 0),
+        events = (SELECT count(*) FROM events WHERE events.device = devices.device);
+    ALTER TABLE events ADD COLUMN size integer NOT NULL DEFAULT 0;
+    UPDATE events SET size = octet_length(payload) + length(id) + length(device)
+        + length(project) + length(actor) + length(type) + length(pushed_by) + 96;
+    ALTER TABLE events ALTER COLUMN hub_seq DROP IDENTITY;
+    """,
 ]
 
+# Under the push lock: each new event gets the next hub_seq (storage.next_hub_seq). The rows
+# come as one JSON array of arrays (msgspec writes it in C; psycopg would dump ten arrays of
+# a batch element by element in Python, which cost the hub more than the rest of a push).
 _INSERT_EVENTS = """
-    INSERT INTO events (id, device, seq, hlc, project, actor, type, payload, created_at,
-                        pushed_by, received_at)
-    SELECT id, device, seq, hlc, project, actor, type, payload, created_at, %s, %s
-    FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[], %b::text[], %b::text[],
-                %b::text[], %b::bytea[], %b::float8[])
-         WITH ORDINALITY AS t(id, device, seq, hlc, project, actor, type, payload, created_at, n)
+    INSERT INTO events (hub_seq, id, device, seq, hlc, project, actor, type, payload,
+                        created_at, pushed_by, received_at, size)
+    SELECT greatest(coalesce((SELECT max(hub_seq) FROM events), 0), %s) + n,
+           id, device, seq, hlc, project, actor, type, decode(payload, 'base64'),
+           created_at, %s, %s, size
+    FROM ROWS FROM (json_to_recordset(convert_from(%b, 'UTF8')::json) AS (
+        id text, device text, seq bigint, hlc bigint, project text, actor text, type text,
+        payload text, created_at float8, size int)) WITH ORDINALITY AS t(
+        id, device, seq, hlc, project, actor, type, payload, created_at, size, n)
     ORDER BY n
     ON CONFLICT (device, seq) DO NOTHING
-    RETURNING project
+    RETURNING device, seq, project, hlc
 """
 # The CTE's insert is invisible to the outer SELECT, which so sees only earlier owners.
 _CLAIM_DEVICES = """
@@ -98,16 +126,34 @@ _CLAIM_DEVICES = """
         SELECT device, %s, %s FROM unnest(%s::text[]) AS device
         ON CONFLICT (device) DO NOTHING
     )
-    SELECT device FROM devices WHERE device = ANY(%s) AND "user" <> %s LIMIT 1
+    SELECT device FROM devices WHERE device = ANY(%s) AND "user" <> %s
 """
 _HELD_IDS = """
     SELECT device, seq, id FROM events
     WHERE (device, seq) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
 """
-_SELECT_EVENTS = """
-    SELECT id, device, seq, hlc, project, actor, type, payload, created_at, hub_seq
-    FROM events WHERE project = %s AND hub_seq > %s ORDER BY hub_seq LIMIT %s
+_COUNT_NEW = """
+    UPDATE devices AS d SET max_seq = greatest(d.max_seq, n.top), events = d.events + n.count
+    FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS n(device, top, count)
+    WHERE d.device = n.device
 """
+_COLUMNS = "id, device, seq, hlc, project, actor, type, payload, created_at, hub_seq, pushed_by"
+# A page ends once its events' sizes reach the budget (the first event always comes); the
+# windows run over at most `limit` rows, in a stream (no count of them all, which would hold
+# every payload of the page at once), and only the rows under the budget leave the server.
+# `later` says another candidate follows a row.
+_SELECT_EVENTS = f"""
+    SELECT {_COLUMNS}, later FROM (
+        SELECT {_COLUMNS}, size,
+               sum(size) OVER (ORDER BY hub_seq ROWS UNBOUNDED PRECEDING) AS running,
+               lead(hub_seq) OVER (ORDER BY hub_seq) IS NOT NULL AS later
+        FROM (SELECT {_COLUMNS}, size FROM events WHERE project = %s AND hub_seq > %s
+              ORDER BY hub_seq LIMIT %s) AS candidates
+    ) AS page WHERE running - size < %s ORDER BY hub_seq
+"""
+_STORED_COLUMNS = ("hub_seq, id, device, seq, hlc, project, actor, type, payload, created_at,"
+                   " pushed_by, received_at, size")
+_STORED_FIELDS = tuple(field.strip() for field in _STORED_COLUMNS.split(","))
 _TOKEN_COLUMNS = 'id, "user", projects, write, created_at, revoked'
 
 
@@ -121,6 +167,7 @@ class PostgresStorage:
                  max_size: int = 10) -> None:
         self.dsn = dsn
         self.schema = schema
+        self.hub_id = ""
         self._min_size = min_size
         self._max_size = max_size
         self._pool: AsyncConnectionPool | None = None
@@ -180,51 +227,163 @@ class PostgresStorage:
         if pool is not None:
             await pool.close()
 
-    async def push(self, user: str, events: list[Event]) -> PushOutcome:
+    async def push(self, user: str, events: list[Event], *,
+                   partial: bool = False) -> PushOutcome:
         if not events:
             return PushOutcome(accepted=0, duplicates=0)
         now = time.time()
-        encode = msgspec.msgpack.encode
-        devices = [e.device for e in events]
-        seqs = [e.seq for e in events]
-        columns = (
-            [e.id for e in events], devices, seqs, [e.hlc for e in events],
-            [e.project for e in events], [e.actor for e in events], [e.type for e in events],
-            [encode(e.payload) for e in events], [e.created_at for e in events],
-        )
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
-                    # Pushes take turns, so hub_seq values become visible in increasing order:
-                    # a reader past cursor N never misses a smaller hub_seq committed later.
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", self._push_lock)
-                    distinct = list(dict.fromkeys(devices))
-                    taken = await (await conn.execute(
-                        _CLAIM_DEVICES, (user, now, distinct, distinct, user))).fetchone()
-                    if taken is not None:
-                        raise DeviceTaken(taken[0])
-                    cursor = await conn.execute(_INSERT_EVENTS, (user, now, *columns))
-                    rows = await cursor.fetchall()
-                    inserted = len(rows)
-                    projects = {row[0] for row in rows}
-                    if inserted < len(events):
-                        await self._check_held(conn, events, devices, seqs)
-                    if projects:
-                        # Delivered on commit, to every hub process listening on this database.
-                        await conn.execute(
-                            "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
-                            (CHANNEL, [f"{self.schema}/{p}" for p in projects]))
+                    outcome, projects = await self._push(conn, user, events, partial, now)
             except psycopg.errors.UniqueViolation:
                 # Not (device, seq), which ON CONFLICT absorbs: an id held by another record.
-                raise await self._id_conflict(conn, events) from None
+                conflicts = await self._id_conflicts(conn, events)
+                if not partial or not conflicts:
+                    raise (SeqConflict(*conflicts[0]) if conflicts else StoreError(
+                        "the hub refused a push for a uniqueness conflict it cannot place",
+                        suggestions=["push again; if it persists, check the PostgreSQL log"])
+                    ) from None
+                refused = set(conflicts)
+                rest = [e for e in events if (e.device, e.seq) not in refused]
+                async with conn.transaction():
+                    outcome, projects = await self._push(conn, user, rest, partial, now)
+                outcome = msgspec.structs.replace(
+                    outcome, conflicts=[*conflicts, *outcome.conflicts])
         for project in projects:
             self._new_events.wake(project)
-        return PushOutcome(accepted=inserted, duplicates=len(events) - inserted)
+        return outcome
 
-    async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
+    async def _push(self, conn: psycopg.AsyncConnection, user: str, events: list[Event],
+                    partial: bool, now: float) -> tuple[PushOutcome, set[str]]:
+        # Pushes take turns, so hub_seq values become visible in increasing order: a reader
+        # past cursor N never misses a smaller hub_seq committed later.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", self._push_lock)
+        distinct = list(dict.fromkeys(e.device for e in events))
+        taken = {row[0] for row in await (await conn.execute(
+            _CLAIM_DEVICES, (user, now, distinct, distinct, user))).fetchall()}
+        if taken and not partial:
+            raise DeviceTaken(sorted(taken)[0])
+        kept = [e for e in events if e.device not in taken]
+        inserted: list[tuple[str, int, str, int]] = []
+        if kept:
+            encode = msgspec.msgpack.encode
+            rows = []
+            for e in kept:
+                payload = encode(e.payload)
+                rows.append({"id": e.id, "device": e.device, "seq": e.seq, "hlc": e.hlc,
+                             "project": e.project, "actor": e.actor, "type": e.type,
+                             "payload": payload, "created_at": e.created_at,
+                             "size": stored_size(payload, e.id, e.device, e.project, e.actor,
+                                                 e.type, user)})
+            cursor = await conn.execute(
+                _INSERT_EVENTS, (next_hub_seq(0, now) - 1, user, now,
+                                 msgspec.json.encode(rows)))
+            inserted = await cursor.fetchall()
+        conflicts: list[tuple[str, int]] = []
+        if len(inserted) < len(kept):
+            conflicts = await self._conflicts(conn, kept)
+            if conflicts and not partial:
+                raise SeqConflict(*conflicts[0])
+        if inserted:
+            counts: dict[str, list[int]] = {}
+            for device, seq, *_ in inserted:
+                top_count = counts.setdefault(device, [0, 0])
+                top_count[0], top_count[1] = max(top_count[0], seq), top_count[1] + 1
+            await conn.execute(_COUNT_NEW, (list(counts), [c[0] for c in counts.values()],
+                                            [c[1] for c in counts.values()]))
+            await conn.execute("UPDATE hub SET max_hlc = greatest(max_hlc, %s)",
+                               (max(row[3] for row in inserted),))
+        projects = {row[2] for row in inserted}
+        if projects:
+            # Delivered on commit, to every hub process listening on this database.
+            await conn.execute(
+                "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                (CHANNEL, [f"{self.schema}/{p}" for p in projects]))
+        pushed_to = [device for device in distinct if device not in taken]
+        marks = {row[0]: DeviceMark(user=row[1], seq=row[2], events=row[3])
+                 for row in await (await conn.execute(
+                     'SELECT device, "user", max_seq, events FROM devices WHERE device = ANY(%s)',
+                     (pushed_to,))).fetchall()}
+        outcome = PushOutcome(accepted=len(inserted),
+                              duplicates=len(kept) - len(inserted) - len(conflicts),
+                              conflicts=conflicts, taken=sorted(taken), marks=marks)
+        return outcome, projects
+
+    async def pull(self, project: str, after: int, limit: int, *,
+                   max_bytes: int = 1 << 62) -> PullPage:
         async with self._connection() as conn:
-            rows = await (await conn.execute(_SELECT_EVENTS, (project, after, limit))).fetchall()
-        return pulled_events(rows)
+            # In binary: as text, PostgreSQL would write each payload out in hex, and psycopg
+            # read it back.
+            rows = await (await conn.execute(
+                _SELECT_EVENTS, (project, after, limit + 1, max_bytes), binary=True)).fetchall()
+        page = [row[:-1] for row in rows[:limit]]
+        more = len(rows) > limit or (bool(rows) and rows[-1][-1])
+        return PullPage(events=pulled_events(page), more=more)
+
+    async def holds(self, project: str, hub_seq: int, event_id: str) -> bool:
+        async with self._connection() as conn:
+            return await (await conn.execute(
+                "SELECT 1 FROM events WHERE hub_seq = %s AND project = %s AND id = %s",
+                (hub_seq, project, event_id))).fetchone() is not None
+
+    async def device_mark(self, device: str) -> DeviceMark:
+        async with self._connection() as conn:
+            row = await (await conn.execute(
+                'SELECT "user", max_seq, events FROM devices WHERE device = %s',
+                (device,))).fetchone()
+        return DeviceMark(user=row[0], seq=row[1], events=row[2]) if row else DeviceMark()
+
+    async def held(self, device: str, seqs: list[int]) -> dict[int, str]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT seq, id FROM events WHERE device = %s AND seq = ANY(%s)",
+                (device, seqs))).fetchall()
+        return dict(rows)
+
+    async def max_hlc(self) -> int:
+        async with self._connection() as conn:
+            row = await (await conn.execute("SELECT max_hlc FROM hub")).fetchone()
+        return row[0] if row else 0
+
+    async def export_events(self, after: int, limit: int) -> list[StoredEvent]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                f"SELECT {_STORED_COLUMNS} FROM events WHERE hub_seq > %s ORDER BY hub_seq"
+                " LIMIT %s", (after, limit))).fetchall()
+        return [StoredEvent(**dict(zip(_STORED_FIELDS, row, strict=True))) for row in rows]
+
+    async def import_events(self, events: list[StoredEvent]) -> None:
+        async with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            await cursor.executemany(
+                f"INSERT INTO events ({_STORED_COLUMNS}) VALUES"
+                f" ({', '.join(['%s'] * len(_STORED_FIELDS))})",
+                [msgspec.structs.astuple(event) for event in events])
+            if events:
+                await cursor.execute("UPDATE hub SET max_hlc = greatest(max_hlc, %s)",
+                                     (max(event.hlc for event in events),))
+
+    async def export_devices(self) -> list[DeviceRecord]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                'SELECT device, "user", first_seen_at, max_seq, events FROM devices'
+                " ORDER BY device")).fetchall()
+        return [DeviceRecord(device=r[0], user=r[1], first_seen_at=r[2], max_seq=r[3],
+                             events=r[4]) for r in rows]
+
+    async def import_devices(self, devices: list[DeviceRecord]) -> None:
+        async with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            await cursor.executemany(
+                'INSERT INTO devices (device, "user", first_seen_at, max_seq, events)'
+                " VALUES (%s, %s, %s, %s, %s)",
+                [msgspec.structs.astuple(device) for device in devices])
+
+    async def export_tokens(self) -> list[tuple[str, TokenRecord]]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                f"SELECT hash, {_TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id")
+            ).fetchall()
+        return [(row[0], _token(row[1:])) for row in rows]
 
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
         async def has_events() -> bool:
@@ -318,8 +477,14 @@ class PostgresStorage:
                 )
             for number, ddl in enumerate(_MIGRATIONS[version:], start=version + 1):
                 await conn.execute(ddl)
+                if number == 2:
+                    await conn.execute(
+                        "INSERT INTO hub (id, created_at, max_hlc) VALUES (%s, %s, (SELECT"
+                        " coalesce(max(hlc), 0) FROM events))", (new_hub_id(), time.time()))
                 await conn.execute("INSERT INTO schema_version (version) VALUES (%s)",
                                    (number,))
+            row = await (await conn.execute("SELECT id FROM hub")).fetchone()
+            self.hub_id = row[0]
 
     async def _dial_listener(self) -> psycopg.AsyncConnection:
         conn = await self._dial("listen")
@@ -357,32 +522,30 @@ class PostgresStorage:
             # Notifications sent while we were away are lost: let every waiter look again.
             self._new_events.wake_all()
 
-    async def _check_held(self, conn: psycopg.AsyncConnection, events: list[Event],
-                          devices: list[str], seqs: list[int]) -> None:
-        """Raise SeqConflict unless every pushed (device, seq) now holds the very event pushed
-        (the ones skipped were already held, or repeated within this batch)."""
-        rows = await (await conn.execute(_HELD_IDS, (devices, seqs))).fetchall()
+    async def _conflicts(self, conn: psycopg.AsyncConnection,
+                         events: list[Event]) -> list[tuple[str, int]]:
+        """The (device, seq) of the pushed events that the hub holds with another id (the ones
+        skipped were either those, or already held, or repeated within this batch)."""
+        rows = await (await conn.execute(
+            _HELD_IDS, ([e.device for e in events], [e.seq for e in events]))).fetchall()
         held = {(device, seq): id_ for device, seq, id_ in rows}
-        for event in events:
-            if held[event.device, event.seq] != event.id:
-                raise SeqConflict(event.device, event.seq)
+        return list(dict.fromkeys((e.device, e.seq) for e in events
+                                  if held[e.device, e.seq] != e.id))
 
-    async def _id_conflict(self, conn: psycopg.AsyncConnection,
-                           events: list[Event]) -> SeqConflict:
-        """The pushed event whose id another (device, seq) holds, in the hub or in the batch."""
-        keys: dict[str, tuple[str, int]] = {}
-        for event in events:
-            if keys.setdefault(event.id, (event.device, event.seq)) != (event.device, event.seq):
-                return SeqConflict(event.device, event.seq)
+    async def _id_conflicts(self, conn: psycopg.AsyncConnection,
+                            events: list[Event]) -> list[tuple[str, int]]:
+        """The pushed events whose id another (device, seq) holds: in the hub, else an
+        earlier event of the batch."""
         rows = await (await conn.execute(
             "SELECT id, device, seq FROM events WHERE id = ANY(%s)", ([e.id for e in events],)
         )).fetchall()
-        held = {id_: (device, seq) for id_, device, seq in rows}
+        owners = {id_: (device, seq) for id_, device, seq in rows}
+        conflicts = []
         for event in events:
-            if held.get(event.id, (event.device, event.seq)) != (event.device, event.seq):
-                return SeqConflict(event.device, event.seq)
-        raise StoreError("the hub refused a push for a uniqueness conflict it cannot place",
-                         suggestions=["push again; if it persists, check the PostgreSQL log"])
+            key = (event.device, event.seq)
+            if owners.setdefault(event.id, key) != key:
+                conflicts.append(key)
+        return list(dict.fromkeys(conflicts))
 
     def _unreachable(self, detail: str) -> StoreError:
         return StoreError(

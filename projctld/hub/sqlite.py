@@ -16,63 +16,88 @@ import msgspec
 from projctl_client.paths import InsecureDirectory, ensure_private_dir, own_directories
 from projctld.errors import StoreError
 from projctld.hub.storage import (
+    DeviceMark,
+    DeviceRecord,
     DeviceTaken,
     NewEventSignals,
+    PullPage,
     PushOutcome,
     SeqConflict,
+    StoredEvent,
     TokenRecord,
+    new_hub_id,
+    next_hub_seq,
     pulled_events,
+    stored_size,
 )
 from projctld.store.database import private_files
-from projctld.team.sync.events import Event, PulledEvent
+from projctld.team.sync.events import Event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Another process may write the same file; its pushes cannot signal our waiters, so a waiter
 # looks at the database itself this often.
 _RECHECK_INTERVAL = 1.0
 
-_SCHEMA = """
-CREATE TABLE events (
-    hub_seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    device TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    hlc INTEGER NOT NULL,
-    project TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    type TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    pushed_by TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    UNIQUE (device, seq)
-) STRICT;
-CREATE INDEX events_project_hub_seq ON events (project, hub_seq);
-CREATE TABLE devices (
-    device TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    first_seen_at REAL NOT NULL
-) STRICT;
-CREATE TABLE tokens (
-    hash TEXT PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    user TEXT NOT NULL,
-    projects TEXT NOT NULL,
-    write INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
-) STRICT;
-"""
+# One script per schema version; a database is brought up from its own version, in order.
+_MIGRATIONS = [
+    """
+    CREATE TABLE events (
+        hub_seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        device TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hlc INTEGER NOT NULL,
+        project TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        pushed_by TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        UNIQUE (device, seq)
+    ) STRICT;
+    CREATE INDEX events_project_hub_seq ON events (project, hub_seq);
+    CREATE TABLE devices (
+        device TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        first_seen_at REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        user TEXT NOT NULL,
+        projects TEXT NOT NULL,
+        write INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    """,
+    # The database's identity, what it holds of each device's log, each event's size.
+    """
+    CREATE TABLE hub (id TEXT NOT NULL, created_at REAL NOT NULL,
+                      max_hlc INTEGER NOT NULL DEFAULT 0) STRICT;
+    ALTER TABLE devices ADD COLUMN max_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+    UPDATE devices SET
+        max_seq = coalesce((SELECT max(seq) FROM events WHERE events.device = devices.device), 0),
+        events = (SELECT count(*) FROM events WHERE events.device = devices.device);
+    ALTER TABLE events ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+    UPDATE events SET size = length(payload) + length(id) + length(device) + length(project)
+        + length(actor) + length(type) + length(pushed_by) + 96;
+    """,
+]
 
 _INSERT_EVENT = (
-    "INSERT INTO events (id, device, seq, hlc, project, actor, type, payload, created_at,"
-    " pushed_by, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (device, seq) DO NOTHING"
+    "INSERT INTO events (hub_seq, id, device, seq, hlc, project, actor, type, payload,"
+    " created_at, pushed_by, received_at, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_COLUMNS = "id, device, seq, hlc, project, actor, type, payload, created_at, hub_seq, pushed_by"
 _SELECT_EVENTS = (
-    "SELECT id, device, seq, hlc, project, actor, type, payload, created_at, hub_seq"
-    " FROM events WHERE project = ? AND hub_seq > ? ORDER BY hub_seq LIMIT ?"
+    f"SELECT {_COLUMNS}, size FROM events WHERE project = ? AND hub_seq > ?"
+    " ORDER BY hub_seq LIMIT ?"
 )
+_STORED_COLUMNS = ("hub_seq, id, device, seq, hlc, project, actor, type, payload, created_at,"
+                   " pushed_by, received_at, size")
 _TOKEN_COLUMNS = "id, user, projects, write, created_at, revoked"
 
 T = TypeVar("T")
@@ -86,12 +111,15 @@ class SqliteStorage:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.hub_id = ""
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.Lock()
         self._new_events = NewEventSignals(_RECHECK_INTERVAL)
 
     async def open(self) -> None:
         self._conn = await anyio.to_thread.run_sync(self._open)
+        rows = await self._run(self._read, "SELECT id FROM hub", ())
+        self.hub_id = rows[0][0]
 
     async def close(self) -> None:
         async with self._lock:
@@ -99,18 +127,38 @@ class SqliteStorage:
             if conn is not None:
                 await anyio.to_thread.run_sync(conn.close)
 
-    async def push(self, user: str, events: list[Event]) -> PushOutcome:
+    async def push(self, user: str, events: list[Event], *,
+                   partial: bool = False) -> PushOutcome:
         if not events:
             return PushOutcome(accepted=0, duplicates=0)
-        outcome = await self._run(self._push, user, events)
-        if outcome.accepted:
-            for project in {event.project for event in events}:
-                self._new_events.wake(project)
+        outcome, projects = await self._run(self._push, user, events, partial)
+        for project in projects:
+            self._new_events.wake(project)
         return outcome
 
-    async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
-        rows = await self._run(self._read, _SELECT_EVENTS, (project, after, limit))
-        return pulled_events(rows)
+    async def pull(self, project: str, after: int, limit: int, *,
+                   max_bytes: int = 1 << 62) -> PullPage:
+        rows, more = await self._run(self._pull, project, after, limit, max_bytes)
+        return PullPage(events=pulled_events(rows), more=more)
+
+    async def holds(self, project: str, hub_seq: int, event_id: str) -> bool:
+        return bool(await self._run(
+            self._read, "SELECT 1 FROM events WHERE hub_seq = ? AND project = ? AND id = ?",
+            (hub_seq, project, event_id)))
+
+    async def device_mark(self, device: str) -> DeviceMark:
+        rows = await self._run(self._read, "SELECT user, max_seq, events FROM devices"
+                               " WHERE device = ?", (device,))
+        return DeviceMark(user=rows[0][0], seq=rows[0][1], events=rows[0][2]) if rows \
+            else DeviceMark()
+
+    async def held(self, device: str, seqs: list[int]) -> dict[int, str]:
+        rows = await self._run(self._read, "SELECT seq, id FROM events WHERE device = ? AND seq"
+                               f" IN ({', '.join('?' * len(seqs))})", (device, *seqs))
+        return dict(rows)
+
+    async def max_hlc(self) -> int:
+        return (await self._run(self._read, "SELECT max_hlc FROM hub", ()))[0][0]
 
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
         async def has_events() -> bool:
@@ -142,6 +190,35 @@ class SqliteStorage:
         changed = await self._run(self._write, "UPDATE tokens SET revoked = 1 WHERE id = ?",
                                   (token_id,))
         return changed > 0
+
+    async def export_events(self, after: int, limit: int) -> list[StoredEvent]:
+        rows = await self._run(self._read, f"SELECT {_STORED_COLUMNS} FROM events"
+                               " WHERE hub_seq > ? ORDER BY hub_seq LIMIT ?", (after, limit))
+        return [StoredEvent(**dict(zip(_STORED_FIELDS, row, strict=True))) for row in rows]
+
+    async def import_events(self, events: list[StoredEvent]) -> None:
+        await self._run(self._write_many, f"INSERT INTO events ({_STORED_COLUMNS}) VALUES"
+                        f" ({', '.join('?' * len(_STORED_FIELDS))})",
+                        [msgspec.structs.astuple(event) for event in events])
+        if events:
+            await self._run(self._write, "UPDATE hub SET max_hlc = max(max_hlc, ?)",
+                            (max(event.hlc for event in events),))
+
+    async def export_devices(self) -> list[DeviceRecord]:
+        rows = await self._run(self._read, "SELECT device, user, first_seen_at, max_seq, events"
+                               " FROM devices ORDER BY device", ())
+        return [DeviceRecord(device=r[0], user=r[1], first_seen_at=r[2], max_seq=r[3],
+                             events=r[4]) for r in rows]
+
+    async def import_devices(self, devices: list[DeviceRecord]) -> None:
+        await self._run(self._write_many, "INSERT INTO devices (device, user, first_seen_at,"
+                        " max_seq, events) VALUES (?, ?, ?, ?, ?)",
+                        [msgspec.structs.astuple(device) for device in devices])
+
+    async def export_tokens(self) -> list[tuple[str, TokenRecord]]:
+        rows = await self._run(self._read, f"SELECT hash, {_TOKEN_COLUMNS} FROM tokens"
+                               " ORDER BY created_at, id", ())
+        return [(row[0], _token(row[1:])) for row in rows]
 
     async def _run(self, work: Callable[..., T], *args: object) -> T:
         async with self._lock:
@@ -197,11 +274,14 @@ class SqliteStorage:
                     f" understands ({SCHEMA_VERSION})",
                     suggestions=["pip install --upgrade projctl", "then restart the hub"],
                 )
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
+            for script in _MIGRATIONS[version:]:
+                for statement in script.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < 2:
+                conn.execute("INSERT INTO hub (id, created_at, max_hlc) VALUES (?, ?, (SELECT"
+                             " coalesce(max(hlc), 0) FROM events))", (new_hub_id(), time.time()))
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -226,47 +306,154 @@ class SqliteStorage:
         return conn.execute(query, params).rowcount
 
     @staticmethod
-    def _push(conn: sqlite3.Connection, user: str, events: list[Event]) -> PushOutcome:
-        now = time.time()
-        encode = msgspec.msgpack.encode
-        rows = [
-            (e.id, e.device, e.seq, e.hlc, e.project, e.actor, e.type, encode(e.payload),
-             e.created_at, user, now)
-            for e in events
-        ]
+    def _write_many(conn: sqlite3.Connection, query: str, rows: list[tuple]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for device in {event.device for event in events}:
-                owner = conn.execute("SELECT user FROM devices WHERE device = ?",
-                                     (device,)).fetchone()
-                if owner is None:
-                    conn.execute("INSERT INTO devices (device, user, first_seen_at)"
-                                 " VALUES (?, ?, ?)", (device, user, now))
-                elif owner[0] != user:
-                    raise DeviceTaken(device)
-            try:
-                inserted = conn.executemany(_INSERT_EVENT, rows).rowcount
-            except sqlite3.IntegrityError:
-                # Not (device, seq), which ON CONFLICT absorbs: an id held by another record.
-                for event in events:
-                    held = conn.execute("SELECT device, seq FROM events WHERE id = ?",
-                                        (event.id,)).fetchone()
-                    if held is not None and tuple(held) != (event.device, event.seq):
-                        raise SeqConflict(event.device, event.seq) from None
-                raise
-            if inserted < len(events):
-                # Some were already held (or repeated in this batch): each must be the very
-                # event pushed, else the device's log and the hub's disagree.
-                for event in events:
-                    held = conn.execute("SELECT id FROM events WHERE device = ? AND seq = ?",
-                                        (event.device, event.seq)).fetchone()
-                    if held[0] != event.id:
-                        raise SeqConflict(event.device, event.seq)
+            conn.executemany(query, rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return PushOutcome(accepted=inserted, duplicates=len(events) - inserted)
+
+    @staticmethod
+    def _pull(conn: sqlite3.Connection, project: str, after: int, limit: int,
+              max_bytes: int) -> tuple[list[tuple], bool]:
+        # Read row by row, so that a page of large events stops at its budget in memory too.
+        cursor = conn.execute(_SELECT_EVENTS, (project, after, limit + 1))
+        try:
+            rows: list[tuple] = []
+            total = 0
+            for row in cursor:
+                if len(rows) == limit or (rows and total >= max_bytes):
+                    return rows, True
+                total += row[-1]
+                rows.append(row[:-1])
+            return rows, False
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _push(conn: sqlite3.Connection, user: str, events: list[Event],
+              partial: bool) -> tuple[PushOutcome, set[str]]:
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            taken = _claim_devices(conn, user, {event.device for event in events}, now)
+            if taken and not partial:
+                raise DeviceTaken(sorted(taken)[0])
+            new, duplicates, conflicts = _sort_out(conn, [e for e in events
+                                                          if e.device not in taken])
+            if conflicts and not partial:
+                raise SeqConflict(*conflicts[0])
+            new = _insert_new(conn, new, user, now, conflicts, partial)
+            counts: dict[str, list[int]] = {}
+            for event in new:
+                counts.setdefault(event.device, []).append(event.seq)
+            conn.executemany(
+                "UPDATE devices SET max_seq = max(max_seq, ?), events = events + ?"
+                " WHERE device = ?",
+                [(max(seqs), len(seqs), device) for device, seqs in counts.items()])
+            if new:
+                conn.execute("UPDATE hub SET max_hlc = max(max_hlc, ?)",
+                             (max(event.hlc for event in new),))
+            pushed_to = sorted({event.device for event in events} - taken)
+            marks = {row[0]: DeviceMark(user=row[1], seq=row[2], events=row[3])
+                     for row in conn.execute(
+                         "SELECT device, user, max_seq, events FROM devices WHERE device IN"
+                         f" ({', '.join('?' * len(pushed_to))})", pushed_to)}
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        outcome = PushOutcome(accepted=len(new), duplicates=duplicates, conflicts=conflicts,
+                              taken=sorted(taken), marks=marks)
+        return outcome, {event.project for event in new}
+
+
+_STORED_FIELDS = tuple(field.strip() for field in _STORED_COLUMNS.split(","))
+
+
+def _claim_devices(conn: sqlite3.Connection, user: str, devices: set[str],
+                   now: float) -> set[str]:
+    """Register the new devices as `user`'s; the devices among them that are another's."""
+    taken = set()
+    for device in devices:
+        owner = conn.execute("SELECT user FROM devices WHERE device = ?", (device,)).fetchone()
+        if owner is None:
+            conn.execute("INSERT INTO devices (device, user, first_seen_at) VALUES (?, ?, ?)",
+                         (device, user, now))
+        elif owner[0] != user:
+            taken.add(device)
+    return taken
+
+
+def _sort_out(conn: sqlite3.Connection, events: list[Event]
+              ) -> tuple[list[Event], int, list[tuple[str, int]]]:
+    """(new events, how many were already held, the (device, seq) held with another id).
+    A batch may repeat an event (a duplicate) but not change one (a conflict)."""
+    held: dict[tuple[str, int], str] = {}
+    by_device: dict[str, list[int]] = {}
+    for event in events:
+        by_device.setdefault(event.device, []).append(event.seq)
+    for device, seqs in by_device.items():
+        held.update(((device, seq), id_) for seq, id_ in conn.execute(
+            "SELECT seq, id FROM events WHERE device = ? AND seq BETWEEN ? AND ?",
+            (device, min(seqs), max(seqs))))
+    new, duplicates, conflicts = [], 0, []
+    for event in events:
+        key = (event.device, event.seq)
+        have = held.get(key)
+        if have is None:
+            held[key] = event.id
+            new.append(event)
+        elif have == event.id:
+            duplicates += 1
+        else:
+            conflicts.append(key)
+    return new, duplicates, conflicts
+
+
+def _insert_new(conn: sqlite3.Connection, events: list[Event], user: str, now: float,
+                conflicts: list[tuple[str, int]], partial: bool) -> list[Event]:
+    """Insert `events` with the next hub_seqs; an event whose id is held by another record
+    (or by another event of the batch) is a conflict. Returns the events inserted."""
+    last = conn.execute("SELECT coalesce(max(hub_seq), 0) FROM events").fetchone()[0]
+    first = next_hub_seq(last, now)
+    conn.execute("SAVEPOINT new_events")
+    try:
+        conn.executemany(_INSERT_EVENT, _rows(events, first, user, now))
+        conn.execute("RELEASE new_events")
+        return events
+    except sqlite3.IntegrityError:
+        # Rare, so looked for only now: an id that another (device, seq) holds.
+        conn.execute("ROLLBACK TO new_events")
+        conn.execute("RELEASE new_events")
+    ids = [event.id for event in events]
+    reused = {row[0] for row in conn.execute(
+        f"SELECT id FROM events WHERE id IN ({', '.join('?' * len(ids))})", ids)}
+    seen: set[str] = set()
+    kept = []
+    for event in events:
+        if event.id in reused or event.id in seen:
+            if not partial:
+                raise SeqConflict(event.device, event.seq)
+            conflicts.append((event.device, event.seq))
+        else:
+            seen.add(event.id)
+            kept.append(event)
+    conn.executemany(_INSERT_EVENT, _rows(kept, first, user, now))
+    return kept
+
+
+def _rows(events: list[Event], first: int, user: str, now: float) -> list[tuple]:
+    encode = msgspec.msgpack.encode
+    rows = []
+    for offset, e in enumerate(events):
+        payload = encode(e.payload)
+        rows.append((first + offset, e.id, e.device, e.seq, e.hlc, e.project, e.actor, e.type,
+                     payload, e.created_at, user, now,
+                     stored_size(payload, e.id, e.device, e.project, e.actor, e.type, user)))
+    return rows
 
 
 def _token(row: tuple) -> TokenRecord:

@@ -33,9 +33,59 @@ class TokenRecord(msgspec.Struct, frozen=True, kw_only=True):
         return self.write and self.can_read(project)
 
 
+class DeviceMark(msgspec.Struct, frozen=True, kw_only=True):
+    """What the hub holds of one device's log: whose device it is (None before its first
+    push), the highest seq held and how many of its events. A device compares these with what
+    it believes it pushed, and so finds a hub restored from an older copy, or a new one."""
+
+    user: str | None = None
+    seq: int = 0
+    events: int = 0
+
+
 class PushOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """`conflicts` and `taken` are only ever filled by a partial push: the (device, seq) of
+    each event refused because the hub holds another event there, and the devices refused
+    because they are another user's. `marks` holds the DeviceMark of every device pushed to."""
+
     accepted: int
     duplicates: int
+    conflicts: list[tuple[str, int]] = []
+    taken: list[str] = []
+    marks: dict[str, DeviceMark] = {}
+
+
+class PullPage(msgspec.Struct, frozen=True, kw_only=True):
+    """Events of one project after a cursor, in hub_seq order; `more` when others follow."""
+
+    events: list[PulledEvent]
+    more: bool
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event row as a hub stores it, for copying one hub's database into another."""
+
+    hub_seq: int
+    id: str
+    device: str
+    seq: int
+    hlc: int
+    project: str
+    actor: str
+    type: str
+    payload: bytes  # msgpack
+    created_at: float
+    pushed_by: str
+    received_at: float
+    size: int
+
+
+class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
+    device: str
+    user: str
+    first_seen_at: float
+    max_seq: int
+    events: int
 
 
 class SeqConflict(Exception):
@@ -61,22 +111,54 @@ class HubStorage(Protocol):
     processes sharing one database (PostgreSQL)."""
 
     kind: str  # "sqlite" or "postgresql", for /v1/health
+    hub_id: str  # this database's identity, made when its schema was; known once open
 
     async def open(self) -> None:
         """Connect and create or migrate the schema."""
 
     async def close(self) -> None: ...
 
-    async def push(self, user: str, events: list[Event]) -> PushOutcome:
-        """Store events idempotently on (device, seq), giving each new one the next hub_seq.
+    async def push(self, user: str, events: list[Event], *,
+                   partial: bool = False) -> PushOutcome:
+        """Store events idempotently on (device, seq), giving each new one a hub_seq above
+        every hub_seq this database ever handed out (next_hub_seq).
 
-        All or nothing: raises SeqConflict or DeviceTaken and stores none of the batch. Within
-        one project, hub_seq order is the order in which pushes became visible, so a reader
-        that pulls after cursor N never misses an event that is later given a smaller hub_seq.
+        All or nothing unless `partial`: raises SeqConflict or DeviceTaken and stores none of
+        the batch. With `partial`, the events of devices taken by another user and the events
+        in conflict are left out (and named in the outcome), and the others stored. Within one
+        project, hub_seq order is the order in which pushes became visible, so a reader that
+        pulls after cursor N never misses an event that is later given a smaller hub_seq.
         """
 
-    async def pull(self, project: str, after: int, limit: int) -> list[PulledEvent]:
-        """Up to `limit` events of `project` with hub_seq > after, in hub_seq order."""
+    async def pull(self, project: str, after: int, limit: int, *,
+                   max_bytes: int = 1 << 62) -> PullPage:
+        """Up to `limit` events of `project` with hub_seq > after, in hub_seq order, ending
+        early once the events' sizes reach `max_bytes` (the first event always comes)."""
+
+    async def holds(self, project: str, hub_seq: int, event_id: str) -> bool:
+        """Whether `event_id` of `project` is held at `hub_seq`: the check of a device's
+        cursor, which a restored or replaced database no longer matches."""
+
+    async def device_mark(self, device: str) -> DeviceMark: ...
+
+    async def max_hlc(self) -> int:
+        """The highest HLC of an event this database ever took (0 when none)."""
+
+    async def held(self, device: str, seqs: list[int]) -> dict[int, str]:
+        """The id held at each of `seqs` of `device` (those held)."""
+
+    async def export_events(self, after: int, limit: int) -> list[StoredEvent]:
+        """Every project's events with hub_seq > after, in hub_seq order (for `hub copy`)."""
+
+    async def import_events(self, events: list[StoredEvent]) -> None:
+        """Store events exactly as another hub held them (for `hub copy`, into an empty hub)."""
+
+    async def export_devices(self) -> list[DeviceRecord]: ...
+
+    async def import_devices(self, devices: list[DeviceRecord]) -> None: ...
+
+    async def export_tokens(self) -> list[tuple[str, TokenRecord]]:
+        """Every token with its hash (for `hub copy`: the same tokens work on the copy)."""
 
     async def wait_for_events(self, project: str, after: int, timeout: float) -> None:
         """Return once `project` has an event with hub_seq > after, or after `timeout` s."""
@@ -139,23 +221,45 @@ class NewEventSignals:
 
 def pulled_events(rows: list[tuple]) -> list[PulledEvent]:
     """Events from rows of (id, device, seq, hlc, project, actor, type, msgpack payload,
-    created_at, hub_seq), as both backends select them."""
+    created_at, hub_seq, pushed_by), as both backends select them."""
     decode = msgspec.msgpack.decode
     return [
         PulledEvent(id=id_, device=device, seq=seq, hlc=hlc, project=project, actor=actor,
-                    type=type_, payload=decode(payload), created_at=created_at, hub_seq=hub_seq)
-        for id_, device, seq, hlc, project, actor, type_, payload, created_at, hub_seq in rows
+                    type=type_, payload=decode(payload), created_at=created_at, hub_seq=hub_seq,
+                    user=user)
+        for id_, device, seq, hlc, project, actor, type_, payload, created_at, hub_seq, user
+        in rows
     ]
+
+
+def next_hub_seq(last: int, now: float) -> int:
+    """The hub_seq after `last`: at least the current time in microseconds. A database
+    restored from an older copy so still hands out numbers above those it handed out before
+    the restore, and a device's cursor never skips the events that come after it."""
+    return max(last + 1, int(now * 1_000_000))
+
+
+def stored_size(payload: bytes, id_: str, device: str, project: str, actor: str, type_: str,
+                user: str) -> int:
+    """About how many bytes an event takes in a pull reply (msgpack): its payload, its text
+    fields and a fixed share for the field names and numbers. Bounds the pages by bytes."""
+    return (len(payload) + len(id_) + len(device) + len(project) + len(actor) + len(type_)
+            + len(user) + 96)
+
+
+def new_hub_id() -> str:
+    return os.urandom(8).hex()
 
 
 TOKEN_PREFIX = "pjh_"
 
 
 def new_token() -> tuple[str, str, str]:
-    """(token, its hash, its public id). The token is shown once; only the hash is stored."""
-    secret = os.urandom(24).hex()
-    token = f"{TOKEN_PREFIX}{secret}"
-    return token, hash_token(token), secret[:8]
+    """(token, its hash, its public id). The token is shown once; only the hash is stored.
+    The id is drawn apart from the secret, so that listing or logging it reveals nothing of
+    the token (ids of older tokens were the secret's first 8 digits; they stay as they are)."""
+    token = f"{TOKEN_PREFIX}{os.urandom(24).hex()}"
+    return token, hash_token(token), os.urandom(6).hex()
 
 
 def hash_token(token: str) -> str:

@@ -72,7 +72,7 @@ class Handlers:
                 return await records.deploy_start(self._ctx, request)
             case Sync(wait=wait):  # with now: the others were answered at once
                 await self._ctx.runner.sync_now(wait)
-                return SyncReport(sync=self._ctx.runner.view())
+                return self._sync_report()
             case RunFollow():
                 return await run_requests.follow(self._ctx, request)
             case Doctor():
@@ -102,7 +102,7 @@ class Handlers:
             case Log():
                 return records.log(self._ctx, request)
             case Sync(now=False):
-                return SyncReport(sync=self._ctx.runner.view())
+                return self._sync_report()
             case Prompt(checkout=checkout, format=fmt, style=style):
                 return self._prompt(checkout, fmt, style)
             case RunStart():
@@ -117,6 +117,11 @@ class Handlers:
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")
         return None
+
+    def _sync_report(self) -> SyncReport:
+        """`projctl sync`: the notices are shown here once, then let go."""
+        runner = self._ctx.runner
+        return SyncReport(sync=runner.view(notices=runner.take_notices()))
 
     def _status(self, checkout: Checkout | None, limit: int | None) -> StatusView:
         self._ctx.poller.touch()

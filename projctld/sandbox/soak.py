@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import msgspec
 
@@ -23,7 +23,10 @@ from projctld.config import (
     RetentionConfig,
     SyncConfig,
 )
+from projctld.hub.inprocess import InProcessHub
+from projctld.hub.service import HubService
 from projctld.hub.sqlite import SqliteStorage
+from projctld.hub.storage import TokenRecord
 from projctld.store.compaction import Compaction
 from projctld.store.database import Database
 from projctld.store.events import EventStore
@@ -31,7 +34,6 @@ from projctld.store.http_cache import HttpCache
 from projctld.store.runs import RunRow, RunTable
 from projctld.store.snapshots import SnapshotTable
 from projctld.team.sync import events as ev
-from projctld.team.sync import wire
 from projctld.team.sync.exchange import sync_once
 from projctld.team.sync.hlc import HybridClock
 from projctld.team.sync.journal import Journal
@@ -108,29 +110,6 @@ class ChurningUpstream:
         return body
 
 
-class InProcessHub:
-    """The Hub protocol of team/sync/exchange.py over real hub storage, without HTTP."""
-
-    def __init__(self, storage: SqliteStorage, user: str, clock: HybridClock) -> None:
-        self._storage = storage
-        self._user = user
-        self._hub_clock = clock
-        self.clock = 0
-
-    async def push(self, events: Sequence[ev.Event]) -> wire.PushReply:
-        outcome = await self._storage.push(self._user, list(events))
-        self.clock = self._hub_clock.now()
-        return wire.PushReply(accepted=outcome.accepted, duplicates=outcome.duplicates)
-
-    async def pull(self, project: str, after: int, limit: int, wait: float = 0.0
-                   ) -> wire.PullReply:
-        events = await self._storage.pull(project, after, limit + 1)
-        page = events[:limit]
-        self.clock = self._hub_clock.now()
-        return wire.PullReply(events=page, next_after=page[-1].hub_seq if page else after,
-                              more=len(events) > limit)
-
-
 class Teammate:
     """Another device of the team: its events go straight into the hub."""
 
@@ -174,9 +153,11 @@ class Soak:
         self.poller = Poller(config, upstreams, SnapshotTable(self.db), clock=self.clock)
         self.events = EventStore(self.db)
         self._hlc = HybridClock(self.events.max_hlc(), wall=self.clock)
-        self._hub_clock = HybridClock(wall=self.clock)
         self.hub_storage = SqliteStorage(os.path.join(root, "hub", "hub.db"))
-        self.hub = InProcessHub(self.hub_storage, "me", self._hub_clock)
+        self.hub = InProcessHub(
+            HubService(self.hub_storage, wall=self.clock),
+            TokenRecord(id="soak", user="me", projects=["*"], write=True, created_at=start),
+            self.events.device, self.clock)
         self.runs = RunTable(self.db)
         self.compaction = Compaction(self.db, retention, self.events.device, self.cache,
                                      clock=self.clock) if retention is not None else None
@@ -221,7 +202,7 @@ class Soak:
             if self.clock.now >= next_run:
                 self._workflow_run()
                 next_run += HOUR
-            await sync_once(self.events, self.hub, self._hlc, [PROJECT])
+            await sync_once(self.events, self.hub, self._hlc, [PROJECT], now=self.clock.now)
             if self.compaction is not None and self.clock.now >= next_compaction:
                 self.compaction.run()
                 next_compaction += self._compaction_every

@@ -4,8 +4,9 @@ Dropped once older than configured: events the hub already holds, workflow runs,
 replies. Never dropped:
 
 - an event the hub has not taken yet (`pushed = 0`): the user's offline work;
-- an event a row of folded state rests on: the one that decided each deployment's start and its
-  end, each note's author and its text, each branch. Every fold rule compares an event's key
+- an event a row of folded state rests on: the one that decided each deployment's start and
+  every one of its ends (which end counts can change when a start arrives), each note's author
+  and its text, each branch. Every fold rule compares an event's key
   with the keys of exactly those (team/sync/fold.py), so a later event folds onto the compacted
   state as it would onto the whole log, and `EventStore.refold` rebuilds the same state from
   what is left (tests/test_compaction.py proves both);
@@ -40,7 +41,7 @@ _INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 none, 1 full, 2 incremental
 # such event, as a note only ever edited has no creation: they match no event).
 _DECIDING = (
     "SELECT started_device, started_seq FROM deployments "
-    "UNION SELECT final_device, final_seq FROM deployments "
+    "UNION SELECT device, seq FROM deployment_finals "
     "UNION SELECT created_device, created_seq FROM notes "
     "UNION SELECT write_device, write_seq FROM notes "
     "UNION SELECT device, seq FROM branches"
@@ -51,7 +52,7 @@ def compact_events(db: Database, device: str, before_hlc: int) -> int:
     """Drop the events stamped before `before_hlc` that nothing needs any more (see the module
     docstring); `device` is this device. Returns how many were dropped."""
     with db.transaction() as conn:
-        conn.execute(
+        dropped = conn.execute(
             # Built once and searched through an automatic index: `(device, seq) NOT IN (...)`
             # would scan the whole state again for every event (minutes for 100,000 events).
             f"WITH deciding(device, seq) AS MATERIALIZED ({_DECIDING}) "
@@ -60,10 +61,18 @@ def compact_events(db: Database, device: str, before_hlc: int) -> int:
             "AND NOT EXISTS (SELECT 1 FROM deciding AS d "
             "WHERE d.device = events.device AND d.seq = events.seq) "
             "AND NOT (device = ? AND seq = (SELECT max(seq) FROM events WHERE device = ?)) "
-            "AND id != (SELECT id FROM events ORDER BY hlc DESC LIMIT 1)",
-            (before_hlc, *_KNOWN_TYPES, device, device))
-        # rowcount stays -1 for a statement that starts with WITH.
-        return conn.execute("SELECT changes()").fetchone()[0]
+            "AND id != (SELECT id FROM events ORDER BY hlc DESC LIMIT 1) "
+            "RETURNING device, seq",
+            (before_hlc, *_KNOWN_TYPES, device, device)).fetchall()
+        own = [seq for dropped_device, seq in dropped if dropped_device == device]
+        if own:
+            # This device's events up to here may come back from the hub (a cursor reset):
+            # they are this device's own and held, not new (EventStore._own_come_back).
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('own_compacted_upto', ?) ON CONFLICT(key) "
+                "DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS "
+                "INTEGER))", (str(max(own)),))
+        return len(dropped)
 
 
 def compact_runs(db: Database, before: float) -> int:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import difflib
 import math
 import shlex
+from typing import Any
+
+import msgspec
 
 from projctl_client.protocol import (
     Ack,
@@ -23,22 +26,33 @@ from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.team.sync import events, hlc
 from projctld.team.sync.events import Event
+from projctld.team.sync.wire import MAX_EVENT
 from projctld.team.workflows import Workflow
 
 # Seconds: the latest time an event can be stamped with (events.Timestamp).
 _LATEST = 1e11
+# The payloads of one page of `projctl log` stop growing here: a quarter of the RPC frame, so
+# that with their other fields (an event's are bounded too) the reply stays far inside it.
+LOG_PAGE_BYTES = 256 << 10
+_encode = msgspec.msgpack.Encoder().encode
 
 
 def note(ctx: DaemonContext, request: Note) -> Recorded:
     project = resolve_project(ctx, request.project, request.checkout, "note")
+    store = ctx.journal.store
     if request.edit is None:
-        note_id = events.uuid7()
-        kind = "note.added"
-    else:
-        note_id = _find_note(ctx, project, request.edit)
-        kind = "note.edited"
-    return _recorded(ctx, ctx.journal.record(
-        project, kind, events.NoteAdded(note=note_id, text=request.text)))
+        event = ctx.journal.record(project, "note.added", events.NoteAdded(
+            note=events.uuid7(), text=request.text))
+        return _recorded(ctx, event)
+    note_id = _find_note(ctx, project, request.edit)
+    # Stamped after the text it replaces, so that it wins here at once, whatever this clock.
+    event = ctx.journal.record(project, "note.edited", events.NoteAdded(
+        note=note_id, text=request.text), after_hlc=store.note_write_hlc(project, note_id))
+    reply = _recorded(ctx, event)
+    if store.note_text(project, note_id) != request.text:
+        reply.warning = ("the edit is recorded, but the note shows another text: an edit "
+                         "stamped later by another device outranks it (a clock far ahead)")
+    return reply
 
 
 def branch_created(ctx: DaemonContext, request: BranchCreated) -> Recorded | Ack:
@@ -79,7 +93,7 @@ async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
         project=project, environment=request.environment, deployment=started.deployment,
         branch=request.branch, commit=request.commit, command=started.command,
         cwd=here.root if in_project and here else (config.paths[0] if config.paths else None),
-        started=None if event is None else _event_view(ctx, event),
+        started=None if event is None else _event_view(ctx, event, ctx.journal.store.hub_user),
         workflow=workflow.name if workflow else None,
         params=_deploy_params(workflow, request, started.deployment) if workflow else {},
     )
@@ -120,20 +134,55 @@ def deploy_finish(ctx: DaemonContext, request: DeployFinish) -> Recorded:
             f"deployment {request.deployment} of {request.project} is "
             + ("unknown" if row is None else f"already {row.state}"),
             code="not_running", suggestions=[f"projctl log {request.project} --type deployment"])
+    check_may_finish(ctx, request.project, request.deployment)
     kind = "deployment.completed" if request.exit_status == 0 else "deployment.failed"
     return _recorded(ctx, ctx.journal.record(request.project, kind, events.DeploymentFinished(
         deployment=request.deployment, environment=row.environment, duration=request.duration,
         exit_status=request.exit_status, reason=request.reason)))
 
 
+def check_may_finish(ctx: DaemonContext, project: str, deployment: str) -> None:
+    """Refuse to end a deployment this device's user did not start, on another device: the
+    fold would not let such an end count (team/sync/fold.py), so it is not recorded."""
+    store = ctx.journal.store
+    device, user = store.started_by(project, deployment)
+    if device is None or device == store.device or (user is not None
+                                                    and user == store.hub_user):
+        return
+    who = user or "another user"
+    raise ProjctlError(
+        f"deployment {deployment} of {project} was started by {who} on device {device[:8]}: "
+        "only that user, or that device, may say how it ended",
+        code="not_yours",
+        suggestions=[f"ask {who} to end it from their machine",
+                     f"projctl log {project} --type deployment"])
+
+
 def log(ctx: DaemonContext, request: Log) -> LogView:
     project = resolve_project(ctx, request.project, request.checkout, "log")
     since = 0 if request.since is None else hlc.pack(_milliseconds(request.since))
+    after = None if request.cursor is None else _parse_cursor(request.cursor)
     types = [_event_type(kind) for kind in request.types]
-    found = ctx.journal.store.history(project, since_hlc=since, types=types,
-                                      limit=request.limit)
-    return LogView(project=project, events=[_event_view(ctx, e) for e in found],
-                   sync=ctx.runner.view())
+    found, users, more = ctx.journal.store.history(
+        project, since_hlc=since, types=types, limit=request.limit, after=after,
+        # A reply of one page stays well inside the frame, whatever the events hold.
+        max_bytes=LOG_PAGE_BYTES if request.paged else None)
+    views = [_event_view(ctx, e, user) for e, user in zip(found, users, strict=True)]
+    next_page = None
+    if request.paged and more:
+        last = found[-1]
+        next_page = f"{last.hlc}:{last.device}:{last.seq}"
+    return LogView(project=project, events=views, sync=ctx.runner.view(), next=next_page)
+
+
+def _parse_cursor(cursor: str) -> tuple[int, str, int]:
+    try:
+        hlc_text, device, seq_text = cursor.split(":")
+        return int(hlc_text), device, int(seq_text)
+    except ValueError:
+        raise ProjctlError(f"the log cursor {cursor!r} is not one this daemon gave",
+                           code="bad_request",
+                           suggestions=["projctl log  # starts again from the newest"]) from None
 
 
 def _event_type(asked: str) -> str:
@@ -209,15 +258,41 @@ def _find_note(ctx: DaemonContext, project: str, fragment: str) -> str:
 
 
 def _recorded(ctx: DaemonContext, event: Event) -> Recorded:
-    return Recorded(event=_event_view(ctx, event), sync=ctx.runner.view())
+    return Recorded(event=_event_view(ctx, event, ctx.journal.store.hub_user),
+                    sync=ctx.runner.view())
 
 
-def _event_view(ctx: DaemonContext, event: Event) -> EventView:
+def _event_view(ctx: DaemonContext, event: Event, user: str | None = None) -> EventView:
     store = ctx.journal.store
     mine = event.device == store.device
+    payload, truncated = _bounded(event.payload)
     return EventView(
         id=event.id, device=event.device, seq=event.seq, hlc=event.hlc, project=event.project,
-        actor=event.actor, type=event.type, payload=event.payload, created_at=event.created_at,
-        mine=mine, waiting=mine and store.is_waiting(event.seq),
+        actor=event.actor, type=event.type, payload=payload, created_at=event.created_at,
+        mine=mine, waiting=mine and store.is_waiting(event.seq), user=user,
+        truncated=truncated,
     )
 
+
+def _bounded(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The payload, or, when it is larger than an event may be (recorded before events were
+    bounded), its first MAX_EVENT bytes' worth: strings cut, deep or long parts left out."""
+    if len(_encode(payload)) <= MAX_EVENT:
+        return payload, False
+    budget = [MAX_EVENT // 2]
+
+    def cut(value: Any, depth: int) -> Any:
+        if budget[0] <= 0 or depth > 8:
+            return "…"
+        if isinstance(value, str):
+            text = value[:max(0, budget[0] // 4)]
+            budget[0] -= len(text) * 4 + 8
+            return text + ("…" if len(text) < len(value) else "")
+        budget[0] -= 8
+        if isinstance(value, dict):
+            return {str(k)[:64]: cut(v, depth + 1) for k, v in list(value.items())[:256]}
+        if isinstance(value, list):
+            return [cut(v, depth + 1) for v in value[:256]]
+        return value if isinstance(value, int | float | bool) or value is None else "…"
+
+    return cut(payload, 0), True

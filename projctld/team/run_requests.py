@@ -48,6 +48,7 @@ def start(ctx: DaemonContext, request: RunStart) -> RunStarted | RunPlanView:
             raise ProjctlError(f"deployment {deployment} of {project} is not running",
                                code="not_running",
                                suggestions=[f"projctl log {project} --type deployment"])
+        records.check_may_finish(ctx, project, deployment)
 
     def finished(run: RunRow) -> None:
         if deployment is not None:

@@ -8,6 +8,7 @@ simply does not apply it.
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Annotated, Any
 
@@ -28,6 +29,25 @@ Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT, pattern="^[^\x00]*$")]
 Name = Annotated[str, msgspec.Meta(max_length=256, pattern="^[^\x00]*$")]
 # Bounds also refuse NaN and infinities, which would make times unorderable.
 Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+# What a person's name (an actor, a hub user) may not hold: control characters, and the
+# bidirectional marks, embeddings, overrides and isolates that make a name display as another
+# one ("bob" written backwards as "\u202ebob"), and line or paragraph separators.
+_UNSAFE_IN_NAME = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+MAX_NAME = 64
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a person (None when it can): empty, too long, or holding a
+    character that would hide or fake what it shows."""
+    if not name.strip():
+        return "it is empty"
+    if len(name) > MAX_NAME:
+        return f"it is longer than {MAX_NAME} characters"
+    unsafe = _UNSAFE_IN_NAME.search(name)
+    if unsafe is not None:
+        return f"it holds the control character U+{ord(unsafe.group()):04X}"
+    return None
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,9 +72,12 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PulledEvent(Event, frozen=True, kw_only=True):
-    """An event as the hub hands it out: with the hub's global position `hub_seq`."""
+    """An event as the hub hands it out: with the hub's global position `hub_seq` and `user`,
+    the user of the token that pushed it (the hub's word, unlike `actor`, which the device
+    chose; empty from a hub older than this field)."""
 
     hub_seq: Annotated[int, msgspec.Meta(ge=1)]
+    user: str = ""
 
 
 class DeploymentStarted(msgspec.Struct, frozen=True, kw_only=True):

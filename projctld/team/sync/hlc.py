@@ -1,8 +1,10 @@
 """The hybrid logical clock: wall-clock milliseconds and a counter packed in one sortable int.
 
 An HLC value is `(milliseconds << 16) | counter`. It never goes backwards, it moves past every
-clock it observes (the hub's, other devices' events) so that causes sort before effects even
-across skewed clocks, and it refuses to jump to a clock too far ahead of its own wall clock.
+event it receives (the HLC receive rule: an edit made here sorts after everything this device
+has seen, however slow its clock), and it follows the hub's own clock only when that is not too
+far ahead of its wall clock. Events only reach a device through the hub, which refuses those
+stamped far ahead of its clock, so receiving cannot drag a device far into the future.
 """
 
 from __future__ import annotations
@@ -59,6 +61,21 @@ class HybridClock:
             raise ClockAhead(ahead)
         if remote > self.last:
             self.last = remote
+
+    def receive(self, event_hlc: int) -> None:
+        """Move past an event received from the hub, however far ahead of this wall clock."""
+        if event_hlc > self.last:
+            self.last = event_hlc
+
+    def ran_away(self, limit: float) -> bool:
+        """Whether this clock is more than `limit` seconds ahead of the wall clock: only a
+        wall clock that jumped ahead and back leaves it so (receiving cannot)."""
+        return ahead_of(self.last, self._wall()) > limit
+
+    def settle(self, value: int) -> None:
+        """Bring a clock that ran away back to `value`, once no event stamped by it is left
+        unsent (they were stamped again): from then on it follows the wall clock again."""
+        self.last = min(self.last, value)
 
     @staticmethod
     def _tick(value: int) -> int:

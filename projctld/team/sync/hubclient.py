@@ -6,7 +6,9 @@ the hub's own refusals (HubError bodies) keep their code, message and suggestion
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import email.utils
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
 import httpx
@@ -15,10 +17,14 @@ import msgspec
 from projctld import __version__
 from projctld.errors import UpstreamError
 from projctld.team.sync import wire
+from projctld.team.sync.clockcheck import ClockReading
 from projctld.team.sync.events import Event
 from projctld.upstream.tokens import TokenSource
 
 T = TypeVar("T")
+# The largest reply read from a hub: a pull page ends after about wire.MAX_PAGE_BYTES, but its
+# last event may be one of those larger than events are now (a hub keeps them from before).
+MAX_REPLY = wire.MAX_BODY + (2 << 20)
 _push_encoder = msgspec.msgpack.Encoder()
 _push_reply = msgspec.msgpack.Decoder(wire.PushReply)
 _pull_reply = msgspec.msgpack.Decoder(wire.PullReply)
@@ -27,45 +33,90 @@ _hub_error = msgspec.msgpack.Decoder(wire.HubError)
 _json_error = msgspec.json.Decoder(wire.HubError)
 
 
-class HubClient:
-    """One hub. `clock` is the hub's clock from its latest reply (0 before any)."""
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
-    def __init__(self, client: httpx.AsyncClient, url: str, token: TokenSource) -> None:
+
+class HubClient:
+    """One hub, for `device`. From its latest reply: `clock`, the hub's clock (0 before any);
+    `hub_id`, its database's identity ("" before any, or from a hub older than that);
+    `reading`, how this clock compares with the hub's (None before a reply with a Date)."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, token: TokenSource,
+                 device: str = "", *, wall: Callable[[], float] = time.time) -> None:
         self._client = client
         self.url = url.rstrip("/")
         self._token = token
+        self._device = device
+        self._wall = wall
         self.clock = 0
+        self.hub_id = ""
+        self.reading: ClockReading | None = None
 
-    async def push(self, events: Sequence[Event]) -> wire.PushReply:
-        body = _push_encoder.encode(wire.PushRequest(events=list(events)))
-        response = await self._send("POST", "/v1/events", content=body,
-                                    headers={"content-type": wire.MSGPACK})
-        return self._decode(response, _push_reply)
+    async def push(self, events: Sequence[Event], resent: Sequence[str] = ()
+                   ) -> wire.PushReply:
+        body = _push_encoder.encode(wire.PushRequest(events=list(events), partial=True,
+                                                     resent=list(resent)))
+        # Handed over as a stream: httpx keeps a request's content in it, and a request
+        # lives on (in its response's reference cycle) until the garbage collector comes by.
+        reply = await self._send("POST", "/v1/events", content=_once(body),
+                                 headers={"content-type": wire.MSGPACK,
+                                          "content-length": str(len(body))})
+        del body
+        return self._decode(reply, _push_reply)
 
-    async def pull(self, project: str, after: int, limit: int, wait: float = 0.0
+    async def pull(self, project: str, after: int, limit: int, wait: float = 0.0,
+                   after_id: str | None = None, sent: Callable[[], None] | None = None
                    ) -> wire.PullReply:
-        response = await self._send(
-            "GET", "/v1/events",
-            params={"project": project, "after": after, "limit": limit, "wait": wait},
+        params: dict[str, object] = {"project": project, "after": after, "limit": limit,
+                                     "wait": wait}
+        if after and after_id:
+            params["after_id"] = after_id
+        extensions = {}
+        if sent is not None:
+            async def trace(name: str, info: object) -> None:
+                # httpcore's events: the request is out once its (empty) body is.
+                if name.endswith("send_request_body.complete"):
+                    sent()
+
+            extensions["trace"] = trace
+        reply = await self._send(
+            "GET", "/v1/events", params=params, extensions=extensions,
             # A long poll may take its whole wait before the first byte comes back.
             timeout=httpx.Timeout(wait + 15.0))
-        return self._decode(response, _pull_reply)
+        return self._decode(reply, _pull_reply)
 
     async def health(self) -> wire.Health:
         """The hub's version, the oldest client it accepts and its storage; needs no token."""
         return self._decode(await self._send("GET", "/v1/health", auth=False), _health_reply)
 
     async def _send(self, method: str, path: str, *, auth: bool = True,
-                    **kwargs: object) -> httpx.Response:
+                    **kwargs: object) -> bytes:
+        """The body of the hub's reply; a refusal raised as an UpstreamError."""
         headers = {
             **({"authorization": f"Bearer {await self._token.get()}"} if auth else {}),
             "accept": wire.MSGPACK,
             wire.CLIENT_VERSION_HEADER: __version__,
+            **({wire.DEVICE_HEADER: self._device,
+                wire.DEVICE_TIME_HEADER: f"{self._wall():.3f}"} if self._device else {}),
             **kwargs.pop("headers", {}),  # type: ignore[dict-item]
         }
         try:
-            response = await self._client.request(method, self.url + path, headers=headers,
-                                                  **kwargs)  # type: ignore[arg-type]
+            # Streamed and read here: httpx keeps a response's body in it, and a response
+            # lives on in a reference cycle until the garbage collector comes by, so pulled
+            # pages would pile up in memory. And a reply too large is cut off.
+            async with self._client.stream(method, self.url + path, headers=headers,
+                                           **kwargs) as response:  # type: ignore[arg-type]
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_REPLY:
+                        raise UpstreamError(
+                            f"the hub at {self.url} sent a reply larger than {MAX_REPLY} "
+                            "bytes", code="malformed", retryable=True,
+                            suggestions=[f"is {self.url} a projctl hub? "
+                                         f"`curl {self.url}/v1/health`"])
+                    chunks.append(chunk)
         except httpx.TimeoutException:
             raise UpstreamError(f"the hub at {self.url} did not answer in time", code="timeout",
                                 retryable=True) from None
@@ -76,19 +127,34 @@ class HubClient:
                 suggestions=["events wait on this machine and are sent when it is back",
                              f"check [sync] hub in your config if {self.url} is wrong"],
             ) from None
-        clock = response.headers.get(wire.HUB_CLOCK_HEADER, "")
+        body = b"".join(chunks)
+        self._note(response.headers)
+        if response.status_code >= 400:
+            raise self._refusal(response, body)
+        return body
+
+    def _note(self, headers: httpx.Headers) -> None:
+        """What every reply says of the hub: its clock, its identity, its time."""
+        clock = headers.get(wire.HUB_CLOCK_HEADER, "")
         if clock.isdigit():
             self.clock = int(clock)
-        if response.status_code >= 400:
-            raise self._refusal(response)
-        return response
+        self.hub_id = headers.get(wire.HUB_ID_HEADER, "")[:64] or self.hub_id
+        try:
+            date = email.utils.parsedate_to_datetime(headers.get("date", ""))
+            offset = headers.get(wire.HUB_OFFSET_HEADER)
+            hub_behind = float(offset) if offset is not None else None
+        except (TypeError, ValueError, IndexError):
+            return
+        # Date has whole seconds, cut off: the hub's time was half a second later on average.
+        self.reading = ClockReading(device_ahead=self._wall() - date.timestamp() - 0.5,
+                                    hub_behind=hub_behind)
 
-    def _refusal(self, response: httpx.Response) -> UpstreamError:
+    def _refusal(self, response: httpx.Response, body: bytes) -> UpstreamError:
         status = response.status_code
         try:
             decoder = _hub_error if wire.MSGPACK in response.headers.get("content-type", "") \
                 else _json_error
-            refusal = decoder.decode(response.content)
+            refusal = decoder.decode(body)
         except msgspec.DecodeError:
             refusal = None
         if status == 401:
@@ -104,9 +170,9 @@ class HubClient:
         return UpstreamError(f"the hub refused: {refusal.message}", code=refusal.code,
                              retryable=status >= 500 or status == 429, suggestions=suggestions)
 
-    def _decode(self, response: httpx.Response, decoder: msgspec.msgpack.Decoder[T]) -> T:
+    def _decode(self, body: bytes, decoder: msgspec.msgpack.Decoder[T]) -> T:
         try:
-            return decoder.decode(response.content)
+            return decoder.decode(body)
         except msgspec.DecodeError as exc:
             raise UpstreamError(f"the hub at {self.url} sent a reply this projctld cannot "
                                 f"read: {exc}", code="malformed", retryable=True,

@@ -1,5 +1,6 @@
 """The sync runner: attempts on an interval, soon after each local event, and on demand; backs
-off with jitter while the hub fails, and between attempts listens for the team's new events."""
+off with jitter while the hub fails, and between attempts listens for the team's new events.
+A push that fails never stops the listening: pulls go on as long as they work."""
 
 from __future__ import annotations
 
@@ -9,20 +10,23 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from projctl_client.protocol import SourceError, SyncView
+from projctl_client.protocol import ClockView, SetAsideView, SourceError, SyncProblem, SyncView
 from projctld.config import SyncConfig
 from projctld.errors import ProjctlError, UpstreamError
 from projctld.logging import get_logger
 from projctld.redact import redact_all, redact_text
 from projctld.store.events import EventStore
 from projctld.team.sync import planner, wire
-from projctld.team.sync.exchange import Hub, pull_project, sync_once
+from projctld.team.sync.clockcheck import judge
+from projctld.team.sync.exchange import Exchanged, Hub, pull_project, sync_once
 from projctld.team.sync.hlc import HybridClock
 
 log = get_logger(__name__)
 _OFFLINE = ("unreachable", "timeout")
 # A long poll ends a little before the hub's limit, so that the hub never refuses it.
 _LISTEN_MAX = wire.MAX_WAIT - 5
+# Notices wait for `projctl sync` to show them; a device nobody asks keeps the newest ones.
+_MAX_NOTICES = 20
 
 
 class SyncRunner:
@@ -44,11 +48,15 @@ class SyncRunner:
         self._syncing = False
         self._last_attempt: float | None = None
         self._last_success: float | None = None
+        self._pulls_work = False
         self._next: float | None = None
         self._failures = 0
         self._error: UpstreamError | None = None
+        self._pull_errors: dict[str, UpstreamError] = {}
+        self._notices: list[str] = []
         self._pushed = 0
         self._pulled = 0
+        self._restamped = 0
         # Called when the events waiting or the events held may have changed.
         self.on_change: Callable[[], None] = lambda: None
 
@@ -109,46 +117,76 @@ class SyncRunner:
             tasks.cancel_scope.cancel()
 
     def _listening(self) -> bool:
-        return self._config.live and self._failures == 0 and self._last_success is not None
+        """Listen while the last pulls worked, whatever became of the pushes."""
+        return self._config.live and self._pulls_work and bool(self._readable())
+
+    def _readable(self) -> list[str]:
+        return [p for p in self._projects if p not in self._pull_errors]
 
     async def _listen(self, wait: float) -> None:
         """Long-poll every project at once, so a teammate's event shows up within seconds."""
         async with anyio.create_task_group() as tasks:
-            for project in self._projects:
+            for project in self._readable():
                 tasks.start_soon(self._listen_one, project, wait)
 
     async def _listen_one(self, project: str, wait: float) -> None:
         assert self._hub is not None
+        done = Exchanged()
         try:
-            pulled = await pull_project(self._store, self._hub, self._clock, project, wait=wait)
+            pulled = await pull_project(self._store, self._hub, self._clock, project,
+                                        wait=wait, done=done)
         except Exception as exc:
+            self._pulls_work = False
             self._failed(exc)
         else:
             self._pulled += pulled
-            if pulled:
+            self._notice(done)
+            if pulled or done.notices:
                 self.on_change()
 
     async def _attempt(self) -> None:
         assert self._hub is not None
         started = self._wall()
+        # The first attempt after a start, and a forced one, try the refused events again.
+        retry_aside = self._forced or self._last_attempt is None
         self._syncing, self._forced, self._last_attempt = True, False, started
         finished, self._finished = self._finished, anyio.Event()
         try:
-            done = await sync_once(self._store, self._hub, self._clock, self._projects)
+            done = await sync_once(self._store, self._hub, self._clock, self._projects,
+                                   now=started, retry_aside=retry_aside)
         except Exception as exc:
+            self._pulls_work = False
             self._failed(exc)
         else:
-            self._failures, self._error, self._last_success = 0, None, self._wall()
+            self._pulls_work = True
+            self._pull_errors = done.pull_errors
             self._pushed += done.pushed
             self._pulled += done.pulled
-            if done.pushed or done.pulled:
-                log.info("synced", pushed=done.pushed, pulled=done.pulled)
+            self._restamped += done.restamped
+            self._notice(done)
+            if done.push_error is not None:
+                self._failed(done.push_error)
+            else:
+                self._failures, self._error, self._last_success = 0, None, self._wall()
+            if done.pushed or done.pulled or done.set_aside:
+                log.info("synced", pushed=done.pushed, pulled=done.pulled,
+                         set_aside=done.set_aside, restamped=done.restamped)
         finally:
             self._syncing = False
             if self._nudged_at is not None and self._nudged_at <= started:
                 self._nudged_at = None  # that event went with this attempt
             finished.set()
             self.on_change()
+
+    def _notice(self, done: Exchanged) -> None:
+        for notice in done.notices:
+            log.warning("sync_notice", notice=notice)
+        self._notices = [*self._notices, *done.notices][-_MAX_NOTICES:]
+
+    def take_notices(self) -> list[str]:
+        """The notices not shown yet; each is shown once (by `projctl sync`)."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def _failed(self, exc: Exception) -> None:
         """Count a failed attempt; whatever failed, the events stay here and the runner goes on."""
@@ -168,8 +206,11 @@ class SyncRunner:
         log.warning("sync_failed", code=self._error.code, error=self._error.message,
                     failures=self._failures)
 
-    def view(self) -> SyncView:
+    def view(self, *, notices: list[str] | None = None) -> SyncView:
         error = self._error
+        hub = self._hub
+        reading = hub.reading if hub is not None else None
+        problem = judge(reading) if reading is not None else None
         return SyncView(
             hub=self._config.hub or None,
             device=self._store.device,
@@ -185,4 +226,23 @@ class SyncRunner:
                 code=error.code, message=error.message, suggestions=error.suggestions),
             pushed=self._pushed,
             pulled=self._pulled,
+            refused=self._store.aside_count(),
+            set_aside=[SetAsideView(code=a.code, message=a.message, suggestions=a.suggestions,
+                                    project=a.project, events=a.events,
+                                    since=a.first_refused_at, retry_at=a.retry_at)
+                       for a in self._store.aside()],
+            pull_errors=[SyncProblem(project=project, code=exc.code, message=exc.message,
+                                     suggestions=exc.suggestions)
+                         for project, exc in sorted(self._pull_errors.items())],
+            notices=list(self._notices) if notices is None else notices,
+            hub_id=(hub.hub_id or None) if hub is not None else None,
+            user=self._store.hub_user,
+            clock=None if reading is None else ClockView(
+                device_ahead_s=round(reading.device_ahead, 1),
+                hub_behind_s=None if reading.hub_behind is None
+                else round(reading.hub_behind, 1),
+                problem=None if problem is None else SourceError(
+                    code=problem.code, message=problem.message,
+                    suggestions=problem.suggestions)),
+            restamped=self._restamped,
         )
