@@ -76,13 +76,20 @@ def cli() -> None:
 
 @cli.command(short_help="Show where your work stands, from the daemon's warm state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the view as JSON (see README).")
-def status(as_json: bool) -> None:
-    """Show the current checkout, the configured projects and what the daemon knows.
+@click.option("--short", is_flag=True, help="One line per project: what needs you, how fresh.")
+@click.option("--project", "-p", metavar="NAME", help="Only this project.")
+def status(as_json: bool, short: bool, project: str | None) -> None:
+    """Show the current checkout, the configured projects and what the daemon knows: what
+    needs you first (reviews asked of you, your failing CI, changes requested, conflicts).
 
-    Every line says how old its data is. The JSON form is stable: fields are only ever
-    added, and times are Unix epoch seconds.
+    The text fits the terminal (COLUMNS, else its width; 80 columns in a pipe); change
+    requests, pipelines and tickets are links where the terminal shows them
+    (PROJCTL_LINKS=never|always|auto). Every line says how old its data is. The JSON form is
+    stable: fields are only ever added, and times are Unix epoch seconds.
     """
-    sys.exit(hotpath.status(as_json))
+    if as_json and short:
+        raise click.UsageError("--short lays out the text; --json has the whole view")
+    sys.exit(hotpath.status(as_json, short, project))
 
 
 @cli.command()
