@@ -678,8 +678,7 @@ def _short_parts(project: dict, now: float) -> list[_Part]:
     changes = project.get("change_requests") or []
     if "change_requests" in known:
         if known["change_requests"] == "unknown":
-            parts.append(_Part("change requests not fetched yet", "yellow", _ESSENTIAL,
-                               "change requests not fetched"))
+            parts.append(_Part("change requests not fetched yet", "yellow", _ESSENTIAL))
         else:
             parts += _needs_parts(changes, known["change_requests"])
             parts.append(_Part(_count(len(changes), "change request"), "dim", _COUNT))
@@ -689,8 +688,7 @@ def _short_parts(project: dict, now: float) -> list[_Part]:
         parts.append(_Part(f"CI on {len(pipelines)} {branches} to look at", "dim", _CI_COUNT))
     if "tickets" in known:
         if known["tickets"] == "unknown":
-            parts.append(_Part("tickets not fetched yet", "yellow", _ESSENTIAL,
-                               "tickets not fetched"))
+            parts.append(_Part("tickets not fetched yet", "yellow", _ESSENTIAL))
         else:
             total = sum((project.get("ticket_counts") or {}).values())
             parts.append(_Part(_count(total, "ticket"), "dim", _COUNT))

@@ -165,9 +165,10 @@ class Handlers:
                              f"add [projects.{project}] to {self._ctx.config_path}"],
             )
         if not any(key[0] == project or project is None for key in self._ctx.poller.sources):
-            where = f"project {project!r}" if project else "any project"
+            which = f"project {project!r} has" if project else "no project has"
+            missing = "no github, gitlab or jira" if project else "github, gitlab or jira"
             raise ProjctlError(
-                f"nothing to refresh: {where} has no github, gitlab or jira configured",
+                f"nothing to refresh: {which} {missing} configured",
                 code="nothing_to_refresh",
                 suggestions=[f"add github = [\"OWNER/NAME\"] to a [projects.NAME] table in "
                              f"{self._ctx.config_path}"],
