@@ -11,9 +11,11 @@ gather it from the APIs one by one and 0.6 s with their own cache.
 
 1. Cold refresh: a real projctld with empty state; `projctl refresh` until every source is in
    (goal: at most 1.0 s).
-2. Warm `projctl status` with the full dataset loaded, as a whole process, against a bare
-   `python -c pass`, interleaved (goal: within the skeleton's 2.5x), and the daemon's RSS
-   (goal: at most 80 MiB).
+2. Warm `projctl status` (and `--json`, `--short`, at 200 columns) with the full dataset
+   loaded, as a whole process, against a bare `python -c pass`, interleaved (goal: at most
+   1.6x, issue 19), and the daemon's RSS (goal: at most 80 MiB). Then what the width layouts
+   cost: projctld writing the text for 60, 80, 120 and 200 columns in process, and status
+   requests over the socket for a width already written and for a new one each time.
 3. Steady polling, in process with a compressed clock: one hour at the default intervals
    (60 s GitHub and GitLab, 300 s Jira) with nothing changed upstream: the share of requests that
    were conditional hits (goal: at least 90 %) and GitHub's rate-limit cost per hour (goal: under
@@ -52,6 +54,8 @@ from client_latency import (
     time_process,
 )
 
+from projctl_client import git, status_text
+from projctl_client.connection import connect, request
 from projctld import logging as logs
 from projctld.config import Config
 from projctld.errors import UpstreamError
@@ -65,7 +69,10 @@ from projctld.upstream.providers import create_providers
 
 PROJECTS = 5
 COLD_GOAL_S = 1.0
-RATIO_GOAL = 2.5
+RATIO_GOAL = 1.6
+LAYOUT_WIDTHS = (60, 80, 120, 200)
+LAYOUT_RUNS = 20
+RPC_RUNS = 200
 RSS_GOAL_MIB = 80.0
 CONDITIONAL_GOAL = 0.90
 GITHUB_BUDGET = 5000
@@ -134,16 +141,20 @@ def cold_refresh_and_warm_status(up: Upstreams, python: str, box: Sandbox,
         print(f"\n2. Warm status over the full dataset: {counts[0]} change requests, "
               f"{counts[1]} pipelines needing a look, {counts[2]} tickets; "
               f"JSON {len(text) / 1024:.0f} KiB")
-        timed = {BASELINE: [python, "-c", "pass"], "projctl status": [projctl, "status"],
-                 "projctl status --json": [projctl, "status", "--json"]}
+        wide = Sandbox(box.root, {**box.env, "COLUMNS": "200"})
+        timed = {BASELINE: ([python, "-c", "pass"], box),
+                 "projctl status": ([projctl, "status"], box),
+                 "projctl status --json": ([projctl, "status", "--json"], box),
+                 "projctl status --short": ([projctl, "status", "--short"], box),
+                 "status at 200 columns": ([projctl, "status"], wide)}
         samples: dict[str, list[float]] = {name: [] for name in timed}
-        for name in timed:
-            time_process(timed[name], box)  # warm-up
+        for argv, where in timed.values():
+            time_process(argv, where)  # warm-up
         names = list(timed)
         for index in range(rounds):
             shift = index % len(names)
             for name in names[shift:] + names[:shift]:
-                samples[name].append(time_process(timed[name], box))
+                samples[name].append(time_process(*timed[name]))
         base = statistics.median(samples[BASELINE])
         for name, values in samples.items():
             median = statistics.median(values)
@@ -151,8 +162,41 @@ def cold_refresh_and_warm_status(up: Upstreams, python: str, box: Sandbox,
                   + (f"  (goal <= {RATIO_GOAL}x)" if name != BASELINE else ""))
         print(f"   projctld RSS with the dataset loaded: {rss_mib(process.pid):.1f} MiB  "
               f"(goal <= {RSS_GOAL_MIB:.0f} MiB)")
+        layout_costs(box)
     finally:
         stop_daemon(process)
+
+
+def layout_costs(box: Sandbox) -> None:
+    """What laying the text out for a width costs: the screen written in process from the
+    view the daemon writes it from, and status requests over the socket (one connection)
+    for a width written already (a lookup) and for a new width each time (written then)."""
+    here = git.find_checkout(box.demo)
+    text = {"checkout": here, "tickets_per_status": 5, "output": "text"}
+    with connect(box.socket_path) as conn:
+        view = conn.call(request("status", checkout=here, tickets_per_status=5))
+        rpc: dict[str, list[float]] = {"written already": [], "a new width": []}
+        for index in range(RPC_RUNS):
+            for name, width in (("written already", 80), ("a new width", 21 + index % 900)):
+                started = time.perf_counter()
+                conn.call(request("status", width=width, **text))
+                rpc[name].append((time.perf_counter() - started) * 1000)
+    del view["type"]
+    print("   writing the text of that view in projctld (once per view and width; median of "
+          f"{LAYOUT_RUNS}):")
+    cells = []
+    for width in LAYOUT_WIDTHS:
+        options = status_text.Options(width=width, colours=True, links=True)
+        took = []
+        for _ in range(LAYOUT_RUNS):
+            started = time.perf_counter()
+            status_text.screen(view, options)
+            took.append((time.perf_counter() - started) * 1000)
+        cells.append(f"{width} columns {statistics.median(took):.1f} ms")
+    print("     " + ", ".join(cells))
+    print(f"   status requests over one connection, text for the field dataset (median of "
+          f"{RPC_RUNS}): " + ", ".join(f"{name} {statistics.median(values):.2f} ms"
+                                       for name, values in rpc.items()))
 
 
 class VirtualClock:
