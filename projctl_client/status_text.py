@@ -51,6 +51,9 @@ class Options(NamedTuple):
     short: bool = False
     home: str | None = None
     client: str = __version__
+    # The view's strings are known to be printable as they are (the daemon checks its JSON
+    # at once); else each is looked at.
+    printable: bool = False
 
 
 class _Page:
@@ -65,12 +68,14 @@ class _Page:
     def paint(self, colour: str, text: str) -> str:
         return self.style.paint(colour, text) if colour else text
 
-    def cell(self, cell: Cell, text: str, columns: int, last: bool = True) -> str:
-        """`text` (the form of `cell` chosen) painted, linked and padded to `columns`."""
-        painted = self.paint(cell.colour, text)
+    def cell(self, cell: Cell, text: str, size: int, columns: int, last: bool = True) -> str:
+        """`text` (the form of `cell` chosen, `size` columns wide) painted, linked and padded
+        to `columns`."""
+        if cell.colour and text and self.options.colours:
+            text = f"{getattr(self.style, cell.colour)}{text}{self.style.reset}"
         if cell.url and self.options.links:
-            painted = link(cell.url, painted)
-        return painted if last else painted + " " * max(0, columns - text_width(text))
+            text = link(cell.url, text)
+        return text if last or size >= columns else text + " " * (columns - size)
 
     def home(self, path: str) -> str:
         return render.home(path, self.options.home)
@@ -79,32 +84,38 @@ class _Page:
         return wrap(line, self.width, indent)
 
 
-class Cell(NamedTuple):
+class Cell:
     """One cell of a table: its forms, longest first (a column takes the longest that fits),
     its colour and link. A cell that `clips` is cut to any width, keeping `keep` after it."""
 
-    forms: tuple[str, ...]
-    colour: str = ""
-    url: str | None = None
-    clips: bool = False
-    keep: str = ""
+    __slots__ = ("clips", "colour", "forms", "keep", "url", "widths")
+
+    def __init__(self, forms: tuple[str, ...], colour: str = "", url: str | None = None,
+                 clips: bool = False, keep: str = "") -> None:
+        if keep:
+            forms = tuple([form + keep if form else "" for form in forms])
+        self.forms = forms
+        self.colour, self.url, self.clips, self.keep = colour, url, clips, keep
+        # Measured once: a table asks for them again and again.
+        self.widths = tuple([text_width(form) for form in forms])
 
     @property
     def natural(self) -> int:
-        return text_width(self.forms[0] + self.keep) if self.forms[0] else 0
+        return self.widths[0]
 
     def least(self, column_least: int) -> int:
-        if self.clips:
-            return min(self.natural, column_least)
-        return text_width(self.forms[-1] + self.keep) if self.forms[-1] else 0
+        return min(self.widths[0], column_least) if self.clips else self.widths[-1]
 
-    def at(self, columns: int) -> str:
-        for form in self.forms:
-            if text_width(form + self.keep) <= columns:
-                return form + self.keep if form else ""
+    def at(self, columns: int) -> tuple[str, int]:
+        """The form shown in `columns`, and its width."""
+        for form, size in zip(self.forms, self.widths, strict=True):
+            if size <= columns:
+                return form, size
         if self.clips:
-            return clip(self.forms[-1], columns - text_width(self.keep)) + self.keep
-        return self.forms[-1] + self.keep
+            last = self.forms[-1][:len(self.forms[-1]) - len(self.keep)]
+            cut = clip(last, columns - text_width(self.keep)) + self.keep
+            return cut, text_width(cut)
+        return self.forms[-1], self.widths[-1]
 
 
 EMPTY = Cell(("",))
@@ -127,12 +138,20 @@ class Column(NamedTuple):
 
 
 def table(page: _Page, rows: list[list[Cell]], columns: list[Column], indent: int,
-          grow: tuple[int, ...] = (), overflow_indent: int | None = None) -> list[str]:
-    """The rows laid out in aligned columns within the page's width (see `widths`). With
-    `overflow_indent`, a row still too wide is wrapped under that indent instead of cut."""
-    return [line for row in _rows(page, rows, columns, indent, grow)
-            for line in (page.wrap(row, overflow_indent) if overflow_indent is not None
+          grow: tuple[int, ...] = (), overflow_indent: int | None = None,
+          sizes: list[int] | None = None) -> list[str]:
+    """The rows laid out in aligned columns within the page's width (see `widths`, unless
+    given its `sizes`). With `overflow_indent`, a row still too wide is wrapped under that
+    indent instead of cut."""
+    sizes = sizes or widths(page, rows, columns, indent, grow)
+    return [line for row in _rows(page, rows, columns, indent, sizes)
+            for line in ([row] if not isinstance(row, _Overflow)
+                         else page.wrap(row, overflow_indent) if overflow_indent is not None
                          else [fit(row, page.width)])]
+
+
+class _Overflow(str):
+    """A table row wider than the page (a column could not be made narrow enough)."""
 
 
 def widths(page: _Page, rows: list[list[Cell]], columns: list[Column], indent: int,
@@ -164,43 +183,56 @@ def widths(page: _Page, rows: list[list[Cell]], columns: list[Column], indent: i
 
 def _snap(rows: list[list[Cell]], columns: list[Column], column: int, size: int) -> int:
     """The width column `column` takes when given `size`: that of the forms it then shows."""
-    return max(text_width(cell) for cell in _column(rows, columns, column, size))
+    if columns[column].uniform:
+        return max(width for _, width in _column(rows, columns, column, size))
+    # The widest form each cell shows in `size` (a cut one is `size` wide).
+    return max(next((width for width in row[column].widths if width <= size),
+                    size if row[column].clips else row[column].widths[-1]) for row in rows)
 
 
-def _column(rows: list[list[Cell]], columns: list[Column], column: int, size: int) -> list[str]:
-    """The text of each cell of column `column` at width `size`."""
+def _column(rows: list[list[Cell]], columns: list[Column], column: int,
+            size: int) -> list[tuple[str, int]]:
+    """The text of each cell of column `column` at width `size`, and its width."""
     cells = [row[column] for row in rows]
     if columns[column].uniform:
         # The longest form every cell shows whole, the same for all; else as each can.
         depth = max(len(cell.forms) for cell in cells)
         for form in range(depth):
-            chosen = [cell.forms[min(form, len(cell.forms) - 1)] + cell.keep for cell in cells]
-            if all(text_width(text) <= size for text in chosen):
-                return chosen
+            chosen = [min(form, len(cell.forms) - 1) for cell in cells]
+            if all(cell.widths[k] <= size for cell, k in zip(cells, chosen, strict=True)):
+                return [(cell.forms[k], cell.widths[k])
+                        for cell, k in zip(cells, chosen, strict=True)]
     return [cell.at(size) for cell in cells]
 
 
 def _rows(page: _Page, rows: list[list[Cell]], columns: list[Column], indent: int,
-          grow: tuple[int, ...]) -> list[str]:
-    sizes = widths(page, rows, columns, indent, grow)
+          sizes: list[int]) -> list[str]:
     shown = [i for i, size in enumerate(sizes) if size > 0]
     texts = {i: _column(rows, columns, i, sizes[i]) for i in shown}
+    # A row's width is known from its cells: all but the last are padded to their column.
+    before_last = indent + sum(columns[i].gap for i in shown[1:]) \
+        + sum(sizes[i] for i in shown[:-1])
+    gaps = {i: " " * columns[i].gap for i in shown[1:]}
+    last = shown[-1] if shown else -1
     lines = []
     for index, row in enumerate(rows):
         parts = [" " * indent]
-        for position, i in enumerate(shown):
-            if position:
-                parts.append(" " * columns[i].gap)
-            last = position == len(shown) - 1
-            parts.append(page.cell(row[i], texts[i][index], sizes[i], last))
-        lines.append("".join(parts).rstrip(" "))
+        for i in shown:
+            if i in gaps:
+                parts.append(gaps[i])
+            text, size = texts[i][index]
+            parts.append(page.cell(row[i], text, size, sizes[i], i == last))
+        line = "".join(parts).rstrip(" ")
+        used = before_last + (texts[shown[-1]][index][1] if shown else 0)
+        lines.append(line if used <= page.width else _Overflow(line))
     return lines
 
 
 def screen(view: dict, options: Options, now: float | None = None) -> str:
     """The text of `projctl status` (or, with options.short, `projctl status --short`)."""
     page = _Page(options, time.time() if now is None else now)
-    view = _printable(view)
+    if not options.printable:
+        view = _printable(view)
     style = page.style
     lines: list[str] = []
     if view.get("sandbox"):
@@ -215,7 +247,7 @@ def screen(view: dict, options: Options, now: float | None = None) -> str:
     if not projects:
         lines += page.wrap("No projects configured yet. Add one to "
                            + page.home(daemon["config_path"]) + ":")
-        lines += ["  [projects.NAME]", '  paths = ["~/src/NAME"]']
+        lines += page.wrap("  [projects.NAME]") + page.wrap('  paths = ["~/src/NAME"]', 4)
     if options.short:
         lines += _short_projects(projects, page)
     else:
@@ -237,17 +269,19 @@ def screen(view: dict, options: Options, now: float | None = None) -> str:
     warning = render.version_warning(daemon, options.client)
     if warning:
         lines += page.wrap(warning)
-    return "\n".join(fit(line, page.width) for line in lines)
+    # Every line was made to fit: tables by their columns, the rest by page.wrap.
+    return "\n".join(lines)
 
 
 def _printable(value: object) -> object:
     """The view with every string safe to print (upstream text may hold escape codes)."""
-    if isinstance(value, str):
-        return printable(value)
-    if isinstance(value, dict):
-        return {key: _printable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_printable(item) for item in value]
+    kind = type(value)
+    if kind is str:
+        return value if value.isprintable() else printable(value)  # type: ignore[union-attr]
+    if kind is dict:
+        return {key: _printable(item) for key, item in value.items()}  # type: ignore[union-attr]
+    if kind is list:
+        return [_printable(item) for item in value]  # type: ignore[union-attr]
     return value
 
 
@@ -300,7 +334,7 @@ def _branch(branch: dict | None, page: _Page) -> list[str]:
         when = f", {age(page.now - pipeline['updated_at'])}" if pipeline.get("updated_at") \
             else ""
         lines += page.wrap(f"{'':{LABEL}}latest CI on this branch: "
-                           f"{page.cell(cell, cell.forms[0], cell.natural)}{which}"
+                           f"{page.cell(cell, cell.forms[0], cell.natural, 0)}{which}"
                            + page.paint("dim", when), LABEL + 2)
     return lines
 
@@ -386,7 +420,7 @@ def _upstreams(project: dict, page: _Page) -> list[str]:
     for upstream in plugin_sources:
         if upstream not in code_sources and upstream not in ticket_sources:
             lines += _heading(page, upstream, [ages[upstream]])
-            lines.append(page.paint("dim", "    nothing for you"))
+            lines += page.wrap(page.paint("dim", "    nothing for you"))
     return lines
 
 
@@ -433,7 +467,7 @@ def _change_requests(changes: list[dict], page: _Page, known: str) -> list[str]:
     lines, start = [], 0
     for (heading, colour, _), group in zip(_GROUPS, groups, strict=True):
         if group:
-            lines.append(page.paint(colour, f"    {heading} ({len(group)})"))
+            lines += page.wrap(page.paint(colour, f"    {heading} ({len(group)})"), 6)
             lines += rows[start:start + len(group) * per_change]
             start += len(group) * per_change
     return lines
@@ -458,7 +492,7 @@ def _change_rows(page: _Page, changes: list[dict], indent: int, second_indent: i
         sizes = widths(page, rows, columns, indent, grow)
         natural = [max(row[i].natural for row in rows) for i in range(len(columns))]
         if sizes == natural if whole else sizes[1] >= wanted:
-            return table(page, rows, columns, indent, grow)
+            return table(page, rows, columns, indent, sizes=sizes)
     firsts = table(page, heads, [Column(uniform=True), Column(flex=True)], indent, grow=(0,))
     seconds = table(page, tails, [Column(uniform=True), Column(gap=2), Column(gap=2)],
                     second_indent, grow=(0, 2))
@@ -553,7 +587,7 @@ def _tickets(tickets: list[dict], counts: dict[str, int], page: _Page,
         lines += page.wrap(heading, 6)
         lines += laid[start:end]
         if more:
-            lines.append(more)
+            lines += page.wrap(more, 8)
     return lines
 
 
@@ -600,8 +634,8 @@ def _deployments(project: dict, page: _Page) -> list[str]:
     start = 4 + sum(size + column.gap for size, column in zip(sizes[:4], columns[:4],
                                                                strict=True) if size) - 1
     return _heading(page, "Deployments", []) \
-        + table(page, rows, columns, 4, grow=(2, 3),
-                overflow_indent=min(start, page.width // 2))
+        + table(page, rows, columns, 4, overflow_indent=min(start, page.width // 2),
+                sizes=sizes)
 
 
 def _deployment_time(deployment: dict, now: float) -> str:

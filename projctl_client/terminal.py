@@ -104,17 +104,36 @@ def text_width(text: str) -> int:
     combining marks and zero-width characters none."""
     if text.isascii():
         return len(text)
-    import unicodedata  # only for text that needs it
+    size = _TEXTS.get(text)
+    if size is None:
+        size = sum(_char_width(char) for char in text)
+        if len(_TEXTS) >= _TEXTS_KEPT:
+            _TEXTS.clear()
+        _TEXTS[text] = size
+    return size
 
-    total = 0
-    for char in text:
-        if char < "\u0300":
-            total += 1
-        elif unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
-            continue
+
+# The widths of the texts that are not ASCII measured last (CI cells, symbols: the same few
+# again and again), and of each such character.
+_TEXTS: dict[str, int] = {}
+_TEXTS_KEPT = 4096
+_WIDTHS: dict[str, int] = {}
+
+
+def _char_width(char: str) -> int:
+    if char < "\u0300":
+        return 1
+    size = _WIDTHS.get(char)
+    if size is None:
+        import unicodedata  # only for text that needs it
+
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            size = 0
         else:
-            total += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return total
+            size = 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+        if len(_WIDTHS) < 4096:
+            _WIDTHS[char] = size
+    return size
 
 
 def clip(text: str, columns: int) -> str:
@@ -123,6 +142,8 @@ def clip(text: str, columns: int) -> str:
         return text
     if columns <= 0:
         return ""
+    if text.isascii():
+        return text[:columns - 1] + ELLIPSIS
     kept, used = [], 0
     for char in text:
         size = text_width(char)

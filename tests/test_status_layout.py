@@ -163,8 +163,8 @@ def test_failing_checks_are_shortened_with_a_count() -> None:
     assert cell.forms == ("✗ 3 failing: test (3.12), lint, e2e",
                           "✗ 3 failing: test (3.12), lint, +1", "✗ 3 failing: test (3.12), +2",
                           "✗ 3 failing")
-    assert cell.at(30) == "✗ 3 failing: test (3.12), +2"
-    assert cell.at(5) == "✗ 3 failing"  # never cut inside: the count always shows
+    assert cell.at(30) == ("✗ 3 failing: test (3.12), +2", 28)
+    assert cell.at(5) == ("✗ 3 failing", 11)  # never cut inside: the count always shows
     unnamed = status_text._ci_cell({"state": "failure", "failed": 7, "failing": ["a"]})
     assert unnamed.forms[0] == "✗ 7 failing: a, +6"
     running = status_text._ci_cell({"state": "running", "failed": 1, "failing": ["lint"]})

@@ -5,6 +5,7 @@ it more than the rest of the command (bench/upstream_polling.py)."""
 from __future__ import annotations
 
 import difflib
+import re
 
 import msgspec
 
@@ -17,6 +18,10 @@ from projctld.errors import ProjctlError
 _ENVELOPE = 4096
 # Projects named in the error for an unknown one; more are counted.
 _NAMED = 20
+# What status_text must make harmless, as it shows in JSON: control characters (escaped by
+# JSON, or DEL and C1 as UTF-8) and direction overrides (U+202A-U+202E, U+2066-U+2069).
+_UNPRINTABLE = re.compile(rb"\\u00|\\[bfnrt]|\x7f|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]"
+                          rb"|\xe2\x81[\xa6-\xa9]")
 
 
 def check_project(project: str | None, configured: list[str], config_path: str) -> None:
@@ -63,9 +68,12 @@ def write(view: StatusView, request: Status,
         data["config_error"] = msgspec.to_builtins(config_error)
         output = msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"
     else:
+        # Looking through the view's JSON at once spares looking at each of its strings.
+        printable = not _UNPRINTABLE.search(msgspec.json.encode(chosen))
         options = status_text.Options(
             width=request.width, colours=request.colours, links=request.links,
-            short=request.output == "short", home=request.home or None, client=request.client)
+            short=request.output == "short", home=request.home or None, client=request.client,
+            printable=printable)
         output = (status_text.screen(data, options) + "\n").encode()
     if len(output) > MAX_FRAME - _ENVELOPE:
         return chosen
