@@ -1,20 +1,22 @@
 """The `projctl status` screen from a view (plain dicts): every section laid out for the
 terminal's width, what needs you first, and `--short`, one line per project.
 
-Rows never wrap in the terminal: tables give titles what the fixed columns leave and shorten
-the rest (`✗ 3 failing: lint, +2`), messages are broken at spaces under their own indent,
-and every line is cut to the width as a last resort. The daemon writes this text for the
-client (projctld/daemon/status_output.py), so its cost is paid once per view, not per call.
+Rows never wrap in the terminal: tables (columns.py) give titles what the fixed columns leave
+and shorten the rest (`✗ 3 failing: lint, +2`), and the other lines are broken at spaces under
+their own indent. The daemon writes this text for the client (projctld/daemon/status_output.py),
+so its cost is paid once per view and layout, not per call.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from projctl_client import __version__, render, terminal
-from projctl_client.render import Style, age, duration, ref, span
-from projctl_client.terminal import clip, fit, link, printable, text_width, wrap
+from projctl_client.columns import EMPTY, Canvas, Cell, Column, table, text, widths
+from projctl_client.render import age, duration, ref, span
+from projctl_client.terminal import printable, text_width
 
 # The label column of `Here`, `Notice`, `Sync` and of each project's name.
 LABEL = 10
@@ -39,6 +41,10 @@ _REVIEW = {"approved": (("approved",), "green"),
            "review_required": (("review required", "needs review"), "yellow")}
 _DEPLOYMENT = {"completed": ("✓", "green"), "failed": ("✗", "red"), "running": ("●", "yellow")}
 _DRAFT_PREFIXES = ("draft:", "[draft]", "(draft)", "wip:", "[wip]")
+# Tables laid out before, by all they show and how: a view built again after a poll that
+# brought nothing new to them (or for the clock) costs little to write. Kept up to this many.
+_LAID_OUT_KEPT = 256
+_laid_out: dict[tuple, list[str]] = {}
 
 
 class Options(NamedTuple):
@@ -56,176 +62,17 @@ class Options(NamedTuple):
     printable: bool = False
 
 
-class _Page:
-    """What every section needs: the options, their style, and the time the ages count from."""
+class _Page(Canvas):
+    """What every section needs: the canvas, the options, and the time the ages count from."""
 
     def __init__(self, options: Options, now: float) -> None:
+        super().__init__(max(options.width, terminal.MIN_WIDTH), options.colours,
+                         options.links)
         self.options = options
-        self.width = max(options.width, terminal.MIN_WIDTH)
-        self.style = Style(None, on=options.colours)
         self.now = now
-
-    def paint(self, colour: str, text: str) -> str:
-        return self.style.paint(colour, text) if colour else text
-
-    def cell(self, cell: Cell, text: str, size: int, columns: int, last: bool = True) -> str:
-        """`text` (the form of `cell` chosen, `size` columns wide) painted, linked and padded
-        to `columns`."""
-        if cell.colour and text and self.options.colours:
-            text = f"{getattr(self.style, cell.colour)}{text}{self.style.reset}"
-        if cell.url and self.options.links:
-            text = link(cell.url, text)
-        return text if last or size >= columns else text + " " * (columns - size)
 
     def home(self, path: str) -> str:
         return render.home(path, self.options.home)
-
-    def wrap(self, line: str, indent: int = 0) -> list[str]:
-        return wrap(line, self.width, indent)
-
-
-class Cell:
-    """One cell of a table: its forms, longest first (a column takes the longest that fits),
-    its colour and link. A cell that `clips` is cut to any width, keeping `keep` after it."""
-
-    __slots__ = ("clips", "colour", "forms", "keep", "url", "widths")
-
-    def __init__(self, forms: tuple[str, ...], colour: str = "", url: str | None = None,
-                 clips: bool = False, keep: str = "") -> None:
-        if keep:
-            forms = tuple([form + keep if form else "" for form in forms])
-        self.forms = forms
-        self.colour, self.url, self.clips, self.keep = colour, url, clips, keep
-        # Measured once: a table asks for them again and again.
-        self.widths = tuple([text_width(form) for form in forms])
-
-    @property
-    def natural(self) -> int:
-        return self.widths[0]
-
-    def least(self, column_least: int) -> int:
-        return min(self.widths[0], column_least) if self.clips else self.widths[-1]
-
-    def at(self, columns: int) -> tuple[str, int]:
-        """The form shown in `columns`, and its width."""
-        for form, size in zip(self.forms, self.widths, strict=True):
-            if size <= columns:
-                return form, size
-        if self.clips:
-            last = self.forms[-1][:len(self.forms[-1]) - len(self.keep)]
-            cut = clip(last, columns - text_width(self.keep)) + self.keep
-            return cut, text_width(cut)
-        return self.forms[-1], self.widths[-1]
-
-
-EMPTY = Cell(("",))
-
-
-def text(value: str, colour: str = "", url: str | None = None, clips: bool = False) -> Cell:
-    return Cell((value,), colour, url, clips)
-
-
-class Column(NamedTuple):
-    """A table column: the `flex` one gets what the others leave; `least` is as narrow as
-    its clipping cells start (the flex column: the least it needs to be worth one line);
-    `gap` the spaces before it. A `uniform` column shows the same form in every row (refs,
-    names), the others the longest that fits in each (CI)."""
-
-    flex: bool = False
-    least: int = 0
-    gap: int = 1
-    uniform: bool = False
-
-
-def table(page: _Page, rows: list[list[Cell]], columns: list[Column], indent: int,
-          grow: tuple[int, ...] = (), overflow_indent: int | None = None,
-          sizes: list[int] | None = None) -> list[str]:
-    """The rows laid out in aligned columns within the page's width (see `widths`, unless
-    given its `sizes`). With `overflow_indent`, a row still too wide is wrapped under that
-    indent instead of cut."""
-    sizes = sizes or widths(page, rows, columns, indent, grow)
-    return [line for row in _rows(page, rows, columns, indent, sizes)
-            for line in ([row] if not isinstance(row, _Overflow)
-                         else page.wrap(row, overflow_indent) if overflow_indent is not None
-                         else [fit(row, page.width)])]
-
-
-class _Overflow(str):
-    """A table row wider than the page (a column could not be made narrow enough)."""
-
-
-def widths(page: _Page, rows: list[list[Cell]], columns: list[Column], indent: int,
-           grow: tuple[int, ...] = ()) -> list[int]:
-    """The width each column gets (0: not shown, as a column no row fills). The columns in
-    `grow` start at their shortest forms, the flex column (the titles) then takes what is
-    left up to its longest cell, and what is still left lets the `grow` columns take longer
-    forms, in the order given; every other column is as wide as its longest cell."""
-    count = len(columns)
-    natural = [max((row[i].natural for row in rows), default=0) for i in range(count)]
-    shown = [i for i in range(count) if natural[i] > 0]
-    sizes = list(natural)
-    for i in grow:
-        least = max(row[i].least(columns[i].least) for row in rows)
-        sizes[i] = _snap(rows, columns, i, min(natural[i], least))
-    flex = next((i for i in shown if columns[i].flex), None)
-    gaps = sum(columns[i].gap for i in shown[1:])
-    room = page.width - indent - gaps - sum(sizes[i] for i in shown if i != flex)
-    if flex is not None:
-        sizes[flex] = max(0, min(natural[flex], room))
-        room -= sizes[flex]
-    for i in grow:
-        if room > 0 and sizes[i] < natural[i]:
-            size = _snap(rows, columns, i, min(natural[i], sizes[i] + room))
-            room -= size - sizes[i]
-            sizes[i] = size
-    return sizes
-
-
-def _snap(rows: list[list[Cell]], columns: list[Column], column: int, size: int) -> int:
-    """The width column `column` takes when given `size`: that of the forms it then shows."""
-    if columns[column].uniform:
-        return max(width for _, width in _column(rows, columns, column, size))
-    # The widest form each cell shows in `size` (a cut one is `size` wide).
-    return max(next((width for width in row[column].widths if width <= size),
-                    size if row[column].clips else row[column].widths[-1]) for row in rows)
-
-
-def _column(rows: list[list[Cell]], columns: list[Column], column: int,
-            size: int) -> list[tuple[str, int]]:
-    """The text of each cell of column `column` at width `size`, and its width."""
-    cells = [row[column] for row in rows]
-    if columns[column].uniform:
-        # The longest form every cell shows whole, the same for all; else as each can.
-        depth = max(len(cell.forms) for cell in cells)
-        for form in range(depth):
-            chosen = [min(form, len(cell.forms) - 1) for cell in cells]
-            if all(cell.widths[k] <= size for cell, k in zip(cells, chosen, strict=True)):
-                return [(cell.forms[k], cell.widths[k])
-                        for cell, k in zip(cells, chosen, strict=True)]
-    return [cell.at(size) for cell in cells]
-
-
-def _rows(page: _Page, rows: list[list[Cell]], columns: list[Column], indent: int,
-          sizes: list[int]) -> list[str]:
-    shown = [i for i, size in enumerate(sizes) if size > 0]
-    texts = {i: _column(rows, columns, i, sizes[i]) for i in shown}
-    # A row's width is known from its cells: all but the last are padded to their column.
-    before_last = indent + sum(columns[i].gap for i in shown[1:]) \
-        + sum(sizes[i] for i in shown[:-1])
-    gaps = {i: " " * columns[i].gap for i in shown[1:]}
-    last = shown[-1] if shown else -1
-    lines = []
-    for index, row in enumerate(rows):
-        parts = [" " * indent]
-        for i in shown:
-            if i in gaps:
-                parts.append(gaps[i])
-            text, size = texts[i][index]
-            parts.append(page.cell(row[i], text, size, sizes[i], i == last))
-        line = "".join(parts).rstrip(" ")
-        used = before_last + (texts[shown[-1]][index][1] if shown else 0)
-        lines.append(line if used <= page.width else _Overflow(line))
-    return lines
 
 
 def screen(view: dict, options: Options, now: float | None = None) -> str:
@@ -364,8 +211,7 @@ def _checkouts(project: dict, page: _Page) -> list[str]:
     name = Cell((f"{project['name']:<{LABEL - 1}}",), "bold")
     rows = [[name if index == 0 else text(" " * (LABEL - 1)), *row]
             for index, row in enumerate(rows)]
-    columns = [Column(), Column(least=12), Column(flex=True, least=16, gap=2),
-               Column(gap=2, uniform=True)]
+    columns = [Column(), Column(least=12), Column(flex=True, gap=2), Column(gap=2, uniform=True)]
     return table(page, rows, columns, 0, grow=(3, 1))
 
 
@@ -452,7 +298,37 @@ _GROUPS = (
 )
 
 
+def _memo(key: tuple, make: Callable[[], list[str]]) -> list[str]:
+    """The lines `make()` lays out, made once for `key` (which names all they depend on)."""
+    lines = _laid_out.get(key)
+    if lines is None:
+        if len(_laid_out) >= _LAID_OUT_KEPT:
+            _laid_out.clear()
+        lines = _laid_out[key] = make()
+    return lines
+
+
+def _layout(page: _Page) -> tuple:
+    return page.width, page.colours, page.links
+
+
 def _change_requests(changes: list[dict], page: _Page, known: str) -> list[str]:
+    # Nothing in these rows depends on the clock: they are laid out again only when one of
+    # these fields changes.
+    key = ("change requests", _layout(page), known, tuple(
+        (c["ref"], c["title"], c.get("url"), c.get("draft"), c.get("review"),
+         c.get("conflicts"), c.get("mine"), c.get("review_requested"), c.get("assigned"),
+         c.get("reviewed"), c.get("updated_at"), _ci_key(c.get("ci"))) for c in changes))
+    return _memo(key, lambda: _change_lines(changes, page, known))
+
+
+def _ci_key(ci: dict | None) -> tuple | None:
+    if not ci:
+        return None
+    return ci["state"], ci.get("url"), ci.get("failed"), tuple(ci.get("failing") or ())
+
+
+def _change_lines(changes: list[dict], page: _Page, known: str) -> list[str]:
     if not changes:
         return [page.paint("dim", "    " + _nothing(known, "none open for you"))]
     groups: list[list[dict]] = [[] for _ in _GROUPS]
@@ -486,8 +362,8 @@ def _change_rows(page: _Page, changes: list[dict], indent: int, second_indent: i
     rows = [head + tail for head, tail in zip(heads, tails, strict=True)]
     wanted = min(max(head[1].natural for head in heads), TITLE_MIN)
     for gap in (2, 1):
-        columns = [Column(uniform=True), Column(flex=True, least=wanted),
-                   Column(gap=gap, uniform=True), Column(gap=gap), Column(gap=gap)]
+        columns = [Column(uniform=True), Column(flex=True), Column(gap=gap, uniform=True),
+                   Column(gap=gap), Column(gap=gap)]
         grow = () if whole else (2, 4, 0)
         sizes = widths(page, rows, columns, indent, grow)
         natural = [max(row[i].natural for row in rows) for i in range(len(columns))]
@@ -544,8 +420,8 @@ def _pipelines(pipelines: list[dict], page: _Page) -> list[str]:
              _ci_cell({"state": p["state"], "url": p.get("url")}),
              Cell((p.get("name") or "", ""), "dim"),
              text(age(page.now - p["updated_at"]), "dim")] for p in ordered]
-    columns = [Column(uniform=True), Column(flex=True, least=16), Column(),
-               Column(gap=2, uniform=True), Column(gap=2)]
+    columns = [Column(uniform=True), Column(flex=True), Column(), Column(gap=2, uniform=True),
+               Column(gap=2)]
     return _heading(page, "CI on my branches that needs a look", []) \
         + table(page, rows, columns, 4, grow=(0, 3))
 
@@ -562,6 +438,14 @@ def _nothing(known: str, none: str) -> str:
 def _tickets(tickets: list[dict], counts: dict[str, int], page: _Page,
              known: str = "complete") -> list[str]:
     """Tickets by status, in the daemon's order (in progress, to do, done; newest first)."""
+    key = ("tickets", _layout(page), known, tuple(sorted(counts.items())), tuple(
+        (t["key"], t["summary"], t.get("url"), t.get("priority"), t["status"])
+        for t in tickets))
+    return _memo(key, lambda: _ticket_lines(tickets, counts, page, known))
+
+
+def _ticket_lines(tickets: list[dict], counts: dict[str, int], page: _Page,
+                  known: str) -> list[str]:
     if not tickets:
         return [page.paint("dim", "    " + _nothing(known, "none"))]
     by_status: dict[str, list[dict]] = {}
@@ -579,7 +463,7 @@ def _tickets(tickets: list[dict], counts: dict[str, int], page: _Page,
                       more))
         rows += [[text(t["key"], url=t.get("url")), text(t["summary"], clips=True),
                   Cell((t.get("priority") or "", ""), "dim")] for t in shown]
-    columns = [Column(), Column(flex=True, least=16), Column(gap=2, uniform=True)]
+    columns = [Column(), Column(flex=True), Column(gap=2, uniform=True)]
     laid = table(page, rows, columns, 6, grow=(2,))
     lines = []
     for index, (start, heading, more) in enumerate(marks):

@@ -18,8 +18,10 @@ import pytest
 from projctl_client import git, hotpath, jsonout, terminal
 from projctl_client.connection import request
 from projctl_client.protocol import (
+    ChangeRequestView,
     DaemonInfo,
     ProjectView,
+    SourceView,
     StateInfo,
     Status,
     StatusOutput,
@@ -274,3 +276,34 @@ def test_open_says_so_when_no_browser_starts(field_status, tmp_path) -> None:
     assert f"opening {field_status.view['branch']['change_request']['ref']}: {url}" \
         in result.stdout
     assert f"no browser could be started for {url}" in result.stderr
+
+
+def test_the_daemon_never_writes_escape_codes_from_upstream_text() -> None:
+    view = small_view(change_requests=[ChangeRequestView(
+        upstream="github", repo="acme/web", number=1, ref="acme/web#1",
+        title="Fix\033]8;;https://evil.example\033\\ it\033[2J\u202e", url="https://x.example/1",
+        author="me", source_branch="fix", target_branch="main", mine=True, updated_at=1.0)],
+        sources=[SourceView(upstream="github", kind="github", fetched_at=1.5)],
+        known={"change_requests": "complete"})
+    written = status_output.write(view, Status(output="text", width=120, colours=True,
+                                               links=True), None)
+    assert isinstance(written, StatusOutput)
+    text = written.output.decode()
+    assert "Fix�]8;;https://evil.example�\\ it�[2J�" in text
+    assert "\033]8;;https://evil" not in text and "\033[2J" not in text
+    assert "\033]8;;https://x.example/1\033\\" in text  # its own link is made
+
+
+@pytest.mark.parametrize(("args", "options"), [
+    (["status"], {"as_json": False, "short": False, "project": None}),
+    (["status", "-p", "web", "--short"], {"as_json": False, "short": True, "project": "web"}),
+    (["status", "--project=web", "--json"], {"as_json": True, "short": False, "project": "web"}),
+    (["status", "--json", "--short"], None),  # click says why
+    (["status", "--project"], None),
+    (["status", "--project", "--json"], None),
+    (["status", "--width", "80"], None),
+    (["status", "--help"], None),
+])
+def test_the_hot_path_takes_the_options_of_status(args: list[str], options) -> None:
+    assert hotpath.status_options(args) == options
+    assert hotpath.is_hot(args) is (options is not None)

@@ -344,3 +344,28 @@ def test_the_width_is_columns_else_the_terminal_else_80(monkeypatch, columns: st
             raise OSError("not a terminal")
 
     assert terminal.width(Pipe()) == expected
+
+
+def test_whatever_changes_in_a_row_shows_at_once(view) -> None:
+    # Tables without ages are laid out once for what they show; a change to any of it is a
+    # new layout, never the last one again.
+    changed = copy.deepcopy(view)
+    before = written(changed, 200)
+    web = changed["projects"][0]
+    fine = next(c for c in web["change_requests"] if needs_me(c) is None and c["mine"])
+    fine["title"] = "A title nobody had before"
+    fine["ci"] = {"state": "failure", "failed": 1, "failing": ["brand-new-check"],
+                  "url": fine["ci"]["url"] if fine.get("ci") else None}
+    other = next(c for c in web["change_requests"] if c is not fine and not c["conflicts"])
+    other["conflicts"] = True
+    ticket = web["tickets"][0]
+    ticket["summary"], ticket["priority"] = "A summary nobody had before", "Blocker"
+    after = written(changed, 200)
+    assert after != before
+    row = rows_of(after, fine)[0]
+    assert "A title nobody had before" in row and "✗ 1 failing: brand-new-check" in row
+    fix = after.index("yours, to fix")
+    assert fix < after.index("A title nobody had before") < after.index("    yours (")
+    assert "conflicts" in rows_of(after, other)[0]
+    assert re.search(rf"{ticket['key']} +A summary nobody had before +Blocker", after)
+    assert written(view, 200) == before  # and the first view still reads as it did
