@@ -16,6 +16,8 @@ from projctld.errors import ProjctlError
 
 # The room a reply needs around its text in a frame.
 _ENVELOPE = 4096
+# How the JSON of a StatusView opens.
+_TAGGED = b'{"type":"status",'
 # Projects named in the error for an unknown one; more are counted.
 _NAMED = 20
 # What status_text must make harmless, as it shows in JSON: control characters (escaped by
@@ -59,15 +61,15 @@ def write(view: StatusView, request: Status,
     """The output the request asks for; the view itself (for the client to write out) when
     that output would not fit in a frame."""
     chosen = only(view, request.project)
-    data = msgspec.to_builtins(chosen)
-    del data["type"]
-    data.pop("config_error", None)  # the server sets it on the view it sends
     if request.output == "json":
-        # As `json.dumps(indent=2, ensure_ascii=False)` writes it, with config_error last
-        # as the README documents the view.
-        data["config_error"] = msgspec.to_builtins(config_error)
-        output = msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"
+        # As `json.dumps(indent=2, ensure_ascii=False)` writes the view without its type,
+        # config_error last (msgspec puts the keyword-only fields of _Reply last).
+        raw = msgspec.json.encode(msgspec.structs.replace(chosen, config_error=config_error))
+        assert raw.startswith(_TAGGED), raw[:40]
+        output = msgspec.json.format(b"{" + raw[len(_TAGGED):], indent=2) + b"\n"
     else:
+        data = msgspec.to_builtins(chosen)
+        del data["type"]
         # Looking through the view's JSON at once spares looking at each of its strings.
         printable = not _UNPRINTABLE.search(msgspec.json.encode(chosen))
         options = status_text.Options(
