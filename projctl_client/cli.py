@@ -24,6 +24,7 @@ from projctl_client import (
     hotpath,
     jsonout,
     paths,
+    refs,
     render,
     runs,
     shellinit,
@@ -79,13 +80,20 @@ def cli() -> None:
 
 @cli.command(short_help="Show where your work stands, from the daemon's warm state.")
 @click.option("--json", "as_json", is_flag=True, help="Print the view as JSON (see README).")
-def status(as_json: bool) -> None:
-    """Show the current checkout, the configured projects and what the daemon knows.
+@click.option("--short", is_flag=True, help="One line per project: what needs you, how fresh.")
+@click.option("--project", "-p", metavar="NAME", help="Only this project.")
+def status(as_json: bool, short: bool, project: str | None) -> None:
+    """Show the current checkout, the configured projects and what the daemon knows: what
+    needs you first (reviews asked of you, your failing CI, changes requested, conflicts).
 
-    Every line says how old its data is. The JSON form is stable: fields are only ever
-    added, and times are Unix epoch seconds.
+    The text fits the terminal (COLUMNS, else its width; 80 columns in a pipe); change
+    requests, pipelines and tickets are links where the terminal shows them
+    (PROJCTL_LINKS=never|always|auto). Every line says how old its data is. The JSON form is
+    stable: fields are only ever added, and times are Unix epoch seconds.
     """
-    sys.exit(hotpath.status(as_json))
+    if as_json and short:
+        raise click.UsageError("--short lays out the text; --json has the whole view")
+    sys.exit(hotpath.status(as_json, short, project))
 
 
 @cli.command()
@@ -612,6 +620,39 @@ def doctor(as_json: bool) -> None:
     from projctl_client import doctor as checks
 
     sys.exit(checks.run(as_json))
+
+
+@cli.command("open", short_help="Open a change request or ticket in the browser.")
+@click.argument("ref", required=False)
+def open_command(ref: str | None) -> None:
+    """Open REF in the browser; without it, the change request of the branch you are on.
+
+    REF is `42`, `'#42'` or `'!17'` (a pull or merge request by number; quoted, or the shell
+    takes # for a comment and ! for its history), `WEB-12` (a ticket), `'acme/web#42'` or
+    `'web#42'`, looked up among what projctld knows, the current project's first. An
+    ambiguous or unknown REF lists the candidates. The browser is $BROWSER, else the
+    system's; the address is printed as well.
+    """
+    view = _ask("status", checkout=hotpath.current_checkout())
+    try:
+        target = refs.resolve(view, ref)
+    except ClientError as exc:
+        _fail(exc)
+    if not target.url.startswith(("https://", "http://")):
+        _fail(ClientError(f"{target.ref} has no web address to open ({target.url!r})"))
+    click.echo(f"opening {target.ref}: {target.url}")
+    if not _browse(target.url):
+        _fail(ClientError(f"no browser could be started for {target.url}",
+                          [f"BROWSER=firefox projctl open {refs.typed(target.ref)}"]))
+
+
+def _browse(url: str) -> bool:
+    import webbrowser  # only this command needs it
+
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
 
 
 @cli.command(short_help="See a full status from built-in demo data: no tokens, no network.")

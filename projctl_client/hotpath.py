@@ -1,5 +1,6 @@
 """`projctl status`, `ping`, `note TEXT` and `prompt` without click or msgspec: what prompts,
-scripts and hands run often.
+scripts and hands run often. `status` gets its text or JSON written by the daemon and only
+writes the bytes out.
 
 __main__ sends the argument lists that `is_hot` accepts here before anything heavier is imported;
 the click commands of the same names call these functions too, so there is one implementation.
@@ -11,7 +12,7 @@ import os
 import sys
 import time
 
-from projctl_client import git, jsonout, render
+from projctl_client import git, render, terminal
 from projctl_client.connection import (
     ClientError,
     DaemonError,
@@ -20,7 +21,7 @@ from projctl_client.connection import (
 )
 from projctl_client.daemonctl import connect_or_start
 
-HOT = (["status"], ["status", "--json"], ["ping"])
+HOT = (["ping"],)
 # The daemon's limits on a note, checked here so that a mistake reads as one, not as a
 # malformed request.
 NOTE_MAX = 4000
@@ -32,7 +33,8 @@ PROMPT_TIMEOUT_MS = 50.0
 def is_hot(args: list[str]) -> bool:
     """Exactly a hot command; `note TEXT` only when TEXT cannot be an option for click."""
     return args in HOT or (len(args) == 2 and args[0] == "note" and not args[1].startswith("-")) \
-        or (args[:1] == ["prompt"] and "--help" not in args and "-h" not in args)
+        or (args[:1] == ["prompt"] and "--help" not in args and "-h" not in args) \
+        or status_options(args) is not None
 
 
 def run(args: list[str]) -> int:
@@ -42,7 +44,27 @@ def run(args: list[str]) -> int:
         return prompt_command(args[1:])
     if args == ["ping"]:
         return ping()
-    return status(as_json=args[1:] == ["--json"])
+    return status(**status_options(args))  # type: ignore[arg-type]
+
+
+def status_options(args: list[str]) -> dict[str, object] | None:
+    """`status [--json | --short] [--project NAME]` as keyword arguments of `status`; None
+    for anything else, which click then explains."""
+    if args[:1] != ["status"]:
+        return None
+    options: dict[str, object] = {"as_json": False, "short": False, "project": None}
+    rest = args[1:]
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("--json", "--short"):
+            options["as_json" if arg == "--json" else "short"] = True
+        elif arg in ("--project", "-p") and rest and not rest[0].startswith("-"):
+            options["project"] = rest.pop(0)
+        elif arg.startswith("--project=") and len(arg) > len("--project="):
+            options["project"] = arg.removeprefix("--project=")
+        else:
+            return None
+    return None if options["as_json"] and options["short"] else options
 
 
 def current_checkout() -> dict[str, object] | None:
@@ -52,23 +74,55 @@ def current_checkout() -> dict[str, object] | None:
         return None
 
 
-def status(as_json: bool) -> int:
-    # The text shows a few tickets per status; asking for no more keeps a big view cheap.
-    limit = {} if as_json else {"tickets_per_status": render.TICKETS_PER_STATUS}
+def status(as_json: bool, short: bool = False, project: str | None = None) -> int:
+    """Print the status, as the daemon writes it for this terminal (or as JSON)."""
+    out = sys.stdout
+    if as_json:
+        fields: dict[str, object] = {"output": "json"}
+    else:
+        # The text shows a few tickets per status; asking for no more keeps a big view cheap.
+        fields = {"output": "short" if short else "text",
+                  "tickets_per_status": render.TICKETS_PER_STATUS,
+                  "width": terminal.width(out), "colours": terminal.colours(out),
+                  "links": terminal.links(out), "home": os.path.expanduser("~")}
     try:
         with connect_or_start() as conn:
-            view = conn.call(request("status", checkout=current_checkout(), **limit))
+            reply = conn.call(request("status", checkout=current_checkout(), project=project,
+                                      **fields))
+        written = reply["output"] if reply["type"] == "status_output" \
+            else _written_here(reply, fields, project)
     except ClientError as exc:
         print(render.error(exc), file=sys.stderr)
         return exc.exit_code
+    out.flush()
+    if isinstance(written, bytes) and hasattr(out, "buffer"):
+        out.buffer.write(written)
+    else:
+        out.write(written.decode() if isinstance(written, bytes) else written)
+    return 0
+
+
+def _written_here(view: dict, fields: dict, project: str | None) -> str:
+    """The output written out here from the view: what a daemon sends when the output would
+    not fit in one frame, or when it predates outputs (it then ignored `project` too)."""
     del view["type"]
     # Every reply has it, first on the wire; the documented view lists it last.
     view["config_error"] = view.pop("config_error", None)
-    if as_json:
-        sys.stdout.write(jsonout.dumps(view) + "\n")
-    else:
-        sys.stdout.write(render.status(view) + "\n")
-    return 0
+    if project is not None:
+        names = [p["name"] for p in view["projects"]]
+        if project not in names:
+            raise ClientError(f"no project named {project!r} (configured: "
+                              f"{', '.join(names) or 'none yet'})", ["projctl status"])
+        view["projects"] = [p for p in view["projects"] if p["name"] == project]
+    if fields["output"] == "json":
+        from projctl_client import jsonout
+
+        return jsonout.dumps(view) + "\n"
+    from projctl_client import status_text
+
+    options = status_text.Options(width=fields["width"], colours=fields["colours"],
+                                  links=fields["links"], short=fields["output"] == "short")
+    return status_text.screen(view, options) + "\n"
 
 
 def ping() -> int:

@@ -79,6 +79,7 @@ __all__ = [
     "SourceView",
     "StateInfo",
     "Status",
+    "StatusOutput",
     "StatusView",
     "Sync",
     "SyncProblem",
@@ -118,10 +119,23 @@ class Ping(_Request, tag="ping"):
 class Status(_Request, tag="status"):
     """The status view, for the client's current checkout if it is in one; with
     `tickets_per_status`, only the newest that many tickets of each status are sent
-    (`ticket_counts` still counts them all)."""
+    (`ticket_counts` still counts them all); with `project`, only that project (one not
+    configured is an Error, code `unknown_project`).
+
+    With `output` other than "view" the answer is StatusOutput: the view as `projctl status
+    --json` prints it ("json"), or as its text for a terminal of `width` columns, in full
+    ("text") or one line per project ("short"), with colours and OSC 8 links or not, paths
+    under `home` written with `~`.
+    """
 
     checkout: Checkout | None = None
     tickets_per_status: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    project: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    output: Literal["view", "json", "text", "short"] = "view"
+    width: Annotated[int, msgspec.Meta(ge=20, le=1000)] = 80
+    colours: bool = False
+    links: bool = False
+    home: Annotated[str, msgspec.Meta(max_length=4096)] = ""
 
 
 class Shutdown(_Request, tag="shutdown"):
@@ -634,6 +648,13 @@ class SyncReport(_Reply, tag="sync"):
     sync: SyncView
 
 
+class StatusOutput(_Reply, tag="status_output"):
+    """The status view written out as the Status request asked (its `output`): UTF-8 text
+    ending in a newline, ready to print as it is."""
+
+    output: bytes
+
+
 class Pong(_Reply, tag="pong"):
     daemon: DaemonInfo
 
@@ -811,6 +832,6 @@ class Reloaded(_Reply, tag="reloaded"):
     restart_needed: list[str] = []
 
 
-Reply = (StatusView | Pong | Ack | RefreshReport | Recorded | DeployPlan | LogView | SyncReport
-         | PromptText | PluginsReport | RunStarted | RunPlanView | RunProgress | RunsView
-         | MetricsReport | DoctorReport | Reloaded | Error)
+Reply = (StatusView | StatusOutput | Pong | Ack | RefreshReport | Recorded | DeployPlan
+         | LogView | SyncReport | PromptText | PluginsReport | RunStarted | RunPlanView
+         | RunProgress | RunsView | MetricsReport | DoctorReport | Reloaded | Error)

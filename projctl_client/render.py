@@ -6,16 +6,16 @@ import os
 import sys
 import time
 
-from projctl_client import __version__, paths
+from projctl_client import __version__, paths, terminal
 
 
 class Style:
-    """Escape codes, all empty unless the stream is a colour terminal (NO_COLOR, TERM=dumb)."""
+    """Escape codes, all empty unless the stream is a colour terminal (NO_COLOR, TERM=dumb)
+    or `on` says so (the daemon writes status text for a client's terminal)."""
 
-    def __init__(self, stream: object) -> None:
-        isatty = getattr(stream, "isatty", None)
-        on = bool(isatty and isatty()) and "NO_COLOR" not in os.environ \
-            and os.environ.get("TERM") != "dumb"
+    def __init__(self, stream: object, on: bool | None = None) -> None:
+        if on is None:
+            on = terminal.colours(stream)
         codes = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33"}
         for name, code in codes.items():
             setattr(self, name, f"\033[{code}m" if on else "")
@@ -26,17 +26,8 @@ class Style:
         return f"{start}{text}{self.reset}" if start else text
 
 
-# How a CI state reads, and its colour.
-_CI = {
-    "failure": ("✗ failing", "red"), "stuck": ("◌ stuck", "red"),
-    "running": ("● running", "yellow"), "pending": ("○ pending", "yellow"),
-    "manual": ("▷ manual", "yellow"), "canceled": ("⊘ canceled", "dim"),
-    "success": ("✓ passing", "green"), "skipped": ("- skipped", "dim"), "none": ("· no CI", "dim"),
-}
-_REVIEW = {"approved": ("approved", "green"), "changes_requested": ("changes requested", "red"),
-           "review_required": ("review required", "yellow"), "none": ("", "dim")}
+# The tickets of each status that `projctl status` shows (and asks the daemon for).
 TICKETS_PER_STATUS = 5
-_DEPLOYMENT = {"completed": ("✓", "green"), "failed": ("✗", "red"), "running": ("●", "yellow")}
 # How much of an id people see: a device's, and a note's (which `note --edit` takes back).
 SHORT_ID = 8
 # Characters shown as "?" in a name: control characters, and the bidirectional marks,
@@ -87,75 +78,12 @@ def ref(branch: str | None, commit: str | None) -> str:
     return branch or short
 
 
-def home(path: str) -> str:
-    """`~/src/x` for paths under the home directory."""
-    prefix = os.path.expanduser("~")
+def home(path: str, prefix: str | None = None) -> str:
+    """`~/src/x` for paths under the home directory (`prefix`, else this process's)."""
+    prefix = prefix or os.path.expanduser("~")
     if prefix != "/" and (path == prefix or path.startswith(prefix + "/")):
         return "~" + path[len(prefix):]
     return path
-
-
-def _ref(checkout: dict) -> str:
-    head = (checkout.get("head") or "")[:7]
-    branch = checkout.get("branch")
-    if branch is None:
-        return f"detached @ {head}" if head else "detached"
-    return f"{branch} @ {head}" if head else f"{branch} (no commits yet)"
-
-
-def status(view: dict, stream: object = None) -> str:
-    """The human form of a status view."""
-    style = Style(stream or sys.stdout)
-    bold, dim, reset = style.bold, style.dim, style.reset
-    now = time.time()
-    lines = []
-    if view.get("sandbox"):
-        lines.append(style.paint("yellow", "SANDBOX: demo data from projctl's built-in fake "
-                                 "GitHub, GitLab and Jira; nothing here is real"))
-    here = view.get("checkout")
-    daemon = view["daemon"]
-    if here:
-        project = here.get("project")
-        where = f"project {bold}{project}{reset}" if project else "in no configured project"
-        lines.append(f"Here      {home(here['root'])}  {_ref(here)}  {dim}({where}){reset}")
-        lines += _branch(view.get("branch"), style)
-    else:
-        lines.append(f"Here      {dim}not in a git repository{reset}")
-    lines += [style.paint("yellow", f"Notice    {notice}") for notice in view.get("notices") or []]
-    lines.append("")
-    projects = view.get("projects") or []
-    if not projects:
-        lines.append("No projects configured yet. Add one to " + home(daemon["config_path"]) + ":")
-        lines.append('  [projects.NAME]\n  paths = ["~/src/NAME"]')
-    for project in projects:
-        label = f"{bold}{project['name']:<9}{reset}"
-        rows = [
-            f"{home(c['root']):<32} {_ref(c)}  {dim}seen {age(now - c['last_seen_at'])}{reset}"
-            for c in project["checkouts"]
-        ]
-        seen_roots = [c["root"] for c in project["checkouts"]]
-        rows += [
-            f"{home(p):<32} {dim}no checkout seen yet{reset}"
-            for p in project["paths"]
-            if not any(root == p or root.startswith(p + "/") for root in seen_roots)
-        ]
-        for index, row in enumerate(rows or [f"{dim}no paths configured{reset}"]):
-            lines.append(f"{label if index == 0 else ' ' * 9} {row}")
-        lines += _upstreams(project, style, now)
-        lines += _deployments(project, style, now)
-    state = view["state"]
-    lines.append("")
-    lines += _sync_line(view.get("sync"), style, now)
-    lines.append(
-        f"{dim}projctld {daemon['version']} · up {duration(now - daemon['started_at'])} · "
-        f"config read {age(now - daemon['config_loaded_at'])} · "
-        f"{_count(state['checkouts_known'], 'checkout')} known · state kept since "
-        f"{age(now - state['created_at'])}{reset}"
-    )
-    warning = version_warning(daemon)
-    if warning:
-        lines.append(warning)
-    return "\n".join(lines)
 
 
 def reloaded(reply: dict) -> str:
@@ -186,13 +114,23 @@ def daemon_info(daemon: dict) -> str:
     return f"{text}\n{warning}" if warning else text
 
 
-def version_warning(daemon: dict) -> str:
-    if daemon["version"] == __version__:
+def version_warning(daemon: dict, client: str = __version__) -> str:
+    if daemon["version"] == client:
         return ""
     return (
-        f"note: projctl is {__version__} but the running projctld is {daemon['version']}; "
+        f"note: projctl is {client} but the running projctld is {daemon['version']}; "
         "`projctl daemon restart` runs the installed one"
     )
+
+
+def status(view: dict, stream: object = None) -> str:
+    """The human form of a status view, laid out for `stream`'s terminal (status_text.py)."""
+    from projctl_client import status_text  # it builds on this module
+
+    stream = stream or sys.stdout
+    return status_text.screen(view, status_text.Options(
+        width=terminal.width(stream), colours=terminal.colours(stream),
+        links=terminal.links(stream)))
 
 
 def error(exc: Exception) -> str:
@@ -206,160 +144,8 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def _ci(ci: dict | None, style: Style) -> str:
-    if not ci:
-        return style.paint("dim", "· no CI")
-    text, colour = _CI.get(ci["state"], (ci["state"], "dim"))
-    if ci.get("failing"):
-        text += f" ({ci.get('failed', len(ci['failing']))}): " + ", ".join(ci["failing"][:3])
-        if len(ci["failing"]) > 3:
-            text += ", …"
-    return style.paint(colour, text)
-
-
-def _review(review: str, style: Style) -> str:
-    text, colour = _REVIEW.get(review, (review, "dim"))
-    return style.paint(colour, f"{text:<17}") if text else " " * 17
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _branch(branch: dict | None, style: Style) -> list[str]:
-    """The current branch's change request and CI, under the `Here` line."""
-    if not branch:
-        return []
-    lines = []
-    change = branch.get("change_request")
-    known = branch.get("known", "complete")
-    if change:
-        lines.append(f"          {change['ref']} {_clip(change['title'], 48)}  "
-                     f"{_review(change['review'], style).strip()}  {_ci(change.get('ci'), style)}")
-    elif known == "unknown":
-        lines.append(style.paint("dim", f"          change request for {branch['branch']}: not "
-                                        "known yet (nothing fetched so far)"))
-    elif known == "partial":
-        lines.append(style.paint("dim", f"          no open change request for "
-                                        f"{branch['branch']} in what could be read"))
-    else:
-        lines.append(style.paint("dim", f"          no open change request for "
-                                        f"{branch['branch']}"))
-    pipeline = branch.get("pipeline")
-    if pipeline:
-        name = f" {pipeline['name']}" if pipeline.get("name") else ""
-        lines.append(f"          latest CI{name}: {_ci({'state': pipeline['state']}, style)}")
-    return lines
-
-
-def _upstreams(project: dict, style: Style, now: float) -> list[str]:
-    """A project's change requests, CI needing attention, tickets and each source's freshness."""
-    sources = project.get("sources") or []
-    if not sources:
-        return []
-    ages = {s["upstream"]: _freshness(s, now) for s in sources}
-    lines = []
-    change_requests = project.get("change_requests") or []
-    # A plugin's upstream is shown with the kind of data it brought, or on its own line.
-    plugin_sources = [u for u in ages if u not in ("github", "gitlab", "jira")]
-    with_code = {item["upstream"] for item in change_requests + (project.get("pipelines") or [])}
-    code_sources = [u for u in ("github", "gitlab") if u in ages] \
-        + [u for u in plugin_sources if u in with_code]
-    ticket_sources = (["jira"] if "jira" in ages else []) + \
-        [u for u in plugin_sources if u not in with_code and project.get("tickets")]
-    if code_sources:
-        lines.append(_heading("Change requests", [f"{u} {ages[u]}" for u in code_sources], style))
-        for change in change_requests:
-            role = "mine" if change["mine"] else "review" if change["review_requested"] \
-                else "assigned" if change.get("assigned") else ""
-            draft = style.paint("dim", " (draft)") if change.get("draft") else ""
-            lines.append(f"    {_clip(change['ref'], 26):<26} {_clip(change['title'], 34):<34}"
-                         f" {role:<8} {_review(change['review'], style)} "
-                         f"{_ci(change.get('ci'), style)}{draft}")
-        if not change_requests:
-            lines.append(style.paint("dim", "    " + _nothing(
-                (project.get("known") or {}).get("change_requests", "complete"),
-                "none open for you")))
-        pipelines = project.get("pipelines") or []
-        if pipelines:
-            lines.append(_heading("CI on my branches that needs a look", [], style))
-            for pipeline in pipelines:
-                lines.append(f"    {_clip(pipeline['repo'], 26):<26} "
-                             f"{_clip(pipeline['branch'], 34):<34} "
-                             f"{_ci({'state': pipeline['state']}, style)} "
-                             f"{style.paint('dim', pipeline.get('name') or '')}  "
-                             f"{style.paint('dim', age(now - pipeline['updated_at']))}")
-    if ticket_sources:
-        lines.append(_heading("Tickets", [f"{u} {ages[u]}" for u in ticket_sources], style))
-        lines += _tickets(project.get("tickets") or [], project.get("ticket_counts") or {}, style,
-                          (project.get("known") or {}).get("tickets", "complete"))
-    for upstream in plugin_sources:
-        if upstream not in code_sources and upstream not in ticket_sources:
-            lines.append(_heading(upstream, [ages[upstream]], style))
-            lines.append(style.paint("dim", "    nothing for you"))
-    for source in sources:
-        error = source.get("error")
-        if error:
-            kept = f"; showing data from {age(now - source['fetched_at'])}" \
-                if source.get("fetched_at") else ""
-            lines.append(style.paint("red", f"  ! {source['upstream']}: {error['message']}")
-                         + style.paint("dim", kept))
-            lines += [f"      try: {s}" for s in error.get("suggestions", [])]
-        for problem in source.get("problems") or []:
-            # One part that could not be read: named, the rest of the source still shows.
-            part = "" if problem["part"] == "*" else f"{problem['part']}: "
-            lines.append(style.paint("red", f"  ! {source['upstream']}: {part}"
-                                            f"{problem['message']}"))
-            lines += [f"      try: {s}" for s in problem.get("suggestions", [])]
-    return lines
-
-
-def _nothing(known: str, none: str) -> str:
-    """What an empty list means: none, none among what could be read, or not known yet."""
-    if known == "unknown":
-        return "not fetched yet"
-    if known == "partial":
-        return f"{none} in what could be read"
-    return none
-
-
-def _tickets(tickets: list[dict], counts: dict[str, int], style: Style,
-             known: str = "complete") -> list[str]:
-    """Tickets by status, in the daemon's order (in progress, to do, done; newest first)."""
-    if not tickets:
-        return [style.paint("dim", "    " + _nothing(known, "none"))]
-    by_status: dict[str, list[dict]] = {}
-    for ticket in tickets:
-        by_status.setdefault(ticket["status"], []).append(ticket)
-    lines = []
-    for name, group in by_status.items():
-        total = max(counts.get(name, 0), len(group))
-        lines.append(f"    {style.bold}{name}{style.reset} ({total})")
-        for ticket in group[:TICKETS_PER_STATUS]:
-            priority = style.paint("dim", ticket.get("priority") or "")
-            lines.append(f"      {ticket['key']:<10} {_clip(ticket['summary'], 60):<60} {priority}")
-        if total > TICKETS_PER_STATUS:
-            lines.append(style.paint("dim", f"      … {total - TICKETS_PER_STATUS} more "
-                                            "(projctl status --json)"))
-    return lines
-
-
-def _heading(title: str, ages: list[str], style: Style) -> str:
-    suffix = style.paint("dim", "  " + " · ".join(ages)) if ages else ""
-    return f"  {style.bold}{title}{style.reset}{suffix}"
-
-
-def _freshness(source: dict, now: float) -> str:
-    """`12 s ago`, `polling…`, `stale, 2 h ago`, `12 s ago, partly fetched` or
-    `not fetched yet`."""
-    if source.get("polling") and not source.get("fetched_at"):
-        return "polling…"
-    if not source.get("fetched_at"):
-        return "not fetched yet" + (" (failing)" if source.get("error") else "")
-    text = age(now - source["fetched_at"])
-    if source.get("problems"):
-        text += ", partly fetched"
-    return f"stale, {text}" if source.get("stale") else text
 
 
 def refresh(results: list[dict], stream: object = None) -> str:
@@ -390,41 +176,6 @@ def refresh(results: list[dict], stream: object = None) -> str:
             lines.append(f"{head} {style.paint('red', 'failed')} {error.get('message', '')}")
             lines += [f"{' ' * 21}try: {s}" for s in error.get("suggestions", [])]
     return "\n".join(lines) if lines else "nothing to refresh"
-
-
-def _deployments(project: dict, style: Style, now: float) -> list[str]:
-    """The latest deployment of each environment, in the order the config lists them."""
-    latest: dict[str, dict] = {}
-    for deployment in project.get("deployments") or []:  # newest first per environment
-        latest.setdefault(deployment["environment"], deployment)
-    if not latest:
-        return []
-    configured = project.get("environments") or []
-    order = [e for e in configured if e in latest] + [e for e in latest if e not in configured]
-    width = max(len(e) for e in order)
-    lines = [_heading("Deployments", [], style)]
-    for environment in order:
-        deployment = latest[environment]
-        symbol, colour = _DEPLOYMENT.get(deployment["state"], ("?", "dim"))
-        where = ref(deployment.get("branch"), deployment.get("commit")) or "?"
-        who = safe_name(deployment.get("actor") or "")
-        lines.append(f"    {style.paint(colour, symbol)} {environment:<{width}}  {where}  {who}  "
-                     + style.paint("dim", _deployment_time(deployment, now)))
-    return lines
-
-
-def _deployment_time(deployment: dict, now: float) -> str:
-    started, finished = deployment.get("started_at"), deployment.get("finished_at")
-    took = deployment.get("duration")
-    if deployment["state"] == "running":
-        return f"running for {duration(now - started)}" if started else "running"
-    when = finished or started
-    text = age(now - when) if when else ""
-    if deployment["state"] == "failed":
-        why = deployment.get("reason") or _exit_text(deployment.get("exit_status"))
-        after = f" after {span(took)}" if took is not None else ""
-        return f"{text} · failed{after}" + (f": {why}" if why else "")
-    return f"{text} · took {span(took)}" if took is not None else text
 
 
 def _exit_text(status: int | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from projctl_client.connection import Connection, connect
+from projctl_client import git
+from projctl_client.connection import Connection, connect, request
 from projctld.sandbox.dataset import generate
-from projctld.sandbox.demo import Upstreams, start_fakes
+from projctld.sandbox.demo import TOKEN, Upstreams, sandbox_config, start_fakes
 
 
 @dataclass
@@ -263,3 +265,63 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@dataclass
+class FieldStatus:
+    """A real projctld over the field dataset of bench/upstream_polling.py (5 projects, 125
+    change requests, 300 tickets), refreshed, run from a checkout of project web on the
+    branch of a pull request of mine; `view` is the status view the text is written from."""
+
+    box: Sandbox
+    up: Upstreams
+    checkout: str
+    view: dict
+
+
+@pytest.fixture(scope="session")
+def field_status() -> Iterator[FieldStatus]:
+    with contextlib.ExitStack() as stack:
+        data = generate(github_repos=15, gitlab_projects=10, changes_per_repo=8, tickets=300,
+                        jira_projects=5)
+        up = start_fakes(stack, data, token=TOKEN)
+        root = tempfile.mkdtemp(prefix="pjf", dir="/tmp")
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        base = {k: v for k, v in os.environ.items() if k not in _CLEARED}
+        box = Sandbox(root, {**base, **_variables(root)})
+        mine = next(pr for prs in data.pulls.values() for pr in prs
+                    if pr.author == data.github_login and pr.state == "open")
+        checkout = os.path.join(root, "web")
+        os.makedirs(checkout)
+        for command in (["init", "-q", "-b", mine.head_ref],
+                        ["commit", "-q", "--allow-empty", "-m", "x"]):
+            subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", *command],
+                           cwd=checkout, check=True)
+        config = sandbox_config(up, projects=5, my_open_tickets=False,
+                                paths={"web": [checkout]})
+        box.write_config(_toml(config))
+        os.chmod(box.config_path, 0o600)
+        daemon = box.start_daemon()
+        stack.callback(_stop_daemons, box)
+        stack.callback(daemon.terminate)
+        refreshed = box.client("refresh", "--wait", "60", timeout=90)
+        assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+        with box.connect() as conn:
+            view = conn.call(request("status", checkout=git.find_checkout(checkout),
+                                     tickets_per_status=5))
+        del view["type"]
+        yield FieldStatus(box, up, checkout, view)
+
+
+def _toml(config: object) -> str:
+    """The TOML of a sandbox config: its upstream sections and projects, flat values."""
+    lines = []
+    tables = [(kind, getattr(config, kind)) for kind in ("github", "gitlab", "jira")]
+    tables += [(f"projects.{name}", project) for name, project in config.projects.items()]
+    for name, table in tables:
+        lines.append(f"[{name}]")
+        for key in table.__struct_fields__:
+            value = getattr(table, key)
+            if value is not None:
+                lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"

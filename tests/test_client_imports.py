@@ -34,10 +34,27 @@ def test_click_commands_import_no_daemon_module(sandbox, args) -> None:
     assert not names & DAEMON_ONLY
 
 
-@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["ping"]])
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["ping"],
+                                  ["status", "--short", "--project", "nope"]])
 def test_hot_commands_import_neither_click_nor_msgspec(sandbox, daemon, args) -> None:
     names = imported_modules(sandbox, *args)
     assert not names & (DAEMON_ONLY | HOT_PATH_ALSO_AVOIDS)
+
+
+def test_status_imports_nothing_that_ping_does_not(sandbox, daemon) -> None:
+    # The daemon writes status out (text or JSON): the client needs no more than a ping.
+    ping = all_modules(sandbox, "ping")
+    for args in (["status"], ["status", "--json"], ["status", "--short"]):
+        assert all_modules(sandbox, *args) == ping, args
+
+
+def all_modules(sandbox, *args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "projctl_client", *args],
+        cwd=sandbox.root, env=sandbox.env, capture_output=True, text=True, timeout=60,
+    )
+    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
 
 
 def test_no_client_module_imports_a_daemon_module_even_lazily() -> None:

@@ -39,7 +39,8 @@ gitlab = {json.dumps(projects)}
 def refreshed_view(sandbox, up: Upstreams, projects: list[str]) -> tuple[str, dict, str]:
     configure(sandbox, gitlab_config(up, projects))
     refresh = sandbox.client("refresh")
-    text = sandbox.client("status")
+    # A terminal wide enough for every row whole (full refs, every failing check).
+    text = sandbox.client("status", env={"COLUMNS": "200"})
     assert text.returncode == 0, text.stderr
     view = json.loads(sandbox.client("status", "--json").stdout)["projects"][0]
     return refresh.stdout, view, text.stdout

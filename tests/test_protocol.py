@@ -84,6 +84,15 @@ def test_client_requests_decode_into_the_schema(tmp_path) -> None:
     assert status == Status(checkout=Checkout(**checkout))
     assert status.protocol == PROTOCOL_VERSION
     assert decoder.decode(minipack.encode(request("status", checkout=None))).checkout is None
+    # What `projctl status` sends for its text, as hotpath builds it.
+    text = {"output": "short", "tickets_per_status": 5, "width": 80, "colours": True,
+            "links": False, "home": str(tmp_path), "project": "web"}
+    assert decoder.decode(minipack.encode(request("status", checkout=checkout, **text))) == \
+        Status(checkout=Checkout(**checkout), **text)
+    assert decoder.decode(minipack.encode(request("status", output="json", project=None))) \
+        == Status(output="json")
+    with pytest.raises(msgspec.ValidationError, match="width"):
+        decoder.decode(minipack.encode(request("status", width=5)))
 
 
 def test_a_checkout_the_client_finds_fits_the_schema(tmp_path) -> None:

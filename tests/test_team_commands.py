@@ -68,8 +68,9 @@ def demo(sandbox):
     daemon.wait(timeout=15)
 
 
-def run(sandbox, *args: str, cwd: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    result = sandbox.client(*args, cwd=cwd)
+def run(sandbox, *args: str, cwd: str, code: int = 0,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = sandbox.client(*args, cwd=cwd, env=env)
     assert result.returncode == code, (result.stdout, result.stderr)
     return result
 
@@ -213,7 +214,8 @@ def test_deploy_runs_the_command_with_its_variables_and_records_how_it_went(
     with open(os.path.join(sandbox.root, "deployed.txt")) as handle:
         assert handle.read().splitlines()[1:3] == ["main", head]
 
-    status = run(sandbox, "status", cwd=demo).stdout
+    # Wide enough for a failed deployment's reason on its line.
+    status = run(sandbox, "status", cwd=demo, env={"COLUMNS": "120"}).stdout
     assert "  Deployments" in status
     assert re.search(rf"✗ staging     main@{head[:7]}  \S+  (just now|\d+ s ago) · failed after "
                      r"[\d.]+ s: exited with status 3", status)
@@ -323,7 +325,8 @@ def test_sync_without_a_hub_says_events_stay_here_and_how_to_set_one(sandbox, de
     assert "\nSync      no hub configured · 1 event on this machine only\n" in status
 
 
-def test_a_required_upgrade_shows_the_exact_command() -> None:
+def test_a_required_upgrade_shows_the_exact_command(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")  # the sync line whole on one line
     now = time.time()
     sync = {"hub": "https://hub.example.com", "device": "0123456789abcdef", "waiting": 2,
             "reachable": True, "syncing": False, "last_attempt": now - 3, "last_success": None,

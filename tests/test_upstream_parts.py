@@ -97,7 +97,7 @@ def test_never_fetched_is_not_none(sandbox, upstreams) -> None:
                for s in web["sources"])
     assert view["branch"]["change_request"] is None and view["branch"]["known"] == "unknown"
 
-    shown = sandbox.client("status", cwd=checkout).stdout
+    shown = sandbox.client("status", cwd=checkout, env={"COLUMNS": "200"}).stdout
     assert "none open for you" not in shown
     assert "no open change request" not in shown
     assert "not fetched yet" in shown
@@ -237,4 +237,5 @@ def test_thirty_checks_are_counted_and_the_27th_failure_named(sandbox, upstreams
               and cr["repo"] == many.repo)
     assert cr["ci"]["state"] == "failure" and cr["ci"]["failing"] == failing
     assert (cr["ci"]["passed"], cr["ci"]["failed"]) == (len(many.checks) - 1, 1)
-    assert f"✗ failing (1): {failing[0]}" in sandbox.client("status").stdout
+    wide = sandbox.client("status", env={"COLUMNS": "200"}).stdout
+    assert f"✗ 1 failing: {failing[0]}" in wide

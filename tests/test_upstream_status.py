@@ -184,7 +184,8 @@ def test_refresh_of_an_unknown_project_lists_the_known_ones(sandbox, upstreams) 
 def test_refresh_without_upstreams_says_what_to_configure(sandbox) -> None:
     result = sandbox.client("refresh")
     assert result.returncode == 1
-    assert "nothing to refresh" in result.stderr
+    assert "nothing to refresh: no project has github, gitlab or jira configured" \
+        in result.stderr
     assert 'github = ["OWNER/NAME"]' in result.stderr
 
 

@@ -4,8 +4,8 @@ in it has changed."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Hashable
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -16,6 +16,7 @@ from projctl_client.protocol import (
     CheckoutView,
     DaemonInfo,
     ProjectView,
+    Reply,
     StateInfo,
     StatusView,
     TicketView,
@@ -39,6 +40,9 @@ _CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
 MAX_REUSE = 1.0
 # Distinct (checkout, ticket limit) views kept; more than this and all are built afresh.
 MAX_VIEWS = 64
+# Outputs kept per view (text for each width and option, JSON); more and they are written
+# afresh.
+MAX_OUTPUTS = 16
 
 Key = tuple[Checkout | None, int | None]
 
@@ -57,35 +61,61 @@ class ViewSources(Protocol):
     def info(self) -> DaemonInfo: ...
 
 
+class _Built(NamedTuple):
+    at: float
+    version: int
+    view: StatusView
+    # What was written out from the view (status_output.py), by what it depends on.
+    outputs: dict[Hashable, Reply]
+
+
 class StatusViews:
     """The views last built, one per (checkout, ticket limit), served again until `changed()`
-    (a poll, an event, a sync) or a checkout change, and for at most MAX_REUSE seconds.
+    (a poll, an event, a sync) or a checkout change, and for at most MAX_REUSE seconds; and
+    beside each, its outputs (its JSON, its text for a width and options) for as long.
 
     Under load this turns a status into a lookup: many shells and editors asking at once get
-    the same view, and the RPC server reuses its encoding too (projctld/rpc/server.py)."""
+    the same view or output, and the RPC server reuses its encoding too
+    (projctld/rpc/server.py). The ages in a text output count from when it was written, so
+    they lag by at most MAX_REUSE, as the view's data does."""
 
     def __init__(self, ctx: ViewSources, clock: Callable[[], float] = time.monotonic) -> None:
         self._ctx = ctx
         self._clock = clock
-        self._views: dict[Key, tuple[float, int, StatusView]] = {}
+        self._views: dict[Key, _Built] = {}
 
     def changed(self) -> None:
         self._views.clear()
 
     def get(self, here: Checkout | None, tickets_per_status: int | None) -> StatusView:
+        return self._built(here, tickets_per_status).view
+
+    def output(self, here: Checkout | None, tickets_per_status: int | None, how: Hashable,
+               write: Callable[[StatusView], Reply]) -> Reply:
+        """`write(view)`, made once per view and `how` (what else the output depends on)."""
+        built = self._built(here, tickets_per_status)
+        reply = built.outputs.get(how)
+        if reply is None:
+            if len(built.outputs) >= MAX_OUTPUTS:
+                built.outputs.clear()
+            reply = built.outputs[how] = write(built.view)
+        return reply
+
+    def _built(self, here: Checkout | None, tickets_per_status: int | None) -> _Built:
         knowledge = self._ctx.knowledge
         if here is not None:
             knowledge.observe(here, time.time())
         now = self._clock()
         key = (here, tickets_per_status)
         cached = self._views.get(key)
-        if cached is not None and now - cached[0] < MAX_REUSE and cached[1] == knowledge.version:
-            return cached[2]
+        if cached is not None and now - cached.at < MAX_REUSE \
+                and cached.version == knowledge.version:
+            return cached
         if len(self._views) >= MAX_VIEWS:
             self._views.clear()
         view = build_status(self._ctx, here, tickets_per_status=tickets_per_status)
-        self._views[key] = (now, knowledge.version, view)
-        return view
+        built = self._views[key] = _Built(now, knowledge.version, view, {})
+        return built
 
 
 def build_status(ctx: ViewSources, here: Checkout | None, *,

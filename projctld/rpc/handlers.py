@@ -31,10 +31,10 @@ from projctl_client.protocol import (
     RunStart,
     Shutdown,
     Status,
-    StatusView,
     Sync,
     SyncReport,
 )
+from projctld.daemon import status_output
 from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.ops import doctor
@@ -63,8 +63,15 @@ class Handlers:
         if reply is not None:
             return reply
         match request:
-            case Status(checkout=checkout, tickets_per_status=limit):
-                return await self._ctx.plugins.status_view(self._status(checkout, limit))
+            case Status():
+                # A view that plugins may change is written out afresh for each request.
+                self._ctx.poller.touch()
+                self._check_project(request)
+                view = await self._ctx.plugins.status_view(self._ctx.status_views.get(
+                    request.checkout, request.tickets_per_status))
+                if request.output == "view":
+                    return status_output.only(view, request.project)
+                return status_output.write(view, request, self._ctx.config_error)
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
                 return await self._refresh(project, wait)
@@ -90,9 +97,8 @@ class Handlers:
         match request:
             case Ping():
                 return Pong(daemon=self._ctx.info())
-            case Status(checkout=checkout, tickets_per_status=limit) \
-                    if not self._ctx.plugins.transforms_status:
-                return self._status(checkout, limit)
+            case Status() if not self._ctx.plugins.transforms_status:
+                return self._status(request)
             case Note():
                 return records.note(self._ctx, request)
             case BranchCreated():
@@ -123,9 +129,22 @@ class Handlers:
         runner = self._ctx.runner
         return SyncReport(sync=runner.view(notices=runner.take_notices()))
 
-    def _status(self, checkout: Checkout | None, limit: int | None) -> StatusView:
-        self._ctx.poller.touch()
-        return self._ctx.status_views.get(checkout, limit)
+    def _status(self, request: Status) -> Reply:
+        ctx = self._ctx
+        ctx.poller.touch()
+        self._check_project(request)
+        views = ctx.status_views
+        if request.output == "view":
+            view = views.get(request.checkout, request.tickets_per_status)
+            return status_output.only(view, request.project)
+        problem = ctx.config_error
+        return views.output(request.checkout, request.tickets_per_status,
+                            status_output.key(request, problem),
+                            lambda view: status_output.write(view, request, problem))
+
+    def _check_project(self, request: Status) -> None:
+        status_output.check_project(request.project, list(self._ctx.config.projects),
+                                    self._ctx.config_path)
 
     def _prompt(self, checkout: Checkout, fmt: str | None, style: Style) -> PromptText:
         ctx = self._ctx
@@ -151,9 +170,10 @@ class Handlers:
                              f"add [projects.{project}] to {self._ctx.config_path}"],
             )
         if not any(key[0] == project or project is None for key in self._ctx.poller.sources):
-            where = f"project {project!r}" if project else "any project"
+            which = f"project {project!r} has" if project else "no project has"
+            missing = "no github, gitlab or jira" if project else "github, gitlab or jira"
             raise ProjctlError(
-                f"nothing to refresh: {where} has no github, gitlab or jira configured",
+                f"nothing to refresh: {which} {missing} configured",
                 code="nothing_to_refresh",
                 suggestions=[f"add github = [\"OWNER/NAME\"] to a [projects.NAME] table in "
                              f"{self._ctx.config_path}"],

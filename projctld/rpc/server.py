@@ -37,6 +37,7 @@ from projctl_client.protocol import (
     Error,
     Reply,
     Request,
+    StatusOutput,
     StatusView,
 )
 from projctld import __version__
@@ -87,9 +88,10 @@ class RpcServer:
         self._decoder = msgspec.msgpack.Decoder(Request)
         self._envelope = msgspec.msgpack.Decoder(Envelope)
         self._encoder = msgspec.msgpack.Encoder()
-        # The status view last sent and its encoding: status.StatusViews serves the same view
-        # object again while nothing changed (and never alters one), so it is encoded once.
-        self._status: tuple[StatusView | None, bytes] = (None, b"")
+        # The status view (or output) last sent and its encoding: status.StatusViews serves
+        # the same object again while nothing changed (and never alters one), so it is
+        # encoded once.
+        self._status: tuple[StatusView | StatusOutput | None, bytes] = (None, b"")
         # Told in every reply while set: the daemon runs without its config.
         self.config_error: ConfigProblem | None = None
 
@@ -203,7 +205,7 @@ class RpcServer:
         if reply.config_error is not self.config_error:
             reply.config_error = self.config_error
             self._status = (None, b"")  # a view encoded before says otherwise
-        if isinstance(reply, StatusView):
+        if isinstance(reply, StatusView | StatusOutput):
             if reply is not self._status[0]:
                 self._status = (reply, self._encoder.encode(reply))
             encoded = self._status[1]
