@@ -461,28 +461,27 @@ def _until(seconds: float) -> str:
 
 def demo_guide(socket: str, checkout: str | None, shell: str) -> str:
     """How to try the demo by hand: which socket to point projctl at, where its checkout is,
-    and the commands worth trying there."""
+    and the commands worth trying there (each line within 80 columns but the paths)."""
     shell = shell if shell in ("bash", "zsh", "fish") else "bash"
     init = "projctl shell-init fish | source" if shell == "fish" \
         else f'eval "$(projctl shell-init {shell})"'
     export = f"set -x PROJCTL_SOCKET {socket}" if shell == "fish" \
         else f"export PROJCTL_SOCKET={socket}"
-    lines = ["", "Try it by hand: with PROJCTL_SOCKET pointed at the demo, projctl talks to the "
-             "demo daemon (never to yours):", f"  {export}"]
+    lines = ["", "Try it by hand. With PROJCTL_SOCKET pointed at the demo, projctl talks to",
+             "the demo daemon, never to yours:", f"  {export}"]
     if checkout:
-        lines += [f"  cd {home(checkout)}          # the demo's git checkout, on a branch with "
-                  "a pull request",
-                  "  projctl status                  # Here: its branch, pull request and CI",
-                  "  projctl prompt                  # the prompt segment for this checkout",
-                  f"  {init}   # the segment in your prompt, no process per prompt",
-                  '  projctl note "trying projctl"   # recorded here, shown by log',
-                  "  projctl deploy staging          # runs the demo's deploy command, records "
-                  "it",
-                  "  projctl run hello               # a workflow, followed as it runs",
-                  "  projctl log                     # the project's history"]
+        tries = [("projctl status", "Here: its branch, pull request, CI"),
+                 ("projctl prompt", "the prompt segment for it"),
+                 (init, "that segment in your prompt"),
+                 ('projctl note "trying projctl"', "recorded, shown by log"),
+                 ("projctl deploy staging", "runs the demo's deploy command"),
+                 ("projctl run hello", "a workflow, followed as it runs"),
+                 ("projctl log", "the project's history")]
+        lines += ["  # the demo's git checkout, on a branch with a pull request:",
+                  f"  cd {home(checkout)}"]
+        lines += [f"  {command:<34}# {what}" for command, what in tries]
     else:
         lines.append("  (no demo checkout: git was not found to make one)")
-    lines += ["Stop it:    projctl demo --stop    (removes the demo's state: nothing of it "
-              "reappears)",
-              "Afresh:     projctl demo --reset"]
+    lines += ["Stop it:  projctl demo --stop    (its state goes: nothing of it reappears)",
+              "Afresh:   projctl demo --reset"]
     return "\n".join(lines)

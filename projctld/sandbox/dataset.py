@@ -319,7 +319,7 @@ def _plans(rng: random.Random, count: int, now: float, me: str,
                 break
             branch = f"{base}-{n}"
         branches.add(branch)
-        plans.append(_Plan(
+        plan = _Plan(
             role=role,
             author=me if role == "mine" else rng.choice(PEOPLE)[0],
             title=f"{verb} {subject}",
@@ -329,7 +329,12 @@ def _plans(rng: random.Random, count: int, now: float, me: str,
                 ["success", "failure", "running", "pending"], [55, 20, 18, 7]
             )[0],
             updated_at=now - rng.uniform(5 * 60, 5 * DAY),
-        ))
+        )
+        if plan.ci in ("running", "pending"):
+            # CI still under way follows a push minutes ago, not days: only a stuck pipeline
+            # (add_stuck_pipeline) is old. Folded into the last 40 minutes, no draw added.
+            plan.updated_at = now - 60 - (now - plan.updated_at) % (40 * 60)
+        plans.append(plan)
     return plans
 
 
