@@ -35,9 +35,12 @@ async def run_process(argv: Sequence[str], *, cwd: str, env: dict[str, str] | No
     that no step leaves processes behind (or holds its output pipe open).
     """
     try:
-        process = await anyio.open_process(
-            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
+        # Shielded: cancelled while its pipes are being set up, the process would run on,
+        # unknown to the cleanup below (and a cancelled open has started it all the same).
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
     except OSError as exc:
         return Exit(None, f"could not start {argv[0]}: {exc.strerror or exc}")
     try:
@@ -91,8 +94,17 @@ async def end_group(process: Process, grace: float) -> None:
             await process.wait()
             while _group_running(pgid):
                 await anyio.sleep(_POLL)
-        _signal_group(pgid, signal.SIGKILL)
+        if _signal_group(pgid, signal.SIGKILL):
+            # A signal is delivered, not obeyed at once: an orphan of the group (that nobody
+            # here reaps) may still run a moment after. Return once none does.
+            with anyio.move_on_after(_KILLED_WITHIN):
+                while _group_running(pgid):
+                    await anyio.sleep(_POLL)
     await process.wait()
+
+
+# How long processes may take to die once sent SIGKILL (a loaded machine takes a while).
+_KILLED_WITHIN = 2.0
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
