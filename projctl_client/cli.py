@@ -79,7 +79,8 @@ def cli() -> None:
 
 
 @cli.command(short_help="Show where your work stands, from the daemon's warm state.")
-@click.option("--json", "as_json", is_flag=True, help="Print the view as JSON (see README).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the view as JSON (its shape: docs/user-guide.md).")
 @click.option("--short", is_flag=True, help="One line per project: what needs you, how fresh.")
 @click.option("--project", "-p", metavar="NAME", help="Only this project.")
 def status(as_json: bool, short: bool, project: str | None) -> None:
@@ -558,7 +559,8 @@ def sync(now: bool, wait: float) -> None:
 def plugins(as_json: bool) -> None:
     """List the daemon's plugins: name, version, where each came from, the hooks it implements,
     whether it loaded, and its last error. Plugins come from installed packages (entry point
-    group `projctl.plugins`) and from `[plugins] modules` in the config; README, Plugins."""
+    group `projctl.plugins`) and from `[plugins] modules` in the config
+    (docs/workflows-and-plugins.md, Plugins)."""
     reply = _ask("plugins")
     del reply["type"]
     if as_json:
@@ -573,7 +575,7 @@ def metrics(as_json: bool) -> None:
     """Show what the daemon has done since it started: requests by type and by the projctl
     command that sent them (count, errors, latency quantiles), each upstream's requests, 304s,
     errors and rate limits, the team sync, memory and clients. The same numbers are served to
-    Prometheus when daemon.metrics_listen is set; README, Metrics."""
+    Prometheus when daemon.metrics_listen is set; docs/user-guide.md, projctl metrics."""
     reply = _ask("metrics")
     del reply["type"]
     if as_json:

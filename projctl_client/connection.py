@@ -26,7 +26,7 @@ _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class ClientError(Exception):
-    """Something the user must act on; `exit_code` follows the README's table."""
+    """Something the user must act on; `exit_code` follows the exit codes in the README."""
 
     exit_code = 1
 

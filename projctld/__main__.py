@@ -348,7 +348,7 @@ def hub_copy(source: str, target: str) -> None:
 
     To move a team's hub (from SQLite to PostgreSQL, say): stop the hub, copy, start the hub
     on the new database, and point the devices at it if its URL changed. Nothing is lost:
-    devices send again whatever reached the old hub after the copy (README: Moving or
+    devices send again whatever reached the old hub after the copy (docs/hub.md: Moving or
     restoring a hub).
     """
     import anyio

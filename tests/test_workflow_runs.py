@@ -12,7 +12,8 @@ import sys
 import pytest
 from test_upstream_status import git_checkout
 
-README = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")
+README = os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs",
+                      "workflows-and-plugins.md")
 IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
@@ -37,7 +38,7 @@ def readme_release_workflow() -> str:
     with open(README) as handle:
         text = handle.read()
     match = re.search(r"```toml\n# \.projctl/workflows/release\.toml\n(.*?)```", text, re.S)
-    assert match, "the README's release workflow"
+    assert match, "the docs' release workflow"
     return match[1]
 
 

@@ -1,7 +1,7 @@
 """projctld's plugins (pluggy): what a plugin imports is here: `hookimpl`, `Upstream`, `Snapshot`.
 
 The hooks are in hookspecs.py, the host that loads and calls plugins in host.py, and the
-built-in notifier in notifier.py. README.md, section Plugins, tells the whole story.
+built-in notifier in notifier.py. docs/workflows-and-plugins.md, Plugins, tells the whole story.
 """
 
 from __future__ import annotations
