@@ -83,7 +83,9 @@ class _Projctl(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_commands(ctx, formatter)
         found = commands.everything(frozenset(self.commands))
-        commands.load_all(found)
+        # As click fits the built-ins' help: one line beside the longest name.
+        names = [*self.commands, *(c.name for c in found if c.problem is None)]
+        commands.load_all(found, formatter.width - 6 - max(map(len, names)))
         rows = commands.help_rows(found)
         if rows:
             with formatter.section("Plugin commands (projctl plugins lists them)"):

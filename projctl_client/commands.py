@@ -259,14 +259,15 @@ def load(candidate: Candidate) -> object:
     return command
 
 
-def load_all(candidates: list[Candidate]) -> None:
-    """Load the entry points that would run, for their help; one that cannot be loaded gets
-    that as its problem."""
+def load_all(candidates: list[Candidate], width: int = 80) -> None:
+    """Load the entry points that would run, for their help (at most `width` characters); one
+    that cannot be loaded gets that as its problem."""
     for candidate in candidates:
         if candidate.kind != ENTRY_POINT or candidate.problem is not None:
             continue
         try:
-            candidate.help = load(candidate).get_short_help_str(80)  # type: ignore[attr-defined]
+            command = load(candidate)
+            candidate.help = command.get_short_help_str(width)  # type: ignore[attr-defined]
         except LoadError as exc:
             candidate.problem = str(exc)
 

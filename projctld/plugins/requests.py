@@ -91,7 +91,7 @@ def unknown_plugin(plugin: str, loaded: list[str], handlers: list[str],
     return ProjctlError(
         f"no loaded plugin named {plugin!r}{why}; plugins that answer requests: "
         f"{', '.join(handlers) or 'none'}", code="unknown_plugin",
-        suggestions=[f"did you mean {close[0]}?"] * bool(close) + ["projctl plugins"])
+        suggestions=[*(f"did you mean {name}?" for name in close), "projctl plugins"])
 
 
 async def ask(function: Callable[[], Any], *, plugin: str, name: str, timeout: float,
