@@ -14,7 +14,7 @@ import textwrap
 import pytest
 from conftest import Sandbox
 from test_plugins import EVERY_DAY, example_site, on_path, plugin_views, stop, with_plugins
-from test_sync_e2e import call
+from test_sync_e2e import call, join, wait_for
 
 from projctl_client import api, commands
 from projctl_client.__main__ import BUILT_IN
@@ -407,6 +407,29 @@ CALL_FAILURES = [
     (["request", "{\"plugin\": \"nobody\", \"name\": \"x\"}"], 1,
      "no loaded plugin named 'nobody'; plugins that answer requests: none"),
 ]
+
+
+def test_a_plugin_event_reaches_teammates_through_the_hub(sandbox, more_sandboxes,
+                                                           hub_server) -> None:
+    hub = hub_server()
+    ann, bob = join(sandbox, hub, "ann"), join(more_sandboxes(), hub, "bob")
+    payload = {"version": "2.0", "tags": ["blue", None], "nested": {"n": 1.5}}
+    recorded = called(ann, "event", {"type": "x.sentry.release", "project": "web",
+                                     "payload": payload})["event"]
+
+    def seen() -> list[dict]:
+        return called(bob, "log", {"project": "web", "types": ["x.sentry"]})["events"]
+
+    (pulled,) = wait_for(seen)
+    assert (pulled["id"], pulled["payload"], pulled["user"], pulled["mine"]) == \
+        (recorded["id"], payload, "ann", False)
+    assert "ann  x.sentry.release  version=2.0\n" in projctl(bob, "log", "web", "--type",
+                                                             "x.sentry").stdout
+    # The hub took it as it takes every event; it changed no state anywhere.
+    sync = call(ann, "sync")["sync"]
+    assert (sync["waiting"], sync["refused"], sync["set_aside"]) == (0, 0, [])
+    (web,) = json.loads(projctl(bob, "status", "--json").stdout)["projects"]
+    assert web["deployments"] == []
 
 
 def test_projctl_call_fails_in_json_with_the_exit_code(sandbox) -> None:
