@@ -150,6 +150,8 @@ def check(method: str, args: object) -> None:
         if kinds is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
             wanted = " or ".join(_JSON_NAMES[kind] for kind in kinds)
             raise UsageError(f"{method}: {key} is {wanted}, not {_json_type(value)}")
+    if not all(isinstance(kind, str) for kind in args.get("types", [])):
+        raise UsageError(f"{method}: types is an array of strings")
     missing = [key for key in REQUIRED.get(method, ()) if key not in args]
     if missing:
         raise UsageError(f"{method} needs {', '.join(missing)}", ["projctl call --help"])

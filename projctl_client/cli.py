@@ -644,7 +644,8 @@ def plugins(as_json: bool) -> None:
         _fail(failure)
 
 
-@cli.command(short_help="Talk to projctld in JSON, as plugins and scripts do.")
+@cli.command(short_help="Talk to projctld in JSON, as plugins and scripts do.",
+             epilog=EXIT_CODES)
 @click.argument("method")
 @click.argument("arguments", required=False, metavar="[JSON|-]")
 def call(method: str, arguments: str | None) -> None:
@@ -652,15 +653,15 @@ def call(method: str, arguments: str | None) -> None:
     (given here, or `-` to read them from stdin; none: {}) and print the reply as JSON.
 
     \b
-    Methods, and the keys of their arguments:
-      version                         the versions of this interface, projctl and projctld
-      status                          the status view, as status --json shows it
-      log      project types since limit  events, oldest first, as log --json shows them
-      note     text project           record a note
-      event    type payload project   record a team event of type x.NAME.TYPE
-      request  plugin name args project   ask a daemon plugin's request handler
+    Methods, with the keys of their arguments (* required) and what they answer:
+      version                                 the versions of this interface, projctl, projctld
+      status                                  the status view, as status --json
+      log      project, types, since, limit   events, oldest first, as log --json
+      note     text*, project                 record a note
+      event    type*, payload, project        record a team event of type x.NAME.TYPE
+      request  plugin*, name*, args, project  what a daemon plugin's request handler answers
 
-    project defaults to the current checkout's. On failure, the reply is {"error": {"code",
+    project is by default the current checkout's. On failure, the reply is {"error": {"code",
     "message", "suggestions"}}, the message goes to stderr too, and the exit code says which
     failure it was (below; 2 also for a method or arguments that do not fit). README, Plugins,
     has the whole interface and an example in shell with jq.

@@ -124,8 +124,9 @@ def run_executable(args: list[str]) -> int | None:
     try:
         os.execve(path, [path, *args[1:]], env)
     except OSError as exc:
-        why = "it has no #! line naming its interpreter, or is not a program for this " \
-            "system" if exc.errno == 8 else exc.strerror  # ENOEXEC
+        why = {2: "the interpreter its #! line names is not there",  # ENOENT: the file is
+               8: "it has no #! line naming its interpreter, or is not a program for this "
+                  "system"}.get(exc.errno or 0, exc.strerror)  # ENOEXEC
         sys.stderr.write(f"projctl: cannot run {path}: {why}\n"
                          f"  try: projctl plugins  # says which file each command runs\n")
         return 126
@@ -261,12 +262,16 @@ def load(candidate: Candidate) -> object:
 
 def load_all(candidates: list[Candidate], width: int = 80) -> None:
     """Load the entry points that would run, for their help (at most `width` characters); one
-    that cannot be loaded gets that as its problem."""
+    that cannot be loaded gets that as its problem. What a module prints as it is imported goes
+    to stderr: the listing on stdout (`projctl plugins --json`) stays what it says it is."""
+    import contextlib
+
     for candidate in candidates:
         if candidate.kind != ENTRY_POINT or candidate.problem is not None:
             continue
         try:
-            command = load(candidate)
+            with contextlib.redirect_stdout(sys.stderr):
+                command = load(candidate)
             candidate.help = command.get_short_help_str(width)  # type: ignore[attr-defined]
         except LoadError as exc:
             candidate.problem = str(exc)

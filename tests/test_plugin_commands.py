@@ -150,6 +150,19 @@ def test_a_signal_that_ends_the_plugin_ends_the_command(sandbox) -> None:
     assert result.returncode == -signal.SIGTERM
 
 
+def test_a_plugin_the_system_cannot_run_is_said_so(sandbox) -> None:
+    plugins = os.path.join(sandbox.root, "plugins")
+    executable(plugins, "projctl-noshebang", "echo no interpreter named\n")
+    executable(plugins, "projctl-gone", "#!/nonexistent/sh\n")
+    use_path(sandbox, plugins)
+    path = os.path.join(plugins, "projctl-noshebang")
+    assert projctl(sandbox, "noshebang", code=126).stderr == (
+        f"projctl: cannot run {path}: it has no #! line naming its interpreter, or is not a "
+        "program for this system\n  try: projctl plugins  # says which file each command runs\n")
+    assert "projctl-gone: the interpreter its #! line names is not there\n" in \
+        projctl(sandbox, "gone", code=126).stderr
+
+
 def test_no_plugin_runs_from_a_relative_path_entry_or_an_unsafe_place(sandbox) -> None:
     work = os.path.join(sandbox.root, "work")
     marker = os.path.join(sandbox.root, "ran")
@@ -293,6 +306,8 @@ def test_entry_points_that_cannot_run_say_why(sandbox) -> None:
               brokenmod="raise RuntimeError('half installed')\n", okmod="""
         import click
 
+        print("okmod says hello as it is imported")
+
         VALUE = 3
 
         @click.command()
@@ -306,7 +321,8 @@ def test_entry_points_that_cannot_run_say_why(sandbox) -> None:
     use_path(sandbox, plugins)
     sandbox.env["PROJCTL_NO_AUTOSTART"] = "1"
 
-    assert projctl(sandbox, "ok").stdout == "ok from an entry point\n"
+    assert projctl(sandbox, "ok").stdout == \
+        "okmod says hello as it is imported\nok from an entry point\n"
     assert projctl(sandbox, "twice").stdout == "executable\n"
     broken = projctl(sandbox, "broken", code=1).stderr
     assert broken.startswith("projctl: the command broken of brokenpkg cannot be used: "
@@ -399,6 +415,7 @@ CALL_FAILURES = [
     (["note", "{\"txt\": \"x\"}"], 2, "note takes no argument 'txt' (it takes: text, project)"),
     (["note", "{}"], 2, "note needs text"),
     (["log", "{\"limit\": true}"], 2, "log: limit is a number, not a boolean"),
+    (["log", "{\"types\": [\"x.a\", 3]}"], 2, "log: types is an array of strings"),
     (["event", "{\"type\": \"deployment.completed\"}"], 2,
      "'deployment.completed' is not a plugin's event type: x.NAME.TYPE"),
     (["note", "{\"text\": \"x\"}"], 1, "this directory is not in a configured project"),
@@ -451,6 +468,18 @@ def test_projctl_call_without_a_daemon_is_exit_3(sandbox) -> None:
     result = projctl(sandbox, "call", "status", code=3)
     assert json.loads(result.stdout)["error"]["code"] == "unavailable"
     assert json.loads(projctl(sandbox, "call", "version").stdout)["daemon"] is None
+
+
+def test_the_python_interface_is_what_the_readme_says() -> None:
+    with open(os.path.join(REPO, "README.md")) as handle:
+        readme = handle.read()
+    for signature in ("version()", "status()", "log(project=None, types=(), since=None, "
+                      "limit=50)", "note(text, project=None)", "event(type, payload=None, "
+                      "project=None)", "plugin_request(plugin, name, args=None, project=None)",
+                      "call(method, args)"):
+        assert f"`{signature}`" in readme.replace("\n", " ")
+        assert callable(getattr(api, signature.split("(")[0]))
+    assert list(api.METHODS) == ["version", "status", "log", "note", "event", "request"]
 
 
 def test_the_python_interface_refuses_what_call_refuses() -> None:

@@ -463,11 +463,13 @@ def test_projctl_plugins_without_plugins_says_how_to_add_one(sandbox) -> None:
 def test_the_imports_the_readme_gives_plugin_authors_work() -> None:
     # The README names these paths; moving a module inside projctld must not break a plugin.
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert "`from projctld.plugins import hookimpl, Upstream, Snapshot`" in readme
+    assert "`from projctld.plugins import hookimpl, Upstream, Snapshot, RequestRefused`" in readme
     assert "`projctld.errors.UpstreamError`" in readme
+    assert "`projctld.plugins.RequestRefused(message, suggestions=[...])`" in readme
     from projctld.errors import UpstreamError
-    from projctld.plugins import Snapshot, Upstream, hookimpl
+    from projctld.plugins import RequestRefused, Snapshot, Upstream, hookimpl
 
     snapshot = Snapshot(change_requests=[])
     assert snapshot.tickets == [] and callable(hookimpl) and Upstream.__name__ == "Upstream"
     assert issubclass(UpstreamError, Exception)
+    assert RequestRefused("no", suggestions=["x"]).code == "plugin_refused"
