@@ -1,4 +1,6 @@
-"""Measures how long `projctl status`/`ping` take as whole processes and as RPCs to projctld.
+"""Measures how long `projctl status`/`ping`/`note`/`prompt` take as whole processes and as RPCs
+to projctld, without plugins and with plugin commands installed, and what dispatching
+`projctl NAME` to a plugin executable costs.
 
 Run it from the repository root with the dev virtualenv's interpreter:
 
@@ -13,6 +15,13 @@ processes against a bare `python -c pass` of the same interpreter,
 shows where the client's import time goes, then times 10,000 status and ping round trips over
 one connection and reports the daemon's memory before and after. Nothing outside the sandbox
 is touched except the client's bytecode cache (see compile_client).
+
+Every command is timed in two set-ups, in alternation: without plugins, and with ten plugin
+executables (`projctl-tool0`...) in a directory on PATH and a package of three entry-point
+commands (`projctl.commands`) installed, which the hot commands must not pay for. Both set-ups
+have a directory on PYTHONPATH (empty in the first), so that they differ only by the plugins.
+The dispatch figure times `projctl hello` (exec'd to `projctl-hello` on PATH, a shell script
+that exits at once) against running `projctl-hello` directly.
 """
 
 from __future__ import annotations
@@ -41,15 +50,32 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINE = "python -c pass"
 
 
+PLUGIN_EXECUTABLES = 10
+ENTRY_POINT_COMMANDS = ("alpha", "beta", "gamma")
+DIRECT = "projctl-hello (direct)"
+DISPATCHED = "projctl hello"
+DISPATCH_GOAL_MS = 5.0
+BARE, PLUGINS = "no plugins", "plugins"
+
+
 def commands(python: str) -> dict[str, list[str]]:
-    """The timed commands; `projctl` is pip's console script next to `python`."""
+    """The timed commands; `projctl` is the console script next to `python`."""
     projctl = os.path.join(os.path.dirname(python), "projctl")
     return {
         BASELINE: [python, "-c", "pass"],
         "projctl status": [projctl, "status"],
         "projctl status --json": [projctl, "status", "--json"],
         "projctl ping": [projctl, "ping"],
+        "projctl note TEXT": [projctl, "note", "timed by bench/client_latency.py"],
+        "projctl prompt": [projctl, "prompt"],
     }
+
+
+def dispatch_commands(python: str, box: Sandbox) -> dict[str, list[str]]:
+    """A plugin executable run directly, and as `projctl hello` (timed with plugins only)."""
+    projctl = os.path.join(os.path.dirname(python), "projctl")
+    return {DIRECT: [os.path.join(box.plugin_bin, "projctl-hello")],
+            DISPATCHED: [projctl, "hello"]}
 
 
 @dataclass
@@ -58,6 +84,8 @@ class Sandbox:
 
     root: str
     env: dict[str, str]
+    # The environment of each set-up (BARE, PLUGINS): `env` with its PATH and PYTHONPATH.
+    setups: dict[str, dict[str, str]] | None = None
 
     @property
     def demo(self) -> str:
@@ -70,6 +98,10 @@ class Sandbox:
     @property
     def daemon_log(self) -> str:
         return os.path.join(self.root, "projctld.log")
+
+    @property
+    def plugin_bin(self) -> str:
+        return os.path.join(self.root, "plugin-bin")
 
 
 def make_sandbox() -> Sandbox:
@@ -100,9 +132,11 @@ def make_sandbox() -> Sandbox:
     return box
 
 
-def run_in_demo(argv: list[str], box: Sandbox) -> subprocess.CompletedProcess[str]:
+def run_in_demo(argv: list[str], box: Sandbox,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command in the demo repository with the sandbox environment, output captured."""
-    return subprocess.run(argv, cwd=box.demo, env=box.env, capture_output=True, text=True)
+    return subprocess.run(argv, cwd=box.demo, env=env or box.env, capture_output=True,
+                          text=True)
 
 
 def check_exit(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -115,8 +149,9 @@ def check_exit(result: subprocess.CompletedProcess[str]) -> subprocess.Completed
     return result
 
 
-def run_checked(argv: list[str], box: Sandbox) -> subprocess.CompletedProcess[str]:
-    return check_exit(run_in_demo(argv, box))
+def run_checked(argv: list[str], box: Sandbox,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return check_exit(run_in_demo(argv, box, env))
 
 
 def install(box: Sandbox) -> str:
@@ -127,6 +162,45 @@ def install(box: Sandbox) -> str:
     python = os.path.join(venv, "bin", "python")
     run_checked([python, "-m", "pip", "install", "-q", REPO], box)
     return python
+
+
+def install_plugins(python: str, box: Sandbox) -> None:
+    """Ten plugin executables and `projctl-hello` in a directory, and a package with three
+    entry-point commands installed into a directory (pip, `--target`); box.setups gets the
+    environment without them and with them."""
+    os.makedirs(box.plugin_bin)
+    for name in [f"tool{n}" for n in range(PLUGIN_EXECUTABLES)] + ["hello"]:
+        path = os.path.join(box.plugin_bin, f"projctl-{name}")
+        with open(path, "w") as handle:
+            handle.write("#!/bin/sh\nexit 0\n")
+        os.chmod(path, 0o755)
+    source = os.path.join(box.root, "bench-commands")
+    os.makedirs(source)
+    points = "\n".join(f'{name} = "bench_commands:{name}"' for name in ENTRY_POINT_COMMANDS)
+    with open(os.path.join(source, "pyproject.toml"), "w") as handle:
+        handle.write('[build-system]\nrequires = ["setuptools>=61"]\n'
+                     'build-backend = "setuptools.build_meta"\n\n'
+                     '[project]\nname = "bench-commands"\nversion = "1.0"\n\n'
+                     f'[project.entry-points."projctl.commands"]\n{points}\n\n'
+                     '[tool.setuptools]\npy-modules = ["bench_commands"]\n')
+    with open(os.path.join(source, "bench_commands.py"), "w") as handle:
+        handle.write("import click\n" + "".join(
+            f"\n\n@click.command()\ndef {name}():\n    \"\"\"A bench command.\"\"\"\n"
+            for name in ENTRY_POINT_COMMANDS))
+    site, empty = os.path.join(box.root, "site"), os.path.join(box.root, "site-empty")
+    os.makedirs(empty)
+    run_checked([python, "-m", "pip", "install", "-q", "--no-deps",
+                 "--target", site, source], box)
+    box.setups = {
+        BARE: {**box.env, "PYTHONPATH": empty},
+        PLUGINS: {**box.env, "PYTHONPATH": site,
+                  "PATH": os.pathsep.join([box.plugin_bin, box.env["PATH"]])},
+    }
+    listed = run_checked([os.path.join(os.path.dirname(python), "projctl"), "--help"], box,
+                         box.setups[PLUGINS]).stdout
+    missing = [n for n in (*ENTRY_POINT_COMMANDS, "tool0", "hello") if f"  {n} " not in listed]
+    if missing:
+        raise SystemExit(f"error: `projctl --help` does not list the plugins {missing}")
 
 
 def compile_client(python: str, box: Sandbox) -> None:
@@ -194,46 +268,75 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def time_process(argv: list[str], box: Sandbox) -> float:
+def time_process(argv: list[str], box: Sandbox, env: dict[str, str]) -> float:
     """Wall-clock milliseconds of one whole process run, which must exit 0."""
     started = time.perf_counter()
-    result = run_in_demo(argv, box)
+    result = run_in_demo(argv, box, env)
     elapsed = time.perf_counter() - started
     check_exit(result)
     return elapsed * 1000
 
 
-def time_commands(python: str, box: Sandbox, rounds: int) -> dict[str, list[float]]:
-    """Run every command once per round, rotating the order each round; one untimed warm-up."""
-    timed = commands(python)
-    names = list(timed)
-    for name in names:
-        time_process(timed[name], box)
-    samples: dict[str, list[float]] = {name: [] for name in names}
+Samples = dict[tuple[str, str], list[float]]  # (set-up, command): milliseconds
+
+
+def time_commands(python: str, box: Sandbox, rounds: int) -> Samples:
+    """Run every command in both set-ups (and the dispatch pair with plugins) once per round,
+    rotating the order each round; one untimed warm-up round."""
+    assert box.setups is not None
+    timed = [(setup, name, argv) for name, argv in commands(python).items()
+             for setup in (BARE, PLUGINS)]
+    timed += [(PLUGINS, name, argv) for name, argv in dispatch_commands(python, box).items()]
+    for setup, _, argv in timed:
+        time_process(argv, box, box.setups[setup])
+    samples: Samples = {(setup, name): [] for setup, name, _ in timed}
     for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            samples[name].append(time_process(timed[name], box))
+        shift = round_index % len(timed)
+        for setup, name, argv in timed[shift:] + timed[:shift]:
+            samples[setup, name].append(time_process(argv, box, box.setups[setup]))
     return samples
 
 
-def print_latency_table(python: str, samples: dict[str, list[float]]) -> None:
-    baseline = statistics.median(samples[BASELINE])
-    print(f"{'command':<24}{'median ms':>10}{'p90 ms':>9}{'x bare':>8}")
-    for name, values in samples.items():
-        median = statistics.median(values)
-        print(
-            f"{name:<24}{median:>10.1f}{percentile(values, 0.9):>9.1f}{median / baseline:>8.2f}"
-        )
-    ratio = statistics.median(samples["projctl status"]) / baseline
+def print_latency_table(python: str, samples: Samples) -> None:
+    baseline = statistics.median(samples[BARE, BASELINE])
+    print(f"{'command':<24}{'median ms':>10}{'p90 ms':>9}{'x bare':>8}"
+          f"{'with plugins':>14}{'p90 ms':>9}{'ratio':>7}")
+    for name in commands(python):
+        plain, plugged = samples[BARE, name], samples[PLUGINS, name]
+        median, with_plugins = statistics.median(plain), statistics.median(plugged)
+        print(f"{name:<24}{median:>10.1f}{percentile(plain, 0.9):>9.1f}"
+              f"{median / baseline:>8.2f}{with_plugins:>14.1f}{percentile(plugged, 0.9):>9.1f}"
+              f"{with_plugins / median:>7.2f}")
+    ratio = statistics.median(samples[BARE, "projctl status"]) / baseline
     verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
     print(f"goal: projctl status <= {GOAL_RATIO}x bare python -> {ratio:.2f}x, {verdict}")
+    print(f"'with plugins': {PLUGIN_EXECUTABLES} plugin executables on PATH and "
+          f"{len(ENTRY_POINT_COMMANDS)} entry-point commands installed; 'ratio' is its median "
+          "over the median without")
     if python == sys.executable and any(name.startswith("__editable__") for name in sys.modules):
         print(
             "note: this interpreter imports a setuptools editable-install finder at every start\n"
             "      (under `site` below); bare python pays it too, so the ratios here are lower\n"
             "      than they would be for a wheel install"
         )
+
+
+def print_dispatch(samples: Samples) -> None:
+    direct = statistics.median(samples[PLUGINS, DIRECT])
+    dispatched = statistics.median(samples[PLUGINS, DISPATCHED])
+    bare = statistics.median(samples[PLUGINS, BASELINE])
+    extra = dispatched - direct
+    verdict = "met" if extra < DISPATCH_GOAL_MS else "NOT met"
+    print(f"dispatch: `{DISPATCHED}` (exec'd to projctl-hello on PATH) against projctl-hello "
+          "run directly, medians")
+    print(f"  {DIRECT:<28}{direct:>8.1f} ms")
+    print(f"  {DISPATCHED:<28}{dispatched:>8.1f} ms")
+    print(f"  extra cost of dispatching   {extra:>8.1f} ms  (goal < {DISPATCH_GOAL_MS:g} ms: "
+          f"{verdict})")
+    print(f"  python -c pass              {bare:>8.1f} ms  (an interpreter's start and exit, "
+          "which the `projctl` script pays first)")
+    print(f"  projctl hello - that        {dispatched - bare:>8.1f} ms  (finding the file, "
+          "asking the daemon's version, exec, and the plugin's own run)")
 
 
 @dataclass
@@ -243,11 +346,12 @@ class ImportEntry:
     cumulative_us: int
 
 
-def import_times(python: str, box: Sandbox) -> list[ImportEntry]:
-    """The `-X importtime` entries of one `projctl status`, in the order imports finished."""
-    argv = [python, "-X", "importtime", "-m", "projctl_client", "status"]
+def import_times(python: str, box: Sandbox, env: dict[str, str] | None = None,
+                 command: str = "status") -> list[ImportEntry]:
+    """The `-X importtime` entries of one `projctl COMMAND`, in the order imports finished."""
+    argv = [python, "-X", "importtime", "-m", "projctl_client", command]
     entries = []
-    for line in run_checked(argv, box).stderr.splitlines():
+    for line in run_checked(argv, box, env).stderr.splitlines():
         fields = line.removeprefix("import time:").split("|")
         if not line.startswith("import time:") or not fields[1].strip().isdigit():
             continue  # other stderr output, or the column header
@@ -281,6 +385,14 @@ def print_import_times(python: str, box: Sandbox) -> None:
     before = statistics.median(split[0] for split in splits) / 1000
     after = statistics.median(split[1] for split in splits) / 1000
     print(f"  top-level imports through site: {before:.2f} ms; after site: {after:.2f} ms")
+    assert box.setups is not None
+    for command in ("status", "ping", "prompt"):
+        for setup in (BARE, PLUGINS):
+            names = {entry.name for entry in import_times(python, box, box.setups[setup],
+                                                          command)}
+            looked = sorted(names & {"importlib.metadata", "projctl_client.commands", "click"})
+            print(f"  projctl {command:<7} {setup:<11}: {len(names)} modules imported; "
+                  f"plugin machinery among them: {', '.join(looked) or 'none'}")
 
 
 def time_rpc(conn: Connection, message: dict[str, object]) -> list[int]:
@@ -322,12 +434,16 @@ def main() -> None:
     try:
         python = sys.executable if args.editable else install(box)
         compile_client(python, box)
+        install_plugins(python, box)
         daemon = start_daemon(python, box)
         try:
             print(f"python {sys.version.split()[0]} at {python}")
             print(f"projctld pid {daemon.pid}: RSS after start {rss_mib(daemon.pid):.1f} MiB\n")
             print(f"whole processes: {args.rounds} rounds after one warm-up round, cwd = demo repo")
-            print_latency_table(python, time_commands(python, box, args.rounds))
+            samples = time_commands(python, box, args.rounds)
+            print_latency_table(python, samples)
+            print()
+            print_dispatch(samples)
             print()
             print_import_times(python, box)
             print()

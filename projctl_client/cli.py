@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import os
 import shlex
@@ -18,6 +19,7 @@ import click
 
 from projctl_client import (
     __version__,
+    commands,
     daemonctl,
     git,
     gitcmd,
@@ -58,7 +60,73 @@ def _ask(kind: str, **fields: object) -> dict:
         _fail(exc)
 
 
+class _Projctl(click.Group):
+    """The built-in commands, then those that plugins add (commands.py; an executable has been
+    exec'd by __main__ before click is imported). Entry points are read only for a name that is
+    not built in, for --help, and to suggest a name for one that does not exist."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or not commands.valid_name(cmd_name):
+            return command
+        return _plugin_command(cmd_name, frozenset(self.commands))
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        if name.startswith("-") or ctx.resilient_parsing:
+            return super().resolve_command(ctx, args)
+        command = self.get_command(ctx, name)
+        if command is None:
+            raise _no_such_command(ctx, name, frozenset(self.commands))
+        return name, command, args[1:]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_commands(ctx, formatter)
+        found = commands.everything(frozenset(self.commands))
+        # As click fits the built-ins' help: one line beside the longest name.
+        names = [*self.commands, *(c.name for c in found if c.problem is None)]
+        commands.load_all(found, formatter.width - 6 - max(map(len, names)))
+        rows = commands.help_rows(found)
+        if rows:
+            with formatter.section("Plugin commands (projctl plugins lists them)"):
+                formatter.write_dl(rows)
+
+
+def _plugin_command(name: str, built_in: frozenset[str]) -> click.Command | None:
+    """The click command of the entry point that `projctl NAME` runs, or None."""
+    found = [c for c in commands.entry_points(built_in, set())
+             if c.name == name and c.problem is None]
+    if not found:
+        return None
+    try:
+        return commands.load(found[0])  # type: ignore[return-value]
+    except commands.LoadError as exc:
+        dist = found[0].distribution or "its package"
+        _fail(ClientError(f"the command {name} of {dist} cannot be used: {exc}",
+                          [f"pip install --force-reinstall {dist}  # or uninstall it",
+                           "projctl plugins  # the commands plugins add, and their problems"]))
+
+
+def _no_such_command(ctx: click.Context, name: str,
+                     built_in: frozenset[str]) -> click.UsageError:
+    """click's "No such command ... Did you mean", the plugins' commands among the names it
+    suggests, and why a file of that name was not run, if there is one."""
+    found = commands.everything(built_in)
+    names = [*built_in, *(c.name for c in found if c.problem is None)]
+    close = sorted(difflib.get_close_matches(name, names))
+    message = f"No such command {name!r}."
+    if len(close) == 1:
+        message += f" Did you mean {close[0]!r}?"
+    elif close:
+        message += f" (Did you mean one of: {', '.join(map(repr, close))}?)"
+    notes = [f"{c.path or c.target} was not run: {c.problem}"
+             for c in found if c.name == name and c.problem is not None]
+    return click.UsageError("\n".join([message, *notes]), ctx)
+
+
 @click.group(
+    cls=_Projctl,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
 )
@@ -554,19 +622,118 @@ def sync(now: bool, wait: float) -> None:
     sys.exit(1 if now and attempt_failed else 0)
 
 
-@cli.command(short_help="List projctld's plugins, their hooks and their errors.")
+@cli.command(short_help="List plugins: the daemon's, and the commands they add.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
 def plugins(as_json: bool) -> None:
-    """List the daemon's plugins: name, version, where each came from, the hooks it implements,
-    whether it loaded, and its last error. Plugins come from installed packages (entry point
-    group `projctl.plugins`) and from `[plugins] modules` in the config
+    """List the daemon's plugins (name, version, where each came from, the hooks it
+    implements, whether it loaded, and its last error), then the commands plugins add: each
+    `projctl NAME` with the file or entry point it runs, and every other one found with why
+    it never runs. Daemon plugins come from installed packages (entry point group
+    `projctl.plugins`) and `[plugins] modules` in the config; commands from `projctl-NAME`
+    executables on PATH and the entry point group `projctl.commands`
     (docs/workflows-and-plugins.md, Plugins)."""
-    reply = _ask("plugins")
-    del reply["type"]
+    found = commands.everything(frozenset(cli.commands))
+    commands.load_all(found)
+    failure, reply = None, None
+    try:
+        with connect_or_start() as conn:
+            reply = conn.call(request("plugins"))
+        del reply["type"]
+    except ClientError as exc:  # the commands are listed all the same
+        failure = exc
     if as_json:
-        click.echo(jsonout.dumps(reply))
+        click.echo(jsonout.dumps({**(reply or {"plugins": None}),
+                                  "commands": [c.view() for c in found]}))
     else:
-        click.echo(render.plugins(reply["plugins"]))
+        style = render.Style(sys.stdout)
+        daemon = render.plugins(reply["plugins"]) if reply else \
+            "(projctld did not answer: see below)"
+        click.echo(f"{style.bold}Daemon plugins{style.reset} (projctld)\n{daemon}\n\n"
+                   f"{commands.text(found, sys.stdout)}")
+    if failure is not None:
+        _fail(failure)
+
+
+@cli.command(short_help="Talk to projctld in JSON, as plugins and scripts do.",
+             epilog=EXIT_CODES)
+@click.argument("method")
+@click.argument("arguments", required=False, metavar="[JSON|-]")
+def call(method: str, arguments: str | None) -> None:
+    """Call METHOD of the plugin interface (version 1) with its arguments as a JSON object
+    (given here, or `-` to read them from stdin; none: {}) and print the reply as JSON.
+
+    \b
+    Methods, with the keys of their arguments (* required) and what they answer:
+      version                                 the versions of this interface, projctl, projctld
+      status                                  the status view, as status --json
+      log      project, types, since, limit   events, oldest first, as log --json
+      note     text*, project                 record a note
+      event    type*, payload, project        record a team event of type x.NAME.TYPE
+      request  plugin*, name*, args, project  what a daemon plugin's request handler answers
+
+    project is by default the current checkout's. On failure, the reply is {"error": {"code",
+    "message", "suggestions"}}, the message goes to stderr too, and the exit code says which
+    failure it was (below; 2 also for a method or arguments that do not fit). README, Plugins,
+    has the whole interface and an example in shell with jq.
+    """
+    from projctl_client import api
+
+    try:
+        values = _call_arguments(arguments)
+        api.check(method, values)
+        if method == "log":
+            head: dict = {}
+            pages = api.log_pages(head, **values)
+            first = next(pages)
+            jsonout.stream({"project": head["project"]}, "events",
+                           itertools.chain([first], pages), lambda: {"sync": head["sync"]},
+                           sys.stdout.write)
+            sys.stdout.write("\n")
+            return
+        reply = api.call(method, values)
+    except ClientError as exc:
+        code = getattr(exc, "code", None) or ("usage" if exc.exit_code == 2 else "unavailable")
+        click.echo(jsonout.dumps({"error": {"code": code, "message": exc.message,
+                                            "suggestions": exc.suggestions}}))
+        _fail(exc)
+    click.echo(jsonout.dumps(reply))
+
+
+# What `projctl call` reads from stdin at most: more than any request may carry (MAX_FRAME).
+CALL_INPUT_MAX = 1 << 20
+
+
+def _call_arguments(text: str | None) -> object:
+    """The JSON arguments of `projctl call`: given, read from stdin (`-`), or none ({}). Only
+    what the protocol carries: UTF-8, no NaN or infinities, integers within 64 bits."""
+    import json
+
+    from projctl_client.api import UsageError
+
+    if text == "-":
+        data = sys.stdin.buffer.read(CALL_INPUT_MAX + 1)
+        if len(data) > CALL_INPUT_MAX:
+            raise UsageError(f"more than {CALL_INPUT_MAX // 1024} KiB of arguments on stdin")
+    else:
+        data = os.fsencode(text or "")  # undoes the surrogates of bytes that are not UTF-8
+    if not data.strip():
+        return {}
+    try:
+        return json.loads(data, parse_constant=_no_constant, parse_int=_int64)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"the arguments are not JSON that projctl can send: {exc}",
+                         ["projctl call note '{\"text\": \"deployed by hand\"}'"]) from None
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number JSON has")
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"{text} is beyond what 64 bits hold")
+    return value
 
 
 @cli.command(short_help="Show projctld's counters: requests, upstreams, sync, memory.")

@@ -1,4 +1,5 @@
-"""`projctl doctor`: the client's own checks (config file, socket, daemon), then the daemon's.
+"""`projctl doctor`: the client's own checks (config file, socket, daemon), then the daemon's, then
+the commands that plugins add.
 
 The daemon's checks (projctld/ops/doctor.py) come over the socket; with no daemon to ask they run
 in `projctld doctor --json`, started here, so that doctor helps most when the daemon is down.
@@ -48,7 +49,8 @@ def gather() -> list[dict]:
                           detail=f"{daemon['detail']}; it could not run its checks "
                                  f"({exc.message}), so they ran without it",
                           fix=daemon["fix"] or "projctl daemon restart")
-    return checks + [_shaped(check) for check in (_offline() if found is None else found)]
+    return checks + [_shaped(check) for check in (_offline() if found is None else found)] \
+        + [_plugin_commands()]
 
 
 def text(checks: list[dict], stream: object) -> str:
@@ -190,6 +192,28 @@ def _socket(socket: str) -> dict:
         return _check("socket", "ok", f"{directory} is yours, mode 700; no socket in it (no "
                       "daemon)")
     return _check("socket", "ok", f"{socket} is yours, mode 600, in a directory of mode 700")
+
+
+def _plugin_commands() -> dict:
+    """The commands plugins add: warned about when a file or entry point found never runs (a
+    built-in's name, a second copy, an unsafe place), since `projctl NAME` then is not what its
+    author meant it to be."""
+    from projctl_client import commands
+    from projctl_client.__main__ import BUILT_IN
+
+    found = commands.everything(BUILT_IN)
+    commands.load_all(found)
+    running = sorted(c.name for c in found if c.problem is None)
+    names = ", ".join(running) if running else "none"
+    idle = [c for c in found if c.problem is not None]
+    if not idle:
+        return _check("plugin commands", "ok", f"{len(running)}: {names}" if running else
+                      "none (a projctl-NAME executable on PATH, or a package's projctl.commands "
+                      "entry point, adds one)")
+    shown = "; ".join(f"{render.home(c.path or '') or c.target}: {c.problem}" for c in idle[:3])
+    more = f"; and {len(idle) - 3} more" if len(idle) > 3 else ""
+    return _check("plugin commands", "warn", f"running: {names}; never run: {shown}{more}",
+                  "projctl plugins  # which file runs each command, and why the others do not")
 
 
 def _offline() -> list[dict]:

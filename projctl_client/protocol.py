@@ -47,6 +47,8 @@ __all__ = [
     "Note",
     "Ping",
     "PipelineView",
+    "PluginReply",
+    "PluginRequest",
     "PluginView",
     "Plugins",
     "PluginsReport",
@@ -56,6 +58,7 @@ __all__ = [
     "Prompt",
     "PromptText",
     "RateLimitView",
+    "RecordEvent",
     "Recorded",
     "Refresh",
     "RefreshReport",
@@ -277,6 +280,36 @@ class Doctor(_Request, tag="doctor"):
     systemd); answered with DoctorReport."""
 
 
+# A team event type that a plugin defines: `x.NAME.TYPE`, lower case (the `x.` keeps it apart
+# from projctl's own types, present and future). Kept, synced and shown by `projctl log` like
+# any event; never folded into state. ($(?!\n): Python's `$` also matches before a last "\n".)
+PLUGIN_EVENT_TYPE = r"^x\.[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$(?!\n)"
+_PluginName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class RecordEvent(_Request, tag="record_event", kw_only=True):
+    """Record a team event of a plugin-defined type `event_type` (`x.NAME.TYPE`) in the project
+    of `project` or else of the checkout; answered Recorded. The payload holds JSON values
+    only, and the whole event at most 64 KiB, as for every event."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    event_type: Annotated[str, msgspec.Meta(max_length=64, pattern=PLUGIN_EVENT_TYPE)]
+    payload: dict[str, Any] = {}
+
+
+class PluginRequest(_Request, tag="plugin_request", kw_only=True):
+    """Ask daemon plugin `plugin` (its name in `projctl plugins`) for `name` with `args` (JSON
+    values, at most 64 KiB): its projctl_request hook answers; answered PluginReply. `project`
+    (else the checkout's, when it is in one) is handed to the hook."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    plugin: _PluginName
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    args: Any = None
+
+
 class Reload(_Request, tag="reload"):
     """Read the config file and the environment file again and apply them; answered with
     Reloaded, or an Error (code `config`) that leaves the running config as it was."""
@@ -284,7 +317,7 @@ class Reload(_Request, tag="reload"):
 
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
            | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs
-           | Metrics | Doctor | Reload)
+           | Metrics | Doctor | Reload | RecordEvent | PluginRequest)
 
 
 class ConfigProblem(msgspec.Struct, kw_only=True):
@@ -690,6 +723,14 @@ class PluginsReport(_Reply, tag="plugins"):
     plugins: list[PluginView]
 
 
+class PluginReply(_Reply, tag="plugin_reply"):
+    """What a daemon plugin's request handler answered: JSON values, at most 256 KiB."""
+
+    plugin: str
+    name: str
+    reply: Any = None
+
+
 class Error(_Reply, tag="error"):
     """Any refusal. `suggestions` are what the user should type next."""
 
@@ -834,4 +875,4 @@ class Reloaded(_Reply, tag="reloaded"):
 
 Reply = (StatusView | StatusOutput | Pong | Ack | RefreshReport | Recorded | DeployPlan
          | LogView | SyncReport | PromptText | PluginsReport | RunStarted | RunPlanView
-         | RunProgress | RunsView | MetricsReport | DoctorReport | Reloaded | Error)
+         | RunProgress | RunsView | MetricsReport | DoctorReport | Reloaded | PluginReply | Error)

@@ -336,8 +336,10 @@ def _event_summary(event: dict, started: dict) -> str:
         return "  ".join(p for p in parts if p)
     if kind.startswith("workflow."):
         return _workflow_summary(kind, payload)
-    return _clip(", ".join(f"{k}={v}" for k, v in payload.items()
-                           if isinstance(v, str | int | float)), 72)
+    # A plugin's type (x.NAME.TYPE) or a newer projctl's: its plain values, never a control
+    # character a teammate's payload could move the terminal with.
+    return _clip(safe_name(", ".join(f"{k}={v}" for k, v in payload.items()
+                                     if isinstance(v, str | int | float))), 72)
 
 
 def _workflow_summary(kind: str, payload: dict) -> str:

@@ -153,6 +153,14 @@ def _request_strategies(root: str) -> dict[type, st.SearchStrategy[typing.Any]]:
         p.Runs: st.builds(p.Runs, project=project, limit=st.integers(1, 500)),
         p.Metrics: st.builds(p.Metrics),
         p.Reload: st.builds(p.Reload),  # the config file does not change: applies nothing
+        # Payloads and arguments of every msgpack type: what JSON cannot carry is refused.
+        p.RecordEvent: st.builds(p.RecordEvent, checkout=_maybe(checkout), project=project,
+                                 event_type=st.sampled_from(["x.sentry.release", "x.a.b.c"]),
+                                 payload=st.dictionaries(_short, _values, max_size=4)
+                                 | st.just({"big": "x" * (65 << 10)})),
+        p.PluginRequest: st.builds(p.PluginRequest, checkout=_maybe(checkout), project=project,
+                                   plugin=st.sampled_from(["example", "notify"]) | _short
+                                   .filter(bool), name=_short.filter(bool), args=_values),
     }
 
 
@@ -304,7 +312,9 @@ def mutated_frames(root: str) -> st.SearchStrategy[bytes]:
     @st.composite
     def build(draw: st.DrawFn) -> bytes:
         request = draw(requests(root))
-        pairs = [(_encode(k), _encode(v)) for k, v in msgspec.to_builtins(request).items()]
+        # Through msgpack rather than to_builtins: arguments may hold extension types.
+        fields = msgspec.msgpack.decode(_encode(request))
+        pairs = [(_encode(k), _encode(v)) for k, v in fields.items()]
         for _ in range(draw(st.integers(0, 3))):
             pairs = _structural(draw, pairs)
         body = _map(pairs)
@@ -349,10 +359,11 @@ def sequences(root: str) -> st.SearchStrategy[list[bytes]]:
 # nobody foresaw, or a reply larger than a frame, and so a bug in the daemon.
 REFUSALS = frozenset({
     "bad_actor", "bad_param", "bad_prompt_format", "bad_request", "deployment_refused",
-    "error", "missing_param", "no_checkout", "no_project", "not_running", "not_yours",
-    "nothing_to_refresh", "store", "too_large", "unknown_environment", "unknown_note",
-    "unknown_param", "unknown_project", "unknown_run", "unknown_workflow", "workflow",
-    "yaml_missing",
+    "error", "missing_param", "no_checkout", "no_project", "no_request_handler", "not_running",
+    "not_yours", "nothing_to_refresh", "plugin_busy", "plugin_failed", "plugin_refused",
+    "plugin_timeout", "store", "too_large", "unknown_environment", "unknown_note",
+    "unknown_param", "unknown_plugin", "unknown_project", "unknown_run", "unknown_workflow",
+    "workflow", "yaml_missing",
 })
 # What the server itself answers to a frame that is not a valid request of this version.
 MALFORMED = frozenset({"bad_request", "unsupported_protocol"})
@@ -365,6 +376,7 @@ ANSWERS: dict[type, tuple[type, ...]] = {
     p.Sync: (p.SyncReport,), p.Prompt: (p.PromptText,), p.Plugins: (p.PluginsReport,),
     p.RunStart: (p.RunStarted, p.RunPlanView), p.RunFollow: (p.RunProgress,),
     p.Runs: (p.RunsView,), p.Metrics: (p.MetricsReport,), p.Reload: (p.Reloaded,),
+    p.RecordEvent: (p.Recorded,), p.PluginRequest: (p.PluginReply,),
 }
 
 

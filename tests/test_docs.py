@@ -38,12 +38,15 @@ def blocks(language: tuple[str, ...]) -> list[tuple[str, int, str]]:
     return found
 
 
-def command_lines(text: str) -> list[list[str]]:
+def command_lines(text: str, console: bool = False) -> list[list[str]]:
     """Each projctl, projctld or bench invocation in a shell block, as argv: continuation lines
-    joined, prompts, comments and `[optional]` brackets dropped, chains and $(...) split."""
+    joined, prompts, comments and `[optional]` brackets dropped, chains and $(...) split. In a
+    console block only the lines after a `$ ` prompt are commands (the rest is their output)."""
     joined = re.sub(r"\\\n\s*", " ", text)
     found = []
     for line in joined.splitlines():
+        if console and not line.startswith("$ "):
+            continue
         line = line.strip().removeprefix("$ ")
         pieces = [*re.findall(r"\$\(([^)]*)\)", line), re.sub(r'"?\$\([^)]*\)"?', "X", line)]
         for piece in pieces:
@@ -152,13 +155,23 @@ def test_the_docs_tables_show_synopses_to_check() -> None:
 @pytest.mark.parametrize(("page", "line", "words"), SYNOPSES,
                          ids=[f"{p}:{n}:{' '.join(w)[:40]}" for p, n, w in SYNOPSES])
 def test_each_command_in_the_docs_tables_exists(page: str, line: int, words: list[str]) -> None:
+    if words[1:2] == ["NAME"]:
+        return  # `projctl NAME [ARGS...]`: a plugin's command, by definition not projctl's
     group = cli if words[0] == "projctl" else daemon_cli
     problem = check_names(group, words[1:])
     assert problem is None, f"{page}:{line}: {problem}"
 
 
-SHELL = blocks(("sh", "console", "bash"))
-COMMANDS = [(page, line, argv) for page, line, text in SHELL for argv in command_lines(text)]
+SHELL = blocks(("sh", "bash")) + [(page, line, "\x00" + text)
+                                  for page, line, text in blocks(("console",))]
+COMMANDS = [(page, line, argv) for page, line, text in SHELL
+            for argv in command_lines(text.lstrip("\x00"), console=text.startswith("\x00"))]
+# Commands the example plugins add (examples/): the docs show them in use.
+EXAMPLE_COMMANDS = {path.name.removeprefix("projctl-")
+                    for path in (REPO / "examples").rglob("projctl-*") if path.is_file()} | {
+    name.strip() for toml in (REPO / "examples").rglob("pyproject.toml")
+    for name in tomllib.loads(toml.read_text()).get("project", {}).get(
+        "entry-points", {}).get("projctl.commands", {})}
 
 
 def test_the_docs_show_commands_to_check() -> None:
@@ -181,6 +194,8 @@ def test_each_command_in_the_docs_parses(page: str, line: int, argv: list[str]) 
             assert option in shown.stdout, f"{page}:{line}: {args[0]} has no {option}"
         return
     group = cli if program == "projctl" else daemon_cli
+    if program == "projctl" and args and args[0] in EXAMPLE_COMMANDS:
+        return  # a plugin's command, shown by the docs on plugins: not projctl's to parse
     try:
         parse(group, args)
     except click.exceptions.Exit:

@@ -27,7 +27,7 @@ from projctld.sandbox.demo import Upstreams, start_fakes
 
 TOKEN = "pj-doctor-" + secrets.token_hex(12)
 NAMES = ["config file", "socket", "daemon", "config", "github", "gitlab", "jira", "hub",
-         "state database", "systemd"]
+         "state database", "systemd", "plugin commands"]
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_a_healthy_setup_passes_every_check(hub_server, sandbox, upstreams) -> N
     text = sandbox.client("doctor").stdout
     assert "✓ github " in text and "✓ state database " in text
     assert TOKEN not in text and sandbox.env["PROJCTL_HUB_TOKEN"] not in text
-    assert text.rstrip().endswith(("9 ok", "9 ok, 1 skipped"))
+    assert text.rstrip().endswith(("10 ok", "10 ok, 1 skipped"))
 
 
 def test_a_missing_token_fails_and_names_the_variable(sandbox, upstreams) -> None:

@@ -100,3 +100,24 @@ def _event(device: str, seq: int, hlc: int, kind: str, value: int) -> ev.Event:
     return ev.Event(id=ev.uuid7(), device=device, seq=seq, hlc=hlc << 16, project="web",
                     actor=f"actor-{device}", type=type_, payload=_builtins(payload),
                     created_at=1.0)
+
+
+def test_a_plugin_type_is_kept_but_never_folded(tmp_path) -> None:
+    added = _event("a", 1, 10, "added", 1)
+    started = _event("a", 2, 11, "started", 0)
+    # Plugins' events shaped exactly like a note's edit and a deployment's end: their type,
+    # not their payload, decides, and x.* is no type the fold knows.
+    mimics = [msgspec.structs.replace(_event("b", 1, 20, "edited", 9), type="x.notes.edited"),
+              msgspec.structs.replace(_event("b", 2, 21, "failed", 0),
+                                      type="x.deploy.deployment.failed")]
+    plain = EventStore(Database(str(tmp_path / "plain.db")))
+    plain.store_pulled("web", [added, started], 0)
+    mixed = EventStore(Database(str(tmp_path / "mixed.db")))
+    mixed.store_pulled("web", [mimics[0], added, mimics[1], started], 0)
+    for table in ("deployments", "deployment_finals", "notes", "branches"):
+        query = f"SELECT * FROM {table}"
+        assert mixed._db.read(query) == plain._db.read(query), table
+    kept, _, _ = mixed.history("web", types=["x.notes", "x.deploy"])
+    assert [e.type for e in kept] == ["x.notes.edited", "x.deploy.deployment.failed"]
+    mixed.refold()
+    assert mixed._db.read("SELECT text FROM notes") == [("text 1",)]

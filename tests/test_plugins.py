@@ -89,7 +89,7 @@ def test_the_example_package_is_found_by_its_entry_point(sandbox, example_site) 
     example = plugin_views(sandbox)["example"]
     assert (example["version"], example["source"], example["target"], example["loaded"]) == \
         ("0.1.0", "entry point", "projctl_plugin_example:DeployFreeze", True)
-    assert example["hooks"] == ["projctl_configure", "projctl_status_view",
+    assert example["hooks"] == ["projctl_configure", "projctl_request", "projctl_status_view",
                                 "projctl_validate_deployment"]
     assert example["errors"] == 0
     assert "example 0.1.0  loaded" in projctl(sandbox, "plugins").stdout
@@ -452,19 +452,24 @@ backoff = 0.05
 def test_projctl_plugins_without_plugins_says_how_to_add_one(sandbox) -> None:
     sandbox.start_daemon()
     text = projctl(sandbox, "plugins").stdout
-    assert text.startswith("no plugins loaded\n  to add one: install a package with a "
-                           "`projctl.plugins` entry point")
+    assert text.startswith("Daemon plugins (projctld)\nno plugins loaded\n  to add one: "
+                           "install a package with a `projctl.plugins` entry point")
     assert render.plugins([]) in text
+    assert text.endswith("\n\nCommands (projctl NAME)\n  none: put an executable projctl-NAME "
+                         "in a directory on PATH, or install a package with a "
+                         "`projctl.commands` entry point\n")
 
 
 def test_the_imports_the_readme_gives_plugin_authors_work() -> None:
     # The docs name these paths; moving a module inside projctld must not break a plugin.
     readme = (Path(__file__).parent.parent / "docs" / "workflows-and-plugins.md").read_text()
-    assert "`from projctld.plugins import hookimpl, Upstream, Snapshot`" in readme
+    assert "`from projctld.plugins import hookimpl, Upstream, Snapshot, RequestRefused`" in readme
     assert "`projctld.errors.UpstreamError`" in readme
+    assert "`projctld.plugins.RequestRefused(message, suggestions=[...])`" in readme
     from projctld.errors import UpstreamError
-    from projctld.plugins import Snapshot, Upstream, hookimpl
+    from projctld.plugins import RequestRefused, Snapshot, Upstream, hookimpl
 
     snapshot = Snapshot(change_requests=[])
     assert snapshot.tickets == [] and callable(hookimpl) and Upstream.__name__ == "Upstream"
     assert issubclass(UpstreamError, Exception)
+    assert RequestRefused("no", suggestions=["x"]).code == "plugin_refused"

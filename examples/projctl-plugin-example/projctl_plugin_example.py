@@ -1,4 +1,5 @@
-"""An example projctl plugin: no deployments to production on Fridays, and status says so."""
+"""An example projctl plugin: no deployments to production on Fridays, and status says so; its
+request handler tells the `projctl freeze` command (projctl_plugin_example_cli.py) the same."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from typing import Any
 
 from projctl_client.protocol import StatusView
-from projctld.plugins import hookimpl
+from projctld.plugins import RequestRefused, hookimpl
 
 # Set in the daemon's environment to deploy anyway: PROJCTL_DEPLOY_FREEZE=off projctl daemon
 # restart (the plugin runs in projctld, not in the shell that runs `projctl deploy`).
@@ -52,3 +53,13 @@ class DeployFreeze:
         view.notices.append(f"deploy freeze today ({today}): no deployments to "
                             f"{', '.join(self.environments)}")
         return view
+
+    @hookimpl
+    def projctl_request(self, name: str) -> dict[str, Any]:
+        # What `projctl freeze` asks (projctl_plugin_example_cli.py): the daemon's word, since
+        # the freeze is the daemon's (its settings, its environment).
+        if name != "freeze":
+            raise RequestRefused(f"the example plugin answers `freeze`, not {name!r}",
+                                 suggestions=["projctl freeze"])
+        return {"frozen_today": self.frozen_today(), "days": self.days,
+                "environments": self.environments}

@@ -7,10 +7,8 @@ tests and the soak call it directly, so that they meet the very rules a real hub
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import msgspec
 
@@ -18,7 +16,13 @@ from projctld.hub.auth import Refusal
 from projctld.hub.clocks import DeviceClocks
 from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict, TokenRecord
 from projctld.logging import get_logger
-from projctld.team.sync.events import Event, InvalidPayload, name_problem, typed_payload
+from projctld.team.sync.events import (
+    Event,
+    InvalidPayload,
+    json_only,
+    name_problem,
+    typed_payload,
+)
 from projctld.team.sync.hlc import HybridClock, ahead_of, physical_seconds
 from projctld.team.sync.wire import (
     MAX_EVENT,
@@ -33,10 +37,6 @@ from projctld.team.sync.wire import (
 
 log = get_logger(__name__)
 
-# Payloads are stored and served in both encodings, so they may hold only what both carry
-# alike: msgpack's 64-bit integer range is the narrower one, and JSON has no NaN or
-# infinities (msgspec would serve them as null).
-_INT_RANGE = range(-(2**63), 2**64)
 # The refusals one event can meet, with the HTTP status a whole-batch push answers them with.
 STATUS = {"forbidden": 403, "too_large": 413, "invalid_event": 400, "clock_ahead": 400,
           "seq_conflict": 409, "device_taken": 403}
@@ -259,7 +259,7 @@ class _Checks:
                            suggestions=["the device that created it runs a projctl whose "
                                         "events this hub reads differently: bring both to "
                                         "the same version"])
-        if not _plain(event.payload):
+        if not json_only(event.payload):
             return Refusal(400, "invalid_event",
                            f"event {event.id}: its payload holds a value JSON cannot carry "
                            "(binary, an extension type, a timestamp, a non-string map key, "
@@ -305,27 +305,3 @@ def token_hint(user: str, project: str, *, write: bool) -> str:
     return (f"ask the hub's operator for a token with: projctld hub token create --user {user} "
             f"--project {project}" + (" --write" if write else ""))
 
-
-def _plain(payload: dict[str, Any]) -> bool:
-    """Whether `payload` holds only JSON values; iterative, since nesting may be deep."""
-    # Most payloads are a few strings: said at once.
-    if all(type(key) is str and type(value) is str for key, value in payload.items()):
-        return True
-    pending: list[Any] = [payload]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            if not all(isinstance(key, str) for key in value):
-                return False
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if value not in _INT_RANGE:
-                return False
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return False
-        elif not (value is None or isinstance(value, (str, bool))):
-            return False
-    return True

@@ -72,3 +72,13 @@ def projctl_status_view(view: StatusView) -> StatusView | None:
 def projctl_upstreams(config: Config) -> Iterable[Upstream] | Upstream | None:
     """Called once at start: upstreams this plugin polls, beside GitHub, GitLab and Jira. Their
     change requests, pipelines and tickets appear in `projctl status` like the built-in ones'."""
+
+
+@hookspec
+def projctl_request(name: str, args: Any, project: str | None) -> Any:
+    """A request to this plugin from `projctl call request` or a command plugin: `name` says
+    what is asked, `args` are JSON values (None when none were sent), `project` is the project
+    named or the caller's checkout's (None outside every project). Only the named plugin's
+    implementation is called. Return JSON values (dicts, lists, str, int, float, bool, None;
+    tuples, dataclasses and Structs are converted), at most 256 KiB; raise
+    `projctld.plugins.RequestRefused(message, suggestions=[...])` to refuse it."""

@@ -33,7 +33,7 @@ from projctld import __version__
 from projctld.config import Config
 from projctld.errors import ProjctlError
 from projctld.logging import get_logger
-from projctld.plugins import hookspecs
+from projctld.plugins import hookspecs, requests
 from projctld.plugins.discovery import Candidate, candidates
 from projctld.plugins.notifier import Notifier
 from projctld.plugins.threads import Abandoned, call_in_thread
@@ -53,6 +53,7 @@ VALIDATE = "projctl_validate_deployment"
 EVENT = "projctl_event"
 STATUS = "projctl_status_view"
 UPSTREAMS = "projctl_upstreams"
+REQUEST = requests.HOOK
 # Importing a plugin (and making its instance) may take this long; past it, it is skipped.
 IMPORT_TIMEOUT = 5.0
 # Batches of stored events waiting for the plugins; past this many, new ones are dropped.
@@ -102,6 +103,7 @@ class PluginHost:
         self._loaded: dict[str, PluginRecord] = {}
         self._impls: dict[str, list[HookImpl]] = {name: [] for name in HOOKS}
         self._background: list[Callable[[], Awaitable[None]]] = []
+        self._request_slots = requests.Slots()
         self._events_in, self._events_out = \
             anyio.create_memory_object_stream[tuple[Sequence[Event], str]](EVENT_BACKLOG)
 
@@ -212,6 +214,25 @@ class PluginHost:
             if replacement is not None:
                 view = replacement
         return view
+
+    async def request(self, plugin: str, name: str, args: Any, project: str | None) -> Any:
+        """What plugin `plugin`'s projctl_request hook answers (requests.py): JSON values."""
+        impl = next((impl for impl in self._impls[REQUEST] if impl.plugin_name == plugin), None)
+        if impl is None:
+            record = next((r for r in self.records if r.name == plugin), None)
+            reason = None if record is None else "disabled in the config" if record.disabled \
+                else f"it failed to load: {record.last_error}" if not record.loaded else None
+            raise requests.unknown_plugin(
+                plugin, list(self._loaded), [i.plugin_name for i in self._impls[REQUEST]],
+                reason)
+        requests.check_args(plugin, name, args)
+        record = self._loaded[plugin]
+        kwargs = {"name": name, "args": args, "project": project}
+        values = [kwargs[argument] for argument in impl.argnames]
+        return await requests.ask(
+            lambda: impl.function(*values), plugin=plugin, name=name, timeout=self.timeout,
+            slots=self._request_slots,
+            failed=lambda message, exc: self._failed(record, REQUEST, message, exc))
 
     # Loading.
 

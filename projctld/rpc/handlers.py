@@ -16,11 +16,14 @@ from projctl_client.protocol import (
     Metrics,
     Note,
     Ping,
+    PluginReply,
+    PluginRequest,
     Plugins,
     PluginsReport,
     Pong,
     Prompt,
     PromptText,
+    RecordEvent,
     Refresh,
     RefreshReport,
     Reload,
@@ -77,6 +80,8 @@ class Handlers:
                 return await self._refresh(project, wait)
             case DeployStart():
                 return await records.deploy_start(self._ctx, request)
+            case PluginRequest():  # the plugin's handler runs on a thread of its own
+                return await self._plugin_request(request)
             case Sync(wait=wait):  # with now: the others were answered at once
                 await self._ctx.runner.sync_now(wait)
                 return self._sync_report()
@@ -101,6 +106,8 @@ class Handlers:
                 return self._status(request)
             case Note():
                 return records.note(self._ctx, request)
+            case RecordEvent():
+                return records.record_event(self._ctx, request)
             case BranchCreated():
                 return records.branch_created(self._ctx, request)
             case DeployFinish():
@@ -145,6 +152,18 @@ class Handlers:
     def _check_project(self, request: Status) -> None:
         status_output.check_project(request.project, list(self._ctx.config.projects),
                                     self._ctx.config_path)
+
+    async def _plugin_request(self, request: PluginRequest) -> PluginReply:
+        """Ask a daemon plugin's request handler; the project is the one named, else the
+        checkout's (None outside every project: a plugin may not need one)."""
+        if request.project is not None:
+            project = records.resolve_project(self._ctx, request.project, None, "call request")
+        else:
+            here = request.checkout
+            project = self._ctx.knowledge.project_of(here.root) if here is not None else None
+        reply = await self._ctx.plugins.request(request.plugin, request.name, request.args,
+                                                project)
+        return PluginReply(plugin=request.plugin, name=request.name, reply=reply)
 
     def _prompt(self, checkout: Checkout, fmt: str | None, style: Style) -> PromptText:
         ctx = self._ctx

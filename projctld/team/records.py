@@ -1,4 +1,5 @@
-"""The team-event requests: notes, branches, deployments and the log, on top of the journal."""
+"""The team-event requests: notes, branches, deployments, plugins' events and the log, on top of
+the journal."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from projctl_client.protocol import (
     LogView,
     Note,
     Recorded,
+    RecordEvent,
 )
 from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
@@ -53,6 +55,20 @@ def note(ctx: DaemonContext, request: Note) -> Recorded:
         reply.warning = ("the edit is recorded, but the note shows another text: an edit "
                          "stamped later by another device outranks it (a clock far ahead)")
     return reply
+
+
+def record_event(ctx: DaemonContext, request: RecordEvent) -> Recorded:
+    """A team event of a plugin's own type (x.NAME.TYPE): kept, synced and shown by `log` like
+    any other, never folded into state (fold.py does not know it)."""
+    project = resolve_project(ctx, request.project, request.checkout, "call event")
+    if not events.json_only(request.payload):
+        raise ProjctlError(
+            f"cannot record this {request.event_type} event: its payload holds a value JSON cannot "
+            "carry (binary, an extension type, a non-string key, NaN, an infinity or an "
+            "integer beyond 64 bits), which no hub would take", code="bad_request",
+            suggestions=["keep payloads to strings, numbers, booleans, null, arrays and "
+                         "objects"])
+    return _recorded(ctx, ctx.journal.record(project, request.event_type, request.payload))
 
 
 def branch_created(ctx: DaemonContext, request: BranchCreated) -> Recorded | Ack:
@@ -223,7 +239,7 @@ def resolve_project(ctx: DaemonContext, explicit: str | None, here: Checkout | N
         raise ProjctlError(
             f"{where} a configured project, so projctl cannot tell which project this is for",
             code="no_project",
-            suggestions=[f"projctl {command} --project {example} ...", _where_to_add(
+            suggestions=[_with_project(command, example), _where_to_add(
                 ctx, f"add the directory to paths in [projects.{example}] of "
                      f"{ctx.config_path}")],
         )
@@ -235,7 +251,15 @@ def _unknown_project(ctx: DaemonContext, name: str, command: str) -> ProjctlErro
     return ProjctlError(
         f"no project named {name!r} (configured: {known})", code="unknown_project",
         suggestions=[_where_to_add(ctx, f"add [projects.{name}] to {ctx.config_path}"),
-                     f"projctl {command} --project NAME  # one of the configured projects"])
+                     f"{_with_project(command, 'NAME')}  # one of the configured projects"])
+
+
+def _with_project(command: str, project: str) -> str:
+    """`command` as the user would type it for `project`: `projctl call` takes it as a key of
+    its JSON arguments, the other commands as --project."""
+    if command.startswith("call "):
+        return f"projctl {command} '{{\"project\": \"{project}\", ...}}'"
+    return f"projctl {command} --project {project} ..."
 
 
 def _where_to_add(ctx: DaemonContext, advice: str) -> str:

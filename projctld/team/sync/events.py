@@ -7,6 +7,7 @@ simply does not apply it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -35,6 +36,39 @@ Timestamp = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
 _UNSAFE_IN_NAME = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 MAX_NAME = 64
+# Payloads are stored and served in both encodings, so they may hold only what both carry
+# alike: msgpack's 64-bit integer range is the narrower one, and JSON has no NaN or
+# infinities (msgspec would serve them as null).
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def json_only(value: Any) -> bool:
+    """Whether `value` holds only JSON values (strings, numbers within 64 bits, booleans,
+    null, arrays, objects with string keys); iterative, since nesting may be deep. The hub
+    refuses an event whose payload holds anything else, so a device checks before it records
+    one."""
+    # Most payloads are a few strings: said at once.
+    if isinstance(value, dict) and all(type(key) is str and type(item) is str
+                                       for key, item in value.items()):
+        return True
+    pending: list[Any] = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if not all(isinstance(key, str) for key in value):
+                return False
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):  # a tuple is written as an array
+            pending.extend(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if value not in _INT_RANGE:
+                return False
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return False
+        elif not (value is None or isinstance(value, (str, bool))):
+            return False
+    return True
 
 
 def name_problem(name: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -24,7 +25,7 @@ class Journal:
         self.actor = actor
         self._wall = wall
 
-    def record(self, project: str, type: str, payload: msgspec.Struct, *,
+    def record(self, project: str, type: str, payload: msgspec.Struct | dict[str, Any], *,
                after_hlc: int = 0) -> Event:
         """Stored on disk before this returns, so nothing is lost if the hub is unreachable.
 
