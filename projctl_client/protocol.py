@@ -840,6 +840,7 @@ class DeliveryBucket(msgspec.Struct, kw_only=True):
     failures: int = 0
     lead_time: float | None = None
     restore_time: float | None = None
+    failed: int = 0  # of the failures, those that failed (the rest: marked)
 
 
 class DeliveryPeriod(msgspec.Struct, kw_only=True):

@@ -237,7 +237,8 @@ def _buckets(inside: Sequence[Deployment], start: float, end: float,
         buckets.append(DeliveryBucket(
             start=bucket_start, end=bucket_end, deployments=len(completed),
             failures=len(failures), lead_time=_median(_lead_times(completed)),
-            restore_time=_median(restored)))
+            restore_time=_median(restored),
+            failed=sum(1 for d in held if d.state == "failed")))
     return buckets
 
 
