@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -29,6 +30,7 @@ from projctld.team.sync.events import EventType, ProjectName, PulledEvent
 from projctld.team.sync.hlc import pack
 
 HERE = Path(__file__).parent
+Web = Request[Any, Any, State]
 PERIODS = (7, 30, 90)
 # The live-update poll waits this long for an event before answering "nothing new".
 LIVE_WAIT = 25.0
@@ -88,14 +90,14 @@ class Pages:
 
     # Signing in and out.
 
-    async def home(self, request: Request[Any, Any, State]) -> Redirect:
+    async def home(self, request: Web) -> Redirect:
         signed_in = await access.viewer(request, self.storage, now=self.now())
         return Redirect("/projects" if signed_in else "/signin", status_code=303)
 
-    async def signin_form(self, request: Request[Any, Any, State]) -> Template:
+    async def signin_form(self, request: Web) -> Template:
         return self._signin_page(request)
 
-    def _signin_page(self, request: Request[Any, Any, State], *, problem: str | None = None,
+    def _signin_page(self, request: Web, *, problem: str | None = None,
                      status: int = 200) -> Template:
         # The form's CSRF secret lives in a cookie of its own until there is a session.
         csrf = request.cookies.get(access.SIGNIN_COOKIE) or ""
@@ -108,7 +110,7 @@ class Pages:
         return _page("signin.html", status=status, cookies=cookies, viewer=None, csrf=csrf,
                      problem=problem)
 
-    async def signin(self, request: Request[Any, Any, State]) -> Response[Any]:
+    async def signin(self, request: Web) -> Response[Any]:
         access.check_origin(request)
         form = await request.form()
         access.check_csrf(form.get("csrf"), request.cookies.get(access.SIGNIN_COOKIE))
@@ -128,7 +130,7 @@ class Pages:
             access.session_cookie(request, secret, expires),
             access.cleared(request, access.SIGNIN_COOKIE)])
 
-    async def signout(self, request: Request[Any, Any, State]) -> Redirect:
+    async def signout(self, request: Web) -> Redirect:
         access.check_origin(request)
         form = await request.form()
         signed_in = await access.viewer(request, self.storage, now=self.now())
@@ -138,7 +140,7 @@ class Pages:
         return Redirect("/signin", status_code=303,
                         cookies=[access.cleared(request, access.SESSION_COOKIE)])
 
-    async def shared(self, request: Request[Any, Any, State], secret: str) -> Template:
+    async def shared(self, request: Web, secret: FromPath[str]) -> Template:
         """A share link: its project's page, and a session for the pages it links to (the
         secret is in this one address only)."""
         now = self.now()
@@ -158,12 +160,12 @@ class Pages:
 
     # The pages.
 
-    async def projects(self, request: Request[Any, Any, State]) -> Template:
+    async def projects(self, request: Web) -> Template:
         viewer = await self._viewer(request)
         names = viewer.readable(await self.storage.projects())
         return _page("projects.html", viewer=viewer, projects=names)
 
-    async def project(self, request: Request[Any, Any, State], project: str) -> Template:
+    async def project(self, request: Web, project: FromPath[str]) -> Template:
         viewer = await self._viewer(request, project)
         return await self._project_page(viewer, project)
 
@@ -175,7 +177,7 @@ class Pages:
                      environments=environments, recent=recent,
                      live=await self.storage.last_hub_seq(project))
 
-    async def deployments(self, request: Request[Any, Any, State], project: str) -> Template:
+    async def deployments(self, request: Web, project: FromPath[str]) -> Template:
         viewer = await self._viewer(request, project)
         environment = _filter(request, "environment")
         if environment is None:
@@ -187,7 +189,7 @@ class Pages:
                      environment=environment, history=history, deployed=deployed,
                      live=await self.storage.last_hub_seq(project))
 
-    async def timeline(self, request: Request[Any, Any, State], project: str) -> Template:
+    async def timeline(self, request: Web, project: FromPath[str]) -> Template:
         viewer = await self._viewer(request, project)
         kind = _filter(request, "type")
         if kind is not None and kind not in _FAMILIES and not _TYPE.match(kind):
@@ -209,7 +211,7 @@ class Pages:
                                                                   views.MAX_ENVIRONMENTS),
                      live=await self.storage.last_hub_seq(project))
 
-    async def metrics(self, request: Request[Any, Any, State], project: str) -> Template:
+    async def metrics(self, request: Web, project: FromPath[str]) -> Template:
         viewer = await self._viewer(request, project)
         days_text = request.query_params.get("days") or "30"
         if days_text not in {str(days) for days in PERIODS}:
@@ -227,7 +229,7 @@ class Pages:
                      charts=_charts(report.current, days),
                      live=await self.storage.last_hub_seq(project))
 
-    async def changes(self, request: Request[Any, Any, State], project: str) -> Response[Any]:
+    async def changes(self, request: Web, project: FromPath[str]) -> Response[Any]:
         """Live updates: answers once the project holds an event after `after`, or after
         LIVE_WAIT seconds, with its newest hub_seq (the page then fetches itself again)."""
         await self._viewer(request, project)
@@ -240,7 +242,7 @@ class Pages:
                         media_type="application/json",
                         headers={"cache-control": "no-store"})
 
-    async def _viewer(self, request: Request[Any, Any, State],
+    async def _viewer(self, request: Web,
                       project: str | None = None) -> Viewer:
         """The request's live session, and its right to read `project`: a page of a project
         it may not read is the same 404 as one of no project at all."""
@@ -260,7 +262,7 @@ def _page(name: str, *, status: int = 200, cookies: list[Cookie] | None = None,
                     media_type="text/html")
 
 
-def _filter(request: Request[Any, Any, State], name: str) -> str | None:
+def _filter(request: Web, name: str) -> str | None:
     value = request.query_params.get(name) or None
     if value is not None and (len(value) > _MAX_FILTER or "\x00" in value):
         raise PageError(400, "Filter too long", f"The {name} filter is longer than "
