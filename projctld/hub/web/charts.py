@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 180
-_LEFT, _BOTTOM, _TOP = 44, 28, 12
+WIDTH, HEIGHT = 400, 180
+_LEFT, _BOTTOM, _TOP = 52, 26, 14
 _ids = itertools.count(1)
 
 
@@ -36,7 +36,7 @@ def bar_chart(title: str, description: str, labels: Sequence[str],
         f'<text class="tick" x="{_LEFT - 4}" y="{_TOP + inner_height}" text-anchor="end">'
         f'{escape(label_of(0.0))}</text>',
     ]
-    every = max(1, len(labels) // 8)  # at most about eight labels along the bottom
+    every = max(1, -(-len(labels) // 5))  # at most five labels along the bottom
     for index, (label, value) in enumerate(zip(labels, values, strict=True)):
         x = _LEFT + index * slot
         if value is not None and value > 0:
