@@ -4,11 +4,14 @@ deployment's start carries its commit's time."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
 from test_team_commands import demo as demo  # the fixture
 from test_team_commands import events, git, run
+
+from projctl_client.connection import request
 
 
 def test_a_deployment_carries_its_commit_time_and_report_measures_it(sandbox, demo) -> None:
@@ -68,3 +71,31 @@ def test_a_deployment_marked_as_failed_counts_as_a_failure_until_taken_back(
 def test_report_refuses_a_period_it_cannot_measure(sandbox, demo, span: str) -> None:
     result = run(sandbox, "report", "--since", span, cwd=demo, code=2)
     assert "--since" in result.stderr
+
+
+def test_a_deployment_names_the_change_request_of_its_branch(sandbox, upstreams) -> None:
+    from test_upstream_status import config_text, configure, git_checkout, my_pull
+
+    pull = my_pull(upstreams)
+    checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    configure(sandbox, config_text(upstreams, paths=[checkout]))
+    assert sandbox.client("refresh", "web").returncode == 0
+
+    deployed = sandbox.client("deploy", "production", "--project", "web", cwd=checkout)
+    assert deployed.returncode == 0, deployed.stderr
+    with sandbox.connect() as conn:
+        (started,) = conn.call(request("log", project="web", types=["deployment.started"]))[
+            "events"]
+    assert started["payload"]["change_request"] == f"{pull.repo}#{pull.number}"
+    assert started["payload"]["branch"] == pull.head_ref
+    assert started["payload"]["commit_time"] == float(
+        git("show", "-s", "--format=%ct", "HEAD", cwd=checkout))
+
+    # A branch no change request comes from names none: nothing is guessed.
+    git("switch", "-q", "-c", "no-such-pull", cwd=checkout)
+    sandbox.client("deploy", "production", "--project", "web", cwd=checkout)
+    with sandbox.connect() as conn:
+        second = conn.call(request("log", project="web", types=["deployment.started"]))[
+            "events"][-1]
+    assert second["payload"]["branch"] == "no-such-pull"
+    assert second["payload"]["change_request"] is None
