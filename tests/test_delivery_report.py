@@ -10,6 +10,7 @@ import time
 import pytest
 from test_team_commands import demo as demo  # the fixture
 from test_team_commands import events, git, run
+from test_upstream_status import config_text, configure, git_checkout, my_pull
 
 from projctl_client.connection import request
 
@@ -74,8 +75,6 @@ def test_report_refuses_a_period_it_cannot_measure(sandbox, demo, span: str) -> 
 
 
 def test_a_deployment_names_the_change_request_of_its_branch(sandbox, upstreams) -> None:
-    from test_upstream_status import config_text, configure, git_checkout, my_pull
-
     pull = my_pull(upstreams)
     checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
     configure(sandbox, config_text(upstreams, paths=[checkout]))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import msgspec
 import pytest
-from test_hub_http import GUARD, Hub, event, serving
+from test_hub_http import GUARD, Hub, event, projctld, serving
 
 from projctld.hub.sqlite import SqliteStorage
 from projctld.hub.storage import SessionRecord, ShareRecord, hash_token, new_share
@@ -350,3 +350,37 @@ def test_the_live_poll_answers_when_an_event_arrives(
         assert reply.status_code == 200 and reply.json()["after"] > int(after)
     with browser(hub) as stranger:
         assert stranger.get(f"/p/{name}/changes").status_code == 401
+
+
+def test_share_links_are_created_listed_and_revoked_from_the_command_line(
+        sandbox, hub_server) -> None:
+    hub = hub_server()
+    database = ("--database", hub.database)
+    created = projctld(sandbox.env, "share", "create", "--project", "web", "--days", "2",
+                       "--url", hub.url + "/", *database)
+    assert created.returncode == 0, created.stderr
+    link = created.stdout.strip()
+    assert link.startswith(f"{hub.url}/s/pjs_") and len(created.stdout.splitlines()) == 1
+    assert "not shown again" in created.stderr and link not in created.stderr
+    path_only = projctld(sandbox.env, "share", "create", "--project", "api", *database)
+    assert path_only.stdout.startswith("/s/pjs_") and "--url" in path_only.stderr
+
+    with httpx.Client(timeout=GUARD) as client:
+        assert client.get(link).status_code == 200
+        listed = projctld(sandbox.env, "share", "list", *database)
+        header, *rows = listed.stdout.splitlines()
+        assert header.split() == ["ID", "PROJECT", "CREATED", "EXPIRES", "STATE"]
+        assert [(row.split()[1], row.split()[-1]) for row in rows] == [("web", "live"),
+                                                                      ("api", "live")]
+        assert link.rsplit("/", 1)[1] not in listed.stdout
+        revoked = projctld(sandbox.env, "share", "revoke", rows[0].split()[0], *database)
+        assert revoked.returncode == 0, revoked.stderr
+        assert client.get(link).status_code == 404
+        assert client.get(f"{hub.url}/p/web").headers["location"] == "/signin"
+    assert projctld(sandbox.env, "share", "list", *database).stdout.splitlines()[1].split()[
+        -1] == "revoked"
+    unknown = projctld(sandbox.env, "share", "revoke", "nosuchid", *database)
+    assert unknown.returncode == 1 and "share list" in unknown.stderr
+    for bad in (("--project", "a b"), ("--project", "web", "--days", "0"),
+                ("--project", "web", "--days", "366")):
+        assert projctld(sandbox.env, "share", "create", *bad, *database).returncode == 2
