@@ -168,6 +168,8 @@ def test_stored_scripts_in_notes_names_and_branches_are_shown_as_text(
             assert page.headers["content-security-policy"].startswith("default-src 'none'")
             assert "'unsafe-inline'" not in page.headers["content-security-policy"]
             assert page.headers["x-content-type-options"] == "nosniff"
+            assert page.headers["referrer-policy"] == "same-origin"
+            assert page.headers["x-frame-options"] == "DENY"
         timeline = client.get(f"/p/{name}/timeline").text
         assert "look &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in timeline
         assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in timeline
@@ -384,3 +386,26 @@ def test_share_links_are_created_listed_and_revoked_from_the_command_line(
     for bad in (("--project", "a b"), ("--project", "web", "--days", "0"),
                 ("--project", "web", "--days", "366")):
         assert projctld(sandbox.env, "share", "create", *bad, *database).returncode == 2
+
+
+def test_the_hub_checks_the_new_deployment_fields_and_takes_events_without_them(
+        hub: Hub) -> None:
+    name, device, token = project(), f"dev-{uuid.uuid4().hex}", hub.token("ann")
+    started = {"deployment": uuid7(), "environment": "production"}
+    bad = [{"commit_time": -1.0}, {"commit_time": "yesterday"}, {"change_request": 42},
+           {"change_request": "x" * 300}]
+    for number, fields in enumerate(bad, start=1):
+        refused = httpx.post(f"{hub.url}/v1/events", timeout=GUARD, content=msgspec.json.encode(
+            {"events": [event(name, device, number, type="deployment.started",
+                              payload={**started, **fields})]}),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": JSON})
+        assert refused.status_code == 400, fields
+        assert refused.json()["code"] == "invalid_event"
+    mark = {"deployment": started["deployment"], "environment": "production",
+            "caused_failure": "yes"}
+    refused = httpx.post(f"{hub.url}/v1/events", timeout=GUARD, content=msgspec.json.encode(
+        {"events": [event(name, device, 1, type="deployment.marked", payload=mark)]}),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": JSON})
+    assert refused.status_code == 400
+    # An older device's start, without them, is taken as before.
+    push(hub, token, [event(name, device, 1, type="deployment.started", payload=started)])
