@@ -54,7 +54,6 @@ class Deployment:
     environment: str
     state: str = "running"  # running, completed, failed
     user: str | None = None
-    actor: str | None = None
     branch: str | None = None
     commit: str | None = None
     commit_time: float | None = None
@@ -80,12 +79,10 @@ def since_hlc(now: float, days: float) -> int:
     return pack(max(0, int((now - 2 * days * DAY - SLACK) * 1000)))
 
 
-def fold(rows: Iterable[Row], actors: dict[tuple[str, int], str] | None = None
-         ) -> list[Deployment]:
+def fold(rows: Iterable[Row]) -> list[Deployment]:
     """Deployments from their events, whatever order the rows come in: the earliest start in
     (hlc, device, seq) order; the earliest end among those by the start's device or user (any
-    end while the start is unknown); the latest mark. `actors` optionally names the device's
-    word for who recorded each (device, seq), shown only where the hub said nothing."""
+    end while the start is unknown); the latest mark."""
     starts: dict[str, tuple[tuple, str | None, float, DeploymentStarted]] = {}
     finals: dict[str, list[tuple[tuple, str | None, float, str, DeploymentFinished]]] = {}
     marks: dict[str, tuple[tuple, str | None, DeploymentMarked]] = {}
@@ -135,8 +132,6 @@ def fold(rows: Iterable[Row], actors: dict[tuple[str, int], str] | None = None
             deployment.state, deployment.finished_at = state, created_at
             deployment.duration, deployment.exit_status = finished.duration, finished.exit_status
             deployment.reason = finished.reason
-        if actors is not None:
-            deployment.actor = actors.get(deployment.key[1:])
         mark = marks.get(ident)
         if mark is not None:
             deployment.caused_failure = mark[2].caused_failure

@@ -56,8 +56,8 @@ def template_config() -> TemplateConfig:
     environment = Environment(loader=FileSystemLoader(HERE / "templates"),
                               autoescape=select_autoescape(default=True, default_for_string=True),
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.globals.update(when=when, span=span, ago=ago, percent=percent, short=short,
-                               summary=summary, hours_label=hours_label)
+    environment.globals.update(when=when, span=span, percent=percent, short=short,
+                               summary=summary)
     return TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment))
 
 
@@ -300,16 +300,6 @@ def span(seconds: float | None) -> str:
     if seconds < 2 * DAY:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / DAY:.1f} d"
-
-
-def hours_label(seconds: float) -> str:
-    return span(seconds)
-
-
-def ago(seconds: float | None, now: float | None = None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{span(max(0.0, (now or time.time()) - seconds))} ago"
 
 
 def percent(rate: float | None) -> str:
