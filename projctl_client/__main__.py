@@ -9,9 +9,9 @@ import sys
 # argument may name a plugin's command, which is looked for only then: the built-ins, the hot
 # ones first of all, pay one set lookup for plugins.
 BUILT_IN = frozenset({
-    "branch", "call", "config", "daemon", "demo", "deploy", "doctor", "log", "metrics", "note",
-    "open", "ping", "plugins", "prompt", "refresh", "run", "runs", "shell-init", "status",
-    "sync",
+    "branch", "call", "config", "daemon", "demo", "deploy", "doctor", "log", "mark-failed",
+    "metrics", "note", "open", "ping", "plugins", "prompt", "refresh", "report", "run", "runs",
+    "shell-init", "status", "sync",
 })
 
 

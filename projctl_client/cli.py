@@ -84,8 +84,9 @@ class _Projctl(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_commands(ctx, formatter)
         found = commands.everything(frozenset(self.commands))
-        # As click fits the built-ins' help: one line beside the longest name.
-        names = [*self.commands, *(c.name for c in found if c.problem is None)]
+        # As click fits the built-ins' help: one line beside the longest name of the section
+        # (write_dl pads each section to its own names).
+        names = [c.name for c in found if c.problem is None] or [""]
         commands.load_all(found, formatter.width - 6 - max(map(len, names)))
         rows = commands.help_rows(found)
         if rows:
@@ -279,8 +280,9 @@ def deploy(environment: str, branch: str | None, dry_run: bool, verbose: bool,
     """
     here = hotpath.current_checkout()
     branch, commit = _deploy_target(here, branch)
+    commit_time = gitcmd.commit_time(commit, cwd=here["root"]) if here and commit else None
     plan = _ask("deploy_start", checkout=here, project=project, environment=environment,
-                branch=branch, commit=commit, dry_run=dry_run)
+                branch=branch, commit=commit, dry_run=dry_run, commit_time=commit_time)
     what = render.ref(plan["branch"], plan["commit"]) or "(no branch)"
     target = f"{what} to {plan['environment']}"
     if plan.get("workflow"):
@@ -454,6 +456,63 @@ def _finish(plan: dict, exit_status: int | None, seconds: float, reason: str) ->
         outcome = "succeeded" if exit_status == 0 else f"failed ({reason})"
         _fail(ClientError(f"the deployment to {plan['environment']} {outcome} but its end was "
                           f"not recorded: {exc.message}", exc.suggestions), exit_code=1)
+
+
+@cli.command("mark-failed", short_help="Mark a deployment as having caused a failure.")
+@click.argument("deployment", metavar="ID")
+@click.option("--reason", "-r", default="", metavar="TEXT",
+              help="What failed (an incident, a rollback), for whoever reads the log.")
+@click.option("--undo", is_flag=True, help="Take a mark back: it did not cause a failure.")
+@click.option("--project", "-p", metavar="NAME", help="The project (default: this checkout's).")
+def mark_failed(deployment: str, reason: str, undo: bool, project: str | None) -> None:
+    """Record that deployment ID (the id `projctl log --type deployment` shows, or any unique
+    start or end of it) caused a failure in its environment: a rollback, a hotfix, an
+    incident. It then counts in the change failure rate and the time to restore of
+    `projctl report` and of the hub's pages. Anyone who may write the project may mark; the
+    latest mark stands, so --undo takes one back."""
+    if len(reason) > 4000:
+        raise click.BadParameter("at most 4000 characters", param_hint="--reason")
+    reply = _ask("deploy_mark", checkout=hotpath.current_checkout(), project=project,
+                 deployment=deployment, caused_failure=not undo, reason=reason)
+    payload = reply["event"]["payload"]
+    said = "no longer counts as a failure" if undo else "counts as a failure"
+    click.echo(f"deployment {payload['deployment'][-render.SHORT_ID:]} to "
+               f"{payload['environment']} {said}{render.sync_hint(reply['sync'])}")
+
+
+@cli.command(short_help="Show the project's delivery metrics: DORA's four keys.")
+@click.argument("project", required=False)
+@click.option("--env", "environment", metavar="ENV", help="Only this environment.")
+@click.option("--since", "period", default="30d", show_default=True, metavar="SPAN",
+              help="The period: 7d, 30d, 90d, 2w, 12h (at most 365d); compared with the "
+              "period of the same length before it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def report(project: str | None, environment: str | None, period: str, as_json: bool) -> None:
+    """Deployment frequency, lead time for changes, change failure rate and time to restore
+    of PROJECT (default: this checkout's), from this device's log: the same computation as
+    the hub's team page, so both say the same of the same events. docs/metrics.md defines
+    each key and what projctl can and cannot see."""
+    days = _period_days(period)
+    reply = _ask("report", checkout=hotpath.current_checkout(), project=project,
+                 environment=environment, days=days)
+    del reply["type"]
+    reply.pop("config_error", None)
+    if as_json:
+        click.echo(jsonout.dumps(reply))
+    else:
+        click.echo(render.delivery(reply))
+
+
+def _period_days(text: str) -> float:
+    number, unit = text.strip()[:-1], text.strip()[-1:]
+    if unit not in ("h", "d", "w") or not number.isascii() or not number.isdigit():
+        raise click.BadParameter(f"{text!r} is not a span like 7d, 30d, 90d, 2w or 12h",
+                                 param_hint="--since")
+    days = int(number) * {"h": 1 / 24, "d": 1, "w": 7}[unit]
+    if not 1 / 24 <= days <= 365:
+        raise click.BadParameter(f"{text!r}: the period is at least 1h and at most 365d",
+                                 param_hint="--since")
+    return days
 
 
 _SINCE_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

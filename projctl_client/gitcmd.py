@@ -31,3 +31,18 @@ def commit_of(ref: str, *, cwd: str | None = None) -> str | None:
 
 def _no_git() -> ClientError:
     return ClientError("git is not installed or not on PATH", ["install git, then run this again"])
+
+
+def commit_time(commit: str, *, cwd: str | None = None) -> float | None:
+    """The committer time of `commit` (Unix seconds), as lead time counts from it; None when
+    git cannot tell (no such commit here, git missing: the deployment is recorded all the
+    same, without it)."""
+    if commit.startswith("-"):
+        return None
+    try:
+        result = subprocess.run(["git", "show", "-s", "--format=%ct", commit, "--"],
+                                cwd=cwd, capture_output=True, text=True)
+    except OSError:
+        return None
+    text = result.stdout.strip()
+    return float(text) if result.returncode == 0 and text.isdigit() else None

@@ -30,7 +30,11 @@ __all__ = [
     "ConfigProblem",
     "DaemonInfo",
     "DaemonMetric",
+    "DeliveryBucket",
+    "DeliveryPeriod",
+    "DeliveryReport",
     "DeployFinish",
+    "DeployMark",
     "DeployPlan",
     "DeployStart",
     "DeploymentView",
@@ -65,6 +69,7 @@ __all__ = [
     "Reload",
     "Reloaded",
     "Reply",
+    "Report",
     "Request",
     "RequestMetric",
     "RunFollow",
@@ -188,6 +193,8 @@ class DeployStart(_Request, tag="deploy_start", kw_only=True):
     branch: _Name | None = None
     commit: _Name | None = None
     dry_run: bool = False
+    # The commit's committer time (Unix seconds), as git tells it: what lead time counts from.
+    commit_time: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None
 
 
 class DeployFinish(_Request, tag="deploy_finish", kw_only=True):
@@ -198,6 +205,27 @@ class DeployFinish(_Request, tag="deploy_finish", kw_only=True):
     exit_status: int | None = None
     duration: Annotated[float, msgspec.Meta(ge=0)]
     reason: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+
+
+class DeployMark(_Request, tag="deploy_mark", kw_only=True):
+    """Record that a finished deployment (its id, or a unique start or end of it) caused a
+    failure in its environment, or with `caused_failure` false that it did not after all."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    deployment: Annotated[str, msgspec.Meta(min_length=4, max_length=36)]
+    caused_failure: bool = True
+    reason: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+
+
+class Report(_Request, tag="report", kw_only=True):
+    """The delivery metrics of a project (one environment, or all) over the `days` before now
+    and the `days` before those, from this device's log; answered with DeliveryReport."""
+
+    checkout: Checkout | None = None
+    project: _Project | None = None
+    environment: _Name | None = None
+    days: Annotated[float, msgspec.Meta(ge=1 / 24, le=365)] = 30.0
 
 
 class Log(_Request, tag="log", kw_only=True):
@@ -317,7 +345,7 @@ class Reload(_Request, tag="reload"):
 
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
            | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs
-           | Metrics | Doctor | Reload | RecordEvent | PluginRequest)
+           | Metrics | Doctor | Reload | RecordEvent | PluginRequest | DeployMark | Report)
 
 
 class ConfigProblem(msgspec.Struct, kw_only=True):
@@ -864,6 +892,56 @@ class DoctorReport(_Reply, tag="doctor"):
     checks: list[CheckView]
 
 
+class DeliveryBucket(msgspec.Struct, kw_only=True):
+    """One day (or week) of a period: deployments that completed, failures (failed, or marked
+    as causing a failure), and the medians of lead time and of time to restore, in seconds."""
+
+    start: float
+    end: float
+    deployments: int = 0
+    failures: int = 0
+    lead_time: float | None = None
+    restore_time: float | None = None
+    failed: int = 0  # of the failures, those that failed (the rest: marked)
+
+
+class DeliveryPeriod(msgspec.Struct, kw_only=True):
+    """DORA's four keys over [start, end) (docs/metrics.md). `deployments` completed there,
+    `failed` failed, `marked` of the completed ones were marked as causing a failure;
+    `change_failure_rate` is (failed + marked) / (deployments + failed), None without any;
+    `lead_time` the median from commit to completed deployment over the `lead_times`
+    deployments whose commit time is known; `restore_time` the median from a failure to the
+    next completed deployment of its environment, over the `restored` failures (`unrestored`:
+    not restored yet). Times in seconds; a median is None when there is nothing to take it of."""
+
+    start: float
+    end: float
+    deployments: int = 0
+    failed: int = 0
+    marked: int = 0
+    per_day: float = 0.0
+    change_failure_rate: float | None = None
+    lead_time: float | None = None
+    lead_times: int = 0
+    restore_time: float | None = None
+    restored: int = 0
+    unrestored: int = 0
+    buckets: list[DeliveryBucket] = []
+
+
+class DeliveryReport(_Reply, tag="delivery", kw_only=True):
+    """`projctl report` (and the hub's /v1/metrics): `current` is the `days` before
+    `generated_at`, `previous` the `days` before those; `environment` None covers all."""
+
+    project: str
+    environment: str | None = None
+    days: float
+    generated_at: float
+    current: DeliveryPeriod
+    previous: DeliveryPeriod
+    environments: list[str] = []
+
+
 class Reloaded(_Reply, tag="reloaded"):
     """A reload that applied the config: `applied` names the sections that changed and took
     effect; `restart_needed` the changed keys that only `projctl daemon restart` applies."""
@@ -875,4 +953,5 @@ class Reloaded(_Reply, tag="reloaded"):
 
 Reply = (StatusView | StatusOutput | Pong | Ack | RefreshReport | Recorded | DeployPlan
          | LogView | SyncReport | PromptText | PluginsReport | RunStarted | RunPlanView
-         | RunProgress | RunsView | MetricsReport | DoctorReport | Reloaded | PluginReply | Error)
+         | RunProgress | RunsView | MetricsReport | DoctorReport | Reloaded | PluginReply
+         | DeliveryReport | Error)

@@ -323,9 +323,17 @@ def _event_summary(event: dict, started: dict) -> str:
         base = f" from {payload['base']}" if payload.get("base") else ""
         at = f" at {str(payload['commit'])[:7]}" if payload.get("commit") else ""
         return f"{payload.get('name')}{base}{at}"
+    if kind == "deployment.marked":
+        said = "caused a failure" if payload.get("caused_failure", True) \
+            else "did not cause a failure after all"
+        reason = _clip(safe_name(str(payload.get("reason") or "")), 60)
+        return (f"{str(payload.get('deployment', ''))[-SHORT_ID:]}  "
+                f"{payload.get('environment', '?')}  {said}" + (f": {reason}" if reason else ""))
     if kind.startswith("deployment."):
         origin = started.get(payload.get("deployment"), {})
-        parts = [str(payload.get("environment", "?")),
+        # The id's end: what `projctl mark-failed` takes.
+        parts = [str(payload.get("deployment", ""))[-SHORT_ID:],
+                 str(payload.get("environment", "?")),
                  ref(origin.get("branch"), origin.get("commit"))]
         took = payload.get("duration")
         if kind == "deployment.completed" and took is not None:
@@ -340,6 +348,60 @@ def _event_summary(event: dict, started: dict) -> str:
     # character a teammate's payload could move the terminal with.
     return _clip(safe_name(", ".join(f"{k}={v}" for k, v in payload.items()
                                      if isinstance(v, str | int | float))), 72)
+
+
+def delivery(report: dict, stream: object = None) -> str:
+    """`projctl report`: the four keys of the period, each beside the period before."""
+    style = Style(stream or sys.stdout)
+    current, previous = report["current"], report["previous"]
+    days = report["days"]
+    where = report["environment"] or "every environment"
+    length = f"{days:g} days" if days >= 1 else span(days * 86400)
+    lines = [f"{style.bold}{report['project']}, {where}: the last {length}, against the "
+             f"{length} before{style.reset}"]
+    rows = [
+        ("deployment frequency", f"{current['deployments']} ({current['per_day']:.2f}/day)",
+         f"{previous['deployments']} ({previous['per_day']:.2f}/day)"),
+        ("lead time for changes", _median_text(current["lead_time"], current["lead_times"],
+                                               current["deployments"]),
+         _median_text(previous["lead_time"], previous["lead_times"], previous["deployments"])),
+        ("change failure rate", _rate_text(current), _rate_text(previous)),
+        ("time to restore", _restore_text(current), _restore_text(previous)),
+    ]
+    width = max(len(row[1]) for row in rows)
+    for name, now, before in rows:
+        lines.append(f"  {name:<22} {now:<{width}}   before: {before}")
+    if not current["deployments"] and not current["failed"]:
+        lines.append("  no deployment ended in this period: `projctl deploy ENV` records them")
+    elif current["lead_times"] < current["deployments"]:
+        lines.append(f"  lead time is known for {current['lead_times']} of "
+                     f"{current['deployments']} deployments: the others carry no commit time "
+                     "(recorded by an older projctl, without a checkout, or a clock far off)")
+    if report["environments"] and report["environment"] is None:
+        lines.append(f"  environments: {', '.join(report['environments'])} (--env for one)")
+    lines.append("  from this device's log; docs/metrics.md defines each key")
+    return "\n".join(lines)
+
+
+def _median_text(median: float | None, known: int, total: int) -> str:
+    if median is None:
+        return "-"
+    return f"{span(median)} median" + (f" ({known} of {total})" if known < total else "")
+
+
+def _rate_text(period: dict) -> str:
+    rate = period["change_failure_rate"]
+    if rate is None:
+        return "-"
+    failures = period["failed"] + period["marked"]
+    return f"{rate:.0%} ({failures} of {period['deployments'] + period['failed']})"
+
+
+def _restore_text(period: dict) -> str:
+    text = "-" if period["restore_time"] is None else f"{span(period['restore_time'])} median"
+    if period["unrestored"]:
+        text += f", {period['unrestored']} not restored yet"
+    return text
 
 
 def _workflow_summary(kind: str, payload: dict) -> str:

@@ -2,19 +2,20 @@
 
 Its rooms, each named by what it serves (dependencies point down this list, never up):
 
-    __main__.py   `projctld run | hub serve | hub token | hub copy | db | config check |
-                  doctor | install-systemd`
+    __main__.py   `projctld run | hub serve | hub token | hub share | hub copy | db |
+                  config check | doctor | install-systemd`
     daemon/       the frame: lifecycle, shared context, socket listener, systemd, log file,
                   what the daemon knows between requests, the status view, reloading
     rpc/          the Unix-socket server and the one `match` over the request union
     upstream/     upstream state: providers/ (GitHub, GitLab, Jira), polling, scheduling, tokens
     team/         team events: sync/ (model, clock, fold, hub client), workflows/ (the engine),
-                  the note, branch, deploy, log and workflow-run requests
+                  the note, branch, deploy, log and workflow-run requests, the delivery
+                  metrics (delivery.py) and the report request
     ops/          the operator's tools: doctor, metrics, Prometheus text and endpoint, units
     prompt/       what a shell prompt shows, and the files shells read
     plugins/      pluggy hook specs, the host, the built-in notifier; what plugin authors import
     hub/          the team hub: HTTP app, the service behind it, auth, clocks, storage
-                  (SQLite, PostgreSQL), copying a hub's database
+                  (SQLite, PostgreSQL), copying a hub's database; its team pages (web/)
     store/        SQLite: connection, migrations, one repository per kind of record, backup
                   and recovery
     sandbox/      fake GitHub, GitLab and Jira servers and demo data

@@ -21,7 +21,7 @@ from projctld.daemon.logfile import DEFAULT_MAX_BYTES, RotatingLog
 from projctld.errors import ProjctlError
 from projctld.hub.auth import DEFAULT_MIN_CLIENT_VERSION, parse_version
 from projctld.hub.backends import open_storage
-from projctld.hub.storage import HubStorage, TokenRecord, new_token
+from projctld.hub.storage import HubStorage, ShareRecord, TokenRecord, new_share, new_token
 from projctld.team.sync.events import ProjectName
 
 T = TypeVar("T")
@@ -476,6 +476,75 @@ def hub_token_revoke(token_id: str, database: str) -> None:
         _fail(ProjctlError(f"no token has the id {token_id!r}",
                            suggestions=["projctld hub token list  # shows the ids"]))
     click.echo(f"projctld: token {token_id} revoked", err=True)
+
+
+@hub.group("share")
+def hub_share() -> None:
+    """Read-only links to one project's team page, for people without a token (a manager, a
+    stakeholder). A link is its own secret: whoever has it sees that project until it expires
+    or is revoked. The hub keeps only its hash."""
+
+
+@hub_share.command("create")
+@click.option("--project", required=True, metavar="P", help="The one project it shows.")
+@click.option("--days", type=click.IntRange(1, 365), default=30, show_default=True,
+              help="How long it works.")
+@click.option("--url", "base_url", metavar="URL", envvar="PROJCTL_HUB_URL",
+              help="The hub's address as people reach it (https://hub.example.com), to print "
+              "the whole link; else its path.")
+@_database_option
+def hub_share_create(project: str, days: int, base_url: str | None, database: str) -> None:
+    """Create a share link and print it, once, on stdout."""
+    if not _PROJECT.match(project):
+        raise click.BadParameter(f"{project!r} is not a project name (as in [projects.NAME])",
+                                 param_hint="--project")
+    secret, share_hash, share_id = new_share()
+    now = time.time()
+    record = ShareRecord(id=share_id, project=project, created_at=now,
+                         expires_at=now + days * 86400)
+    _on_storage(database, lambda storage: storage.add_share(share_hash, record))
+    click.echo(f"{(base_url or '').rstrip('/')}/s/{secret}")
+    click.echo(
+        f"projctld: share link {share_id} shows project {project}, read-only, to whoever has "
+        f"it, until {_when(record.expires_at)}. It is not shown again; `projctld hub share "
+        f"revoke {share_id}` ends it." + ("" if base_url else " Put the hub's address in "
+                                          "front of the path (or pass --url)."), err=True)
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+@hub_share.command("list")
+@_database_option
+def hub_share_list(database: str) -> None:
+    """List the share links: id, project, when created, until when, whether revoked."""
+    records = _on_storage(database, lambda storage: storage.list_shares())
+    if not records:
+        click.echo("no share links yet; create one with: projctld hub share create --project "
+                   "PROJECT", err=True)
+        return
+    now = time.time()
+    rows = [("ID", "PROJECT", "CREATED", "EXPIRES", "STATE")] + [
+        (r.id, r.project, _when(r.created_at), _when(r.expires_at),
+         "revoked" if r.revoked else "live" if r.live(now) else "expired")
+        for r in records
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                       strict=True)).rstrip())
+
+
+@hub_share.command("revoke")
+@click.argument("share_id", metavar="ID")
+@_database_option
+def hub_share_revoke(share_id: str, database: str) -> None:
+    """Revoke a share link: it, and every page opened through it, stops working at once."""
+    if not _on_storage(database, lambda storage: storage.revoke_share(share_id)):
+        _fail(ProjctlError(f"no share link has the id {share_id!r}",
+                           suggestions=["projctld hub share list  # shows the ids"]))
+    click.echo(f"projctld: share link {share_id} revoked", err=True)
 
 
 if __name__ == "__main__":

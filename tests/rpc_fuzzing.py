@@ -131,7 +131,14 @@ def _request_strategies(root: str) -> dict[type, st.SearchStrategy[typing.Any]]:
         p.DeployStart: st.builds(p.DeployStart, checkout=_maybe(checkout), project=project,
                                  environment=st.sampled_from(ENVIRONMENTS) | _short,
                                  branch=_maybe(name), commit=_maybe(name),
-                                 dry_run=st.booleans()),
+                                 dry_run=st.booleans(),
+                                 commit_time=_maybe(st.floats(0, 1e11))),
+        p.DeployMark: st.builds(p.DeployMark, checkout=_maybe(checkout), project=project,
+                                deployment=st.text(min_size=4, max_size=36),
+                                caused_failure=st.booleans(), reason=_short),
+        p.Report: st.builds(p.Report, checkout=_maybe(checkout), project=project,
+                            environment=_maybe(st.sampled_from(ENVIRONMENTS) | _short),
+                            days=st.floats(1 / 24, 365)),
         p.DeployFinish: st.builds(p.DeployFinish, project=st.sampled_from(PROJECTS) | _short,
                                   deployment=st.text(max_size=36), exit_status=_maybe(_ints),
                                   duration=st.floats(min_value=0), reason=_short),
@@ -359,10 +366,11 @@ def sequences(root: str) -> st.SearchStrategy[list[bytes]]:
 # nobody foresaw, or a reply larger than a frame, and so a bug in the daemon.
 REFUSALS = frozenset({
     "bad_actor", "bad_param", "bad_prompt_format", "bad_request", "deployment_refused",
-    "error", "missing_param", "no_checkout", "no_project", "no_request_handler", "not_running",
-    "not_yours", "nothing_to_refresh", "plugin_busy", "plugin_failed", "plugin_refused",
-    "plugin_timeout", "store", "too_large", "unknown_environment", "unknown_note",
-    "unknown_param", "unknown_plugin", "unknown_project", "unknown_run", "unknown_workflow",
+    "error", "missing_param", "no_checkout", "no_project", "no_request_handler", "not_completed",
+    "not_running", "not_yours", "nothing_to_refresh", "plugin_busy", "plugin_failed",
+    "plugin_refused", "plugin_timeout", "store", "too_large", "unknown_deployment",
+    "unknown_environment", "unknown_note", "unknown_param", "unknown_plugin", "unknown_project",
+    "unknown_run", "unknown_workflow",
     "workflow", "yaml_missing",
 })
 # What the server itself answers to a frame that is not a valid request of this version.
@@ -377,6 +385,7 @@ ANSWERS: dict[type, tuple[type, ...]] = {
     p.RunStart: (p.RunStarted, p.RunPlanView), p.RunFollow: (p.RunProgress,),
     p.Runs: (p.RunsView,), p.Metrics: (p.MetricsReport,), p.Reload: (p.Reloaded,),
     p.RecordEvent: (p.Recorded,), p.PluginRequest: (p.PluginReply,),
+    p.DeployMark: (p.Recorded,), p.Report: (p.DeliveryReport,),
 }
 
 

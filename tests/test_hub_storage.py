@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -28,8 +29,12 @@ from projctld.hub.storage import (
     HubStorage,
     PushOutcome,
     SeqConflict,
+    SessionRecord,
+    ShareRecord,
+    Timeline,
     TokenRecord,
     hash_token,
+    new_share,
     new_token,
 )
 from projctld.team.sync.events import Event, PulledEvent, uuid7
@@ -686,7 +691,10 @@ async def test_pulled_events_name_the_user_who_pushed_them(storage: HubStorage) 
 async def test_a_database_copies_into_another_of_either_kind(storage: HubStorage,
                                                               tmp_path: os.PathLike) -> None:
     await storage.push("ann", [*batch("dev-a", 1, 4), *batch("dev-a", 5, 2, "api")])
-    await storage.push("bob", batch("dev-b", 1, 3))
+    await storage.push("bob", [*batch("dev-b", 1, 3), *deployment("dev-b", 4, "production")])
+    secret, share_hash, share_id = new_share()
+    await storage.add_share(share_hash, ShareRecord(id=share_id, project="web", created_at=1.0,
+                                                    expires_at=2e9))
     token, token_hash, token_id = new_token()
     record = TokenRecord(id=token_id, user="ann", projects=["web"], write=True, created_at=1.0)
     await storage.add_token(token_hash, record)
@@ -701,12 +709,18 @@ async def test_a_database_copies_into_another_of_either_kind(storage: HubStorage
                 await target.import_devices(await storage.export_devices())
                 for token_hash_, token_record in await storage.export_tokens():
                     await target.add_token(token_hash_, token_record)
+                for share_hash_, share_record in await storage.export_shares():
+                    await target.add_share(share_hash_, share_record)
 
                 assert target.hub_id != storage.hub_id
                 for project in ("web", "api"):
                     assert await pull_all(target, project) == await pull_all(storage, project)
                 assert await target.device_mark("dev-b") == await storage.device_mark("dev-b")
                 assert await target.find_token(hash_token(token)) == record
+                assert await target.find_share(hash_token(secret)) == \
+                    await storage.share(share_id)
+                assert await target.deployment_rows("web", 0) == \
+                    await storage.deployment_rows("web", 0)
                 await target.push("ann", [event("dev-a", 7)])
                 (newest,) = (await target.pull("web", after, 10)).events
                 assert newest.hub_seq > after
@@ -716,7 +730,8 @@ async def test_a_database_copies_into_another_of_either_kind(storage: HubStorage
 
 async def test_a_database_of_the_first_schema_is_brought_up_to_date(
         backend: Backend, tmp_path: os.PathLike) -> None:
-    old = event("dev-a", 1, payload={"note": uuid7(), "text": "from before"})
+    old = event("dev-a", 1, type="deployment.started",
+                payload={"deployment": uuid7(), "environment": "production"})
     row = (old.id, old.device, old.seq, old.hlc, old.project, old.actor, old.type,
            msgspec.msgpack.encode(old.payload), old.created_at, "ann", 1.0)
     if backend.kind == "sqlite":
@@ -748,5 +763,139 @@ async def test_a_database_of_the_first_schema_is_brought_up_to_date(
         assert (unstamped(pulled), pulled.user) == (old, "ann")
         await store.push("ann", [event("dev-a", 2)])
         assert [p.seq for p in await pull_all(store, "web")] == [1, 2]
+        # The deployment event taken before the hub kept them aside is found by the pages.
+        assert await store.environments("web", 10) == ["production"]
+        assert [r[:3] for r in await store.deployment_rows("web", 0)] == [
+            ("deployment.started", "dev-a", 1)]
     finally:
         await store.close()
+
+
+def deployment(device: str, seq: int, environment: str, *, project: str = "web",
+               ok: bool = True, hlc: int | None = None) -> list[Event]:
+    """A deployment's start and end, as events `seq` and `seq + 1` of `device`."""
+    ident = uuid7()
+    base = hlc if hlc is not None else 1_700_000_000_000 << 16 | seq
+    return [
+        event(device, seq, project, type="deployment.started", hlc=base,
+              payload={"deployment": ident, "environment": environment, "commit": "abc"}),
+        event(device, seq + 1, project, type="deployment.completed" if ok else
+              "deployment.failed", hlc=base + 1,
+              payload={"deployment": ident, "environment": environment, "duration": 3.0}),
+    ]
+
+
+async def test_deployment_events_are_found_by_environment_and_deployment(
+        storage: HubStorage) -> None:
+    first = deployment("dev-a", 1, "production", hlc=100 << 16)
+    second = deployment("dev-a", 3, "staging", hlc=200 << 16, ok=False)
+    third = deployment("dev-a", 5, "production", hlc=300 << 16)
+    other = deployment("dev-a", 7, "production", project="api", hlc=400 << 16)
+    await storage.push("ann", [*first, event("dev-a", 9, hlc=150 << 16), *second, *third,
+                               *other])
+    await storage.push("bob", [event("dev-b", 1, type="deployment.marked", hlc=500 << 16,
+                                     payload={"deployment": first[0].payload["deployment"],
+                                              "environment": "production"})])
+
+    rows = await storage.deployment_rows("web", 0)
+    assert sorted((r[0], r[1], r[2], r[5]) for r in rows) == sorted(
+        [(e.type, e.device, e.seq, "ann") for e in (*first, *second, *third)]
+        + [("deployment.marked", "dev-b", 1, "bob")])
+    assert {msgspec.msgpack.decode(r[6])["environment"] for r in rows} == {"production",
+                                                                           "staging"}
+    assert [r[3] for r in await storage.deployment_rows("web", 300 << 16)] == sorted(
+        [300 << 16, (300 << 16) + 1, 500 << 16])
+    assert await storage.environments("web", 10) == ["production", "staging"]
+    assert await storage.environments("web", 1) == ["production"]
+    # By their newest event: the first was marked last.
+    newest = [first[0].payload["deployment"], third[0].payload["deployment"]]
+    assert await storage.recent_deployments("web", "production", 10) == newest
+    assert await storage.recent_deployments("web", "production", 1) == newest[:1]
+    assert await storage.recent_deployments("web", "production", 1, completed=True) == \
+        newest[1:]
+    assert await storage.recent_deployments("web", "staging", 10, completed=True) == []
+    rows = await storage.rows_of_deployments("web", newest[:1])
+    assert sorted((r[1], r[2]) for r in rows) == [("dev-a", 1), ("dev-a", 2), ("dev-b", 1)]
+    assert await storage.rows_of_deployments("web", []) == []
+
+
+async def test_a_refused_deployment_event_is_not_kept_aside(storage: HubStorage) -> None:
+    await storage.push("ann", [event("dev-a", 1)])
+    taken = deployment("dev-a", 1, "production")  # dev-a's seq 1 holds another event
+    outcome = await storage.push("ann", [taken[0], *deployment("dev-a", 5, "staging")],
+                                 partial=True)
+    assert outcome.conflicts == [("dev-a", 1)]
+    assert await storage.environments("web", 10) == ["staging"]
+
+
+async def test_the_timeline_is_newest_first_with_its_filters(storage: HubStorage) -> None:
+    notes = [event("dev-a", seq, hlc=seq << 16) for seq in range(1, 6)]
+    deployed = deployment("dev-b", 1, "production", hlc=10 << 16)
+    staged = deployment("dev-b", 3, "staging", hlc=20 << 16)
+    await storage.push("ann", notes)
+    await storage.push("bob", [*deployed, *staged])
+    await storage.push("ann", [event("dev-c", 1, "api", hlc=30 << 16)])
+
+    def keys(found: list[PulledEvent]) -> list[tuple[str, int]]:
+        return [(e.device, e.seq) for e in found]
+
+    everything = await storage.timeline("web", Timeline())
+    assert keys(everything) == [("dev-b", 4), ("dev-b", 3), ("dev-b", 2), ("dev-b", 1),
+                                *[("dev-a", seq) for seq in range(5, 0, -1)]]
+    assert everything[0].user == "bob" and everything[-1].user == "ann"
+    page = await storage.timeline("web", Timeline(limit=3))
+    last = page[-1]
+    rest = await storage.timeline("web", Timeline(before=(last.hlc, last.device, last.seq)))
+    assert keys(page + rest) == keys(everything)
+    assert keys(await storage.timeline("web", Timeline(types=("deployment",)))) == \
+        keys(everything)[:4]
+    assert keys(await storage.timeline("web", Timeline(types=("deployment.completed",
+                                                               "note.added"), limit=3))) == \
+        [("dev-b", 4), ("dev-b", 2), ("dev-a", 5)]
+    assert keys(await storage.timeline("web", Timeline(user="ann"))) == keys(everything)[4:]
+    assert keys(await storage.timeline("web", Timeline(environment="staging"))) == \
+        [("dev-b", 4), ("dev-b", 3)]
+    assert keys(await storage.timeline("web", Timeline(since_hlc=4 << 16))) == \
+        keys(everything)[:6]
+    assert await storage.timeline("web", Timeline(user="nobody")) == []
+    assert await storage.projects() == ["api", "web"]
+    assert await storage.last_hub_seq("web") == max(e.hub_seq for e in everything)
+    assert await storage.last_hub_seq("none") == 0
+
+
+async def test_share_links_are_added_found_listed_and_revoked(storage: HubStorage) -> None:
+    secret, share_hash, share_id = new_share()
+    assert secret.startswith("pjs_") and share_hash == hash_token(secret)
+    record = ShareRecord(id=share_id, project="web", created_at=10.0, expires_at=20.0)
+    await storage.add_share(share_hash, record)
+
+    assert await storage.find_share(share_hash) == record
+    assert await storage.share(share_id) == record
+    assert await storage.find_share(hash_token("pjs_other")) is None
+    assert await storage.list_shares() == [record]
+    assert record.live(19.0) and not record.live(20.0)
+    assert await storage.revoke_share(share_id)
+    assert not await storage.revoke_share("nope")
+    revoked = await storage.find_share(share_hash)
+    assert revoked is not None and revoked.revoked and not revoked.live(11.0)
+    assert await storage.export_shares() == [(share_hash, revoked)]
+
+
+async def test_sessions_are_kept_found_ended_and_dropped_once_expired(
+        storage: HubStorage) -> None:
+    now = time.time()
+    live = SessionRecord(user="ann", csrf="c1", created_at=now, expires_at=now + 60,
+                         token_hash="t" * 64)
+    shared = SessionRecord(user="", csrf="c2", created_at=now, expires_at=now + 60,
+                           share_id="s1")
+    stale = SessionRecord(user="ann", csrf="c3", created_at=now - 90, expires_at=now - 30,
+                          token_hash="t" * 64)
+    await storage.add_session("h-stale", stale)
+    await storage.add_session("h-live", live)
+    await storage.add_session("h-shared", shared)
+
+    assert await storage.find_session("h-live") == live
+    assert await storage.find_session("h-shared") == shared
+    assert await storage.find_session("h-stale") is None  # dropped when another was added
+    await storage.delete_session("h-live")
+    assert await storage.find_session("h-live") is None

@@ -25,8 +25,10 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec import Parameter as ParameterSpec
 from litestar.params import Parameter
+from litestar.response import Redirect, Template
 from litestar.types import Message, Scope
 
+from projctl_client.protocol import DeliveryReport
 from projctld import __version__
 from projctld.errors import ProjctlError
 from projctld.hub.auth import (
@@ -37,8 +39,11 @@ from projctld.hub.auth import (
     parse_version,
 )
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST, HubMetrics
-from projctld.hub.service import HubService
+from projctld.hub.service import HubService, token_hint
 from projctld.hub.storage import HubStorage
+from projctld.hub.web import views
+from projctld.hub.web.access import PageError, SignInNeeded
+from projctld.hub.web.pages import SECURITY_HEADERS, Pages, static_router, template_config
 from projctld.logging import get_logger
 from projctld.ops.prometheus import MEDIA_TYPE
 from projctld.team.sync.events import DeviceId, Event, EventId, ProjectName
@@ -67,6 +72,7 @@ from projctld.team.sync.wire import (
 log = get_logger(__name__)
 
 EVENTS = "/v1/events"
+DELIVERY = "/v1/metrics"
 HEALTH = "/v1/health"
 OPENAPI = "/v1/openapi.json"
 METRICS = "/metrics"
@@ -98,7 +104,13 @@ _STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
 }
-_ROUTES_HINT = f"the hub serves {EVENTS}, {HEALTH}, {OPENAPI} and {METRICS}"
+_ROUTES_HINT = (f"the hub serves {EVENTS}, {DELIVERY}, {HEALTH}, {OPENAPI} and {METRICS}, and "
+                "its team pages from /")
+# The routes of the team pages, as /metrics names them (static files: one label).
+_PAGE_ROUTES = ("/", "/signin", "/signout", "/projects", "/p/{project:str}",
+                "/p/{project:str}/deployments", "/p/{project:str}/timeline",
+                "/p/{project:str}/metrics", "/p/{project:str}/changes", "/s/{secret:str}",
+                "/static/{file_path:path}")
 
 
 def _errors(*statuses: int) -> dict[int, ResponseSpec]:
@@ -124,8 +136,8 @@ class _Hub:
                  slow_request: float, wall: Callable[[], float]) -> None:
         self.service = HubService(storage, wall=wall)
         self.min_client_version = min_client_version
-        self.metrics = HubMetrics(storage.kind, (EVENTS, HEALTH, OPENAPI, METRICS),
-                                  self.service, slow_request)
+        self.metrics = HubMetrics(storage.kind, (EVENTS, DELIVERY, HEALTH, OPENAPI, METRICS,
+                                                 *_PAGE_ROUTES), self.service, slow_request)
 
     async def push(self, request: Request[Any, Any, State]) -> Response[PushReply]:
         """Store a batch of events; pushing the same events again is harmless.
@@ -173,6 +185,28 @@ class _Hub:
                                         stage=self._stages(request))
         return _reply(request, reply)
 
+    async def delivery(
+        self,
+        request: Request[Any, Any, State],
+        project: Annotated[str, Parameter(pattern=_PROJECT_PATTERN,
+                                          description="The project to measure")],
+        environment: Annotated[str | None, Parameter(
+            min_length=1, max_length=256, pattern="^[^\x00]*$",
+            description="One environment; all of them when left out")] = None,
+        days: Annotated[float, Parameter(ge=1 / 24, le=365, description="The period, in "
+                                         "days before now; `previous` is the one before")] = 30,
+    ) -> Response[DeliveryReport]:
+        """The project's delivery metrics (DORA's four keys) from the hub's events, as
+        `projctl report --json` makes them from a device's log (docs/metrics.md)."""
+        token = await authenticate(request.headers, self.service.storage)
+        if not token.can_read(project):
+            raise Refusal(403, "forbidden",
+                          f"token {token.id} of {token.user} may not read project {project}",
+                          suggestions=[token_hint(token.user, project, write=False)])
+        return _reply(request, await views.metrics(self.service.storage, project,
+                                                   now=self.service.now(), days=days,
+                                                   environment=environment))
+
     def _stages(self, request: Request[Any, Any, State]) -> Callable[[str], None]:
         return lambda name: self.metrics.stage(request.scope, name)
 
@@ -219,6 +253,7 @@ class _Hub:
         if message["type"] == "http.response.start":
             offset = self.service.clocks.offset()
             message["headers"] = [*message.get("headers", ()), *(
+                (name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()), *(
                 (name.encode(), value.encode()) for name, value in (
                     (MIN_VERSION_HEADER, self.min_client_version),
                     (LATEST_VERSION_HEADER, __version__),
@@ -307,6 +342,19 @@ def _http_error(request: Request[Any, Any, State], exc: HTTPException) -> Respon
                                      headers=exc.headers or None))
 
 
+def _page_error(request: Request[Any, Any, State], exc: PageError) -> Response[Any]:
+    log.info("page_refused", path=request.url.path, status=exc.status)
+    return Template(template_name="error.html", status_code=exc.status, media_type="text/html",
+                    headers={"cache-control": "no-store"},
+                    context={"viewer": None, "title": exc.title, "message": exc.message})
+
+
+def _sign_in(request: Request[Any, Any, State], exc: SignInNeeded) -> Response[Any]:
+    if request.url.path.endswith("/changes"):  # the live poll: a script, not a person
+        return Response(b'{"signed_in": false}', status_code=401, media_type=JSON)
+    return Redirect("/signin", status_code=303)
+
+
 def _unavailable(request: Request[Any, Any, State], exc: ProjctlError) -> Response[Any]:
     # The message names server paths: it is for the operator's log, not for the client.
     log.error("storage_failed", method=request.method, path=request.url.path,
@@ -333,8 +381,13 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
     if parse_version(min_client_version) is None:
         raise ValueError(f"min_client_version {min_client_version!r} is not a version")
     hub = _Hub(storage, min_client_version, slow_request, wall)
+    pages = Pages(storage, hub.service.now)
     app = Litestar(
         route_handlers=[
+            *pages.handlers(),
+            static_router(),
+            get(DELIVERY, responses=_errors(400, 401, 403, 426, 503),
+                operation_id="delivery_metrics")(hub.delivery),
             post(EVENTS, status_code=200, request_max_body_size=None,
                  responses=_errors(400, 401, 403, 409, 413, 415, 426, 503),
                  operation_id="push_events")(hub.push),
@@ -349,7 +402,10 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
         # Litestar's own logging would print tracebacks with their locals, request headers and
         # so bearer tokens included; _internal logs through structlog, which redacts.
         logging_config=None,
+        template_config=template_config(),
         exception_handlers={
+            PageError: _page_error,
+            SignInNeeded: _sign_in,
             Refusal: _refused,
             HTTPException: _http_error,
             ProjctlError: _unavailable,
@@ -425,6 +481,7 @@ def _complete_description(app: Litestar) -> None:
     events.post.request_body = RequestBody(required=True, content={
         media_type: OpenAPIMediaType(schema=reference) for media_type in (MSGPACK, JSON)})
     events.get.security = events.post.security = [{"bearer": []}]
+    openapi.paths[DELIVERY].get.security = [{"bearer": []}]
     events.get.parameters = [*(events.get.parameters or ()), *_DEVICE_PARAMETERS]
     events.post.parameters = [*(events.post.parameters or ()), *_DEVICE_PARAMETERS]
     cursor = next(p for p in events.get.parameters or () if p.name == "after")

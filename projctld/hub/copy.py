@@ -48,4 +48,8 @@ async def copy_hub(source: HubStorage, target: HubStorage, *,
     tokens = await source.export_tokens()
     for token_hash, record in tokens:
         await target.add_token(token_hash, record)
+    # Share links too, so that the links handed out work on the copy (sessions do not:
+    # browsers sign in again).
+    for share_hash, share in await source.export_shares():
+        await target.add_share(share_hash, share)
     return Copied(events=events, devices=len(devices), tokens=len(tokens))

@@ -57,7 +57,10 @@ class HubMetrics:
         """Count a reply as its head goes out (errors and unknown paths included)."""
         if message["type"] != "http.response.start" or scope["type"] != "http":
             return
-        path = scope["path"] if scope["path"] in self._routes else "other"
+        # A route with parameters by its template (`/p/{project:str}`), never its path.
+        template = scope.get("path_template")
+        path = template if template in self._routes else \
+            scope["path"] if scope["path"] in self._routes else "other"
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         key = (method, path, message["status"])
         self._replies[key] = self._replies.get(key, 0) + 1

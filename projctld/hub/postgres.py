@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from projctld.errors import ConfigError, StoreError
 from projctld.hub.storage import (
+    DEPLOY_TYPES,
     DeviceMark,
     DeviceRecord,
     DeviceTaken,
@@ -25,19 +26,24 @@ from projctld.hub.storage import (
     PullPage,
     PushOutcome,
     SeqConflict,
+    SessionRecord,
+    ShareRecord,
     StoredEvent,
+    Timeline,
     TokenRecord,
+    deploy_rows,
     new_hub_id,
     next_hub_seq,
     pulled_events,
     stored_size,
+    type_clause,
 )
 from projctld.logging import get_logger
-from projctld.team.sync.events import Event
+from projctld.team.sync.events import Event, PulledEvent
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHANNEL = "projctl_hub_events"
 # Notifications are the fast path; this re-check covers a listener connection that is down.
 _RECHECK_INTERVAL = 2.0
@@ -100,6 +106,41 @@ _MIGRATIONS = [
         + length(project) + length(actor) + length(type) + length(pushed_by) + 96;
     ALTER TABLE events ALTER COLUMN hub_seq DROP IDENTITY;
     """,
+    # The team's web pages: each deployment event's deployment and environment (filled from
+    # the events by _migrate), the timeline's order, share links and browser sessions.
+    """
+    CREATE TABLE deploy_events (
+        hub_seq bigint PRIMARY KEY,
+        project text COLLATE "C" NOT NULL,
+        deployment text COLLATE "C" NOT NULL,
+        environment text NOT NULL,
+        type text COLLATE "C" NOT NULL,
+        hlc bigint NOT NULL
+    );
+    CREATE INDEX deploy_events_by_hlc ON deploy_events (project, hlc);
+    CREATE INDEX deploy_events_by_environment ON deploy_events (project, environment, hlc);
+    CREATE INDEX deploy_events_completed ON deploy_events (project, environment, type, hlc);
+    CREATE INDEX deploy_events_by_deployment ON deploy_events (project, deployment);
+    CREATE INDEX events_project_hlc ON events (project, hlc, device, seq);
+    CREATE TABLE shares (
+        hash text PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        project text NOT NULL,
+        created_at double precision NOT NULL,
+        expires_at double precision NOT NULL,
+        revoked boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE sessions (
+        hash text PRIMARY KEY,
+        "user" text NOT NULL,
+        csrf text NOT NULL,
+        created_at double precision NOT NULL,
+        expires_at double precision NOT NULL,
+        token_hash text,
+        share_id text
+    );
+    CREATE INDEX sessions_expiry ON sessions (expires_at);
+    """,
 ]
 
 # Under the push lock: each new event gets the next hub_seq (storage.next_hub_seq). The rows
@@ -117,8 +158,19 @@ _INSERT_EVENTS = """
         id, device, seq, hlc, project, actor, type, payload, created_at, size, n)
     ORDER BY n
     ON CONFLICT (device, seq) DO NOTHING
-    RETURNING device, seq, project, hlc
+    RETURNING device, seq, project, hlc, hub_seq
 """
+_INSERT_DEPLOY = """
+    INSERT INTO deploy_events (hub_seq, project, deployment, environment, type, hlc)
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
+                         %s::bigint[])
+    ON CONFLICT (hub_seq) DO NOTHING
+"""
+_DEPLOY_ROWS = ("SELECT e.type, e.device, e.seq, e.hlc, e.created_at, e.pushed_by, e.payload"
+                " FROM deploy_events AS d JOIN events AS e ON e.hub_seq = d.hub_seq")
+_SHARE_COLUMNS = "id, project, created_at, expires_at, revoked"
+_SESSION_COLUMNS = '"user", csrf, created_at, expires_at, token_hash, share_id'
+_SESSION_FIELDS = ("user", "csrf", "created_at", "expires_at", "token_hash", "share_id")
 # The CTE's insert is invisible to the outer SELECT, which so sees only earlier owners.
 _CLAIM_DEVICES = """
     WITH claimed AS (
@@ -280,6 +332,7 @@ class PostgresStorage:
                 _INSERT_EVENTS, (next_hub_seq(0, now) - 1, user, now,
                                  msgspec.json.encode(rows)))
             inserted = await cursor.fetchall()
+            await _insert_deploy_events(conn, kept, inserted)
         conflicts: list[tuple[str, int]] = []
         if len(inserted) < len(kept):
             conflicts = await self._conflicts(conn, kept)
@@ -346,6 +399,111 @@ class PostgresStorage:
             row = await (await conn.execute("SELECT max_hlc FROM hub")).fetchone()
         return row[0] if row else 0
 
+    async def projects(self) -> list[str]:
+        return [row[0] for row in await self._fetch(
+            "SELECT DISTINCT project FROM events ORDER BY project")]
+
+    async def last_hub_seq(self, project: str) -> int:
+        return (await self._fetch("SELECT coalesce(max(hub_seq), 0) FROM events"
+                                  " WHERE project = %s", (project,)))[0][0]
+
+    async def timeline(self, project: str, query: Timeline) -> list[PulledEvent]:
+        clauses, params = ["project = %s", "hlc >= %s"], [project, query.since_hlc]
+        if query.before is not None:
+            clauses.append("(hlc, device, seq) < (%s, %s, %s)")
+            params += query.before
+        if query.types:
+            clause, values = type_clause(query.types, "%s")
+            clauses.append(clause)
+            params += values
+        if query.user is not None:
+            clauses.append("pushed_by = %s")
+            params.append(query.user)
+        if query.environment is not None:
+            clauses.append("hub_seq IN (SELECT hub_seq FROM deploy_events WHERE project = %s"
+                           " AND environment = %s)")
+            params += [project, query.environment]
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"
+            " ORDER BY hlc DESC, device DESC, seq DESC LIMIT %s", (*params, query.limit),
+            binary=True)
+        return pulled_events(rows)
+
+    async def deployment_rows(self, project: str, since_hlc: int) -> list[tuple]:
+        return await self._fetch(f"{_DEPLOY_ROWS} WHERE d.project = %s AND d.hlc >= %s",
+                                 (project, since_hlc), binary=True)
+
+    async def environments(self, project: str, limit: int) -> list[str]:
+        return [row[0] for row in await self._fetch(
+            "SELECT DISTINCT environment FROM deploy_events WHERE project = %s"
+            " ORDER BY environment LIMIT %s", (project, limit))]
+
+    async def recent_deployments(self, project: str, environment: str, limit: int, *,
+                                 completed: bool = False) -> list[str]:
+        kind = " AND type = 'deployment.completed'" if completed else ""
+        rows = await self._fetch(
+            f"SELECT deployment FROM deploy_events WHERE project = %s AND environment = %s{kind}"
+            " ORDER BY hlc DESC LIMIT %s", (project, environment, limit))
+        return list(dict.fromkeys(row[0] for row in rows))
+
+    async def rows_of_deployments(self, project: str, deployments: list[str]) -> list[tuple]:
+        if not deployments:
+            return []
+        return await self._fetch(f"{_DEPLOY_ROWS} WHERE d.project = %s AND"
+                                 " d.deployment = ANY(%s)", (project, deployments), binary=True)
+
+    async def add_share(self, share_hash: str, record: ShareRecord) -> None:
+        await self._fetch(f"INSERT INTO shares (hash, {_SHARE_COLUMNS}) VALUES"
+                          " (%s, %s, %s, %s, %s, %s)",
+                          (share_hash, *msgspec.structs.astuple(record)))
+
+    async def find_share(self, share_hash: str) -> ShareRecord | None:
+        rows = await self._fetch(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE hash = %s",
+                                 (share_hash,))
+        return ShareRecord(**dict(zip(_SHARE_FIELDS, rows[0], strict=True))) if rows else None
+
+    async def share(self, share_id: str) -> ShareRecord | None:
+        rows = await self._fetch(f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = %s",
+                                 (share_id,))
+        return ShareRecord(**dict(zip(_SHARE_FIELDS, rows[0], strict=True))) if rows else None
+
+    async def list_shares(self) -> list[ShareRecord]:
+        return [record for _, record in await self.export_shares()]
+
+    async def export_shares(self) -> list[tuple[str, ShareRecord]]:
+        rows = await self._fetch(f"SELECT hash, {_SHARE_COLUMNS} FROM shares"
+                                 " ORDER BY created_at, id")
+        return [(row[0], ShareRecord(**dict(zip(_SHARE_FIELDS, row[1:], strict=True))))
+                for row in rows]
+
+    async def revoke_share(self, share_id: str) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute("UPDATE shares SET revoked = true WHERE id = %s",
+                                        (share_id,))
+        return cursor.rowcount > 0
+
+    async def add_session(self, session_hash: str, record: SessionRecord) -> None:
+        async with self._connection() as conn:
+            await conn.execute("DELETE FROM sessions WHERE expires_at <= %s", (time.time(),))
+            await conn.execute(f"INSERT INTO sessions (hash, {_SESSION_COLUMNS}) VALUES"
+                               " (%s, %s, %s, %s, %s, %s, %s)",
+                               (session_hash, *msgspec.structs.astuple(record)))
+
+    async def find_session(self, session_hash: str) -> SessionRecord | None:
+        rows = await self._fetch(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE hash = %s",
+                                 (session_hash,))
+        return SessionRecord(**dict(zip(_SESSION_FIELDS, rows[0], strict=True))) if rows \
+            else None
+
+    async def delete_session(self, session_hash: str) -> None:
+        await self._fetch("DELETE FROM sessions WHERE hash = %s", (session_hash,))
+
+    async def _fetch(self, query: str, params: tuple = (), *, binary: bool = False
+                     ) -> list[tuple]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(query, params, binary=binary)
+            return await cursor.fetchall() if cursor.description else []
+
     async def export_events(self, after: int, limit: int) -> list[StoredEvent]:
         async with self._connection() as conn:
             rows = await (await conn.execute(
@@ -362,6 +520,8 @@ class PostgresStorage:
             if events:
                 await cursor.execute("UPDATE hub SET max_hlc = greatest(max_hlc, %s)",
                                      (max(event.hlc for event in events),))
+            await cursor.execute(_INSERT_DEPLOY, _columns(deploy_rows(
+                [(e.hub_seq, e.project, e.type, e.hlc, e.payload) for e in events])))
 
     async def export_devices(self) -> list[DeviceRecord]:
         async with self._connection() as conn:
@@ -481,6 +641,8 @@ class PostgresStorage:
                     await conn.execute(
                         "INSERT INTO hub (id, created_at, max_hlc) VALUES (%s, %s, (SELECT"
                         " coalesce(max(hlc), 0) FROM events))", (new_hub_id(), time.time()))
+                if number == 3:
+                    await _fill_deploy_events(conn)
                 await conn.execute("INSERT INTO schema_version (version) VALUES (%s)",
                                    (number,))
             row = await (await conn.execute("SELECT id FROM hub")).fetchone()
@@ -555,6 +717,37 @@ class PostgresStorage:
                 "check the DSN in the hub's storage URL (user, password, database)",
             ],
         )
+
+
+_SHARE_FIELDS = ("id", "project", "created_at", "expires_at", "revoked")
+
+
+def _columns(rows: list[tuple]) -> tuple[list, ...]:
+    """Rows of deploy_events as the six arrays _INSERT_DEPLOY unnests."""
+    return tuple(list(column) for column in zip(*rows, strict=True)) if rows else ([],) * 6
+
+
+async def _insert_deploy_events(conn: psycopg.AsyncConnection, kept: list[Event],
+                                inserted: list[tuple]) -> None:
+    """deploy_events of the events just inserted (rows of _INSERT_EVENTS' RETURNING)."""
+    positions = {(row[0], row[1]): row[4] for row in inserted}
+    rows = deploy_rows([(positions[e.device, e.seq], e.project, e.type, e.hlc,
+                         msgspec.msgpack.encode(e.payload)) for e in kept
+                        if e.type in DEPLOY_TYPES and (e.device, e.seq) in positions])
+    if rows:
+        await conn.execute(_INSERT_DEPLOY, _columns(rows))
+
+
+async def _fill_deploy_events(conn: psycopg.AsyncConnection) -> None:
+    """deploy_events for the events a hub took before it kept them (schema 3), a batch at a
+    time."""
+    after = -1
+    while rows := await (await conn.execute(
+            "SELECT hub_seq, project, type, hlc, payload FROM events WHERE hub_seq > %s AND"
+            " type = ANY(%s) ORDER BY hub_seq LIMIT 1000", (after, list(DEPLOY_TYPES)))
+    ).fetchall():
+        await conn.execute(_INSERT_DEPLOY, _columns(deploy_rows(rows)))
+        after = rows[-1][0]
 
 
 def _redacted(dsn: str) -> str:

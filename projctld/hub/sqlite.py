@@ -16,6 +16,7 @@ import msgspec
 from projctl_client.paths import InsecureDirectory, ensure_private_dir, own_directories
 from projctld.errors import StoreError
 from projctld.hub.storage import (
+    DEPLOY_TYPES,
     DeviceMark,
     DeviceRecord,
     DeviceTaken,
@@ -23,17 +24,22 @@ from projctld.hub.storage import (
     PullPage,
     PushOutcome,
     SeqConflict,
+    SessionRecord,
+    ShareRecord,
     StoredEvent,
+    Timeline,
     TokenRecord,
+    deploy_rows,
     new_hub_id,
     next_hub_seq,
     pulled_events,
     stored_size,
+    type_clause,
 )
 from projctld.store.database import private_files
-from projctld.team.sync.events import Event
+from projctld.team.sync.events import Event, PulledEvent
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Another process may write the same file; its pushes cannot signal our waiters, so a waiter
 # looks at the database itself this often.
 _RECHECK_INTERVAL = 1.0
@@ -85,6 +91,41 @@ _MIGRATIONS = [
     UPDATE events SET size = length(payload) + length(id) + length(device) + length(project)
         + length(actor) + length(type) + length(pushed_by) + 96;
     """,
+    # The team's web pages: each deployment event's deployment and environment (filled from
+    # the events by _migrate), the timeline's order, share links and browser sessions.
+    """
+    CREATE TABLE deploy_events (
+        hub_seq INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        deployment TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        type TEXT NOT NULL,
+        hlc INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX deploy_events_by_hlc ON deploy_events (project, hlc);
+    CREATE INDEX deploy_events_by_environment ON deploy_events (project, environment, hlc);
+    CREATE INDEX deploy_events_completed ON deploy_events (project, environment, type, hlc);
+    CREATE INDEX deploy_events_by_deployment ON deploy_events (project, deployment);
+    CREATE INDEX events_project_hlc ON events (project, hlc, device, seq);
+    CREATE TABLE shares (
+        hash TEXT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE sessions (
+        hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        token_hash TEXT,
+        share_id TEXT
+    ) STRICT;
+    CREATE INDEX sessions_expiry ON sessions (expires_at);
+    """,
 ]
 
 _INSERT_EVENT = (
@@ -99,6 +140,12 @@ _SELECT_EVENTS = (
 _STORED_COLUMNS = ("hub_seq, id, device, seq, hlc, project, actor, type, payload, created_at,"
                    " pushed_by, received_at, size")
 _TOKEN_COLUMNS = "id, user, projects, write, created_at, revoked"
+_SHARE_COLUMNS = "id, project, created_at, expires_at, revoked"
+_SESSION_COLUMNS = "user, csrf, created_at, expires_at, token_hash, share_id"
+_INSERT_DEPLOY = ("INSERT OR IGNORE INTO deploy_events (hub_seq, project, deployment, environment,"
+                  " type, hlc) VALUES (?, ?, ?, ?, ?, ?)")
+_DEPLOY_ROWS = ("SELECT e.type, e.device, e.seq, e.hlc, e.created_at, e.pushed_by, e.payload"
+                " FROM deploy_events AS d JOIN events AS e ON e.hub_seq = d.hub_seq")
 
 T = TypeVar("T")
 
@@ -191,6 +238,105 @@ class SqliteStorage:
                                   (token_id,))
         return changed > 0
 
+    async def projects(self) -> list[str]:
+        rows = await self._run(self._read, "SELECT DISTINCT project FROM events ORDER BY project",
+                               ())
+        return [row[0] for row in rows]
+
+    async def last_hub_seq(self, project: str) -> int:
+        rows = await self._run(self._read, "SELECT coalesce(max(hub_seq), 0) FROM events"
+                               " WHERE project = ?", (project,))
+        return rows[0][0]
+
+    async def timeline(self, project: str, query: Timeline) -> list[PulledEvent]:
+        clauses, params = ["project = ?", "hlc >= ?"], [project, query.since_hlc]
+        if query.before is not None:
+            clauses.append("(hlc, device, seq) < (?, ?, ?)")
+            params += query.before
+        if query.types:
+            clause, values = type_clause(query.types, "?")
+            clauses.append(clause)
+            params += values
+        if query.user is not None:
+            clauses.append("pushed_by = ?")
+            params.append(query.user)
+        if query.environment is not None:
+            clauses.append("hub_seq IN (SELECT hub_seq FROM deploy_events WHERE project = ?"
+                           " AND environment = ?)")
+            params += [project, query.environment]
+        rows = await self._run(self._read, f"SELECT {_COLUMNS} FROM events INDEXED BY"
+                               f" events_project_hlc WHERE {' AND '.join(clauses)}"
+                               " ORDER BY hlc DESC, device DESC, seq DESC LIMIT ?",
+                               (*params, query.limit))
+        return pulled_events(rows)
+
+    async def deployment_rows(self, project: str, since_hlc: int) -> list[tuple]:
+        return await self._run(self._read, f"{_DEPLOY_ROWS} WHERE d.project = ? AND d.hlc >= ?",
+                               (project, since_hlc))
+
+    async def environments(self, project: str, limit: int) -> list[str]:
+        rows = await self._run(self._read, "SELECT DISTINCT environment FROM deploy_events"
+                               " WHERE project = ? ORDER BY environment LIMIT ?",
+                               (project, limit))
+        return [row[0] for row in rows]
+
+    async def recent_deployments(self, project: str, environment: str, limit: int, *,
+                                 completed: bool = False) -> list[str]:
+        kind = " AND type = 'deployment.completed'" if completed else ""
+        rows = await self._run(self._read, "SELECT deployment FROM deploy_events WHERE"
+                               f" project = ? AND environment = ?{kind} ORDER BY hlc DESC"
+                               " LIMIT ?", (project, environment, limit))
+        return list(dict.fromkeys(row[0] for row in rows))
+
+    async def rows_of_deployments(self, project: str, deployments: list[str]) -> list[tuple]:
+        if not deployments:
+            return []
+        return await self._run(self._read, f"{_DEPLOY_ROWS} WHERE d.project = ? AND"
+                               f" d.deployment IN ({', '.join('?' * len(deployments))})",
+                               (project, *deployments))
+
+    async def add_share(self, share_hash: str, record: ShareRecord) -> None:
+        await self._run(self._write, f"INSERT INTO shares (hash, {_SHARE_COLUMNS}) VALUES"
+                        " (?, ?, ?, ?, ?, ?)", (share_hash, *msgspec.structs.astuple(record)))
+
+    async def find_share(self, share_hash: str) -> ShareRecord | None:
+        rows = await self._run(self._read, f"SELECT {_SHARE_COLUMNS} FROM shares WHERE hash = ?",
+                               (share_hash,))
+        return _share(rows[0]) if rows else None
+
+    async def share(self, share_id: str) -> ShareRecord | None:
+        rows = await self._run(self._read, f"SELECT {_SHARE_COLUMNS} FROM shares WHERE id = ?",
+                               (share_id,))
+        return _share(rows[0]) if rows else None
+
+    async def list_shares(self) -> list[ShareRecord]:
+        return [record for _, record in await self.export_shares()]
+
+    async def export_shares(self) -> list[tuple[str, ShareRecord]]:
+        rows = await self._run(self._read, f"SELECT hash, {_SHARE_COLUMNS} FROM shares"
+                               " ORDER BY created_at, id", ())
+        return [(row[0], _share(row[1:])) for row in rows]
+
+    async def revoke_share(self, share_id: str) -> bool:
+        return await self._run(self._write, "UPDATE shares SET revoked = 1 WHERE id = ?",
+                               (share_id,)) > 0
+
+    async def add_session(self, session_hash: str, record: SessionRecord) -> None:
+        await self._run(self._write, "DELETE FROM sessions WHERE expires_at <= ?",
+                        (time.time(),))
+        await self._run(self._write, f"INSERT INTO sessions (hash, {_SESSION_COLUMNS}) VALUES"
+                        " (?, ?, ?, ?, ?, ?, ?)",
+                        (session_hash, *msgspec.structs.astuple(record)))
+
+    async def find_session(self, session_hash: str) -> SessionRecord | None:
+        rows = await self._run(self._read, f"SELECT {_SESSION_COLUMNS} FROM sessions"
+                               " WHERE hash = ?", (session_hash,))
+        return SessionRecord(**dict(zip(_SESSION_FIELDS, rows[0], strict=True))) if rows \
+            else None
+
+    async def delete_session(self, session_hash: str) -> None:
+        await self._run(self._write, "DELETE FROM sessions WHERE hash = ?", (session_hash,))
+
     async def export_events(self, after: int, limit: int) -> list[StoredEvent]:
         rows = await self._run(self._read, f"SELECT {_STORED_COLUMNS} FROM events"
                                " WHERE hub_seq > ? ORDER BY hub_seq LIMIT ?", (after, limit))
@@ -200,6 +346,8 @@ class SqliteStorage:
         await self._run(self._write_many, f"INSERT INTO events ({_STORED_COLUMNS}) VALUES"
                         f" ({', '.join('?' * len(_STORED_FIELDS))})",
                         [msgspec.structs.astuple(event) for event in events])
+        await self._run(self._write_many, _INSERT_DEPLOY, deploy_rows(
+            [(e.hub_seq, e.project, e.type, e.hlc, e.payload) for e in events]))
         if events:
             await self._run(self._write, "UPDATE hub SET max_hlc = max(max_hlc, ?)",
                             (max(event.hlc for event in events),))
@@ -281,6 +429,8 @@ class SqliteStorage:
             if version < 2:
                 conn.execute("INSERT INTO hub (id, created_at, max_hlc) VALUES (?, ?, (SELECT"
                              " coalesce(max(hlc), 0) FROM events))", (new_hub_id(), time.time()))
+            if version < 3:
+                _fill_deploy_events(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -346,6 +496,7 @@ class SqliteStorage:
             if conflicts and not partial:
                 raise SeqConflict(*conflicts[0])
             new = _insert_new(conn, new, user, now, conflicts, partial)
+            _insert_deploy_events(conn, new)
             counts: dict[str, list[int]] = {}
             for event in new:
                 counts.setdefault(event.device, []).append(event.seq)
@@ -371,6 +522,19 @@ class SqliteStorage:
 
 
 _STORED_FIELDS = tuple(field.strip() for field in _STORED_COLUMNS.split(","))
+_SESSION_FIELDS = tuple(field.strip() for field in _SESSION_COLUMNS.split(","))
+
+
+def _fill_deploy_events(conn: sqlite3.Connection) -> None:
+    """deploy_events for the events a hub took before it kept them (schema 3), a batch at a
+    time."""
+    after = -1
+    while rows := conn.execute(
+            "SELECT hub_seq, project, type, hlc, payload FROM events WHERE hub_seq > ? AND type"
+            f" IN ({', '.join('?' * len(DEPLOY_TYPES))}) ORDER BY hub_seq LIMIT 1000",
+            (after, *DEPLOY_TYPES)).fetchall():
+        conn.executemany(_INSERT_DEPLOY, deploy_rows(rows))
+        after = rows[-1][0]
 
 
 def _claim_devices(conn: sqlite3.Connection, user: str, devices: set[str],
@@ -454,6 +618,26 @@ def _rows(events: list[Event], first: int, user: str, now: float) -> list[tuple]
                      payload, e.created_at, user, now,
                      stored_size(payload, e.id, e.device, e.project, e.actor, e.type, user)))
     return rows
+
+
+def _insert_deploy_events(conn: sqlite3.Connection, events: list[Event]) -> None:
+    """deploy_events of the events just inserted (found by their ids: a partial push leaves
+    some out)."""
+    deploying = [e for e in events if e.type in DEPLOY_TYPES]
+    if not deploying:
+        return
+    held = dict(conn.execute(
+        f"SELECT id, hub_seq FROM events WHERE id IN ({', '.join('?' * len(deploying))})",
+        [e.id for e in deploying]).fetchall())
+    conn.executemany(_INSERT_DEPLOY, deploy_rows(
+        [(held[e.id], e.project, e.type, e.hlc, msgspec.msgpack.encode(e.payload))
+         for e in deploying if e.id in held]))
+
+
+def _share(row: tuple) -> ShareRecord:
+    id_, project, created_at, expires_at, revoked = row
+    return ShareRecord(id=id_, project=project, created_at=created_at, expires_at=expires_at,
+                       revoked=bool(revoked))
 
 
 def _token(row: tuple) -> TokenRecord:

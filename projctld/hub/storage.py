@@ -15,6 +15,13 @@ import msgspec
 
 from projctld.team.sync.events import Event, PulledEvent
 
+# The team page's rows of deployment events, as team/delivery.py reads them: (type, device,
+# seq, hlc, created_at, user, msgpack payload). Both backends keep, beside each such event, its
+# deployment and environment (table deploy_events), so that pages find them without reading
+# every event.
+DEPLOY_TYPES = ("deployment.started", "deployment.completed", "deployment.failed",
+                "deployment.marked")
+
 
 class TokenRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A bearer token as stored: only its hash, whose it is, and what it may do."""
@@ -78,6 +85,46 @@ class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     pushed_by: str
     received_at: float
     size: int
+
+
+class ShareRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A read-only link to one project's pages, for someone without a token: stored as the
+    hash of its secret, like a token; it works until `expires_at` unless revoked."""
+
+    id: str  # short public id, for listing and revoking
+    project: str
+    created_at: float
+    expires_at: float
+    revoked: bool = False
+
+    def live(self, now: float) -> bool:
+        return not self.revoked and now < self.expires_at
+
+
+class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A browser's sign-in, stored as the hash of its cookie: with a token (`token_hash`, its
+    user's rights, looked up at every request so that a revoked token ends it) or through a
+    share link (`share_id`, one project). `csrf` is what its forms must send back."""
+
+    user: str
+    csrf: str
+    created_at: float
+    expires_at: float
+    token_hash: str | None = None
+    share_id: str | None = None
+
+
+class Timeline(msgspec.Struct, frozen=True, kw_only=True):
+    """What the team page's timeline asks: events stamped from `since_hlc`, before the
+    (hlc, device, seq) `before` (None: the newest), of these types or families, pushed by
+    `user`, of deployments to `environment`; at most `limit`, newest first."""
+
+    since_hlc: int = 0
+    before: tuple[int, str, int] | None = None
+    types: tuple[str, ...] = ()
+    user: str | None = None
+    environment: str | None = None
+    limit: int = 50
 
 
 class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,6 +224,53 @@ class HubStorage(Protocol):
     async def revoke_token(self, token_id: str) -> bool:
         """Mark a token revoked; False when no token has that id."""
 
+    # What the team's web pages read (hub/web/).
+
+    async def projects(self) -> list[str]:
+        """Every project that has an event, by name."""
+
+    async def last_hub_seq(self, project: str) -> int:
+        """The project's highest hub_seq (0 without events): where live updates follow on."""
+
+    async def timeline(self, project: str, query: Timeline) -> list[PulledEvent]:
+        """The project's events as `query` asks, newest first by (hlc, device, seq)."""
+
+    async def deployment_rows(self, project: str, since_hlc: int) -> list[tuple]:
+        """The project's deployment events (DEPLOY_TYPES) stamped from `since_hlc` on."""
+
+    async def environments(self, project: str, limit: int) -> list[str]:
+        """The environments the project's deployment events name, by name, at most `limit`."""
+
+    async def recent_deployments(self, project: str, environment: str, limit: int, *,
+                                 completed: bool = False) -> list[str]:
+        """Ids of deployments of `environment` whose events are among the newest `limit`
+        (with `completed`, only its `deployment.completed` events are looked at), newest
+        first, each once."""
+
+    async def rows_of_deployments(self, project: str, deployments: list[str]) -> list[tuple]:
+        """Every event of these deployments, as deployment_rows gives them."""
+
+    async def add_share(self, share_hash: str, record: ShareRecord) -> None: ...
+
+    async def find_share(self, share_hash: str) -> ShareRecord | None: ...
+
+    async def share(self, share_id: str) -> ShareRecord | None: ...
+
+    async def list_shares(self) -> list[ShareRecord]: ...
+
+    async def export_shares(self) -> list[tuple[str, ShareRecord]]:
+        """Every share link with its hash (for `hub copy`: the same links work on the copy)."""
+
+    async def revoke_share(self, share_id: str) -> bool:
+        """Mark a share link revoked; False when no link has that id."""
+
+    async def add_session(self, session_hash: str, record: SessionRecord) -> None:
+        """Store a browser's session, and drop those expired."""
+
+    async def find_session(self, session_hash: str) -> SessionRecord | None: ...
+
+    async def delete_session(self, session_hash: str) -> None: ...
+
 
 class NewEventSignals:
     """Wakes the pulls waiting for a project's next event. A backend wakes a project after a
@@ -232,6 +326,42 @@ def pulled_events(rows: list[tuple]) -> list[PulledEvent]:
     ]
 
 
+def deploy_fields(type_: str, payload: dict) -> tuple[str, str] | None:
+    """(deployment, environment) of a deployment event, as deploy_events keeps them; None for
+    another type (or, from before the hub checked payloads, one without them)."""
+    if type_ not in DEPLOY_TYPES:
+        return None
+    deployment, environment = payload.get("deployment"), payload.get("environment")
+    if isinstance(deployment, str) and isinstance(environment, str):
+        return deployment, environment
+    return None
+
+
+def deploy_rows(events: list[tuple[int, str, str, int, bytes]]) -> list[tuple]:
+    """Rows of deploy_events (hub_seq, project, deployment, environment, type, hlc) for
+    events given as (hub_seq, project, type, hlc, msgpack payload)."""
+    found = []
+    for hub_seq, project, type_, hlc, payload in events:
+        if type_ in DEPLOY_TYPES:
+            try:
+                decoded = msgspec.msgpack.decode(payload)
+            except msgspec.DecodeError:
+                continue
+            fields = deploy_fields(type_, decoded) if isinstance(decoded, dict) else None
+            if fields is not None:
+                found.append((hub_seq, project, *fields, type_, hlc))
+    return found
+
+
+def type_clause(types: tuple[str, ...], placeholder: str) -> tuple[str, list[str]]:
+    """A condition on `type` matching each of `types` whole or as a family (`deployment`
+    matches `deployment.*`), in a form an index serves, with its parameters."""
+    clause = " OR ".join(f"type = {placeholder} OR (type > {placeholder} AND type < "
+                         f"{placeholder})" for _ in types)
+    params = [value for kind in types for value in (kind, kind + ".", kind + "/")]
+    return f"({clause})", params
+
+
 def next_hub_seq(last: int, now: float) -> int:
     """The hub_seq after `last`: at least the current time in microseconds. A database
     restored from an older copy so still hands out numbers above those it handed out before
@@ -260,6 +390,15 @@ def new_token() -> tuple[str, str, str]:
     the token (ids of older tokens were the secret's first 8 digits; they stay as they are)."""
     token = f"{TOKEN_PREFIX}{os.urandom(24).hex()}"
     return token, hash_token(token), os.urandom(6).hex()
+
+
+SHARE_PREFIX = "pjs_"
+
+
+def new_share() -> tuple[str, str, str]:
+    """(share secret, its hash, its public id): made and kept like a token."""
+    secret = f"{SHARE_PREFIX}{os.urandom(24).hex()}"
+    return secret, hash_token(secret), os.urandom(6).hex()
 
 
 def hash_token(token: str) -> str:

@@ -10,6 +10,7 @@ from projctl_client.protocol import (
     BranchCreated,
     Checkout,
     DeployFinish,
+    DeployMark,
     DeployStart,
     Doctor,
     Log,
@@ -28,6 +29,7 @@ from projctl_client.protocol import (
     RefreshReport,
     Reload,
     Reply,
+    Report,
     Request,
     RunFollow,
     Runs,
@@ -42,7 +44,7 @@ from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.ops import doctor
 from projctld.prompt.format import Style, parse
-from projctld.team import records, run_requests
+from projctld.team import records, reports, run_requests
 
 
 class Handlers:
@@ -112,6 +114,10 @@ class Handlers:
                 return records.branch_created(self._ctx, request)
             case DeployFinish():
                 return records.deploy_finish(self._ctx, request)
+            case DeployMark():
+                return records.deploy_mark(self._ctx, request)
+            case Report():
+                return reports.report(self._ctx, request)
             case Log():
                 return records.log(self._ctx, request)
             case Sync(now=False):

@@ -12,7 +12,9 @@ replies. Never dropped:
   what is left (tests/test_compaction.py proves both);
 - this device's newest event, whose seq the next one continues, and the newest event of all,
   whose HLC the clock resumes from at start-up;
-- events of a type this version does not know: a newer version's fold may rest on them.
+- events of a type this version does not know: a newer version's fold may rest on them;
+- marks of deployments (`deployment.marked`): the delivery report rests on them
+  (team/delivery.py), and they are few.
 
 The folded tables (deployments, notes, branches) are the project state itself and stay whole.
 """
@@ -35,7 +37,7 @@ from projctld.team.sync.hlc import pack
 log = get_logger(__name__)
 
 DAY = 86400.0
-_KNOWN_TYPES = tuple(PAYLOADS)
+_KNOWN_TYPES = tuple(kind for kind in PAYLOADS if kind != "deployment.marked")
 _INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 none, 1 full, 2 incremental
 # The (device, seq) of every event a row of folded state rests on (NULLs where a row has no
 # such event, as a note only ever edited has no creation: they match no event).

@@ -531,6 +531,27 @@ class EventStore:
             started_at=r[6], finished_at=r[7], duration=r[8], exit_status=r[9], reason=r[10],
         ) for r in rows]
 
+    def deployments_matching(self, project: str, fragment: str) -> list[str]:
+        """Ids of the project's deployments that start or end with `fragment`; at most two."""
+        rows = self._db.read(
+            "SELECT deployment FROM deployments WHERE project = ? AND "
+            "(substr(deployment, -length(?)) = ? OR (deployment >= ? AND deployment < ?)) "
+            "LIMIT 2", (project, fragment, fragment, fragment, fragment + "\uffff"))
+        return [row[0] for row in rows]
+
+    def deployment_rows(self, project: str, since_hlc: int,
+                        types: Sequence[str]) -> list[tuple]:
+        """The project's events of `types` stamped from `since_hlc` on, as the delivery
+        metrics read them (team/delivery.py Row): (type, device, seq, hlc, created_at, who
+        the hub says pushed it, msgpack payload). This device's own are its token's user's."""
+        rows = self._db.read(
+            "SELECT type, device, seq, hlc, created_at, "
+            "coalesce(nullif(hub_user, ''), CASE WHEN device = ? THEN ? END), payload "
+            f"FROM events WHERE project = ? AND hlc >= ? AND type IN "
+            f"({', '.join('?' * len(types))})",
+            (self.device, self.hub_user, project, since_hlc, *types))
+        return [tuple(row) for row in rows]
+
     def note_write_hlc(self, project: str, note: str) -> int:
         """The HLC of the event that decided a note's text (0 when unknown)."""
         rows = self._db.read("SELECT write_hlc FROM notes WHERE project = ? AND note = ?",

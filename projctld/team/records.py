@@ -15,6 +15,7 @@ from projctl_client.protocol import (
     BranchCreated,
     Checkout,
     DeployFinish,
+    DeployMark,
     DeployPlan,
     DeployStart,
     EventView,
@@ -30,6 +31,7 @@ from projctld.team.sync import events, hlc
 from projctld.team.sync.events import Event
 from projctld.team.sync.wire import MAX_EVENT
 from projctld.team.workflows import Workflow
+from projctld.upstream.polling import branch_upstream
 
 # Seconds: the latest time an event can be stamped with (events.Timestamp).
 _LATEST = 1e11
@@ -100,7 +102,9 @@ async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
     in_project = here is not None and ctx.knowledge.project_of(here.root) == project
     started = events.DeploymentStarted(
         deployment=events.uuid7(), environment=request.environment, branch=request.branch,
-        commit=request.commit, command=shlex.split(config.deploy))
+        commit=request.commit, command=shlex.split(config.deploy),
+        commit_time=request.commit_time, change_request=_change_request(ctx, project,
+                                                                        request.branch))
     # Looked up before anything is recorded: a broken workflow file stops the deployment.
     workflow = ctx.runs.workflows(here.root if in_project and here else None).get("deploy")
     event = None if request.dry_run else ctx.journal.record(project, "deployment.started",
@@ -113,6 +117,17 @@ async def deploy_start(ctx: DaemonContext, request: DeployStart) -> DeployPlan:
         workflow=workflow.name if workflow else None,
         params=_deploy_params(workflow, request, started.deployment) if workflow else {},
     )
+
+
+def _change_request(ctx: DaemonContext, project: str, branch: str | None) -> str | None:
+    """The change request (`acme/web#42`) the deployed branch belongs to, as the last poll of
+    the project's upstreams found it; None when the branch has none known (or is the one
+    every change request targets, which no single change request stands for)."""
+    if branch is None:
+        return None
+    sources = [source for (name, _), source in ctx.poller.sources.items() if name == project]
+    change_request, _ = branch_upstream(branch, sources)
+    return change_request.ref if change_request is not None else None
 
 
 def _deploy_params(workflow: Workflow, request: DeployStart, deployment: str) -> dict[str, str]:
@@ -155,6 +170,32 @@ def deploy_finish(ctx: DaemonContext, request: DeployFinish) -> Recorded:
     return _recorded(ctx, ctx.journal.record(request.project, kind, events.DeploymentFinished(
         deployment=request.deployment, environment=row.environment, duration=request.duration,
         exit_status=request.exit_status, reason=request.reason)))
+
+
+def deploy_mark(ctx: DaemonContext, request: DeployMark) -> Recorded:
+    """Record that a completed deployment caused a failure (or, taken back, that it did not):
+    anyone who may write the project may say so; the latest mark stands."""
+    project = resolve_project(ctx, request.project, request.checkout, "mark-failed")
+    store = ctx.journal.store
+    found = store.deployments_matching(project, request.deployment.lower())
+    if len(found) != 1:
+        problem = "no deployment" if not found else f"{len(found)} deployments"
+        raise ProjctlError(
+            f"{problem} of {project} with an id starting or ending {request.deployment!r}",
+            code="unknown_deployment",
+            suggestions=[f"projctl log {project} --type deployment  # shows deployment ids"])
+    row = store.deployment(project, found[0])
+    assert row is not None
+    if row.state != "completed":
+        why = "it still runs" if row.state == "running" else \
+            "it failed, and so already counts as a failure"
+        raise ProjctlError(
+            f"deployment {row.deployment} of {project} to {row.environment} cannot be marked: "
+            f"{why}", code="not_completed",
+            suggestions=[f"projctl log {project} --type deployment"])
+    return _recorded(ctx, ctx.journal.record(project, "deployment.marked", events.DeploymentMarked(
+        deployment=row.deployment, environment=row.environment,
+        caused_failure=request.caused_failure, reason=request.reason)))
 
 
 def check_may_finish(ctx: DaemonContext, project: str, deployment: str) -> None:

@@ -115,11 +115,18 @@ class PulledEvent(Event, frozen=True, kw_only=True):
 
 
 class DeploymentStarted(msgspec.Struct, frozen=True, kw_only=True):
+    """`commit_time` is the deployed commit's committer time (Unix seconds, from git on the
+    deploying device) and `change_request` the change request its branch belongs to (e.g.
+    `acme/web#42`), when the daemon knows it: what lead time is measured from (docs/metrics.md).
+    Both are optional, so that events of older devices stay valid."""
+
     deployment: EventId
     environment: Name
     branch: Name | None = None
     commit: Name | None = None
     command: list[Name] = []
+    commit_time: Timestamp | None = None
+    change_request: Name | None = None
 
 
 class DeploymentFinished(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +136,17 @@ class DeploymentFinished(msgspec.Struct, frozen=True, kw_only=True):
     environment: Name
     duration: Annotated[float, msgspec.Meta(ge=0, le=1e9)]
     exit_status: int | None = None
+    reason: Text = ""
+
+
+class DeploymentMarked(msgspec.Struct, frozen=True, kw_only=True):
+    """`deployment.marked`: whether a finished deployment caused a failure in its environment
+    (`projctl mark-failed`), said by anyone who may write the project; the latest mark in
+    (hlc, device, seq) order stands, so a mark made in error can be taken back."""
+
+    deployment: EventId
+    environment: Name
+    caused_failure: bool = True
     reason: Text = ""
 
 
@@ -176,6 +194,7 @@ PAYLOADS: dict[str, type[msgspec.Struct]] = {
     "deployment.started": DeploymentStarted,
     "deployment.completed": DeploymentFinished,
     "deployment.failed": DeploymentFinished,
+    "deployment.marked": DeploymentMarked,
     "note.added": NoteAdded,
     "note.edited": NoteAdded,
     "branch.created": BranchCreated,
