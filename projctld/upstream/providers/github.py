@@ -277,6 +277,7 @@ class GitHub:
                  name: str = "github", clock=time.time, stuck_after: float = 43200.0) -> None:
         self.upstream = name
         self._http = http
+        self.http = http  # the inbox (upstream/notify/inbox.py) reads through it too
         self._api = config.api_url.rstrip("/")
         self._graphql = _graphql_url(self._api)
         self._web = _web_url(self._api)
