@@ -42,13 +42,13 @@ PAGE = 50
 MAX_BACKOFF = 900.0
 
 
-class _Subject(msgspec.Struct):
+class _Subject(msgspec.Struct, frozen=True):
     title: str = ""
     url: str | None = None
     type: str = ""
 
 
-class _Repository(msgspec.Struct):
+class _Repository(msgspec.Struct, frozen=True):
     full_name: str = ""
     html_url: str | None = None
 
