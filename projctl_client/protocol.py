@@ -704,6 +704,10 @@ class StatusView(_Reply, tag="status"):
     sync: SyncView | None = None
     # Lines that plugins add (their projctl_status_view hook), shown under the checkout.
     notices: list[str] = []
+    # What needs me upstream (GitHub notifications, GitLab to-dos), newest first; `inbox_known`
+    # as ProjectView.known, "" when no inbox is kept.
+    inbox: list[InboxItemView] = []
+    inbox_known: str = ""
 
 
 class PollResult(msgspec.Struct, kw_only=True):

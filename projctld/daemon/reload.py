@@ -121,4 +121,8 @@ class Reloader:
             ctx.hosts[:] = hosts
             ctx.poller.reconfigure(config, providers)
             self.scheduler.sync_jobs()
+            if ctx.inbox is not None:
+                ctx.inbox.reconfigure(config, providers)
+        if ctx.notifier is not None:
+            ctx.notifier.configure(config.desktop)
         ctx.changed()

@@ -53,6 +53,9 @@ class Notifier:
     def configure(self, config: DesktopConfig) -> None:
         self._config = config
 
+    def recent(self, limit: int) -> list[NotificationView]:
+        return self._table.recent(limit)
+
     def available(self) -> str:
         return "disabled ([desktop] enabled = false)" if not self._config.enabled \
             else self._desktop.available()
