@@ -93,6 +93,8 @@ class Handlers:
                 return status_output.write(view, request, self._ctx.config_error)
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
+                if self._ctx.inbox is not None and project is None:
+                    self._ctx.inbox.poll_now()
                 return await self._refresh(project, wait)
             case DeployStart():
                 return await records.deploy_start(self._ctx, request)

@@ -144,6 +144,12 @@ class Inbox:
             log.warning("inbox_not_saved", error=exc.message)
         self._wake.set()
 
+    def poll_now(self) -> None:
+        """Poll every source at once (`projctl refresh`)."""
+        for source in self.sources.values():
+            source.next_poll_at = 0.0
+        self._wake.set()
+
     async def run(self) -> None:
         """Poll each source when it is due, as long as the daemon runs."""
         while True:
