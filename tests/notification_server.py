@@ -34,9 +34,9 @@ class Shown:
 
 
 class _Server(ServiceInterface):
-    def __init__(self, shown: list[Shown], lock: threading.Lock) -> None:
+    def __init__(self, shown: list[Shown], lock: threading.Lock, at: list[float]) -> None:
         super().__init__(NAME)
-        self._shown, self._lock = shown, lock
+        self._shown, self._lock, self._at = shown, lock, at
 
     @method()
     def Notify(self, app_name: "s", replaces_id: "u", app_icon: "s", summary: "s",
@@ -44,6 +44,7 @@ class _Server(ServiceInterface):
         with self._lock:
             number = len(self._shown) + 1
             self._shown.append(Shown(number, app_name, summary, body, list(actions)))
+            self._at.append(time.monotonic())
         return number
 
     @method()
@@ -72,6 +73,7 @@ class SessionBus:
     address: str
     process: subprocess.Popen[str]
     shown: list[Shown] = field(default_factory=list)
+    shown_at: list[float] = field(default_factory=list)  # time.monotonic() of each
     lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
     _server: _Server | None = None
@@ -86,7 +88,7 @@ class SessionBus:
 
             async def main() -> None:
                 bus = await MessageBus(bus_address=self.address).connect()
-                self._server = _Server(self.shown, self.lock)
+                self._server = _Server(self.shown, self.lock, self.shown_at)
                 bus.export(PATH, self._server)
                 await bus.request_name(NAME)
                 ready.set()
