@@ -6,7 +6,8 @@ calls `refresh`. When to poll next:
 - the upstream's `interval`, halved while the user is active (a client request within
   `polling.active_window`), and at most 15 s while CI of mine runs (but not CI that has run
   for longer than `polling.stuck_after`: that is stuck, and waiting faster will not help),
-  and as often while someone waits on it (`projctl wait`);
+  and as often while someone waits on it (`projctl wait`); such polls read afresh rather than
+  take a search another project shared (which may be most of an interval old);
 - four times the interval once no client has asked for `polling.idle_after` seconds;
 - after failures, doubling per failure up to `polling.max_backoff` (offline, 5xx, bad token),
   and never before a rate-limit hold ends;
@@ -189,6 +190,10 @@ class Poller:
         source = self.sources[key]
         if source.lock.locked() and not fresh:
             return self.delay(source)  # a refresh is polling it right now
+        # A read shared between projects may be most of an interval old: polled faster
+        # because CI of mine runs or someone waits on it, it needs what this poll reads.
+        fresh = fresh or key in self.waiters or source.snapshot.ci_running(
+            self._clock(), self._config.polling.stuck_after)
         async with source.lock:
             await self._poll_locked(source, fresh=fresh)
         self.on_polled()
