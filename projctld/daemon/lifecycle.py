@@ -138,7 +138,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         poller.on_polled = runner.on_change = ctx.changed
         notices = NotificationTable(db)
         ctx.notifier = Notifier(config.desktop, notices, Desktop())
-        ctx.inbox = Inbox(config, providers, notices)
+        # With a broken config nothing is polled, the inbox neither, until a reload mends it.
+        ctx.inbox = Inbox(config, providers if problem is None else {}, notices)
         poller.on_read = ctx.notifier.polled
         runs.on_finished = ctx.notifier.run_finished
         ctx.inbox.on_change = ctx.changed
@@ -164,8 +165,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             tasks.start_soon(plugins.run)
             tasks.start_soon(prompt_files.run)
             tasks.start_soon(ctx.notifier.run)
-            if problem is None:
-                tasks.start_soon(ctx.inbox.run)
+            tasks.start_soon(ctx.inbox.run)
             tasks.start_soon(_watch_database, db)
             if config.daemon.metrics_listen:
                 await tasks.start(serve_metrics, config.daemon.metrics_listen,

@@ -106,11 +106,14 @@ class Inbox:
         self._clock = clock
         self._wake = anyio.Event()
         self.sources: dict[str, _Source] = {}
+        self._providers: dict[str, Provider] = {}
         # Called when what the inbox holds changed: status shows it.
         self.on_change: Callable[[], None] = lambda: None
         self.reconfigure(config, providers)
 
-    def reconfigure(self, config: Config, providers: dict[str, Provider]) -> None:
+    def reconfigure(self, config: Config, providers: dict[str, Provider] | None = None) -> None:
+        """Take the GitHub and GitLab instances of `providers` (else of the last ones)."""
+        self._providers = providers = self._providers if providers is None else providers
         wanted: dict[str, _Source] = {}
         if config.desktop.inbox:
             instances = config.instances()
