@@ -111,6 +111,14 @@ def test_a_change_is_told_once_grouped_never_at_start_or_after_a_restart(
     time.sleep(0.6)
     assert len(bus.shown) == 1 and len(_notifications(sandbox)) == 1
 
+    # A new push, its CI run and pass: a new run, told (the checks page is the same address).
+    _ci(pull, "running")
+    _refresh(sandbox)
+    _ci(pull, "success")
+    _refresh(sandbox)
+    shown = bus.wait_for(2)
+    assert len(shown) == 2 and shown[1].summary == f"{ref}: CI passed (30 checks)", shown
+
 
 def _notifier(tmp: str, **config: object) -> tuple[Notifier, NotificationTable]:
     table = NotificationTable(Database(os.path.join(tmp, "state.db")))

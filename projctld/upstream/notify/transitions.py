@@ -84,8 +84,11 @@ def _change_request(project: str, was: ChangeRequestView | None,
             text = f"CI {'failed' if ci.state == 'failure' else ci.state}: {ci.failed} of " \
                    f"{ci.failed + ci.passed} checks ({names})" if ci.failed else \
                    f"CI {ci.state}"
-        found.append(Transition("ci", f"ci:{url}:{ci.url or ''}:{ci.state}", project, about,
-                                text, ci.url or url))
+        # GitHub's checks page is the same address for every run: a run is told apart by when
+        # it started (as last seen running) and the change request's last update (a push).
+        run = f"{was.ci.started_at or 0:.0f}:{cr.updated_at:.0f}"
+        found.append(Transition("ci", f"ci:{url}:{ci.url or ''}:{run}:{ci.state}", project,
+                                about, text, ci.url or url))
     return found
 
 
