@@ -82,8 +82,9 @@ jira = "project = {up.data.jira_projects[0]}"
 """
 
 
-def _requests(up) -> int:
-    return sum(len(fake.requests) for fake in (up.github, up.gitlab, up.jira))
+def _requests(up) -> dict[str, int]:
+    return {"github": len(up.github.requests), "gitlab": len(up.gitlab.requests),
+            "jira": len(up.jira.requests)}
 
 
 def _lines(process: subprocess.Popen[str], into: list[tuple[float, str]]) -> None:
@@ -138,6 +139,9 @@ def main() -> None:
         print(f"GitHub interval {args.interval:g} s; CI-running interval "
               f"{RUNNING_CI_INTERVAL:g} s (goal: within it + 0.2 s)")
         figures: dict[str, list[float]] = {"notification": [], "watch": [], "wait": []}
+        # From the poll that read the change (its first request after t0) to each: what the
+        # daemon and the clients add to the poll's own timing.
+        after_poll: dict[str, list[float]] = {"notification": [], "watch": [], "wait": []}
         for sample in range(args.samples):
             _ci(pull, "running")
             _client(env, "refresh", "--wait", "30")  # set up: CI running, as read
@@ -152,7 +156,8 @@ def main() -> None:
                 time.sleep(0.02)
             time.sleep(0.5)  # both connected
             shown_before = len(bus.shown)
-            t0 = time.monotonic()
+            up.github.reset_log()
+            t0, t0_wall = time.monotonic(), time.time()
             _ci(pull, "success")
             waiting.wait(120)
             figures["wait"].append(time.monotonic() - t0)
@@ -170,16 +175,29 @@ def main() -> None:
                 time.sleep(0.01)
             watch.terminate()
             watch.wait(10)
+            polled = min((r.received_at for r in up.github.requests
+                          if r.received_at >= t0_wall), default=None)
+            if polled is not None:
+                read_at = polled - t0_wall
+                for what in after_poll:
+                    if len(figures[what]) == sample + 1:
+                        after_poll[what].append(figures[what][-1] - read_at)
             print(f"  sample {sample + 1}: notification {figures['notification'][-1]:.2f} s, "
                   f"watch {figures['watch'][-1] if figures['watch'] else float('nan'):.2f} s, "
                   f"wait {figures['wait'][-1]:.2f} s (exit {waiting.returncode})")
         for what, values in figures.items():
+            values = [v for v in values if v == v]  # nan: not seen in time
             if values:
                 median = statistics.median(values)
                 print(f"{what:>13}: median {median:.2f} s = {median / RUNNING_CI_INTERVAL:.2f} "
                       f"intervals, max {max(values):.2f} s = "
                       f"{max(values) / RUNNING_CI_INTERVAL:.2f} intervals "
                       f"(goal {RUNNING_CI_INTERVAL + 0.2:.1f} s)")
+        for what, values in after_poll.items():
+            values = [v for v in values if v == v]
+            if values:
+                print(f"{what:>13} after the poll that read it: median "
+                      f"{statistics.median(values):.3f} s, max {max(values):.3f} s")
 
         _ci(pull, "success")
         _client(env, "refresh", "--wait", "30")
@@ -198,16 +216,20 @@ def main() -> None:
                                           env=env, cwd=checkout, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-            before = _requests(up)
+            for fake in (up.github, up.gitlab, up.jira):
+                fake.reset_log()
             time.sleep(args.window)
-            rates[mode] = (_requests(up) - before) * 60 / args.window
+            rates[mode] = {name: count * 60 / args.window
+                           for name, count in _requests(up).items()}
             if opened is not None:
                 opened.terminate()
                 opened.wait(10)
             _client(env, "ping")  # the user stays active in every mode alike
+        base = sum(rates["nothing open"].values())
         for mode, rate in rates.items():
-            print(f"upstream requests per minute, {mode:>12}: {rate:.1f} "
-                  f"({rate / rates['nothing open']:.2f}x nothing open)")
+            each = ", ".join(f"{name} {count:.1f}" for name, count in rate.items())
+            print(f"upstream requests per minute, {mode:>12}: {sum(rate.values()):.1f} "
+                  f"({sum(rate.values()) / base:.2f}x nothing open; {each})")
 
 
 def _ci_state(line: str, pull) -> str | None:
