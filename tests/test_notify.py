@@ -18,14 +18,17 @@ import sys
 import time
 from datetime import datetime, timedelta
 
+import msgspec
 import pytest
 from notification_server import start_session_bus
 from test_upstream_status import config_text, configure, git_checkout, my_pull
 
+from projctl_client.protocol import DeploymentView
 from projctld.config import DesktopConfig
 from projctld.sandbox.dataset import Thread, Todo
 from projctld.store.database import Database
 from projctld.store.notifications import NotificationTable
+from projctld.store.runs import RunRow
 from projctld.upstream.notify.desktop import Desktop
 from projctld.upstream.notify.notifier import Notifier
 from projctld.upstream.notify.transitions import Transition
@@ -130,7 +133,7 @@ def _told(notifier: Notifier, *batches: list[Transition]) -> None:
     async def go() -> None:
         for found in batches:
             notifier.add(found)
-            for group in list(notifier._pending.values()):
+            for group in sorted(notifier._pending.values()):
                 await notifier._deliver(group[1])
             notifier._pending.clear()
 
@@ -162,6 +165,23 @@ def test_quiet_hours_the_rate_bound_and_switches_record_without_showing(
     reasons = [note.why_not for note in table.recent(10)]
     assert reasons == ["switched off ([desktop] approved = false)",
                        "over the rate bound ([desktop] per_minute = 2)", None, None]
+
+
+def test_a_finished_workflow_run_and_a_teammates_failed_deployment_are_told(
+        tmp_path, bus, monkeypatch) -> None:
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
+    notifier, table = _notifier(str(tmp_path))
+    notifier.run_finished(RunRow(id="0190abcd-run", project="web", workflow="release",
+                                 started_at=1.0, finished_at=2.0, success=False))
+    running = DeploymentView(deployment="d1", environment="staging", state="running",
+                             actor="lee")
+    notifier.deployments("web", [running], mine=set())  # the first look: only remembered
+    notifier.deployments("web", [msgspec.structs.replace(running, state="failed")], mine=set())
+    _told(notifier, [])
+    assert [s.summary for s in bus.wait_for(2)] == [
+        "web: workflow release failed (run abcd-run)",
+        "staging: lee's deployment failed"]
+    assert [n.kinds for n in table.recent(5)] == [["deployment_failed"], ["workflow_finished"]]
 
 
 def test_no_session_bus_is_harmless_and_says_why(tmp_path, monkeypatch) -> None:
@@ -260,3 +280,13 @@ def test_wait_exits_0_passed_1_failed_124_timeout_2_bad_usage_across_a_restart(
     _refresh(sandbox)
     assert waiting.wait(30) == 0, waiting.stderr.read()
     assert "CI passed" in waiting.stdout.read()
+
+    pull.review_decision, pull.reviews = "REVIEW_REQUIRED", []
+    _refresh(sandbox)
+    reviewing = _wait(sandbox, checkout, "review", "--timeout", "60")
+    time.sleep(1)
+    assert reviewing.poll() is None
+    pull.review_decision, pull.updated_at = "CHANGES_REQUESTED", time.time()
+    _refresh(sandbox)
+    assert reviewing.wait(20) == 1
+    assert "review changes requested" in reviewing.stdout.read()

@@ -77,7 +77,7 @@ class Notifier:
 
     def run_finished(self, row: RunRow) -> None:
         word = "succeeded" if row.success else "failed"
-        self.add([Transition("workflow_finished", f"run:{row.id}", row.project, row.workflow,
+        self.add([Transition("workflow_finished", f"run:{row.id}", row.project, row.project,
                              f"workflow {row.workflow} {word} (run {row.id[-8:]})")])
 
     def add(self, found: list[Transition]) -> None:
