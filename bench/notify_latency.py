@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -154,7 +155,9 @@ def main() -> None:
                 env=env, cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             while not watched:
                 time.sleep(0.02)
-            time.sleep(0.5)  # both connected
+            # Both connected; then the change comes at a random moment of the poll cycle (the
+            # set-up's refresh has just restarted it).
+            time.sleep(0.5 + random.uniform(0, RUNNING_CI_INTERVAL))
             shown_before = len(bus.shown)
             up.github.reset_log()
             t0, t0_wall = time.monotonic(), time.time()

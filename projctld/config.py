@@ -250,7 +250,7 @@ class DesktopConfig(_Section):
     quiet_hours: Annotated[str, msgspec.Meta(pattern=_QUIET_HOURS)] = ""
     per_minute: Annotated[int, msgspec.Meta(ge=1, le=60)] = 6
     # Transitions on one change request or branch within this many seconds are one notification.
-    burst: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.2
+    burst: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.1
     inbox: bool = True
 
 
