@@ -39,6 +39,8 @@ from projctld.upstream.providers.model import Provider
 log = get_logger(__name__)
 # Items read per upstream: the newest this many (one page).
 PAGE = 50
+# What an item's texts keep of the upstream's: a reply must fit in a frame.
+TEXT_LIMIT = 300
 MAX_BACKOFF = 900.0
 
 
@@ -133,11 +135,14 @@ class Inbox:
             if kept is not None:
                 source.row, source.failures = kept.row, kept.failures
                 source.next_poll_at = kept.next_poll_at
-        if not self.sources:  # at start: what the last run read
+        if not self.sources:  # at start: what the last run read, polled again when due
             try:
                 for row in self._table.inbox():
-                    if row.upstream in wanted:
-                        wanted[row.upstream].row = row
+                    source = wanted.get(row.upstream)
+                    if source is not None:
+                        source.row = row
+                        source.next_poll_at = (row.attempted_at or 0.0) + max(
+                            source.interval, row.poll_interval or 0.0)
             except StoreError as exc:
                 log.warning("inbox_unreadable", error=exc.message)
         self.sources = wanted
@@ -293,15 +298,22 @@ def _github_item(source: _Source, thread: _Thread) -> InboxItemView:
     if match:
         kind = {"pulls": "pull", "issues": "issues", "commits": "commit"}[match[2]]
         url = f"{source.web}/{match[1]}/{kind}/{match[3]}"
-    return InboxItemView(id=f"{source.name}:{thread.id}", upstream=source.name, kind="github",
-                         reason=thread.reason, title=subject.title, subject=subject.type,
-                         repo=repo.full_name, url=url, updated_at=_epoch(thread.updated_at))
+    return InboxItemView(id=_clip(f"{source.name}:{thread.id}"), upstream=source.name,
+                         kind="github", reason=_clip(thread.reason), title=_clip(subject.title),
+                         subject=_clip(subject.type), repo=_clip(repo.full_name),
+                         url=_clip(url) if url else None, updated_at=_epoch(thread.updated_at))
 
 
 def _gitlab_item(source: _Source, todo: _Todo) -> InboxItemView:
     title = (todo.target.title if todo.target else "") or todo.body
     return InboxItemView(id=f"{source.name}:{todo.id}", upstream=source.name, kind="gitlab",
-                         reason=todo.action_name, title=title, subject=todo.target_type,
-                         repo=todo.project.path_with_namespace if todo.project else "",
-                         url=todo.target_url, author=todo.author.username if todo.author
-                         else None, updated_at=_epoch(todo.created_at))
+                         reason=_clip(todo.action_name), title=_clip(title),
+                         subject=_clip(todo.target_type),
+                         repo=_clip(todo.project.path_with_namespace if todo.project else ""),
+                         url=_clip(todo.target_url) if todo.target_url else None,
+                         author=_clip(todo.author.username) if todo.author else None,
+                         updated_at=_epoch(todo.created_at))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT - 1] + "…"

@@ -29,6 +29,8 @@ from projctld.upstream.notify.transitions import Transition
 from projctld.upstream.providers.model import Snapshot
 
 log = get_logger(__name__)
+# Seconds a desktop may take to take a notification; the next ones wait meanwhile.
+SHOW_TIMEOUT = 5.0
 # Lines of a grouped notification's body; the rest are counted.
 BODY_LINES = 5
 _LABELS = {"ci": "CI runs finished", "review_requested": "reviews requested",
@@ -125,7 +127,9 @@ class Notifier:
         except StoreError as exc:
             log.warning("notification_not_recorded", error=exc.message)
         if why_not is None:
-            why_not = await self._desktop.show(title, body, url)
+            with anyio.move_on_after(SHOW_TIMEOUT):
+                why_not = "the desktop did not answer in time"
+                why_not = await self._desktop.show(title, body, url)
             if why_not is None:
                 self._shown.append(now)
             try:
