@@ -268,8 +268,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def time_process(argv: list[str], box: Sandbox, env: dict[str, str]) -> float:
-    """Wall-clock milliseconds of one whole process run, which must exit 0."""
+def time_process(argv: list[str], box: Sandbox, env: dict[str, str] | None = None) -> float:
+    """Wall-clock milliseconds of one whole process run, which must exit 0 (in the sandbox's
+    environment unless `env` is given)."""
     started = time.perf_counter()
     result = run_in_demo(argv, box, env)
     elapsed = time.perf_counter() - started
