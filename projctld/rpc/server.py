@@ -52,7 +52,6 @@ from projctld.ops.metrics import RequestMetrics, RequestTiming
 log = get_logger(__name__)
 
 
-
 class Stream:
     """A reply of many frames: the handler's async iterator of replies; StreamEnd follows."""
 
@@ -415,30 +414,35 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         self._resume_reading()
-        first = True
+        sent = False
+
+        def emit(reply: Reply) -> None:
+            nonlocal sent
+            # The request's latency is to its first frame; the rest are not requests.
+            if sent:
+                transport.write(self._server.encode(reply, RequestTiming()))
+            else:
+                self._send(self._server.encode(reply, timing), timing)
+                sent = True
+
         with anyio.CancelScope() as scope:
             self.streaming = scope
             try:
                 async for reply in stream.frames:
                     if transport.is_closing():
                         break
-                    # The request's latency is to its first frame; the rest are not requests.
-                    if first:
-                        self._send(self._server.encode(reply, timing), timing)
-                        first = False
-                    else:
-                        transport.write(self._server.encode(reply, RequestTiming()))
+                    emit(reply)
             except Exception as exc:
-                if not transport.is_closing():
+                if not isinstance(exc, ProjctlError):
                     log.exception("stream_failed")
-                    transport.write(self._server.encode(self._server.failed(exc),
-                                                        RequestTiming()))
+                if not transport.is_closing():
+                    emit(self._server.failed(exc))
             finally:
                 self.streaming = None
                 with anyio.CancelScope(shield=True):
                     await stream.frames.aclose()  # type: ignore[attr-defined]
         self._pause_reading()
-        return not first
+        return sent
 
     def _send(self, data: bytes, timing: RequestTiming) -> None:
         self._transport.write(data)  # type: ignore[union-attr]
