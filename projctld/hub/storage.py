@@ -135,6 +135,24 @@ class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
     events: int
 
 
+class UpstreamState(msgspec.Struct, frozen=True, kw_only=True):
+    """One (project, upstream instance)'s state as the hub polled it for the whole team: the
+    data (a msgpack Snapshot, opaque to storage), when it was last fetched whole and last
+    attempted, the last attempt's error (msgpack SourceError, or None), and `version`: a
+    number above every version handed out before, so that a device asks for what changed
+    after the last one it holds."""
+
+    project: str
+    upstream: str
+    kind: str  # github, gitlab or jira
+    host: str | None = None
+    data: bytes | None = None
+    fetched_at: float | None = None
+    attempted_at: float | None = None
+    error: bytes | None = None
+    version: int = 0
+
+
 class SeqConflict(Exception):
     """A pushed (device, seq) is already held with a different event id: the device's log and
     the hub's disagree (typically a state database restored from an old backup)."""
@@ -271,6 +289,32 @@ class HubStorage(Protocol):
 
     async def delete_session(self, session_hash: str) -> None: ...
 
+    # The hub as the team's intermediary for upstream state (hub/upstream/).
+
+    async def save_upstream(self, state: UpstreamState) -> int:
+        """Store a source's state (its `version` is ignored) and return the version given;
+        wake the devices waiting on its project."""
+
+    async def upstream_states(self, project: str, after: int = 0) -> list[UpstreamState]:
+        """The project's sources whose version is above `after`, by upstream."""
+
+    async def wait_for_upstream(self, project: str, after: int, timeout: float) -> None:
+        """Return once a source of `project` has a version above `after`, or after `timeout`."""
+
+    async def set_identity(self, user: str, kind: str, name: str | None) -> None:
+        """Map a hub user to their name on one kind of upstream (None: forget it)."""
+
+    async def identities(self) -> dict[str, dict[str, str]]:
+        """Every user's upstream names, by user then kind."""
+
+    async def first_delivery(self, source: str, delivery: str, now: float) -> bool:
+        """Record a webhook delivery; False when `source` delivered that id before (a replay).
+        Deliveries older than a week are forgotten."""
+
+    async def take_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds; False while another holder's
+        lease runs. One hub process at a time polls the upstreams."""
+
 
 class NewEventSignals:
     """Wakes the pulls waiting for a project's next event. A backend wakes a project after a
@@ -375,6 +419,17 @@ def stored_size(payload: bytes, id_: str, device: str, project: str, actor: str,
     fields and a fixed share for the field names and numbers. Bounds the pages by bytes."""
     return (len(payload) + len(id_) + len(device) + len(project) + len(actor) + len(type_)
             + len(user) + 96)
+
+
+def upstream_key(project: str) -> str:
+    """The key under which devices wait for a project's upstream state: never a project's
+    name (names have no space), so that it shares NewEventSignals with the events."""
+    return f"upstream {project}"
+
+
+# A webhook delivery id is remembered this long: GitHub lets an operator redeliver for a
+# few days, and a replay after that finds state that has moved on anyway.
+DELIVERY_MEMORY = 7 * 86400.0
 
 
 def new_hub_id() -> str:
