@@ -285,6 +285,12 @@ def load_config(path: str) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", context={"file": path}) from None
+    return config_from_raw(path, raw)
+
+
+def config_from_raw(path: str, raw: dict) -> Config:
+    """Validate a config read from the TOML at `path` (the hub's config reuses this for its
+    upstreams and projects); `raw` is consumed."""
     # Projects are validated one by one so that an error can name the project it is in.
     raw_projects = raw.pop("projects", {})
     raw_workflows = raw.pop("workflows", None)

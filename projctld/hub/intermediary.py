@@ -1,0 +1,135 @@
+"""The hub as the team's intermediary for upstream state: what devices read, what webhooks do.
+
+A device reads a project's upstream state with its own token (read rights as for events),
+waiting for a change when it asks after the version it holds. A webhook delivery is checked
+(signature, size, replay) before anything is read of it, and moves the sources it names to a
+refresh at once; nothing else changes for a delivery that is refused or ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import msgspec
+
+from projctl_client.protocol import SourceError
+from projctld.hub import webhooks
+from projctld.hub.auth import Refusal
+from projctld.hub.hubconfig import HubConfig
+from projctld.hub.polling import HubPoller
+from projctld.hub.service import token_hint
+from projctld.hub.storage import HubStorage, TokenRecord, UpstreamState
+from projctld.logging import get_logger
+from projctld.upstream.providers.model import Snapshot
+from projctld.upstream.wire import HubSource, UpstreamReply
+
+log = get_logger(__name__)
+
+_snapshot = msgspec.msgpack.Decoder(Snapshot)
+_error = msgspec.msgpack.Decoder(SourceError)
+# Decoded states kept for the devices that ask next (one per source and version).
+_CACHE = 512
+# Users' upstream names are read again after this many seconds (`hub user` runs apart).
+_IDENTITIES_TTL = 5.0
+_PARSERS = {"github": webhooks.github, "gitlab": webhooks.gitlab, "jira": webhooks.jira}
+
+
+class WebhookReply(msgspec.Struct, frozen=True, kw_only=True):
+    """What the hub did with a delivery: `accepted` (its sources are being refreshed),
+    `duplicate` (a replay: nothing done) or `ignored` (an event or a repository the hub does
+    not follow: nothing done), and which sources it refreshes."""
+
+    status: str
+    reason: str = ""
+    refreshing: list[str] = []
+
+
+class Intermediary:
+    def __init__(self, storage: HubStorage, config: HubConfig | None,
+                 poller: HubPoller | None, *, wall: Callable[[], float] = time.time) -> None:
+        self.storage = storage
+        self.config = config
+        self.poller = poller
+        self._wall = wall
+        self._decoded: dict[tuple[str, str, int], HubSource] = {}
+        self._identities: tuple[float, dict[str, dict[str, str]]] = (float("-inf"), {})
+        self.counters = {"accepted": 0, "duplicate": 0, "ignored": 0, "refused": 0}
+
+    async def state(self, token: TokenRecord, project: str, after: int,
+                    wait: float) -> UpstreamReply:
+        if not token.can_read(project):
+            raise Refusal(403, "forbidden",
+                          f"token {token.id} of {token.user} may not read project {project}",
+                          suggestions=[token_hint(token.user, project, write=False)])
+        states = await self.storage.upstream_states(project, after)
+        if not states and wait > 0:
+            await self.storage.wait_for_upstream(project, after, wait)
+            states = await self.storage.upstream_states(project, after)
+        sources = [self._source(state) for state in states]
+        return UpstreamReply(
+            project=project, sources=sources,
+            next_after=max((s.version for s in sources), default=after),
+            identities=(await self._identities_of()).get(token.user, {}))
+
+    async def webhook(self, kind: str, instance: str | None, headers: Mapping[str, str],
+                      body: bytes) -> WebhookReply:
+        """Check and act on one delivery; raises webhooks.Rejected for a refused one."""
+        name = instance or kind
+        secret = self.config.secrets.get(name) if self.config is not None else None
+        known = self.config is not None and name in self.config.upstream.instances() and \
+            self.config.upstream.instances()[name].kind == kind
+        if secret is None or not known:
+            self.counters["refused"] += 1
+            raise webhooks.Rejected(
+                401, "unknown_source", f"this hub takes no {kind} webhooks for {name}",
+                f"set webhook_secret_env (or _file) in the [{kind}"
+                f"{'' if name == kind else '.' + name}] table of the hub's config")
+        try:
+            delivery = _PARSERS[kind](headers, body, secret)
+        except webhooks.Rejected:
+            self.counters["refused"] += 1
+            raise
+        if not await self.storage.first_delivery(f"{kind}:{name}", delivery.id, self._wall()):
+            self.counters["duplicate"] += 1
+            log.info("webhook_replayed", source=name, delivery=delivery.id)
+            return WebhookReply(status="duplicate", reason="this delivery was taken before")
+        if not delivery.relevant:
+            self.counters["ignored"] += 1
+            return WebhookReply(status="ignored",
+                                reason=f"the hub keeps nothing of {delivery.event or 'it'}")
+        keys = self.poller.sources_of(name, delivery.part) if self.poller is not None else []
+        if not keys:
+            self.counters["ignored"] += 1
+            log.info("webhook_unknown_part", source=name, part=delivery.part)
+            return WebhookReply(status="ignored", reason=f"no project of the hub follows "
+                                f"{delivery.part or 'this instance'}")
+        assert self.poller is not None
+        self.poller.refresh_soon(keys)
+        self.counters["accepted"] += 1
+        log.info("webhook_accepted", source=name, delivery=delivery.id, event=delivery.event,
+                 part=delivery.part, sources=len(keys))
+        return WebhookReply(status="accepted", refreshing=[f"{p}/{u}" for p, u in keys])
+
+    def _source(self, state: UpstreamState) -> HubSource:
+        key = (state.project, state.upstream, state.version)
+        source = self._decoded.get(key)
+        if source is None:
+            source = HubSource(
+                upstream=state.upstream, kind=state.kind, host=state.host,
+                snapshot=_snapshot.decode(state.data) if state.data is not None else None,
+                fetched_at=state.fetched_at, attempted_at=state.attempted_at,
+                error=_error.decode(state.error) if state.error is not None else None,
+                version=state.version)
+            if len(self._decoded) >= _CACHE:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[key] = source
+        return source
+
+    async def _identities_of(self) -> dict[str, dict[str, str]]:
+        read_at, found = self._identities
+        now = time.monotonic()
+        if now - read_at > _IDENTITIES_TTL:
+            found = await self.storage.identities()
+            self._identities = (now, found)
+        return found
