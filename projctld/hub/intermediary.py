@@ -107,7 +107,7 @@ class Intermediary:
         assert self.poller is not None
         self.poller.refresh_soon(keys)
         self.counters["accepted"] += 1
-        log.info("webhook_accepted", source=name, delivery=delivery.id, event=delivery.event,
+        log.info("webhook_accepted", source=name, delivery=delivery.id, kind=delivery.event,
                  part=delivery.part, sources=len(keys))
         return WebhookReply(status="accepted", refreshing=[f"{p}/{u}" for p, u in keys])
 
@@ -120,11 +120,15 @@ class Intermediary:
                 snapshot=_snapshot.decode(state.data) if state.data is not None else None,
                 fetched_at=state.fetched_at, attempted_at=state.attempted_at,
                 error=_error.decode(state.error) if state.error is not None else None,
-                version=state.version)
+                version=state.version, interval=self._interval(state.upstream))
             if len(self._decoded) >= _CACHE:
                 self._decoded.pop(next(iter(self._decoded)))
             self._decoded[key] = source
         return source
+
+    def _interval(self, upstream: str) -> float:
+        instance = self.config.upstream.instances().get(upstream) if self.config else None
+        return instance.interval if instance is not None else 60.0
 
     async def _identities_of(self) -> dict[str, dict[str, str]]:
         read_at, found = self._identities

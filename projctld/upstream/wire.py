@@ -25,6 +25,7 @@ class HubSource(msgspec.Struct, frozen=True, kw_only=True):
     attempted_at: float | None = None
     error: SourceError | None = None
     version: int
+    interval: float = 60.0  # how often the hub polls it: data older than 3 of them is stale
 
 
 class UpstreamReply(msgspec.Struct, frozen=True, kw_only=True):

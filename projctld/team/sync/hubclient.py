@@ -20,6 +20,7 @@ from projctld.team.sync import wire
 from projctld.team.sync.clockcheck import ClockReading
 from projctld.team.sync.events import Event
 from projctld.upstream.tokens import TokenSource
+from projctld.upstream.wire import UPSTREAM, UpstreamReply
 
 T = TypeVar("T")
 # The largest reply read from a hub: a pull page ends after about wire.MAX_PAGE_BYTES, but its
@@ -29,6 +30,7 @@ _push_encoder = msgspec.msgpack.Encoder()
 _push_reply = msgspec.msgpack.Decoder(wire.PushReply)
 _pull_reply = msgspec.msgpack.Decoder(wire.PullReply)
 _health_reply = msgspec.msgpack.Decoder(wire.Health)
+_upstream_reply = msgspec.msgpack.Decoder(UpstreamReply)
 _hub_error = msgspec.msgpack.Decoder(wire.HubError)
 _json_error = msgspec.json.Decoder(wire.HubError)
 
@@ -85,6 +87,14 @@ class HubClient:
             # A long poll may take its whole wait before the first byte comes back.
             timeout=httpx.Timeout(wait + 15.0))
         return self._decode(reply, _pull_reply)
+
+    async def upstream(self, project: str, after: int, wait: float = 0.0) -> UpstreamReply:
+        """The project's upstream state as the hub polls it for the team, changed after the
+        version `after`; waits up to `wait` s for a change when there is none."""
+        reply = await self._send("GET", UPSTREAM, params={"project": project, "after": after,
+                                                          "wait": wait},
+                                 timeout=httpx.Timeout(wait + 15.0))
+        return self._decode(reply, _upstream_reply)
 
     async def health(self) -> wire.Health:
         """The hub's version, the oldest client it accepts and its storage; needs no token."""

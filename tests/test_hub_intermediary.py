@@ -1,0 +1,252 @@
+"""The hub as the team's intermediary, end to end with real processes: fake GitHub, GitLab and
+Jira, a real `projctld hub serve` polling them with hub.toml, devices with no upstream token
+reading their state from it, and webhooks as each service documents them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from conftest import HubProcess, Sandbox
+from test_upstream_status import git_checkout, my_pull
+
+from projctl_client import paths
+from projctl_client.connection import request
+from projctld.sandbox import deliveries
+from projctld.sandbox.dataset import Check, generate
+from projctld.sandbox.demo import TOKEN, Upstreams, start_fakes
+
+SECRETS = {"GITHUB_WEBHOOK_SECRET": "It's a Secret to Everybody",
+           "GITLAB_WEBHOOK_SECRET": "gl-hook-secret", "JIRA_WEBHOOK_SECRET": "jira-secret"}
+UPSTREAM_TOKENS = ("GITHUB_TOKEN", "GITLAB_TOKEN", "JIRA_API_TOKEN", "GH_TOKEN")
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[Upstreams]:
+    with contextlib.ExitStack() as stack:
+        yield start_fakes(stack, generate(github_repos=2, gitlab_projects=1, changes_per_repo=4,
+                                          tickets=6, jira_projects=1))
+
+
+def hub_toml(up: Upstreams, *, interval: float = 3600) -> str:
+    """The hub's config: the fakes with inline tokens, secrets from the environment, and
+    project web. A long interval: only a webhook (or the first poll) moves the state."""
+    return f"""
+[github]
+api_url = "{up.github_url}"
+token_env = ""
+token = "{TOKEN}"
+interval = {interval}
+webhook_secret_env = "GITHUB_WEBHOOK_SECRET"
+
+[gitlab]
+url = "{up.gitlab_url}"
+token_env = ""
+token = "{TOKEN}"
+interval = {interval}
+webhook_secret_env = "GITLAB_WEBHOOK_SECRET"
+
+[jira]
+url = "{up.jira_url}"
+email = "{up.data.jira_email}"
+token_env = ""
+token = "{TOKEN}"
+interval = {interval}
+webhook_secret_env = "JIRA_WEBHOOK_SECRET"
+
+[projects.web]
+github = {json.dumps(up.data.github_repos)}
+gitlab = {json.dumps(up.data.gitlab_projects)}
+jira = "project = {up.data.jira_projects[0]} ORDER BY updated DESC"
+"""
+
+
+def start_hub(hub_server: Callable[..., HubProcess], up: Upstreams, root: str) -> HubProcess:
+    path = os.path.join(root, "hub.toml")
+    with open(path, "w") as handle:
+        handle.write(hub_toml(up))
+    os.chmod(path, 0o600)
+    return hub_server(None, "--config", path, env={**os.environ, **SECRETS})
+
+
+def hub_cli(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "projctld", "hub", *args, "--database",
+                           hub.database], capture_output=True, text=True, timeout=30)
+
+
+def device(box: Sandbox, hub: HubProcess, user: str, checkout: str) -> Sandbox:
+    """A device that reads upstream state from the hub and holds no upstream token at all."""
+    box.write_config(f"""
+[sync]
+hub = "{hub.url}"
+
+[upstreams]
+via = "hub"
+
+[projects.web]
+paths = ["{checkout}"]
+""")
+    for name in UPSTREAM_TOKENS:
+        box.env.pop(name, None)
+    box.env["PROJCTL_HUB_TOKEN"] = hub.token(user, "web", write=False)
+    box.start_daemon()
+    return box
+
+
+def status(box: Sandbox, checkout: str) -> dict:
+    with box.connect() as conn:
+        from projctl_client import git
+        return conn.call(request("status", checkout=git.find_checkout(checkout)))
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(KeyError, IndexError, TypeError, StopIteration):
+            if result := condition():
+                return result
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def first_line(path: str) -> str:
+    """The plain text of a prompt file (its first line)."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.readline()
+
+
+def send(hub: HubProcess, delivery: deliveries.Delivery) -> httpx.Response:
+    return httpx.post(hub.url + delivery.path, content=delivery.body, headers=delivery.headers,
+                      timeout=10)
+
+
+def source(view: dict, upstream: str) -> dict:
+    """The view of one source of project web ({} until the device holds one)."""
+    return next((s for s in view["projects"][0]["sources"] if s["upstream"] == upstream), {})
+
+
+def test_two_devices_without_tokens_see_each_services_webhook_in_status_and_prompt(
+        sandbox, more_sandboxes, hub_server, upstreams) -> None:
+    up = upstreams
+    hub = start_hub(hub_server, up, sandbox.root)
+    assert hub_cli(hub, "user", "set", "ann", "--github", up.data.github_login).returncode == 0
+    listed = hub_cli(hub, "user", "list").stdout
+    assert "ann" in listed and up.data.github_login in listed
+
+    pull = my_pull(up)
+    ann_checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    ann = device(sandbox, hub, "ann", ann_checkout)
+    bob_box = more_sandboxes()
+    bob_checkout = git_checkout(os.path.join(bob_box.root, "web"), pull.head_ref)
+    bob = device(bob_box, hub, "bob", bob_checkout)
+
+    # The hub's first poll reaches both devices: every source fetched, with the hub's times.
+    for box, checkout in ((ann, ann_checkout), (bob, bob_checkout)):
+        wait_for(lambda box=box, checkout=checkout: all(
+            source(status(box, checkout), u).get("fetched_at")
+            for u in ("github", "gitlab", "jira")), "the hub's state on a device")
+    ann_view, bob_view = status(ann, ann_checkout), status(bob, bob_checkout)
+    ours = ann_view["branch"]["change_request"]
+    assert ours["url"].endswith(f"/{pull.number}") and ours["mine"] is True
+    # The same pull request is the branch's for bob too, but not his (no identity mapped).
+    assert bob_view["branch"]["change_request"]["url"] == ours["url"]
+    assert bob_view["branch"]["change_request"]["mine"] is False
+    # Team scope: every open pull request of the repositories, not only the hub token's.
+    open_pulls = {pr.number for prs in up.data.pulls.values() for pr in prs
+                  if pr.state == "open"}
+    assert {cr["number"] for cr in ann_view["projects"][0]["change_requests"]
+            if cr["upstream"] == "github"} == open_pulls
+    assert ann_view["projects"][0]["known"]["change_requests"] == "complete"
+    hub_fetched = source(ann_view, "github")["fetched_at"]
+    assert source(bob_view, "github")["fetched_at"] == hub_fetched
+
+    # GitHub: a check of the pull request's head fails; GitHub sends check_run (completed).
+    pull.checks = [Check("integration", "check_run", "completed", "failure")]
+    pull.updated_at = time.time()
+    reply = send(hub, deliveries.github("check_run", deliveries.github_check_run(
+        pull, "integration", "failure"), SECRETS["GITHUB_WEBHOOK_SECRET"].encode()))
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    for box, checkout in ((ann, ann_checkout), (bob, bob_checkout)):
+        wait_for(lambda box=box, checkout=checkout: status(box, checkout)["branch"][
+            "change_request"]["ci"]["state"] == "failure", "the failed check on a device")
+    prompt_file = os.path.join(paths.prompt_dir(ann.socket_path), ann_checkout.lstrip("/"),
+                               ".branch", pull.head_ref)
+    wait_for(lambda: "✗" in first_line(prompt_file), "the failed check in ann's prompt file")
+    shown = ann.client("prompt", cwd=ann_checkout, timeout=20)
+    assert "✗" in shown.stdout, shown.stdout + shown.stderr
+
+    # GitLab: a merge request is renamed; GitLab sends a Merge Request Hook.
+    mr = next(mr for mrs in up.data.merge_requests.values() for mr in mrs
+              if mr.author == up.data.gitlab_username and mr.state == "opened")
+    mr.title, mr.updated_at = "Renamed by a webhook", time.time()
+    reply = send(hub, deliveries.gitlab("Merge Request Hook", deliveries.gitlab_merge_request(
+        mr), SECRETS["GITLAB_WEBHOOK_SECRET"]))
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    wait_for(lambda: any(cr["title"] == "Renamed by a webhook" for cr in status(
+        bob, bob_checkout)["projects"][0]["change_requests"]), "the renamed merge request")
+
+    # Jira: an issue moves; Jira sends jira:issue_updated, signed with the secret.
+    ticket = next(t for t in up.data.tickets if t.project_key == up.data.jira_projects[0])
+    ticket.summary, ticket.updated_at = "Moved by a webhook", time.time()
+    reply = send(hub, deliveries.jira(deliveries.jira_issue_updated(ticket, up.jira_url),
+                                      SECRETS["JIRA_WEBHOOK_SECRET"].encode()))
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    wait_for(lambda: any(t["summary"] == "Moved by a webhook" for t in status(
+        ann, ann_checkout)["projects"][0]["tickets"]), "the moved ticket")
+
+    # No device ever called an upstream: every request the fakes saw carried the hub's token.
+    assert all(r.headers.get("authorization", "").endswith(TOKEN) or
+               r.headers.get("private-token") == TOKEN
+               for fake in (up.github, up.gitlab) for r in fake.requests)
+
+
+def test_a_device_keeps_the_last_state_with_its_age_and_reason_when_the_hub_is_gone(
+        sandbox, hub_server, upstreams) -> None:
+    hub = start_hub(hub_server, upstreams, sandbox.root)
+    pull = my_pull(upstreams)
+    checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    ann = device(sandbox, hub, "ann", checkout)
+    wait_for(lambda: source(status(ann, checkout), "github").get("fetched_at"), "the hub's state")
+    before = source(status(ann, checkout), "github")
+
+    hub.stop()
+    gone = wait_for(lambda: (s := source(status(ann, checkout), "github"))["error"] and s,
+                    "the hub's absence on the device")
+    assert gone["error"]["code"] == "hub_unreachable"
+    assert "cannot reach the hub" in gone["error"]["message"]
+    assert gone["fetched_at"] == before["fetched_at"] and gone["stale"] is True
+    view = status(ann, checkout)
+    assert view["branch"]["change_request"]["number"] == pull.number  # still shown
+    text = ann.client("status", cwd=checkout)
+    assert text.returncode == 0 and "hub" in text.stdout
+
+    # Restarted without the hub: the last state comes back from the state database at once.
+    ann.client("daemon", "stop")
+    ann.start_daemon()
+    again = source(status(ann, checkout), "github")
+    assert again["fetched_at"] == before["fetched_at"]
+    hub.start()
+    wait_for(lambda: source(status(ann, checkout), "github")["error"] is None,
+             "the hub's return")
+
+
+def test_a_device_sees_only_the_projects_its_token_reads(sandbox, hub_server,
+                                                         upstreams) -> None:
+    hub = start_hub(hub_server, upstreams, sandbox.root)
+    token = hub.token("eve", "other", write=False)
+    reply = httpx.get(hub.url + "/v1/upstream", params={"project": "web"},
+                      headers={"authorization": f"Bearer {token}", "accept": "application/json"})
+    assert reply.status_code == 403 and reply.json()["code"] == "forbidden"
+    reader = hub.token("ann", "web", write=False)
+    ok = wait_for(lambda: (r := httpx.get(
+        hub.url + "/v1/upstream", params={"project": "web"},
+        headers={"authorization": f"Bearer {reader}", "accept": "application/json"})
+    ).json()["sources"] and r, "the hub's first poll")
+    assert {s["upstream"] for s in ok.json()["sources"]} == {"github", "gitlab", "jira"}
