@@ -250,3 +250,86 @@ def test_a_device_sees_only_the_projects_its_token_reads(sandbox, hub_server,
         headers={"authorization": f"Bearer {reader}", "accept": "application/json"})
     ).json()["sources"] and r, "the hub's first poll")
     assert {s["upstream"] for s in ok.json()["sources"]} == {"github", "gitlab", "jira"}
+
+
+def hub_state(hub: HubProcess, token: str) -> dict:
+    reply = httpx.get(hub.url + "/v1/upstream", params={"project": "web"},
+                      headers={"authorization": f"Bearer {token}", "accept": "application/json"})
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def upstream_requests(up: Upstreams) -> int:
+    return sum(len(fake.requests) for fake in (up.github, up.gitlab, up.jira))
+
+
+def test_refused_replayed_and_unknown_deliveries_change_nothing(sandbox, hub_server,
+                                                               upstreams) -> None:
+    up = upstreams
+    hub = start_hub(hub_server, up, sandbox.root)
+    reader = hub.token("ann", "web", write=False)
+    wait_for(lambda: len(hub_state(hub, reader)["sources"]) == 3, "the hub's first poll")
+    pull = my_pull(up)
+    secret = SECRETS["GITHUB_WEBHOOK_SECRET"].encode()
+    good = deliveries.github("pull_request", deliveries.github_pull_request(pull), secret)
+    other_body = deliveries.github("pull_request", deliveries.github_pull_request(
+        pull, "closed"), secret)
+    unknown = dict(deliveries.github_pull_request(pull))
+    unknown["repository"] = {**unknown["repository"], "full_name": "evil/not-followed"}
+    huge = dict(deliveries.github_pull_request(pull), padding="x" * (5 << 20))
+
+    def without(delivery: deliveries.Delivery, header: str) -> deliveries.Delivery:
+        return deliveries.Delivery(delivery.path, {k: v for k, v in delivery.headers.items()
+                                                   if k != header}, delivery.body)
+
+    cases = [
+        # GitHub documents X-Hub-Signature-256 = sha256 HMAC of the raw body with the secret.
+        ("no signature", without(good, "X-Hub-Signature-256"), 401, "unsigned"),
+        ("another secret", deliveries.github("pull_request", deliveries.github_pull_request(
+            pull), b"not the secret"), 401, "bad_signature"),
+        ("a signature over another body", deliveries.Delivery(
+            good.path, {**good.headers,
+                        "X-Hub-Signature-256": other_body.headers["X-Hub-Signature-256"]},
+            good.body), 401, "bad_signature"),
+        ("a garbled signature", deliveries.github("pull_request", deliveries.github_pull_request(
+            pull), secret, signature="sha256=zz"), 401, "bad_signature"),
+        ("too large", deliveries.github("pull_request", huge, secret), 413, "too_large"),
+        ("a named instance without a secret", deliveries.Delivery(
+            "/v1/webhooks/github/ghe", good.headers, good.body), 401, "unknown_source"),
+        ("a service the hub does not know", deliveries.Delivery(
+            "/v1/webhooks/bitbucket", good.headers, good.body), 404, "not_found"),
+        # GitLab sends the secret token itself in X-Gitlab-Token.
+        ("GitLab's wrong token", deliveries.gitlab("Merge Request Hook", {
+            "object_kind": "merge_request", "project": {"path_with_namespace":
+                                                        up.data.gitlab_projects[0]}},
+            "wrong"), 401, "bad_signature"),
+        ("GitLab without a token", deliveries.gitlab("Merge Request Hook", {}, ""), 401,
+         "unsigned"),
+        # Jira Cloud signs admin webhooks with a secret as X-Hub-Signature: sha256=<hex>.
+        ("Jira's wrong signature", deliveries.jira(deliveries.jira_issue_updated(
+            up.data.tickets[0], up.jira_url), b"wrong"), 401, "bad_signature"),
+    ]
+    before, requests = hub_state(hub, reader), upstream_requests(up)
+    for what, delivery, status_code, code in cases:
+        reply = send(hub, delivery)
+        assert (reply.status_code, reply.json().get("code")) == (status_code, code), what
+    # A well-signed delivery for a repository no project follows: taken, and ignored.
+    reply = send(hub, deliveries.github("pull_request", unknown, secret))
+    assert reply.status_code == 202 and reply.json()["status"] == "ignored"
+    time.sleep(1.0)  # what a refresh would have asked of the fakes has arrived by now
+    assert upstream_requests(up) == requests
+    assert hub_state(hub, reader) == before
+
+    # The good delivery moves the state once; the same delivery again (a replay, or GitHub's
+    # redelivery: the same X-GitHub-Delivery) is acknowledged and does nothing.
+    reply = send(hub, good)
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    wait_for(lambda: hub_state(hub, reader)["next_after"] > before["next_after"],
+             "the refresh the good delivery asked for")
+    time.sleep(1.0)  # let that refresh end
+    settled, requests = hub_state(hub, reader), upstream_requests(up)
+    replayed = send(hub, good)
+    assert replayed.status_code == 200 and replayed.json()["status"] == "duplicate"
+    time.sleep(1.0)
+    assert upstream_requests(up) == requests
+    assert hub_state(hub, reader) == settled
