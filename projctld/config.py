@@ -162,7 +162,7 @@ class UpstreamsConfig(_Section):
     # With via = "hub": poll directly, with this machine's tokens, while the hub has been
     # unreachable for `fallback_after` seconds.
     fallback: bool = False
-    fallback_after: Annotated[float, msgspec.Meta(ge=10, le=86400)] = 300.0
+    fallback_after: Annotated[float, msgspec.Meta(ge=5, le=86400)] = 300.0
 
 
 class PromptConfig(_Section):

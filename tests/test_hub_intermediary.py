@@ -333,3 +333,85 @@ def test_refused_replayed_and_unknown_deliveries_change_nothing(sandbox, hub_ser
     time.sleep(1.0)
     assert upstream_requests(up) == requests
     assert hub_state(hub, reader) == settled
+
+
+def test_two_hub_processes_on_one_postgres_take_turns_polling_and_both_serve(
+        sandbox, hub_server, upstreams) -> None:
+    import psycopg
+    from test_hub_storage import DSN
+
+    schema = f"t_{os.urandom(8).hex()}"
+    path = os.path.join(sandbox.root, "hub.toml")
+    with open(path, "w") as handle:
+        handle.write(hub_toml(upstreams))
+    os.chmod(path, 0o600)
+    url = f"{DSN}?schema={schema}"
+    env = {**os.environ, **SECRETS}
+
+    def holder() -> int | None:
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            row = conn.execute(f"SELECT holder, expires_at FROM {schema}.leases").fetchone()
+        return int(row[0].split(":")[1]) if row and row[1] > time.time() else None
+
+    hubs: list[HubProcess] = []
+    try:
+        first = hub_server(url, "--config", path, env=env)
+        second = hub_server(url, "--config", path, env=env)
+        hubs += [first, second]
+        pids = {first.process.pid: first, second.process.pid: second}
+        leader = pids[wait_for(lambda: holder(), "a lease holder")]  # type: ignore[index]
+        follower = second if leader is first else first
+        reader = first.token("ann", "web", write=False)
+        wait_for(lambda: len(hub_state(follower, reader)["sources"]) == 3,
+                 "the leader's poll, served by the follower")
+        assert hub_state(leader, reader) == hub_state(follower, reader)
+
+        # A delivery to the process that does not poll is still acted on, and seen by both.
+        before = hub_state(leader, reader)["next_after"]
+        reply = send(follower, deliveries.github("pull_request", deliveries.github_pull_request(
+            my_pull(upstreams)), SECRETS["GITHUB_WEBHOOK_SECRET"].encode()))
+        assert reply.json()["status"] == "accepted"
+        wait_for(lambda: hub_state(leader, reader)["next_after"] > before,
+                 "the follower's refresh, seen by the leader")
+
+        # The leader stops: the follower takes the polling over.
+        leader.stop()
+        assert wait_for(lambda: holder() == follower.process.pid, "the follower polling")
+    finally:
+        for hub in hubs:
+            hub.stop()
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_device_with_tokens_falls_back_to_polling_directly(sandbox, upstreams) -> None:
+    from conftest import free_port
+    from test_upstream_status import config_text
+
+    pull = my_pull(upstreams)
+    checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # the hub is down, and stays so
+    sandbox.write_config(config_text(upstreams, paths=[checkout]) + f"""
+[sync]
+hub = "{nowhere}"
+token = "pjh_unused"
+
+[upstreams]
+via = "hub"
+fallback = true
+fallback_after = 5
+""")
+    os.chmod(sandbox.config_path, 0o600)
+    sandbox.start_daemon()
+    first = wait_for(lambda: (s := source(status(sandbox, checkout), "github")).get("error")
+                     and s, "the hub's absence")
+    assert first["error"]["code"] == "hub_unreachable" and first["fetched_at"] is None
+    # After `fallback_after`, the next poll (a refresh here) reads GitHub with this token.
+    def refreshed() -> dict:
+        sandbox.client("refresh", "web", "--wait", "10")
+        found = source(status(sandbox, checkout), "github")
+        return found if found.get("fetched_at") and found["error"] is None else {}
+
+    direct = wait_for(refreshed, "the direct poll")
+    assert direct["fetched_at"] > 0
+    assert status(sandbox, checkout)["branch"]["change_request"]["number"] == pull.number

@@ -145,6 +145,13 @@ class HubPoller:
             log.info("hub_polling_lost", holder=self.holder)
         self.leader = leader
 
+    async def release(self) -> None:
+        """Hand the lease on at a clean stop: another process polls from its next look, not
+        after the lease runs out."""
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await self.storage.take_lease(LEASE, self.holder, -1.0, time.time())
+        self.leader = False
+
     async def _load(self) -> None:
         for project, upstream in list(self.poller.sources):
             source = self.poller.sources[(project, upstream)]
@@ -210,6 +217,8 @@ async def hub_polling(config: HubConfig, storage: HubStorage) -> AsyncIterator[H
                 yield poller
             finally:
                 tasks.cancel_scope.cancel()
+                if poller.leader:
+                    await poller.release()
     finally:
         db.close()
         shutil.rmtree(directory, ignore_errors=True)
