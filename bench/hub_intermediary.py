@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import math
+import multiprocessing
 import os
 import resource
 import shutil
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 
 import httpx
 import msgspec
@@ -325,8 +327,32 @@ def section_webhook(up: Upstreams, root: str, count: int) -> None:
         hub.stop()
 
 
+def _fakes_child(conn: Connection) -> None:
+    """The fakes in a process of their own (3.): a thousand simulated devices in this one
+    would slow their answers, and so the hub's refreshes, through the GIL."""
+    with contextlib.ExitStack() as stack:
+        up = start_fakes(stack, generate(github_repos=PROJECTS, gitlab_projects=2,
+                                         changes_per_repo=6, tickets=40, jira_projects=1))
+        conn.send((up.github_url, up.gitlab_url, up.jira_url, up.data))
+        conn.recv()  # until told to stop
+
+
 def section_fanout(up: Upstreams, root: str, devices: int, seconds: float) -> None:
     print(f"3. {devices} devices holding long polls on one hub, 10 changes per second")
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_fakes_child, args=(theirs,), daemon=True)
+    child.start()
+    github_url, gitlab_url, jira_url, data = ours.recv()
+    up = Upstreams(data, up.github, up.gitlab, up.jira, github_url, gitlab_url, jira_url)
+    try:
+        _fanout(up, root, devices, seconds)
+    finally:
+        ours.send("stop")
+        child.join(10)
+
+
+def _fanout(up: Upstreams, root: str, devices: int, seconds: float) -> None:
     config = os.path.join(root, "hub-3.toml")
     with open(config, "w") as handle:
         handle.write(hub_toml(up, interval=3600, projects=PROJECTS))
@@ -355,8 +381,9 @@ def section_fanout(up: Upstreams, root: str, devices: int, seconds: float) -> No
             while time.perf_counter() - started < seconds:
                 project = projects[tick % PROJECTS]
                 repo = up.data.github_repos[tick % PROJECTS % len(up.data.github_repos)]
+                # The fakes run apart: the delivery names the change; the refresh it asks
+                # for stores a new version of the project's state whatever it finds.
                 pull = next(pr for pr in up.data.pulls[repo] if pr.state == "open")
-                pull.title, pull.updated_at = f"change {tick}", time.time()
                 delivery = deliveries.github("pull_request", deliveries.github_pull_request(
                     pull), SECRET.encode())
                 sent_at[project].append(time.perf_counter())

@@ -973,3 +973,34 @@ async def test_one_holder_at_a_time_takes_the_pollers_lease(storage: HubStorage)
     assert not await storage.take_lease("poller", "hub-b", 10.0, now + 14)
     assert await storage.take_lease("poller", "hub-b", 10.0, now + 16)  # hub-a's ran out
     assert not await storage.take_lease("poller", "hub-a", 10.0, now + 17)
+
+
+async def test_concurrent_callers_share_one_call_but_never_an_earlier_one() -> None:
+    from projctld.hub.storage import SingleFlight
+
+    flight = SingleFlight()
+    calls: list[int] = []
+    release = anyio.Event()
+
+    async def call() -> int:
+        calls.append(len(calls) + 1)
+        number = len(calls)
+        await release.wait()
+        return number
+
+    results: list[int] = []
+
+    async def ask() -> None:
+        results.append(await flight.run("web", call))
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(50):  # woken together: one call
+            tasks.start_soon(ask)
+        await anyio.sleep(0.05)
+        assert calls == [1]
+        for _ in range(20):  # came while it ran: they share the next call, not that one
+            tasks.start_soon(ask)
+        await anyio.sleep(0.05)
+        release.set()
+    assert calls == [1, 2]
+    assert sorted(results) == [1] * 50 + [2] * 20

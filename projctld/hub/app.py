@@ -25,7 +25,7 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec import Parameter as ParameterSpec
 from litestar.params import Parameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Stream, Template
 from litestar.types import Message, Scope
 
 from projctl_client.protocol import DeliveryReport
@@ -70,8 +70,8 @@ from projctld.team.sync.wire import (
     PushReply,
     PushRequest,
 )
+from projctld.upstream.wire import FRAMES, STREAM, UPSTREAM, UpstreamReply
 from projctld.upstream.wire import MAX_WAIT as MAX_UPSTREAM_WAIT
-from projctld.upstream.wire import UPSTREAM, UpstreamReply
 
 log = get_logger(__name__)
 
@@ -144,7 +144,8 @@ class _Hub:
         self.intermediary = intermediary or Intermediary(storage, None, None, wall=wall)
         self.min_client_version = min_client_version
         self.metrics = HubMetrics(storage.kind, (EVENTS, DELIVERY, HEALTH, OPENAPI, METRICS,
-                                                 UPSTREAM, WEBHOOKS, WEBHOOKS + "/{instance:str}",
+                                                 UPSTREAM, STREAM, WEBHOOKS,
+                                                 WEBHOOKS + "/{instance:str}",
                                                  *_PAGE_ROUTES), self.service, slow_request)
 
     async def upstream(
@@ -163,6 +164,22 @@ class _Hub:
         self.metrics.stage(request.scope, "auth")
         reply = await self.intermediary.state(token, project, after, wait)
         return _reply(request, reply)
+
+    async def upstream_stream(
+        self,
+        request: Request[Any, Any, State],
+        project: Annotated[str, Parameter(pattern=_PROJECT_PATTERN,
+                                          description="The project whose upstream state to read")],
+        after: Annotated[int, Parameter(ge=0, le=MAX_CURSOR, description="The version last "
+                                        "held")] = 0,
+    ) -> Stream:
+        """The project's upstream state as a stream of frames (a 4-byte big-endian length
+        and a msgpack UpstreamReply; length 0 is a keep-alive) as it changes: what devices
+        with `[upstreams] via = "hub"` hold open."""
+        token = await authenticate(request.headers, self.service.storage)
+        self.metrics.stage(request.scope, "auth")
+        frames = await self.intermediary.stream(token, project, after)
+        return Stream(frames, media_type=FRAMES, headers={"cache-control": "no-store"})
 
     async def webhook_of_instance(self, request: Request[Any, Any, State], kind: str,
                                   instance: str) -> Response[WebhookReply]:
@@ -447,6 +464,8 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
             get(HEALTH, operation_id="health", responses=_errors(400, 426))(hub.health),
             get(UPSTREAM, responses=_errors(400, 401, 403, 426, 503),
                 operation_id="upstream_state")(hub.upstream),
+            get(STREAM, responses=_errors(400, 401, 403, 426, 503),
+                operation_id="upstream_stream")(hub.upstream_stream),
             post(WEBHOOKS, status_code=200, request_max_body_size=None,
                  responses=_errors(400, 401, 404, 413, 503),
                  operation_id="webhook")(hub.webhook),

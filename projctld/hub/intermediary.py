@@ -9,8 +9,9 @@ refresh at once; nothing else changes for a delivery that is refused or ignored.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
+import anyio
 import msgspec
 
 from projctl_client.protocol import SourceError
@@ -19,10 +20,10 @@ from projctld.hub.auth import Refusal
 from projctld.hub.hubconfig import HubConfig
 from projctld.hub.polling import HubPoller
 from projctld.hub.service import token_hint
-from projctld.hub.storage import HubStorage, TokenRecord, UpstreamState
+from projctld.hub.storage import HubStorage, SingleFlight, TokenRecord, UpstreamState
 from projctld.logging import get_logger
 from projctld.upstream.providers.model import Snapshot
-from projctld.upstream.wire import HubSource, UpstreamReply
+from projctld.upstream.wire import KEEPALIVE, STREAM_FOR, HubSource, UpstreamReply
 
 log = get_logger(__name__)
 
@@ -32,6 +33,7 @@ _error = msgspec.msgpack.Decoder(SourceError)
 _CACHE = 512
 # Users' upstream names are read again after this many seconds (`hub user` runs apart).
 _IDENTITIES_TTL = 5.0
+_encode = msgspec.msgpack.Encoder().encode
 _PARSERS = {"github": webhooks.github, "gitlab": webhooks.gitlab, "jira": webhooks.jira}
 
 
@@ -53,6 +55,9 @@ class Intermediary:
         self.poller = poller
         self._wall = wall
         self._decoded: dict[tuple[str, str, int], HubSource] = {}
+        self._reads = SingleFlight()
+        self._frames: dict[tuple[str, int, int], bytes] = {}
+        self._stopping = anyio.Event()
         self._identities: tuple[float, dict[str, dict[str, str]]] = (float("-inf"), {})
         self.counters = {"accepted": 0, "duplicate": 0, "ignored": 0, "refused": 0}
 
@@ -62,15 +67,67 @@ class Intermediary:
             raise Refusal(403, "forbidden",
                           f"token {token.id} of {token.user} may not read project {project}",
                           suggestions=[token_hint(token.user, project, write=False)])
-        states = await self.storage.upstream_states(project, after)
+        states = await self._states(project, after)
         if not states and wait > 0:
             await self.storage.wait_for_upstream(project, after, wait)
-            states = await self.storage.upstream_states(project, after)
+            states = await self._states(project, after)
         sources = [self._source(state) for state in states]
         return UpstreamReply(
             project=project, sources=sources,
             next_after=max((s.version for s in sources), default=after),
             identities=(await self._identities_of()).get(token.user, {}))
+
+    async def stream(self, token: TokenRecord, project: str, after: int
+                     ) -> AsyncIterator[bytes]:
+        """The project's state as frames (upstream/wire.py), as it changes, until STREAM_FOR
+        or the hub stops. The frames after the first carry no identities, so that every
+        device at one version of a project is sent the same bytes, encoded once."""
+        if not token.can_read(project):
+            raise Refusal(403, "forbidden",
+                          f"token {token.id} of {token.user} may not read project {project}",
+                          suggestions=[token_hint(token.user, project, write=False)])
+        first = await self.state(token, project, after, 0.0)
+        identities = first.identities
+
+        async def frames() -> AsyncIterator[bytes]:
+            cursor = first.next_after
+            yield _frame(_encode(msgspec.structs.replace(first, identities=identities)))
+            ends = time.monotonic() + STREAM_FOR
+            while not self._stopping.is_set() and time.monotonic() < ends:
+                # Returns at once when the hub stops (storage.stop_waiting), with stop().
+                await self.storage.wait_for_upstream(project, cursor, KEEPALIVE)
+                if self._stopping.is_set():
+                    return
+                encoded, newest = await self._changes(project, cursor)
+                if encoded is None:
+                    yield _frame(b"")  # keep-alive: the device knows the stream lives
+                    continue
+                cursor = newest
+                yield encoded
+
+        return frames()
+
+    def stop(self) -> None:
+        """The hub stops: every stream ends now (a device opens one on the next hub)."""
+        self._stopping.set()
+
+    async def _changes(self, project: str, after: int) -> tuple[bytes | None, int]:
+        """The frame of what changed in `project` after `after`, and its newest version; the
+        same bytes for every device at `after`."""
+        states = await self._states(project, after)
+        if not states:
+            return None, after
+        newest = max(state.version for state in states)
+        key = (project, after, newest)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = _frame(_encode(UpstreamReply(
+                project=project, sources=[self._source(state) for state in states],
+                next_after=newest)))
+            if len(self._frames) >= _CACHE:
+                self._frames.pop(next(iter(self._frames)))
+            self._frames[key] = frame
+        return frame, newest
 
     async def webhook(self, kind: str, instance: str | None, headers: Mapping[str, str],
                       body: bytes) -> WebhookReply:
@@ -111,6 +168,11 @@ class Intermediary:
                  part=delivery.part, sources=len(keys))
         return WebhookReply(status="accepted", refreshing=[f"{p}/{u}" for p, u in keys])
 
+    async def _states(self, project: str, after: int) -> list[UpstreamState]:
+        """The project's states above `after`: read once for every device asking at once."""
+        states = await self._reads.run(project, lambda: self.storage.upstream_states(project))
+        return [state for state in states if state.version > after]
+
     def _source(self, state: UpstreamState) -> HubSource:
         key = (state.project, state.upstream, state.version)
         source = self._decoded.get(key)
@@ -137,3 +199,7 @@ class Intermediary:
             found = await self.storage.identities()
             self._identities = (now, found)
         return found
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body

@@ -29,6 +29,7 @@ from projctld.hub.storage import (
     SeqConflict,
     SessionRecord,
     ShareRecord,
+    SingleFlight,
     StoredEvent,
     Timeline,
     TokenRecord,
@@ -265,6 +266,7 @@ class PostgresStorage:
         self._pool: AsyncConnectionPool | None = None
         self._listener: asyncio.Task[None] | None = None
         self._new_events = NewEventSignals(_RECHECK_INTERVAL)
+        self._newest = SingleFlight()
         lock_key = zlib.crc32(schema.encode()) - (1 << 31)  # into int4's range
         self._migrate_lock = (_LOCK_NAMESPACE + _MIGRATE_LOCK, lock_key)
         self._push_lock = (_LOCK_NAMESPACE + _PUSH_LOCK, lock_key)
@@ -647,9 +649,14 @@ class PostgresStorage:
         return [UpstreamState(**dict(zip(_UPSTREAM_FIELDS, row, strict=True))) for row in rows]
 
     async def wait_for_upstream(self, project: str, after: int, timeout: float) -> None:
+        async def newest() -> int:
+            rows = await self._fetch("SELECT coalesce(max(version), 0) FROM upstream_state"
+                                     " WHERE project = %s", (project,))
+            return rows[0][0]
+
         async def changed() -> bool:
-            return bool(await self._fetch("SELECT 1 FROM upstream_state WHERE project = %s"
-                                          " AND version > %s LIMIT 1", (project, after)))
+            # Every device of the project wakes at once: one query for them all.
+            return await self._newest.run(project, newest) > after
 
         await self._new_events.wait(upstream_key(project), timeout, changed)
 

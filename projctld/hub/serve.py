@@ -62,16 +62,16 @@ async def serve_hub(database_url: str, host: str, port: int, *, min_client_versi
     await storage.open()
     try:
         async with hub_polling(config or HubConfig(""), storage) as poller:
+            intermediary = Intermediary(storage, config, poller)
             app = create_app(storage, min_client_version=min_client_version,
-                             slow_request=slow_request,
-                             intermediary=Intermediary(storage, config, poller))
-            await _serve(app, storage, host, port, on_ready)
+                             slow_request=slow_request, intermediary=intermediary)
+            await _serve(app, storage, host, port, on_ready, intermediary.stop)
     finally:
         await storage.close()
 
 
 async def _serve(app: Litestar, storage: HubStorage, host: str, port: int,
-                 on_ready: Callable[[str], None] | None) -> None:
+                 on_ready: Callable[[str], None] | None, on_stop: Callable[[], None]) -> None:
     with _bind(host, port) as sock:
         bound = sock.getsockname()[1]
         url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
@@ -79,7 +79,7 @@ async def _serve(app: Litestar, storage: HubStorage, host: str, port: int,
                                 lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE)
         server = _Server(config, lambda: on_ready(url) if on_ready else None)
         async with anyio.create_task_group() as tasks:
-            await tasks.start(_stop_on_signal, server, storage)
+            await tasks.start(_stop_on_signal, server, storage, on_stop)
             log.info("hub_starting", url=url, storage=storage.kind)
             await server.serve(sockets=[sock])
             tasks.cancel_scope.cancel()
@@ -109,7 +109,8 @@ def _bind(host: str, port: int) -> Iterator[socket.socket]:
         yield sock
 
 
-async def _stop_on_signal(server: uvicorn.Server, storage: HubStorage, *,
+async def _stop_on_signal(server: uvicorn.Server, storage: HubStorage,
+                          on_stop: Callable[[], None], *,
                           task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
@@ -119,3 +120,4 @@ async def _stop_on_signal(server: uvicorn.Server, storage: HubStorage, *,
             server.force_exit = server.should_exit
             server.should_exit = True
             storage.stop_waiting()
+            on_stop()  # upstream streams end, as long polls are answered

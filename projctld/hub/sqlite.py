@@ -27,6 +27,7 @@ from projctld.hub.storage import (
     SeqConflict,
     SessionRecord,
     ShareRecord,
+    SingleFlight,
     StoredEvent,
     Timeline,
     TokenRecord,
@@ -201,6 +202,7 @@ class SqliteStorage:
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.Lock()
         self._new_events = NewEventSignals(_RECHECK_INTERVAL)
+        self._newest = SingleFlight()
 
     async def open(self) -> None:
         self._conn = await anyio.to_thread.run_sync(self._open)
@@ -419,10 +421,14 @@ class SqliteStorage:
         return [UpstreamState(**dict(zip(_UPSTREAM_FIELDS, row, strict=True))) for row in rows]
 
     async def wait_for_upstream(self, project: str, after: int, timeout: float) -> None:
+        async def newest() -> int:
+            rows = await self._run(self._read, "SELECT coalesce(max(version), 0) FROM"
+                                   " upstream_state WHERE project = ?", (project,))
+            return rows[0][0]
+
         async def changed() -> bool:
-            return bool(await self._run(self._read, "SELECT 1 FROM upstream_state WHERE"
-                                        " project = ? AND version > ? LIMIT 1",
-                                        (project, after)))
+            # Every device of the project wakes at once: one query for them all.
+            return await self._newest.run(project, newest) > after
 
         await self._new_events.wait(upstream_key(project), timeout, changed)
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Protocol, TypeVar
 
 import anyio
 import msgspec
 
 from projctld.team.sync.events import Event, PulledEvent
+
+T = TypeVar("T")
 
 # The team page's rows of deployment events, as team/delivery.py reads them: (type, device,
 # seq, hlc, created_at, user, msgpack payload). Both backends keep, beside each such event, its
@@ -314,6 +316,59 @@ class HubStorage(Protocol):
     async def take_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew the lease `name` for `ttl` seconds; False while another holder's
         lease runs. One hub process at a time polls the upstreams."""
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """Concurrent callers of one key share one call: a hundred devices woken by one change
+    cost one query, not a hundred. A caller never shares a call that began before it came
+    (that one may not see what woke it): it waits for the next, which the callers that came
+    meanwhile share."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Hashable, _Flight] = {}
+        self._running: dict[Hashable, anyio.Event] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
+        flight = self._pending.get(key)
+        if flight is not None:
+            await flight.done.wait()
+            if flight.error is None:
+                return flight.result  # type: ignore[return-value]
+            if isinstance(flight.error, Exception):
+                raise flight.error
+            return await self.run(key, call)  # the call was cancelled with its caller
+        flight = self._pending[key] = _Flight()
+        try:
+            busy = self._running.get(key)
+            if busy is not None:
+                await busy.wait()
+            else:
+                await anyio.sleep(0)  # let those woken with this caller join it
+        except BaseException as exc:
+            del self._pending[key]
+            flight.error = exc
+            flight.done.set()
+            raise
+        del self._pending[key]
+        done = self._running[key] = anyio.Event()
+        try:
+            flight.result = result = await call()
+            return result
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            if self._running.get(key) is done:
+                del self._running[key]
+            done.set()
+            flight.done.set()
 
 
 class NewEventSignals:

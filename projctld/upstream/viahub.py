@@ -1,7 +1,8 @@
 """Upstream state from the team's hub (`[upstreams] via = "hub"`): no upstream token here.
 
-For each project of the config, a long poll on the hub's GET /v1/upstream (the same hub, token
-and HTTP client as the event sync) brings each source's state as the hub last polled it. It
+For each project of the config, a stream from the hub's GET /v1/upstream/stream (the same
+hub, token and HTTP client as the event sync) brings each source's state as the hub last
+polled it, and each change as it comes. It
 lands where this daemon's own polls land: the Poller's sources (as mirrored sources) and the
 `snapshots` table, so that status, the prompt and everything built on them work unchanged,
 with the hub's fetch times as ages. Each device picks out "mine" by the names the hub maps
@@ -30,12 +31,10 @@ from projctld.store.snapshots import SnapshotRow, SnapshotTable
 from projctld.team.sync.hubclient import HubClient
 from projctld.upstream.polling import Key, Poller, SourceInfo
 from projctld.upstream.providers.model import Snapshot
-from projctld.upstream.wire import MAX_WAIT, HubSource, UpstreamReply
+from projctld.upstream.wire import HubSource, UpstreamReply
 
 log = get_logger(__name__)
 
-# A long poll ends a little before the hub's limit, so that the hub never refuses it.
-LISTEN = MAX_WAIT - 10
 # Waits between attempts while the hub fails: doubling from the first to the last, jittered.
 BACKOFF = (1.0, 30.0)
 # A project the hub refuses to this token (403) is asked again this rarely.
@@ -92,11 +91,15 @@ class HubFeed:
             self._apply(reply)
 
     async def _listen(self, project: str) -> None:
+        """Hold the hub's stream of the project's state open; open it again when the hub
+        ends it, and after a fault, backing off while the faults go on."""
         failures = 0
         while True:
             try:
-                reply = await self._hub.upstream(project, self._cursors.get(project, 0),
-                                                 wait=LISTEN)
+                async for reply in self._hub.upstream_stream(project,
+                                                             self._cursors.get(project, 0)):
+                    failures = 0
+                    self._apply(reply)
             except UpstreamError as exc:
                 failures += 1
                 self._failed(project, exc)
@@ -109,9 +112,6 @@ class HubFeed:
             except Exception:  # a bug here must cost this project's feed a pause, never more
                 log.exception("hub_feed_failed", project=project)
                 await anyio.sleep(BACKOFF[1])
-            else:
-                failures = 0
-                self._apply(reply)
 
     async def _mirror_poll(self, key: Key, fresh: bool) -> bool:
         """Stands in for the Poller's poll of a mirrored source: a refresh asks the hub now;
@@ -133,7 +133,8 @@ class HubFeed:
         if self._failing_since.get(project) is not None:
             log.info("hub_upstream_back", project=project)
         self._failing_since[project] = None
-        self._identities = dict(reply.identities)
+        if reply.identities is not None:  # a stream's later frames: unchanged
+            self._identities = dict(reply.identities)
         self._cursors[project] = max(self._cursors.get(project, 0), reply.next_after)
         for hub_source in reply.sources:
             key = (project, hub_source.upstream)

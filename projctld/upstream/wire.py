@@ -8,6 +8,13 @@ from projctl_client.protocol import SourceError
 from projctld.upstream.providers.model import Snapshot
 
 UPSTREAM = "/v1/upstream"
+# The same state as a stream of frames, each a 4-byte big-endian length and a msgpack
+# UpstreamReply, as the project changes; a frame of length 0 is a keep-alive. Fanning a change
+# out to a thousand devices costs the hub a write to each, where long polls cost a request.
+STREAM = "/v1/upstream/stream"
+FRAMES = "application/x-projctl-frames"
+KEEPALIVE = 20.0  # seconds between frames at most
+STREAM_FOR = 600.0  # a stream ends after this long: rights and identities are read anew
 # Seconds a device's long poll for upstream state may wait (as the events' MAX_WAIT).
 MAX_WAIT = 60.0
 
@@ -36,4 +43,5 @@ class UpstreamReply(msgspec.Struct, frozen=True, kw_only=True):
     project: str
     sources: list[HubSource]
     next_after: int
-    identities: dict[str, str] = {}
+    # None in a stream's later frames: unchanged since its first.
+    identities: dict[str, str] | None = None
