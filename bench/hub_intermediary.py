@@ -11,14 +11,18 @@ Everything is real and on loopback: the fake GitHub, GitLab and Jira (projctld/s
 1. Upstream requests per hour for a team of 1, 10 and 100 simulated devices, each holding a
    long poll on GET /v1/upstream: the fakes count every request the hub makes over --window
    seconds (intervals of 10 s, so that a window holds several polls), scaled to an hour.
+   Each simulated device holds the hub's stream of its project's state, as a real one does.
    Goal: independent of the number of devices. Beside it, for scale, what that many daemons
    polling directly would ask (one daemon's requests, measured the same way, times N).
 2. The time from a GitHub check_run delivery to a real device's status view (RPC) and its
    prompt file showing the new CI state, p50 and p99 over --deliveries (200). Goal: p99 < 2 s.
-3. --devices (1,000) simulated devices holding long polls on one hub process over 10 projects,
+3. --devices (1,000) simulated devices holding streams on one hub process over 10 projects,
    10 changes per second (a webhook per project per second): the time from each delivery to
    each device's reply, p50 and p99, and the hub's RSS (VmRSS at the end, VmHWM the peak).
-   Goal: p99 < 1 s and RSS < 300 MiB.
+   Goal: p99 < 1 s and RSS < 300 MiB. Each delivery's time includes the refresh it asks of
+   the fake GitHub; 3b measures the fan-out alone: the same streams on a PostgreSQL hub, the
+   benchmark storing 10 changes per second into its database (NOTIFY wakes the hub at once),
+   timed from each store to each device's frame.
 4. Two hub processes on one PostgreSQL (a throw-away schema): which one polls (the lease), the
    upstream requests per hour with devices on both (goal: as one hub's), and how long the
    other takes to poll once the polling one stops.
@@ -49,9 +53,12 @@ import psycopg
 
 from projctl_client import git, paths
 from projctl_client.connection import connect, request
+from projctld.hub.postgres import PostgresStorage
+from projctld.hub.storage import UpstreamState
 from projctld.sandbox import deliveries
 from projctld.sandbox.dataset import Check, Dataset, generate
 from projctld.sandbox.demo import TOKEN, Upstreams, start_fakes
+from projctld.upstream.providers.model import Snapshot
 from projctld.upstream.wire import UpstreamReply
 
 SECRET = "bench-webhook-secret"
@@ -145,33 +152,38 @@ class Hub:
         return found["VmRSS"], found["VmHWM"]
 
 
-class LongPoller:
-    """One simulated device: long polls on GET /v1/upstream over one kept-alive connection,
-    written by hand so that a thousand of them cost the benchmark little CPU."""
+class StreamDevice:
+    """One simulated device: holds the hub's stream of a project's upstream state (as a real
+    device does), read by hand so that a thousand of them cost the benchmark little CPU."""
 
     def __init__(self, url: str, token: str, project: str,
                  on_reply: Callable[[str, UpstreamReply], None]) -> None:
         self.host, _, port = url.removeprefix("http://").partition(":")
         self.port = int(port)
         self.token, self.project, self.on_reply = token, project, on_reply
-        self.after = 0
         self.replies = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         try:
+            writer.write((
+                f"GET /v1/upstream/stream?project={self.project} HTTP/1.1\r\n"
+                f"Host: {self.host}\r\nAuthorization: Bearer {self.token}\r\n\r\n").encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"error: the hub refused a stream: {head[:200]!r}")
+            buffer = b""
             while not stop.is_set():
-                writer.write((
-                    f"GET /v1/upstream?project={self.project}&after={self.after}&wait=50 "
-                    f"HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
-                    "Accept: application/msgpack\r\n\r\n").encode())
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))
-                reply = _reply.decode(await reader.readexactly(length))
-                self.after = reply.next_after
-                self.replies += 1
-                self.on_reply(self.project, reply)
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)  # chunked
+                if size == 0:
+                    return
+                buffer += (await reader.readexactly(size + 2))[:-2]
+                while len(buffer) >= 4 and len(buffer) >= 4 + (n := int.from_bytes(
+                        buffer[:4], "big")):
+                    frame, buffer = buffer[4:4 + n], buffer[4 + n:]
+                    if frame:
+                        self.replies += 1
+                        self.on_reply(self.project, _reply.decode(frame))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -189,9 +201,9 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def hold_devices(url: str, token: str, count: int, projects: list[str], seconds: float,
                        on_reply: Callable[[str, UpstreamReply], None] = lambda p, r: None
-                       ) -> list[LongPoller]:
+                       ) -> list[StreamDevice]:
     stop = asyncio.Event()
-    devices = [LongPoller(url, token, projects[i % len(projects)], on_reply)
+    devices = [StreamDevice(url, token, projects[i % len(projects)], on_reply)
                for i in range(count)]
     tasks = [asyncio.create_task(d.run(stop)) for d in devices]
     await asyncio.sleep(seconds)
@@ -338,7 +350,7 @@ def _fakes_child(conn: Connection) -> None:
 
 
 def section_fanout(up: Upstreams, root: str, devices: int, seconds: float) -> None:
-    print(f"3. {devices} devices holding long polls on one hub, 10 changes per second")
+    print(f"3. {devices} devices holding streams on one hub (SQLite), 10 webhooks per second")
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     child = context.Process(target=_fakes_child, args=(theirs,), daemon=True)
@@ -402,6 +414,62 @@ def _fanout(up: Upstreams, root: str, devices: int, seconds: float) -> None:
         print(f"   hub RSS {rss:.0f} MiB, peak {hwm:.0f} MiB (goal: < 300 MiB)")
     finally:
         hub.stop()
+
+
+def section_fanout_only(up: Upstreams, root: str, devices: int, seconds: float,
+                        dsn: str) -> None:
+    """3b: the fan-out alone, from the moment a change is stored: the benchmark stores each
+    change into a PostgreSQL hub's database itself (whose NOTIFY wakes the hub at once)."""
+    print(f"3b. the same fan-out alone: {devices} streams on one hub (PostgreSQL), 10 changes "
+          "per second stored by the benchmark")
+    schema = f"bench_{os.urandom(6).hex()}"
+    config = os.path.join(root, "hub-3b.toml")
+    with open(config, "w") as handle:
+        handle.write("[projects.p0]\npaths = []\n")  # polls nothing: changes come from here
+    hub = Hub(root, f"{dsn}?schema={schema}", config, "fanout-pg").start()
+    projects = [f"p{i}" for i in range(PROJECTS)]
+    stored_at: dict[str, float] = {}
+    latencies: list[float] = []
+    snapshot = msgspec.msgpack.encode(Snapshot(change_requests=[], pipelines=[], tickets=[]))
+
+    def on_reply(project: str, reply: UpstreamReply) -> None:
+        if project in stored_at and reply.sources:
+            latencies.append(time.perf_counter() - stored_at[project])
+
+    async def run() -> tuple[float, float]:
+        storage = PostgresStorage(dsn, schema=schema)
+        await storage.open()
+        try:
+            token = hub.token()
+            holding = asyncio.create_task(hold_devices(hub.url, token, devices, projects,
+                                                       seconds + 8, on_reply))
+            await asyncio.sleep(5.0)
+            latencies.clear()
+            started = time.perf_counter()
+            tick = 0
+            while time.perf_counter() - started < seconds:
+                project = projects[tick % PROJECTS]
+                stored_at[project] = time.perf_counter()
+                await storage.save_upstream(UpstreamState(
+                    project=project, upstream="github", kind="github", data=snapshot,
+                    fetched_at=time.time(), attempted_at=time.time()))
+                tick += 1
+                await asyncio.sleep(max(0.0, started + tick / 10 - time.perf_counter()))
+            memory = hub.memory()
+            await holding
+            return memory
+        finally:
+            await storage.close()
+
+    try:
+        (rss, hwm) = asyncio.run(run())
+        print(f"   {len(latencies)} replies: p50 {percentile(latencies, 0.5) * 1000:6.0f} ms, "
+              f"p99 {percentile(latencies, 0.99) * 1000:6.0f} ms (goal: p99 < 1000 ms)")
+        print(f"   hub RSS {rss:.0f} MiB, peak {hwm:.0f} MiB (goal: < 300 MiB)")
+    finally:
+        hub.stop()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def section_postgres(up: Upstreams, root: str, dsn: str, window: float) -> None:
@@ -476,6 +544,8 @@ def main() -> None:
                 section_webhook(up, root, args.deliveries)
             if 3 in sections:
                 section_fanout(up, root, args.devices, args.fanout_seconds)
+                section_fanout_only(up, root, args.devices, args.fanout_seconds,
+                                    args.postgres)
             if 4 in sections:
                 section_postgres(up, root, args.postgres, args.window)
     finally:
