@@ -119,7 +119,7 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         clock = HybridClock(events.max_hlc())
         hub = HubClient(client, config.sync.hub, TokenSource("hub", "sync", config.sync),
                         events.device) if config.sync.hub else None
-        feed = viahub.HubFeed(hub, poller, snapshots, config) if via_hub and hub else None
+        feed = viahub.HubFeed(hub, poller, config) if via_hub and hub else None
         runner = SyncRunner(events, hub, clock, config.sync, list(config.projects))
         segments = Segments(config.prompt, knowledge, poller, events, syncing=hub is not None,
                             stuck_after=config.polling.stuck_after)
@@ -139,8 +139,6 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             config_error=problem,
         )
         poller.on_polled = runner.on_change = ctx.changed
-        if feed is not None:
-            feed.on_change = ctx.changed
         handlers = Handlers(ctx)
         server = RpcServer(
             handlers, handle_now=handlers.now,

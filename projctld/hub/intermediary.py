@@ -58,6 +58,9 @@ class Intermediary:
         self._reads = SingleFlight()
         self._frames: dict[tuple[str, int, int], bytes] = {}
         self._stopping = anyio.Event()
+        self.streams = 0  # open now
+        if poller is not None:
+            poller.active = lambda: self.streams > 0
         self._identities: tuple[float, dict[str, dict[str, str]]] = (float("-inf"), {})
         self.counters = {"accepted": 0, "duplicate": 0, "ignored": 0, "refused": 0}
 
@@ -86,12 +89,19 @@ class Intermediary:
             raise Refusal(403, "forbidden",
                           f"token {token.id} of {token.user} may not read project {project}",
                           suggestions=[token_hint(token.user, project, write=False)])
-        first = await self.state(token, project, after, 0.0)
-        identities = first.identities
+        first = await self.state(token, project, after, 0.0)  # with the user's identities
 
         async def frames() -> AsyncIterator[bytes]:
             cursor = first.next_after
-            yield _frame(_encode(msgspec.structs.replace(first, identities=identities)))
+            self.streams += 1
+            try:
+                yield _frame(_encode(first))
+                async for frame in follow(cursor):
+                    yield frame
+            finally:
+                self.streams -= 1
+
+        async def follow(cursor: int) -> AsyncIterator[bytes]:
             ends = time.monotonic() + STREAM_FOR
             while not self._stopping.is_set() and time.monotonic() < ends:
                 # Returns at once when the hub stops (storage.stop_waiting), with stop().

@@ -16,7 +16,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import anyio.abc
@@ -73,6 +73,8 @@ class HubPoller:
         self.poller = Poller(config.upstream, providers, self._table)  # type: ignore[arg-type]
         self.leader = False
         self.polls = 0
+        # Whether devices follow this hub now (Intermediary sets it: streams are open).
+        self.active: Callable[[], bool] = lambda: False
         self._due: dict[Key, float] = {}
         self._running: set[Key] = set()
         self._save_lock = anyio.Lock()
@@ -90,6 +92,9 @@ class HubPoller:
                 if now - renewed_at >= min(self.config.lease / 3, 5.0):
                     await self._renew(now)
                     renewed_at = now
+                if self.active():
+                    # Devices follow: poll as for a user at work (a daemon's `active`).
+                    self.poller.touch()
                 if self.leader:
                     for key in list(self.poller.sources):
                         if key not in self._running and self._due.get(key, 0.0) <= now:

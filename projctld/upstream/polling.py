@@ -147,6 +147,19 @@ class Poller:
     def is_mirrored(self, key: Key) -> bool:
         return key in self._mirrored
 
+    def mirror_update(self, key: Key, *, snapshot: Snapshot | None, fetched_at: float | None,
+                      attempted_at: float | None, error: SourceError | None) -> None:
+        """A mirrored source's new state (snapshot None: only its attempt and error), stored
+        in `snapshots` and announced (on_polled) as a poll's is."""
+        source = self.sources[key]
+        if snapshot is not None:
+            source.snapshot, source.fetched_at = snapshot, fetched_at
+            source.failures = 0
+        source.error = error
+        self._save(source, attempted_at if attempted_at is not None else self._clock(),
+                   with_data=snapshot is not None)
+        self.on_polled()
+
     def start(self, tasks: TaskGroup) -> None:
         """Refresh polls outlive the request that asked for them: they run in `tasks`."""
         self._tasks = tasks

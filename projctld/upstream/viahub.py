@@ -27,7 +27,7 @@ from projctld.config import Config
 from projctld.errors import UpstreamError
 from projctld.logging import get_logger
 from projctld.redact import redact_all, redact_text
-from projctld.store.snapshots import SnapshotRow, SnapshotTable
+from projctld.store.snapshots import SnapshotTable
 from projctld.team.sync.hubclient import HubClient
 from projctld.upstream.polling import Key, Poller, SourceInfo
 from projctld.upstream.providers.model import Snapshot
@@ -59,14 +59,11 @@ def mirrored(config: Config, table: SnapshotTable) -> dict[Key, SourceInfo]:
 
 
 class HubFeed:
-    def __init__(self, hub: HubClient, poller: Poller, table: SnapshotTable, config: Config, *,
-                 on_change: Callable[[], None] = lambda: None,
+    def __init__(self, hub: HubClient, poller: Poller, config: Config, *,
                  wall: Callable[[], float] = time.time) -> None:
         self._hub = hub
         self._poller = poller
-        self._table = table
         self._config = config
-        self.on_change = on_change
         self._wall = wall
         self._cursors: dict[str, int] = {}
         self._identities: dict[str, str] = {}
@@ -115,7 +112,7 @@ class HubFeed:
 
     async def _mirror_poll(self, key: Key, fresh: bool) -> bool:
         """Stands in for the Poller's poll of a mirrored source: a refresh asks the hub now;
-        a scheduled poll has nothing to do (the long poll keeps it current), unless the hub
+        a scheduled poll has nothing to do (the stream keeps it current), unless the hub
         has failed for `fallback_after` and this machine may poll directly (False)."""
         upstreams = self._config.upstreams
         since = self._failing_since.get(key[0])
@@ -138,20 +135,15 @@ class HubFeed:
         self._cursors[project] = max(self._cursors.get(project, 0), reply.next_after)
         for hub_source in reply.sources:
             key = (project, hub_source.upstream)
-            source = self._poller.mirror(key, (hub_source.interval, hub_source.kind,
-                                               hub_source.host))
+            self._poller.mirror(key, (hub_source.interval, hub_source.kind, hub_source.host))
             snapshot = _mine(hub_source, self._identities)
-            source.snapshot = snapshot if snapshot is not None else Snapshot()
-            source.fetched_at = hub_source.fetched_at
-            source.attempted_at = hub_source.attempted_at
-            source.error = None if hub_source.error is None else SourceError(
-                code=hub_source.error.code,
-                message=redact_text(f"the hub: {hub_source.error.message}"),
-                suggestions=redact_all(hub_source.error.suggestions))
-            source.failures = 0
-            self._save(key, with_data=True)
-        if reply.sources:
-            self.on_change()
+            self._poller.mirror_update(
+                key, snapshot=snapshot if snapshot is not None else Snapshot(),
+                fetched_at=hub_source.fetched_at, attempted_at=hub_source.attempted_at,
+                error=None if hub_source.error is None else SourceError(
+                    code=hub_source.error.code,
+                    message=redact_text(f"the hub: {hub_source.error.message}"),
+                    suggestions=redact_all(hub_source.error.suggestions)))
 
     def _failed(self, project: str, exc: UpstreamError) -> None:
         now = self._wall()
@@ -164,26 +156,10 @@ class HubFeed:
             message=redact_text(f"{exc.message}; shown: the hub's state when it last "
                                 "answered"),
             suggestions=redact_all(exc.suggestions))
-        changed = False
-        for key, source in self._poller.sources.items():
-            if key[0] != project or not self._poller.is_mirrored(key):
-                continue
-            if source.error != error:
-                source.error, changed = error, True
-            source.attempted_at = now
-            self._save(key, with_data=False)
-        if changed:
-            self.on_change()
-
-    def _save(self, key: Key, *, with_data: bool) -> None:
-        source = self._poller.sources[key]
-        try:
-            self._table.save(SnapshotRow(
-                project=key[0], upstream=key[1], data=source.snapshot,
-                fetched_at=source.fetched_at, attempted_at=source.attempted_at,
-                error=source.error), with_data=with_data)
-        except Exception as exc:  # the data stays in memory and is served from there
-            log.warning("snapshot_save_failed", error=str(exc))
+        for key, source in list(self._poller.sources.items()):
+            if key[0] == project and self._poller.is_mirrored(key):
+                self._poller.mirror_update(key, snapshot=None, fetched_at=source.fetched_at,
+                                           attempted_at=now, error=error)
 
 
 def _mine(source: HubSource, identities: Mapping[str, str]) -> Snapshot | None:
