@@ -319,6 +319,9 @@ def test_refused_replayed_and_unknown_deliveries_change_nothing(sandbox, hub_ser
     time.sleep(1.0)  # what a refresh would have asked of the fakes has arrived by now
     assert upstream_requests(up) == requests
     assert hub_state(hub, reader) == before
+    metrics = httpx.get(hub.url + "/metrics").text
+    assert 'projctl_hub_webhooks_total{status="refused"} 8' in metrics  # the 401s and 400s
+    assert 'projctl_hub_webhooks_total{status="ignored"} 1' in metrics
 
     # The good delivery moves the state once; the same delivery again (a replay, or GitHub's
     # redelivery: the same X-GitHub-Delivery) is acknowledged and does nothing.

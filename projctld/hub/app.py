@@ -147,6 +147,7 @@ class _Hub:
                                                  UPSTREAM, STREAM, WEBHOOKS,
                                                  WEBHOOKS + "/{instance:str}",
                                                  *_PAGE_ROUTES), self.service, slow_request)
+        self.metrics.upstream = self.intermediary
 
     async def upstream(
         self,
