@@ -1004,3 +1004,19 @@ async def test_concurrent_callers_share_one_call_but_never_an_earlier_one() -> N
         release.set()
     assert calls == [1, 2]
     assert sorted(results) == [1] * 50 + [2] * 20
+
+
+async def test_a_copy_keeps_the_users_upstream_names(storage: HubStorage,
+                                                     tmp_path: os.PathLike) -> None:
+    from projctld.hub.copy import copy_hub
+
+    await storage.set_identity("ann", "github", "ann-octo")
+    await storage.save_upstream(upstream_state())
+    target = SqliteStorage(os.path.join(tmp_path, "copy.db"))
+    await target.open()
+    try:
+        await copy_hub(storage, target)
+        assert await target.identities() == {"ann": {"github": "ann-octo"}}
+        assert await target.upstream_states("web") == []  # polled afresh by the new hub
+    finally:
+        await target.close()
