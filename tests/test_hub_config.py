@@ -85,3 +85,21 @@ def test_a_token_file_is_read_at_every_request(tmp_path) -> None:
             handle.write(token + "\n")
         assert anyio.run(source.get) == token
     assert source.origin == f"the file {path}"
+
+
+def test_doctor_needs_no_upstream_token_on_a_device_fed_by_the_hub(tmp_path) -> None:
+    import httpx
+
+    from projctld.config import load_config
+    from projctld.ops.doctor import _upstream
+
+    path = write(tmp_path, '[sync]\nhub = "http://127.0.0.1:9"\n\n[upstreams]\nvia = "hub"\n\n'
+                           '[projects.web]\ngithub = ["acme/web"]\n')
+    config = load_config(path)
+
+    async def check():  # type: ignore[no-untyped-def]
+        async with httpx.AsyncClient() as http:
+            return await _upstream(config, config.instance("github"), http, path)
+
+    outcome = anyio.run(check)
+    assert outcome.status == "skip" and "read from the team's hub" in outcome.detail
