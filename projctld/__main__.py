@@ -313,8 +313,13 @@ def _check_version(_ctx: click.Context, _param: click.Parameter, value: str) -> 
               show_default=True, metavar="SECONDS",
               help="Log requests slower than this, with where the time went (a long poll's "
                    "wait does not count).")
+@click.option("--config", "config_path", metavar="PATH", envvar="PROJCTL_HUB_CONFIG",
+              show_default="$PROJCTL_HUB_CONFIG, else hub.toml beside a SQLite database "
+              "(for PostgreSQL: in $XDG_STATE_HOME/projctl)",
+              help="The hub's config: the upstreams it polls for the team, their tokens and "
+                   "webhook secrets (docs/hub.md). Missing: it polls nothing.")
 def hub_serve(database: str, host: str, port: int, min_client_version: str,
-              slow_request: float) -> None:
+              slow_request: float, config_path: str | None) -> None:
     """Serve the hub in the foreground until SIGTERM or SIGINT.
 
     Prints `projctl hub listening on URL (storage: KIND)` once it accepts connections; logs go
@@ -323,14 +328,16 @@ def hub_serve(database: str, host: str, port: int, min_client_version: str,
     import anyio
 
     from projctld import logging as logs
+    from projctld.hub.hubconfig import default_path, load_hub_config
     from projctld.hub.serve import serve_hub
 
     logs.configure("info")
     try:
         kind = open_storage(database).kind
+        config = load_hub_config(config_path or default_path(database, paths.state_dir()))
         anyio.run(functools.partial(
             serve_hub, database, host, port, min_client_version=min_client_version,
-            slow_request=slow_request,
+            slow_request=slow_request, config=config,
             on_ready=lambda url: click.echo(f"projctl hub listening on {url} (storage: {kind})"),
         ))
     except ProjctlError as exc:
@@ -547,6 +554,72 @@ def hub_share_revoke(share_id: str, database: str) -> None:
         _fail(ProjctlError(f"no share link has the id {share_id!r}",
                            suggestions=["projctld hub share list  # shows the ids"]))
     click.echo(f"projctld: share link {share_id} revoked", err=True)
+
+
+@hub.group("user")
+def hub_user() -> None:
+    """Hub users' names upstream (GitHub login, GitLab username, Jira account id), by which
+    each device picks out its own change requests, CI and tickets from the team's."""
+
+
+@hub_user.command("set")
+@click.argument("user", callback=_check_user)
+@click.option("--github", metavar="LOGIN", help="The user's GitHub login.")
+@click.option("--gitlab", metavar="USERNAME", help="The user's GitLab username.")
+@click.option("--jira", metavar="ACCOUNT", help="The user's Jira account id (Cloud) or user "
+              "name (Data Center).")
+@_database_option
+def hub_user_set(user: str, github: str | None, gitlab: str | None, jira: str | None,
+                 database: str) -> None:
+    """Map USER (as in `hub token create --user`) to their upstream names; an empty value
+    ("") forgets one."""
+    given = {kind: value for kind, value in (("github", github), ("gitlab", gitlab),
+                                             ("jira", jira)) if value is not None}
+    if not given:
+        raise click.UsageError("name at least one of --github, --gitlab, --jira")
+    for kind, value in given.items():
+        if value and (len(value) > 256 or not value.isprintable() or value != value.strip()):
+            raise click.BadParameter(f"{value!r} is not a {kind} name", param_hint=f"--{kind}")
+
+    async def store(storage: HubStorage) -> None:
+        for kind, value in given.items():
+            await storage.set_identity(user, kind, value or None)
+
+    _on_storage(database, store)
+    click.echo(f"projctld: {user} is " + ", ".join(
+        f"{kind} {value}" if value else f"no one on {kind}" for kind, value in given.items()),
+        err=True)
+
+
+@hub_user.command("list")
+@_database_option
+def hub_user_list(database: str) -> None:
+    """List each user's upstream names."""
+    found = _on_storage(database, lambda storage: storage.identities())
+    if not found:
+        click.echo("no user is mapped yet; map one with: projctld hub user set USER "
+                   "--github LOGIN", err=True)
+        return
+    rows = [("USER", "GITHUB", "GITLAB", "JIRA")] + [
+        (user, names.get("github", "-"), names.get("gitlab", "-"), names.get("jira", "-"))
+        for user, names in sorted(found.items())]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                       strict=True)).rstrip())
+
+
+@hub_user.command("remove")
+@click.argument("user", callback=_check_user)
+@_database_option
+def hub_user_remove(user: str, database: str) -> None:
+    """Forget every upstream name of USER."""
+    async def forget(storage: HubStorage) -> None:
+        for kind in ("github", "gitlab", "jira"):
+            await storage.set_identity(user, kind, None)
+
+    _on_storage(database, forget)
+    click.echo(f"projctld: {user} has no upstream names now", err=True)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,17 @@ class SyncConfig(UpstreamConfig):
     live: bool = True
 
 
+class UpstreamsConfig(_Section):
+    """Where upstream state comes from: polled by this daemon ("direct") or read from the
+    team's hub ([sync] hub), which polls for everyone and needs no token here ("hub")."""
+
+    via: Literal["direct", "hub"] = "direct"
+    # With via = "hub": poll directly, with this machine's tokens, while the hub has been
+    # unreachable for `fallback_after` seconds.
+    fallback: bool = False
+    fallback_after: Annotated[float, msgspec.Meta(ge=5, le=86400)] = 300.0
+
+
 class PromptConfig(_Section):
     """What `projctl prompt` and the shell snippets show; see projctld/prompt/format.py."""
 
@@ -278,6 +289,7 @@ class Config(_Section):
     notify: NotifyConfig = NotifyConfig()
     desktop: DesktopConfig = DesktopConfig()
     retention: RetentionConfig = RetentionConfig()
+    upstreams: UpstreamsConfig = UpstreamsConfig()
     projects: dict[str, ProjectConfig] = {}
     # Loaded by the workflow engine, which checks conditions and templates with line numbers.
     workflows: dict[str, Workflow] = {}
@@ -311,6 +323,12 @@ def load_config(path: str) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", context={"file": path}) from None
+    return config_from_raw(path, raw)
+
+
+def config_from_raw(path: str, raw: dict) -> Config:
+    """Validate a config read from the TOML at `path` (the hub's config reuses this for its
+    upstreams and projects); `raw` is consumed."""
     # Projects are validated one by one so that an error can name the project it is in.
     raw_projects = raw.pop("projects", {})
     raw_workflows = raw.pop("workflows", None)
@@ -438,7 +456,7 @@ def load_with_environment(path: str) -> Config:
 # What a reload cannot apply, only a restart (projctld/daemon/reload.py says why): these keys
 # of [daemon], these sections, and a hub turned on or off; the rest applies live.
 DAEMON_AT_RESTART = ("shutdown_timeout", "idle_timeout", "max_connections", "metrics_listen")
-SECTIONS_AT_RESTART = ("plugins", "notify")
+SECTIONS_AT_RESTART = ("plugins", "notify", "upstreams")
 
 
 def effective(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
@@ -455,7 +473,7 @@ def effective(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
         waiting.append("sync.hub")
         sync = old.sync
     runs = msgspec.structs.replace(new, daemon=daemon, sync=sync, plugins=old.plugins,
-                                   notify=old.notify)
+                                   notify=old.notify, upstreams=old.upstreams)
     applied = [field for field in msgspec.structs.fields(Config) if field.name != "notes"
                and getattr(old, field.name) != getattr(runs, field.name)]
     return runs, [field.name for field in applied], waiting
@@ -487,6 +505,9 @@ def _check_upstreams(path: str, config: Config) -> None:
             except ValueError as exc:
                 raise _error(path, f"projects.{name}.deploy",
                              f"cannot split the command into arguments: {exc}") from None
+    if config.upstreams.via == "hub" and not config.sync.hub:
+        raise _error(path, "upstreams.via", '"hub" reads upstream state from the team\'s hub: '
+                     'set hub in [sync] (e.g. hub = "https://hub.example.com")')
     if config.sync.actor:
         problem = name_problem(config.sync.actor)
         if problem is not None:

@@ -899,3 +899,124 @@ async def test_sessions_are_kept_found_ended_and_dropped_once_expired(
     assert await storage.find_session("h-stale") is None  # dropped when another was added
     await storage.delete_session("h-live")
     assert await storage.find_session("h-live") is None
+
+
+# The hub as the team's intermediary for upstream state (schema version 4).
+
+def upstream_state(project: str = "web", upstream: str = "github", **changes: object):
+    from projctld.hub.storage import UpstreamState
+    fields: dict[str, object] = {"project": project, "upstream": upstream, "kind": "github",
+                                 "host": "api.github.com", "data": b"\x80",
+                                 "fetched_at": 1_700_000_000.5, "attempted_at": 1_700_000_001.0}
+    fields.update(changes)
+    return UpstreamState(**fields)  # type: ignore[arg-type]
+
+
+async def test_upstream_state_is_versioned_per_save_and_read_after_a_version(
+        storage: HubStorage) -> None:
+    first = await storage.save_upstream(upstream_state())
+    other = await storage.save_upstream(upstream_state("api"))
+    second = await storage.save_upstream(upstream_state(data=b"\x81", error=b"\xa1x"))
+
+    assert first < other < second
+    (held,) = await storage.upstream_states("web")
+    assert (held.data, held.error, held.version, held.host) == (b"\x81", b"\xa1x", second,
+                                                                 "api.github.com")
+    assert await storage.upstream_states("web", after=second) == []
+    assert [s.project for s in await storage.upstream_states("api", after=first)] == ["api"]
+
+
+async def test_a_waiter_wakes_when_its_projects_upstream_state_changes(
+        storage: HubStorage) -> None:
+    version = await storage.save_upstream(upstream_state())
+    woke_at: list[float] = []
+
+    async def wait() -> None:
+        await storage.wait_for_upstream("web", version, 10.0)
+        woke_at.append(time.monotonic())
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(wait)
+        await anyio.sleep(0.2)
+        await storage.save_upstream(upstream_state("api"))  # another project: no wake-up
+        await anyio.sleep(0.2)
+        assert woke_at == []
+        saved_at = time.monotonic()
+        await storage.save_upstream(upstream_state(data=b"\x90"))
+    assert woke_at and woke_at[0] - saved_at < 5.0
+
+
+async def test_identities_map_users_to_their_upstream_names(storage: HubStorage) -> None:
+    await storage.set_identity("ann", "github", "ann-gh")
+    await storage.set_identity("ann", "jira", "5b10ac8d82e05b22cc7d4ef5")
+    await storage.set_identity("bob", "gitlab", "bob")
+    await storage.set_identity("ann", "github", "ann-octo")
+    await storage.set_identity("bob", "gitlab", None)
+
+    assert await storage.identities() == {
+        "ann": {"github": "ann-octo", "jira": "5b10ac8d82e05b22cc7d4ef5"}}
+
+
+async def test_a_webhook_delivery_is_taken_once(storage: HubStorage) -> None:
+    now = time.time()
+    assert await storage.first_delivery("github", "72d3162e-cc78-11e3-81ab-4c9367dc0958", now)
+    assert not await storage.first_delivery("github", "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+                                            now + 1)
+    assert await storage.first_delivery("gitlab", "72d3162e-cc78-11e3-81ab-4c9367dc0958", now)
+
+
+async def test_one_holder_at_a_time_takes_the_pollers_lease(storage: HubStorage) -> None:
+    now = 1_700_000_000.0
+    assert await storage.take_lease("poller", "hub-a", 10.0, now)
+    assert not await storage.take_lease("poller", "hub-b", 10.0, now + 5)
+    assert await storage.take_lease("poller", "hub-a", 10.0, now + 5)  # renewed
+    assert not await storage.take_lease("poller", "hub-b", 10.0, now + 14)
+    assert await storage.take_lease("poller", "hub-b", 10.0, now + 16)  # hub-a's ran out
+    assert not await storage.take_lease("poller", "hub-a", 10.0, now + 17)
+
+
+async def test_concurrent_callers_share_one_call_but_never_an_earlier_one() -> None:
+    from projctld.hub.storage import SingleFlight
+
+    flight = SingleFlight()
+    calls: list[int] = []
+    release = anyio.Event()
+
+    async def call() -> int:
+        calls.append(len(calls) + 1)
+        number = len(calls)
+        await release.wait()
+        return number
+
+    results: list[int] = []
+
+    async def ask() -> None:
+        results.append(await flight.run("web", call))
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(50):  # woken together: one call
+            tasks.start_soon(ask)
+        await anyio.sleep(0.05)
+        assert calls == [1]
+        for _ in range(20):  # came while it ran: they share the next call, not that one
+            tasks.start_soon(ask)
+        await anyio.sleep(0.05)
+        release.set()
+    assert calls == [1, 2]
+    assert sorted(results) == [1] * 50 + [2] * 20
+
+
+async def test_a_copy_keeps_the_users_upstream_names(storage: HubStorage,
+                                                     tmp_path: os.PathLike) -> None:
+    from projctld.hub.copy import copy_hub
+
+    await storage.set_identity("ann", "github", "ann-octo")
+    await storage.save_upstream(upstream_state())
+    target = SqliteStorage(os.path.join(tmp_path, "copy.db"))
+    await target.open()
+    try:
+        await copy_hub(storage, target)
+        assert await target.identities() == {"ann": {"github": "ann-octo"}}
+        assert await target.upstream_states("web") == []  # polled afresh by the new hub
+    finally:
+        await target.close()

@@ -52,6 +52,7 @@ from projctld.team.sync.hlc import HybridClock
 from projctld.team.sync.hubclient import HubClient
 from projctld.team.sync.journal import Journal
 from projctld.team.sync.runner import SyncRunner
+from projctld.upstream import viahub
 from projctld.upstream.notify.desktop import Desktop
 from projctld.upstream.notify.inbox import Inbox
 from projctld.upstream.notify.notifier import Notifier
@@ -109,14 +110,20 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
         plugins = await PluginHost.start(config, client)
         hosts: list[UpstreamHttp] = []
         cache = HttpCache(db, started_at)
-        providers = {**create_providers(config, client, cache, hosts=hosts),
+        # Upstream state from the team's hub needs no token here, unless it may fall back.
+        via_hub = config.upstreams.via == "hub" and bool(config.sync.hub)
+        direct = not via_hub or config.upstreams.fallback
+        providers = {**(create_providers(config, client, cache, hosts=hosts) if direct else {}),
                      **plugins.providers}
-        poller = Poller(config, providers, SnapshotTable(db), plugin_sources=plugins.sources)
+        snapshots = SnapshotTable(db)
+        poller = Poller(config, providers, snapshots, plugin_sources=plugins.sources,
+                        mirrored=viahub.mirrored(config, snapshots) if via_hub else None)
         events = EventStore(db)
         events.on_stored = plugins.events_stored
         clock = HybridClock(events.max_hlc())
         hub = HubClient(client, config.sync.hub, TokenSource("hub", "sync", config.sync),
                         events.device) if config.sync.hub else None
+        feed = viahub.HubFeed(hub, poller, config) if via_hub and hub else None
         runner = SyncRunner(events, hub, clock, config.sync, list(config.projects))
         segments = Segments(config.prompt, knowledge, poller, events, syncing=hub is not None,
                             stuck_after=config.polling.stuck_after)
@@ -162,6 +169,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             if ctx.reload is not None:
                 tasks.start_soon(_reload_on_hangup, ctx.reload)
             tasks.start_soon(runner.run)
+            if feed is not None:
+                tasks.start_soon(feed.run)
             tasks.start_soon(plugins.run)
             tasks.start_soon(prompt_files.run)
             tasks.start_soon(ctx.notifier.run)

@@ -116,8 +116,10 @@ class Reloader:
         self.client.timeout = httpx.Timeout(config.polling.request_timeout)
         if rebuild:
             hosts: list[UpstreamHttp] = []
-            providers = {**create_providers(config, self.client, self.cache, hosts=hosts),
-                         **ctx.plugins.providers}
+            # Upstream state from the hub needs no token here, unless it may fall back.
+            direct = config.upstreams.via == "direct" or config.upstreams.fallback
+            providers = {**(create_providers(config, self.client, self.cache, hosts=hosts)
+                            if direct else {}), **ctx.plugins.providers}
             ctx.hosts[:] = hosts
             ctx.poller.reconfigure(config, providers)
             self.scheduler.sync_jobs()

@@ -25,7 +25,7 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec import Parameter as ParameterSpec
 from litestar.params import Parameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Stream, Template
 from litestar.types import Message, Scope
 
 from projctl_client.protocol import DeliveryReport
@@ -38,12 +38,14 @@ from projctld.hub.auth import (
     check_client_version,
     parse_version,
 )
+from projctld.hub.intermediary import Intermediary, WebhookReply
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST, HubMetrics
 from projctld.hub.service import HubService, token_hint
 from projctld.hub.storage import HubStorage
 from projctld.hub.web import views
 from projctld.hub.web.access import PageError, SignInNeeded
 from projctld.hub.web.pages import SECURITY_HEADERS, Pages, static_router, template_config
+from projctld.hub.webhooks import MAX_DELIVERY, Rejected
 from projctld.logging import get_logger
 from projctld.ops.prometheus import MEDIA_TYPE
 from projctld.team.sync.events import DeviceId, Event, EventId, ProjectName
@@ -68,10 +70,13 @@ from projctld.team.sync.wire import (
     PushReply,
     PushRequest,
 )
+from projctld.upstream.wire import FRAMES, STREAM, UPSTREAM, UpstreamReply
+from projctld.upstream.wire import MAX_WAIT as MAX_UPSTREAM_WAIT
 
 log = get_logger(__name__)
 
 EVENTS = "/v1/events"
+WEBHOOKS = "/v1/webhooks/{kind:str}"
 DELIVERY = "/v1/metrics"
 HEALTH = "/v1/health"
 OPENAPI = "/v1/openapi.json"
@@ -104,8 +109,8 @@ _STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
 }
-_ROUTES_HINT = (f"the hub serves {EVENTS}, {DELIVERY}, {HEALTH}, {OPENAPI} and {METRICS}, and "
-                "its team pages from /")
+_ROUTES_HINT = (f"the hub serves {EVENTS}, {DELIVERY}, {HEALTH}, {OPENAPI}, {METRICS}, "
+                f"{UPSTREAM} and /v1/webhooks/KIND, and its team pages from /")
 # The routes of the team pages, as /metrics names them (static files: one label).
 _PAGE_ROUTES = ("/", "/signin", "/signout", "/projects", "/p/{project:str}",
                 "/p/{project:str}/deployments", "/p/{project:str}/timeline",
@@ -133,11 +138,72 @@ class _Hub:
     """The state behind the routes: the service, the oldest client accepted, the metrics."""
 
     def __init__(self, storage: HubStorage, min_client_version: str,
-                 slow_request: float, wall: Callable[[], float]) -> None:
+                 slow_request: float, wall: Callable[[], float],
+                 intermediary: Intermediary | None = None) -> None:
         self.service = HubService(storage, wall=wall)
+        self.intermediary = intermediary or Intermediary(storage, None, None, wall=wall)
         self.min_client_version = min_client_version
         self.metrics = HubMetrics(storage.kind, (EVENTS, DELIVERY, HEALTH, OPENAPI, METRICS,
+                                                 UPSTREAM, STREAM, WEBHOOKS,
+                                                 WEBHOOKS + "/{instance:str}",
                                                  *_PAGE_ROUTES), self.service, slow_request)
+        self.metrics.upstream = self.intermediary
+
+    async def upstream(
+        self,
+        request: Request[Any, Any, State],
+        project: Annotated[str, Parameter(pattern=_PROJECT_PATTERN,
+                                          description="The project whose upstream state to read")],
+        after: Annotated[int, Parameter(ge=0, le=MAX_CURSOR, description="The version last "
+                                        "held: only sources changed since come back")] = 0,
+        wait: Annotated[float, Parameter(ge=0, le=MAX_UPSTREAM_WAIT, description="Seconds to "
+                                         "wait for a change when there is none yet")] = 0.0,
+    ) -> Response[UpstreamReply]:
+        """The project's upstream state as the hub polled it for the team (GitHub, GitLab,
+        Jira): what devices configured with `[upstreams] via = "hub"` show."""
+        token = await authenticate(request.headers, self.service.storage)
+        self.metrics.stage(request.scope, "auth")
+        reply = await self.intermediary.state(token, project, after, wait)
+        return _reply(request, reply)
+
+    async def upstream_stream(
+        self,
+        request: Request[Any, Any, State],
+        project: Annotated[str, Parameter(pattern=_PROJECT_PATTERN,
+                                          description="The project whose upstream state to read")],
+        after: Annotated[int, Parameter(ge=0, le=MAX_CURSOR, description="The version last "
+                                        "held")] = 0,
+    ) -> Stream:
+        """The project's upstream state as a stream of frames (a 4-byte big-endian length
+        and a msgpack UpstreamReply; length 0 is a keep-alive) as it changes: what devices
+        with `[upstreams] via = "hub"` hold open."""
+        token = await authenticate(request.headers, self.service.storage)
+        self.metrics.stage(request.scope, "auth")
+        frames = await self.intermediary.stream(token, project, after)
+        return Stream(frames, media_type=FRAMES, headers={"cache-control": "no-store"})
+
+    async def webhook_of_instance(self, request: Request[Any, Any, State], kind: str,
+                                  instance: str) -> Response[WebhookReply]:
+        """A webhook delivery from a named instance (`[github.ghe]`: /v1/webhooks/github/ghe)."""
+        return await self.webhook(request, kind, instance)
+
+    async def webhook(self, request: Request[Any, Any, State], kind: str,
+                      instance: str | None = None) -> Response[WebhookReply]:
+        """A webhook delivery from GitHub, GitLab or Jira (docs/hub.md says how to set one
+        up): signature checked, replays taken once, the sources it names refreshed now."""
+        if kind not in ("github", "gitlab", "jira"):
+            raise Refusal(404, "not_found", f"the hub takes no webhooks of {kind!r}",
+                          suggestions=[f"POST to {WEBHOOKS.replace('{kind:str}', '')}github, "
+                                       "gitlab or jira"])
+        body = await _read_body(request, MAX_DELIVERY, "deliveries larger than "
+                                f"{MAX_DELIVERY} bytes are refused; send only the events "
+                                "docs/hub.md lists")
+        try:
+            reply = await self.intermediary.webhook(kind, instance, request.headers, body)
+        except Rejected as exc:
+            raise Refusal(exc.status, exc.code, exc.message, suggestions=[exc.suggestion],
+                          headers={}) from None
+        return _reply(request, reply, 202 if reply.status == "ignored" else 200)
 
     async def push(self, request: Request[Any, Any, State]) -> Response[PushReply]:
         """Store a batch of events; pushing the same events again is harmless.
@@ -263,19 +329,20 @@ class _Hub:
                 ))]
 
 
-async def _read_body(request: Request[Any, Any, State]) -> bytes:
-    too_large = Refusal(413, "too_large", f"the body is larger than {MAX_BODY} bytes",
-                        suggestions=[f"push at most {MAX_BATCH} events at a time, in "
-                                     "several requests"])
+async def _read_body(request: Request[Any, Any, State], limit: int = MAX_BODY,
+                     advice: str = f"push at most {MAX_BATCH} events at a time, in several "
+                     "requests") -> bytes:
+    too_large = Refusal(413, "too_large", f"the body is larger than {limit} bytes",
+                        suggestions=[advice])
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
+    if declared.isdigit() and int(declared) > limit:
         raise too_large
     # Counted while reading too: a chunked body declares no length.
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
@@ -374,13 +441,15 @@ def _internal(request: Request[Any, Any, State], exc: Exception) -> Response[Any
 
 def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLIENT_VERSION,
                slow_request: float = DEFAULT_SLOW_REQUEST,
-               wall: Callable[[], float] = time.time) -> Litestar:
+               wall: Callable[[], float] = time.time,
+               intermediary: Intermediary | None = None) -> Litestar:
     """The hub over `storage` (already open), refusing clients older than
     `min_client_version`, logging requests slower than `slow_request` seconds; `wall` is its
-    clock (tests move it)."""
+    clock (tests move it); `intermediary` serves upstream state and webhooks (without one, the
+    hub polls nothing and refuses every webhook)."""
     if parse_version(min_client_version) is None:
         raise ValueError(f"min_client_version {min_client_version!r} is not a version")
-    hub = _Hub(storage, min_client_version, slow_request, wall)
+    hub = _Hub(storage, min_client_version, slow_request, wall, intermediary)
     pages = Pages(storage, hub.service.now)
     app = Litestar(
         route_handlers=[
@@ -394,6 +463,16 @@ def create_app(storage: HubStorage, *, min_client_version: str = DEFAULT_MIN_CLI
             get(EVENTS, responses=_errors(400, 401, 403, 426, 503),
                 operation_id="pull_events")(hub.pull),
             get(HEALTH, operation_id="health", responses=_errors(400, 426))(hub.health),
+            get(UPSTREAM, responses=_errors(400, 401, 403, 426, 503),
+                operation_id="upstream_state")(hub.upstream),
+            get(STREAM, responses=_errors(400, 401, 403, 426, 503),
+                operation_id="upstream_stream")(hub.upstream_stream),
+            post(WEBHOOKS, status_code=200, request_max_body_size=None,
+                 responses=_errors(400, 401, 404, 413, 503),
+                 operation_id="webhook")(hub.webhook),
+            post(WEBHOOKS + "/{instance:str}", status_code=200, request_max_body_size=None,
+                 responses=_errors(400, 401, 404, 413, 503),
+                 operation_id="webhook_of_instance")(hub.webhook_of_instance),
             get(METRICS, operation_id="metrics", media_type=MEDIA_TYPE,
                 responses=_errors(400, 426))(hub.prometheus),
         ],

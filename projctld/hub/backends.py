@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from projctld.errors import ConfigError
 from projctld.hub.storage import HubStorage
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def open_storage(url: str) -> HubStorage:
@@ -20,6 +22,17 @@ def open_storage(url: str) -> HubStorage:
         # `projctld` command that can open a hub) tens of milliseconds for nothing.
         from projctld.hub.postgres import PostgresStorage
 
+        # `?schema=NAME` keeps this hub's tables in a schema of that name (default
+        # projctl_hub): several hubs in one database, or a throwaway one for a benchmark.
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schema = [value for key, value in query if key == "schema"]
+        if schema:
+            if not _SCHEMA.match(schema[-1]):
+                raise ConfigError(f"the hub's schema {schema[-1]!r} is not a plain name",
+                                  suggestions=["use letters, digits and _ (at most 63)"])
+            rest = urlencode([(key, value) for key, value in query if key != "schema"])
+            return PostgresStorage(urlunsplit(parts._replace(query=rest)), schema=schema[-1])
         return PostgresStorage(url)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite://"):]

@@ -52,4 +52,9 @@ async def copy_hub(source: HubStorage, target: HubStorage, *,
     # browsers sign in again).
     for share_hash, share in await source.export_shares():
         await target.add_share(share_hash, share)
+    # Users' names upstream, by which devices pick out theirs. Upstream state is not copied:
+    # the new hub polls afresh, and its devices wait a poll for it.
+    for user, names in (await source.identities()).items():
+        for kind, name in names.items():
+            await target.set_identity(user, kind, name)
     return Copied(events=events, devices=len(devices), tokens=len(tokens))

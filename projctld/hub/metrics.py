@@ -16,6 +16,7 @@ from projctld.ops.metrics import LATENCY_BOUNDS, Histogram, memory
 from projctld.ops.prometheus import Family, one, render
 
 if TYPE_CHECKING:
+    from projctld.hub.intermediary import Intermediary
     from projctld.hub.service import HubService
 
 log = get_logger(__name__)
@@ -42,6 +43,9 @@ class HubMetrics:
         self._started_at = time.time()
         self._replies: dict[tuple[str, str, int], int] = {}
         self._latency: dict[tuple[str, str], Histogram] = {}
+
+    # The intermediary whose webhooks, streams and polls are counted (set by the app).
+    upstream: Intermediary | None = None
 
     def request_started(self, scope: Scope) -> None:
         scope[_STARTED] = perf_counter()  # type: ignore[literal-required]
@@ -128,4 +132,28 @@ class HubMetrics:
                 offset or 0.0),
             one("projctl_hub_slow_requests_total", "counter",
                 "Requests slower than --slow-request (each was logged).", self.slow_requests),
+            *self._upstream_families(),
         ])
+
+    def _upstream_families(self) -> list[Family]:
+        """The hub as the team's intermediary: webhooks, streams, polls (hub/intermediary.py)."""
+        upstream = self.upstream
+        if upstream is None:
+            return []
+        webhooks = Family("projctl_hub_webhooks_total", "counter",
+                          "Webhook deliveries, by what became of them: accepted, duplicate "
+                          "(a replay), ignored, refused (401, 400).")
+        for status, count in sorted(upstream.counters.items()):
+            webhooks.add(count, {"status": status})
+        poller = upstream.poller
+        return [
+            webhooks,
+            one("projctl_hub_upstream_streams", "gauge",
+                "Devices holding a stream of upstream state now.", upstream.streams),
+            one("projctl_hub_upstream_polls_total", "counter",
+                "Upstream polls this process made (scheduled and refreshes).",
+                poller.polls if poller is not None else 0),
+            one("projctl_hub_upstream_polling", "gauge",
+                "1 while this process holds the lease to poll the upstreams.",
+                int(poller is not None and poller.leader)),
+        ]

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from projctld.errors import ConfigError, StoreError
 from projctld.hub.storage import (
+    DELIVERY_MEMORY,
     DEPLOY_TYPES,
     DeviceMark,
     DeviceRecord,
@@ -28,22 +29,25 @@ from projctld.hub.storage import (
     SeqConflict,
     SessionRecord,
     ShareRecord,
+    SingleFlight,
     StoredEvent,
     Timeline,
     TokenRecord,
+    UpstreamState,
     deploy_rows,
     new_hub_id,
     next_hub_seq,
     pulled_events,
     stored_size,
     timeline_where,
+    upstream_key,
 )
 from projctld.logging import get_logger
 from projctld.team.sync.events import Event, PulledEvent
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CHANNEL = "projctl_hub_events"
 # Notifications are the fast path; this re-check covers a listener connection that is down.
 _RECHECK_INTERVAL = 2.0
@@ -55,6 +59,7 @@ _CONNECT_TIMEOUT = 10  # seconds, for libpq's connect_timeout
 _LOCK_NAMESPACE = 0x706A6862
 _MIGRATE_LOCK = 1
 _PUSH_LOCK = 2
+_UPSTREAM_LOCK = 3
 
 # The keys are ASCII by their patterns, so the "C" collation orders them the same and lets
 # their indexes compare bytes instead of going through the locale.
@@ -141,6 +146,40 @@ _MIGRATIONS = [
     );
     CREATE INDEX sessions_expiry ON sessions (expires_at);
     """,
+    # The hub as the team's intermediary: upstream state per (project, upstream), users'
+    # upstream identities, webhook deliveries seen, and the pollers' lease.
+    """
+    CREATE TABLE upstream_state (
+        project text COLLATE "C" NOT NULL,
+        upstream text COLLATE "C" NOT NULL,
+        kind text NOT NULL,
+        host text,
+        data bytea,
+        fetched_at double precision,
+        attempted_at double precision,
+        error bytea,
+        version bigint NOT NULL,
+        PRIMARY KEY (project, upstream)
+    );
+    CREATE TABLE identities (
+        "user" text NOT NULL,
+        kind text NOT NULL,
+        name text NOT NULL,
+        PRIMARY KEY ("user", kind)
+    );
+    CREATE TABLE deliveries (
+        source text NOT NULL,
+        delivery text NOT NULL,
+        received_at double precision NOT NULL,
+        PRIMARY KEY (source, delivery)
+    );
+    CREATE INDEX deliveries_age ON deliveries (received_at);
+    CREATE TABLE leases (
+        name text PRIMARY KEY,
+        holder text NOT NULL,
+        expires_at double precision NOT NULL
+    );
+    """,
 ]
 
 # Under the push lock: each new event gets the next hub_seq (storage.next_hub_seq). The rows
@@ -207,6 +246,8 @@ _STORED_COLUMNS = ("hub_seq, id, device, seq, hlc, project, actor, type, payload
                    " pushed_by, received_at, size")
 _STORED_FIELDS = tuple(field.strip() for field in _STORED_COLUMNS.split(","))
 _TOKEN_COLUMNS = 'id, "user", projects, write, created_at, revoked'
+_UPSTREAM_FIELDS = tuple(UpstreamState.__struct_fields__)
+_UPSTREAM_COLUMNS = ", ".join(_UPSTREAM_FIELDS)
 
 
 class PostgresStorage:
@@ -225,9 +266,11 @@ class PostgresStorage:
         self._pool: AsyncConnectionPool | None = None
         self._listener: asyncio.Task[None] | None = None
         self._new_events = NewEventSignals(_RECHECK_INTERVAL)
+        self._newest = SingleFlight()
         lock_key = zlib.crc32(schema.encode()) - (1 << 31)  # into int4's range
         self._migrate_lock = (_LOCK_NAMESPACE + _MIGRATE_LOCK, lock_key)
         self._push_lock = (_LOCK_NAMESPACE + _PUSH_LOCK, lock_key)
+        self._upstream_lock = (_LOCK_NAMESPACE + _UPSTREAM_LOCK, lock_key)
         self._set_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
 
     async def open(self) -> None:
@@ -566,6 +609,76 @@ class PostgresStorage:
         async with self._connection() as conn:
             cursor = await conn.execute("UPDATE tokens SET revoked = true WHERE id = %s",
                                         (token_id,))
+        return cursor.rowcount > 0
+
+    async def save_upstream(self, state: UpstreamState) -> int:
+        async with self._connection() as conn, conn.transaction():
+            # Versions in commit order, as hub_seq: a device never skips one given later.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", self._upstream_lock)
+            row = await (await conn.execute(
+                "SELECT coalesce(max(version), 0) FROM upstream_state")).fetchone()
+            version = next_hub_seq(row[0], time.time())
+            await conn.execute(
+                f"INSERT INTO upstream_state ({_UPSTREAM_COLUMNS}) VALUES"
+                f" ({', '.join(['%s'] * len(_UPSTREAM_FIELDS))}) ON CONFLICT (project, upstream)"
+                " DO UPDATE SET " + ", ".join(f"{f} = excluded.{f}" for f in _UPSTREAM_FIELDS[2:]),
+                msgspec.structs.astuple(msgspec.structs.replace(state, version=version)))
+            await conn.execute("SELECT pg_notify(%s, %s)",
+                               (CHANNEL, f"{self.schema}/{upstream_key(state.project)}"))
+        self._new_events.wake(upstream_key(state.project))
+        return version
+
+    async def upstream_states(self, project: str, after: int = 0) -> list[UpstreamState]:
+        rows = await self._fetch(f"SELECT {_UPSTREAM_COLUMNS} FROM upstream_state WHERE"
+                                 " project = %s AND version > %s ORDER BY upstream",
+                                 (project, after))
+        return [UpstreamState(**dict(zip(_UPSTREAM_FIELDS, row, strict=True))) for row in rows]
+
+    async def wait_for_upstream(self, project: str, after: int, timeout: float) -> None:
+        async def newest() -> int:
+            rows = await self._fetch("SELECT coalesce(max(version), 0) FROM upstream_state"
+                                     " WHERE project = %s", (project,))
+            return rows[0][0]
+
+        async def changed() -> bool:
+            # Every device of the project wakes at once: one query for them all.
+            return await self._newest.run(project, newest) > after
+
+        await self._new_events.wait(upstream_key(project), timeout, changed)
+
+    async def set_identity(self, user: str, kind: str, name: str | None) -> None:
+        if name is None:
+            await self._fetch('DELETE FROM identities WHERE "user" = %s AND kind = %s',
+                              (user, kind))
+            return
+        await self._fetch('INSERT INTO identities ("user", kind, name) VALUES (%s, %s, %s)'
+                          ' ON CONFLICT ("user", kind) DO UPDATE SET name = excluded.name',
+                          (user, kind, name))
+
+    async def identities(self) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for user, kind, name in await self._fetch(
+                'SELECT "user", kind, name FROM identities ORDER BY "user", kind'):
+            found.setdefault(user, {})[kind] = name
+        return found
+
+    async def first_delivery(self, source: str, delivery: str, now: float) -> bool:
+        async with self._connection() as conn:
+            await conn.execute("DELETE FROM deliveries WHERE received_at < %s",
+                               (now - DELIVERY_MEMORY,))
+            cursor = await conn.execute(
+                "INSERT INTO deliveries (source, delivery, received_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING", (source, delivery, now))
+        return cursor.rowcount > 0
+
+    async def take_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " expires_at = excluded.expires_at"
+                " WHERE leases.holder = excluded.holder OR leases.expires_at < %s",
+                (name, holder, now + ttl, now))
         return cursor.rowcount > 0
 
     @contextlib.asynccontextmanager

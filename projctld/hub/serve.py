@@ -10,12 +10,16 @@ from collections.abc import Callable, Iterator
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
+from litestar import Litestar
 
 from projctld import logging as logs
 from projctld.errors import StartupError
 from projctld.hub.app import create_app
 from projctld.hub.backends import open_storage
+from projctld.hub.hubconfig import HubConfig
+from projctld.hub.intermediary import Intermediary
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST
+from projctld.hub.polling import hub_polling
 from projctld.hub.storage import HubStorage
 
 log = logs.get_logger(__name__)
@@ -47,30 +51,39 @@ class _Server(uvicorn.Server):
 
 async def serve_hub(database_url: str, host: str, port: int, *, min_client_version: str,
                     slow_request: float = DEFAULT_SLOW_REQUEST,
-                    on_ready: Callable[[str], None] | None = None) -> None:
+                    on_ready: Callable[[str], None] | None = None,
+                    config: HubConfig | None = None) -> None:
     """Serve the hub on host:port (0 picks a free port) until SIGTERM or SIGINT.
 
     `on_ready` gets the hub's URL, with the port actually bound, once it accepts connections.
+    `config` (hub.toml) names the upstreams it polls for the team and their webhooks.
     """
     storage = open_storage(database_url)
     await storage.open()
     try:
-        app = create_app(storage, min_client_version=min_client_version,
-                         slow_request=slow_request)
-        with _bind(host, port) as sock:
-            bound = sock.getsockname()[1]
-            url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
-            config = uvicorn.Config(app, host=host, port=bound, log_config=None,
-                                    lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE)
-            server = _Server(config, lambda: on_ready(url) if on_ready else None)
-            async with anyio.create_task_group() as tasks:
-                await tasks.start(_stop_on_signal, server, storage)
-                log.info("hub_starting", url=url, storage=storage.kind)
-                await server.serve(sockets=[sock])
-                tasks.cancel_scope.cancel()
-        log.info("hub_stopped")
+        async with hub_polling(config or HubConfig(""), storage) as poller:
+            intermediary = Intermediary(storage, config, poller)
+            app = create_app(storage, min_client_version=min_client_version,
+                             slow_request=slow_request, intermediary=intermediary)
+            await _serve(app, storage, host, port, on_ready, intermediary.stop)
     finally:
         await storage.close()
+
+
+async def _serve(app: Litestar, storage: HubStorage, host: str, port: int,
+                 on_ready: Callable[[str], None] | None, on_stop: Callable[[], None]) -> None:
+    with _bind(host, port) as sock:
+        bound = sock.getsockname()[1]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+        config = uvicorn.Config(app, host=host, port=bound, log_config=None,
+                                lifespan="on", timeout_graceful_shutdown=SHUTDOWN_GRACE)
+        server = _Server(config, lambda: on_ready(url) if on_ready else None)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(_stop_on_signal, server, storage, on_stop)
+            log.info("hub_starting", url=url, storage=storage.kind)
+            await server.serve(sockets=[sock])
+            tasks.cancel_scope.cancel()
+    log.info("hub_stopped")
 
 
 @contextlib.contextmanager
@@ -96,7 +109,8 @@ def _bind(host: str, port: int) -> Iterator[socket.socket]:
         yield sock
 
 
-async def _stop_on_signal(server: uvicorn.Server, storage: HubStorage, *,
+async def _stop_on_signal(server: uvicorn.Server, storage: HubStorage,
+                          on_stop: Callable[[], None], *,
                           task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
@@ -106,3 +120,4 @@ async def _stop_on_signal(server: uvicorn.Server, storage: HubStorage, *,
             server.force_exit = server.should_exit
             server.should_exit = True
             storage.stop_waiting()
+            on_stop()  # upstream streams end, as long polls are answered

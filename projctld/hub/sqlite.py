@@ -16,6 +16,7 @@ import msgspec
 from projctl_client.paths import InsecureDirectory, ensure_private_dir, own_directories
 from projctld.errors import StoreError
 from projctld.hub.storage import (
+    DELIVERY_MEMORY,
     DEPLOY_TYPES,
     DeviceMark,
     DeviceRecord,
@@ -26,20 +27,23 @@ from projctld.hub.storage import (
     SeqConflict,
     SessionRecord,
     ShareRecord,
+    SingleFlight,
     StoredEvent,
     Timeline,
     TokenRecord,
+    UpstreamState,
     deploy_rows,
     new_hub_id,
     next_hub_seq,
     pulled_events,
     stored_size,
     timeline_where,
+    upstream_key,
 )
 from projctld.store.database import private_files
 from projctld.team.sync.events import Event, PulledEvent
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Another process may write the same file; its pushes cannot signal our waiters, so a waiter
 # looks at the database itself this often.
 _RECHECK_INTERVAL = 1.0
@@ -126,8 +130,44 @@ _MIGRATIONS = [
     ) STRICT;
     CREATE INDEX sessions_expiry ON sessions (expires_at);
     """,
+    # The hub as the team's intermediary: upstream state per (project, upstream), users'
+    # upstream identities, webhook deliveries seen, and the pollers' lease.
+    """
+    CREATE TABLE upstream_state (
+        project TEXT NOT NULL,
+        upstream TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        host TEXT,
+        data BLOB,
+        fetched_at REAL,
+        attempted_at REAL,
+        error BLOB,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (project, upstream)
+    ) STRICT;
+    CREATE TABLE identities (
+        user TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (user, kind)
+    ) STRICT;
+    CREATE TABLE deliveries (
+        source TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (source, delivery)
+    ) STRICT;
+    CREATE INDEX deliveries_age ON deliveries (received_at);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) STRICT;
+    """,
 ]
 
+_UPSTREAM_FIELDS = tuple(UpstreamState.__struct_fields__)
+_UPSTREAM_COLUMNS = ", ".join(_UPSTREAM_FIELDS)
 _INSERT_EVENT = (
     "INSERT INTO events (hub_seq, id, device, seq, hlc, project, actor, type, payload,"
     " created_at, pushed_by, received_at, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -162,6 +202,7 @@ class SqliteStorage:
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.Lock()
         self._new_events = NewEventSignals(_RECHECK_INTERVAL)
+        self._newest = SingleFlight()
 
     async def open(self) -> None:
         self._conn = await anyio.to_thread.run_sync(self._open)
@@ -353,6 +394,76 @@ class SqliteStorage:
         rows = await self._run(self._read, f"SELECT hash, {_TOKEN_COLUMNS} FROM tokens"
                                " ORDER BY created_at, id", ())
         return [(row[0], _token(row[1:])) for row in rows]
+
+    async def save_upstream(self, state: UpstreamState) -> int:
+        version = await self._run(self._save_upstream, state, time.time())
+        self._new_events.wake(upstream_key(state.project))
+        return version
+
+    async def upstream_states(self, project: str, after: int = 0) -> list[UpstreamState]:
+        rows = await self._run(self._read, f"SELECT {_UPSTREAM_COLUMNS} FROM upstream_state"
+                               " WHERE project = ? AND version > ? ORDER BY upstream",
+                               (project, after))
+        return [UpstreamState(**dict(zip(_UPSTREAM_FIELDS, row, strict=True))) for row in rows]
+
+    async def wait_for_upstream(self, project: str, after: int, timeout: float) -> None:
+        async def newest() -> int:
+            rows = await self._run(self._read, "SELECT coalesce(max(version), 0) FROM"
+                                   " upstream_state WHERE project = ?", (project,))
+            return rows[0][0]
+
+        async def changed() -> bool:
+            # Every device of the project wakes at once: one query for them all.
+            return await self._newest.run(project, newest) > after
+
+        await self._new_events.wait(upstream_key(project), timeout, changed)
+
+    async def set_identity(self, user: str, kind: str, name: str | None) -> None:
+        if name is None:
+            await self._run(self._write, "DELETE FROM identities WHERE user = ? AND kind = ?",
+                            (user, kind))
+            return
+        await self._run(self._write, "INSERT INTO identities (user, kind, name) VALUES"
+                        " (?, ?, ?) ON CONFLICT (user, kind) DO UPDATE SET name = excluded.name",
+                        (user, kind, name))
+
+    async def identities(self) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for user, kind, name in await self._run(
+                self._read, "SELECT user, kind, name FROM identities ORDER BY user, kind", ()):
+            found.setdefault(user, {})[kind] = name
+        return found
+
+    async def first_delivery(self, source: str, delivery: str, now: float) -> bool:
+        await self._run(self._write, "DELETE FROM deliveries WHERE received_at < ?",
+                        (now - DELIVERY_MEMORY,))
+        return await self._run(self._write, "INSERT INTO deliveries (source, delivery,"
+                               " received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                               (source, delivery, now)) > 0
+
+    async def take_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        return await self._run(self._write, "INSERT INTO leases (name, holder, expires_at)"
+                               " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                               " holder = excluded.holder, expires_at = excluded.expires_at"
+                               " WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+                               (name, holder, now + ttl, now)) > 0
+
+    @staticmethod
+    def _save_upstream(conn: sqlite3.Connection, state: UpstreamState, now: float) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = conn.execute("SELECT coalesce(max(version), 0) FROM upstream_state"
+                                ).fetchone()[0]
+            version = next_hub_seq(last, now)
+            conn.execute(f"INSERT OR REPLACE INTO upstream_state ({_UPSTREAM_COLUMNS}) VALUES"
+                         f" ({', '.join('?' * len(_UPSTREAM_FIELDS))})",
+                         msgspec.structs.astuple(msgspec.structs.replace(state,
+                                                                         version=version)))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return version
 
     async def _run(self, work: Callable[..., T], *args: object) -> T:
         async with self._lock:

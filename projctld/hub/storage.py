@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Protocol, TypeVar
 
 import anyio
 import msgspec
 
 from projctld.team.sync.events import Event, PulledEvent
+
+T = TypeVar("T")
 
 # The team page's rows of deployment events, as team/delivery.py reads them: (type, device,
 # seq, hlc, created_at, user, msgpack payload). Both backends keep, beside each such event, its
@@ -133,6 +135,24 @@ class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
     first_seen_at: float
     max_seq: int
     events: int
+
+
+class UpstreamState(msgspec.Struct, frozen=True, kw_only=True):
+    """One (project, upstream instance)'s state as the hub polled it for the whole team: the
+    data (a msgpack Snapshot, opaque to storage), when it was last fetched whole and last
+    attempted, the last attempt's error (msgpack SourceError, or None), and `version`: a
+    number above every version handed out before, so that a device asks for what changed
+    after the last one it holds."""
+
+    project: str
+    upstream: str
+    kind: str  # github, gitlab or jira
+    host: str | None = None
+    data: bytes | None = None
+    fetched_at: float | None = None
+    attempted_at: float | None = None
+    error: bytes | None = None
+    version: int = 0
 
 
 class SeqConflict(Exception):
@@ -271,6 +291,85 @@ class HubStorage(Protocol):
 
     async def delete_session(self, session_hash: str) -> None: ...
 
+    # The hub as the team's intermediary for upstream state (hub/upstream/).
+
+    async def save_upstream(self, state: UpstreamState) -> int:
+        """Store a source's state (its `version` is ignored) and return the version given;
+        wake the devices waiting on its project."""
+
+    async def upstream_states(self, project: str, after: int = 0) -> list[UpstreamState]:
+        """The project's sources whose version is above `after`, by upstream."""
+
+    async def wait_for_upstream(self, project: str, after: int, timeout: float) -> None:
+        """Return once a source of `project` has a version above `after`, or after `timeout`."""
+
+    async def set_identity(self, user: str, kind: str, name: str | None) -> None:
+        """Map a hub user to their name on one kind of upstream (None: forget it)."""
+
+    async def identities(self) -> dict[str, dict[str, str]]:
+        """Every user's upstream names, by user then kind."""
+
+    async def first_delivery(self, source: str, delivery: str, now: float) -> bool:
+        """Record a webhook delivery; False when `source` delivered that id before (a replay).
+        Deliveries older than a week are forgotten."""
+
+    async def take_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds; False while another holder's
+        lease runs. One hub process at a time polls the upstreams."""
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """Concurrent callers of one key share one call: a hundred devices woken by one change
+    cost one query, not a hundred. A caller never shares a call that began before it came
+    (that one may not see what woke it): it waits for the next, which the callers that came
+    meanwhile share."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Hashable, _Flight] = {}
+        self._running: dict[Hashable, anyio.Event] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
+        flight = self._pending.get(key)
+        if flight is not None:
+            await flight.done.wait()
+            if flight.error is None:
+                return flight.result  # type: ignore[return-value]
+            if isinstance(flight.error, Exception):
+                raise flight.error
+            return await self.run(key, call)  # the call was cancelled with its caller
+        flight = self._pending[key] = _Flight()
+        try:
+            busy = self._running.get(key)
+            if busy is not None:
+                await busy.wait()
+            else:
+                await anyio.sleep(0)  # let those woken with this caller join it
+        except BaseException as exc:
+            del self._pending[key]
+            flight.error = exc
+            flight.done.set()
+            raise
+        del self._pending[key]
+        done = self._running[key] = anyio.Event()
+        try:
+            flight.result = result = await call()
+            return result
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            if self._running.get(key) is done:
+                del self._running[key]
+            done.set()
+            flight.done.set()
+
 
 class NewEventSignals:
     """Wakes the pulls waiting for a project's next event. A backend wakes a project after a
@@ -390,6 +489,17 @@ def stored_size(payload: bytes, id_: str, device: str, project: str, actor: str,
     fields and a fixed share for the field names and numbers. Bounds the pages by bytes."""
     return (len(payload) + len(id_) + len(device) + len(project) + len(actor) + len(type_)
             + len(user) + 96)
+
+
+def upstream_key(project: str) -> str:
+    """The key under which devices wait for a project's upstream state: never a project's
+    name (names have no space), so that it shares NewEventSignals with the events."""
+    return f"upstream {project}"
+
+
+# A webhook delivery id is remembered this long: GitHub lets an operator redeliver for a
+# few days, and a replay after that finds state that has moved on anyway.
+DELIVERY_MEMORY = 7 * 86400.0
 
 
 def new_hub_id() -> str:

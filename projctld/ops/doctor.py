@@ -220,6 +220,9 @@ async def _upstream(config: Config | None, instance: Instance, http: httpx.Async
         return Outcome("skip", "the config does not load (see `config`)")
     if not any(instance.name in project.upstreams() for project in config.projects.values()):
         return Outcome("skip", f"no project uses {instance.title}")
+    if config.upstreams.via == "hub" and not config.upstreams.fallback:
+        return Outcome("skip", f"{instance.title} is read from the team's hub ([upstreams] "
+                       'via = "hub"): no token is needed here')
     check = {"github": _github, "gitlab": _gitlab, "jira": _jira}[instance.kind]
     outcome = await check(instance, http, config_path)
     if instance.name == instance.kind:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -48,6 +48,7 @@ from projctld.upstream.providers.model import Provider, Snapshot
 log = get_logger(__name__)
 
 Key = tuple[str, str]  # (project, upstream)
+SourceInfo = tuple[float, str, str | None]  # (interval, kind, host)
 RUNNING_CI_INTERVAL = 15.0
 IDLE_FACTOR = 4.0
 JITTER = 0.1
@@ -87,7 +88,8 @@ class Source:
 class Poller:
     def __init__(self, config: Config, providers: dict[str, Provider], table: SnapshotTable,
                  clock: Callable[[], float] = time.time, *,
-                 plugin_sources: Mapping[Key, float] | None = None) -> None:
+                 plugin_sources: Mapping[Key, float] | None = None,
+                 mirrored: Mapping[Key, SourceInfo] | None = None) -> None:
         self._config = config
         self._providers = providers
         self._table = table
@@ -105,6 +107,11 @@ class Poller:
         self.waiters: dict[Key, int] = {}
         self.sources: dict[Key, Source] = {}
         self._plugin_sources = plugin_sources or {}
+        # Sources whose data another fills (the team's hub: upstream/viahub.py), by key, with
+        # their (interval, kind, host). `mirror_poll(key, fresh)` stands in for their polls;
+        # when it answers False, the source is polled here (a fallback to direct polling).
+        self._mirrored: dict[Key, SourceInfo] = dict(mirrored or {})
+        self.mirror_poll: Callable[[Key, bool], Awaitable[bool]] | None = None
         self.reconfigure(config, providers)
 
     def reconfigure(self, config: Config, providers: dict[str, Provider]) -> None:
@@ -121,6 +128,7 @@ class Poller:
         # Plugins' upstreams (plugins/upstreams.py) say which projects they serve, how often.
         wanted.update({key: (interval, "plugin", None)
                        for key, interval in self._plugin_sources.items() if key[1] in providers})
+        wanted.update(self._mirrored)
         for key in set(self.sources) - set(wanted):
             del self.sources[key]
         new = {key for key in wanted if key not in self.sources}
@@ -137,6 +145,30 @@ class Poller:
                 source.fetched_at, source.attempted_at = row.fetched_at, row.attempted_at
                 source.error = row.error
         self._table.keep_only(set(self.sources))
+
+    def mirror(self, key: Key, info: SourceInfo) -> Source:
+        """Hold a source filled from elsewhere (kept through reloads, never polled here unless
+        `mirror_poll` declines); a new one starts from what `snapshots` holds of it."""
+        if self._mirrored.get(key) != info:
+            self._mirrored[key] = info
+            self.reconfigure(self._config, self._providers)
+        return self.sources[key]
+
+    def is_mirrored(self, key: Key) -> bool:
+        return key in self._mirrored
+
+    def mirror_update(self, key: Key, *, snapshot: Snapshot | None, fetched_at: float | None,
+                      attempted_at: float | None, error: SourceError | None) -> None:
+        """A mirrored source's new state (snapshot None: only its attempt and error), stored
+        in `snapshots` and announced (on_polled) as a poll's is."""
+        source = self.sources[key]
+        if snapshot is not None:
+            source.snapshot, source.fetched_at = snapshot, fetched_at
+            source.failures = 0
+        source.error = error
+        self._save(source, attempted_at if attempted_at is not None else self._clock(),
+                   with_data=snapshot is not None)
+        self.on_polled()
 
     def start(self, tasks: TaskGroup) -> None:
         """Refresh polls outlive the request that asked for them: they run in `tasks`."""
@@ -195,7 +227,9 @@ class Poller:
         fresh = fresh or key in self.waiters or source.snapshot.ci_running(
             self._clock(), self._config.polling.stuck_after)
         async with source.lock:
-            await self._poll_locked(source, fresh=fresh)
+            if not (key in self._mirrored and self.mirror_poll is not None
+                    and await self.mirror_poll(key, fresh)):
+                await self._poll_locked(source, fresh=fresh)
         self.on_polled()
         delay = self.delay(source)
         source.next_poll_at = self._clock() + delay

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 
 import anyio
+import anyio.to_thread
 
 from projctl_client import paths
 from projctld import environment
@@ -29,10 +30,13 @@ COMMAND_RETRY_INTERVAL = 60.0
 
 class TokenSource:
     def __init__(self, upstream: str, section: str, config: UpstreamConfig,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ, *, file: str = "") -> None:
         self._upstream = upstream  # "GitHub": how messages name it
         self._section = section  # "github": the config table
         self._config = config
+        # The hub's `token_file`: read at every request, so that a token another process
+        # rotates there (a GitHub App installation token, valid for an hour) is taken at once.
+        self._file = file
         self._environ = environ
         self._from_command: str | None = None
         self._command_run_at = 0.0
@@ -49,6 +53,8 @@ class TokenSource:
             if environment.from_file(name):
                 return f"${name} (in {environment.shown(environment.path())})"
             return f"${name} (inherited when projctld started)"
+        if self._file:
+            return f"the file {self._file}"
         if self._config.token_command:
             return f"`{self._config.token_command}`"
         if self._config.token:
@@ -65,6 +71,8 @@ class TokenSource:
         config = self._config
         if value := self._from_env():
             return value
+        if self._file:
+            return await anyio.to_thread.run_sync(self._read_file)
         if config.token_command:
             # Every project's first poll asks at once; the command runs once.
             async with self._command_lock:
@@ -88,6 +96,8 @@ class TokenSource:
         """What puts a working token where this source looks (a refresh does not read the
         environment again: the file and a reload do, and so does a restart from a shell)."""
         config = self._config
+        if self._file and not self._from_env():
+            return f"write a valid token into {self._file}; it is read at every request"
         if config.token_command and not self._from_env():
             return (f"run `{config.token_command}` yourself: it must print a valid token "
                     "(projctld asks it again after a refusal)")
@@ -101,6 +111,21 @@ class TokenSource:
                     f"{file} (chmod 600), then projctl daemon reload")
         return (f"put {name}=<the token> in {file} (chmod 600), then projctl daemon reload; or "
                 f"export {name}=<the token> and run projctl daemon restart from that shell")
+
+    def _read_file(self) -> str:
+        try:
+            with open(self._file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = getattr(exc, "strerror", None) or str(exc)
+        else:
+            if token:
+                return token
+            problem = "it is empty"
+        raise UpstreamError(
+            f"cannot read the {self._upstream} token from {self._file}: {problem}",
+            code="token",
+            suggestions=[f"write the token into {self._file} (chmod 600), readable by the hub"])
 
     def _from_env(self) -> str:
         name = self._config.token_env

@@ -20,6 +20,7 @@ from projctld.team.sync import wire
 from projctld.team.sync.clockcheck import ClockReading
 from projctld.team.sync.events import Event
 from projctld.upstream.tokens import TokenSource
+from projctld.upstream.wire import FRAMES, KEEPALIVE, STREAM, UPSTREAM, UpstreamReply
 
 T = TypeVar("T")
 # The largest reply read from a hub: a pull page ends after about wire.MAX_PAGE_BYTES, but its
@@ -29,12 +30,24 @@ _push_encoder = msgspec.msgpack.Encoder()
 _push_reply = msgspec.msgpack.Decoder(wire.PushReply)
 _pull_reply = msgspec.msgpack.Decoder(wire.PullReply)
 _health_reply = msgspec.msgpack.Decoder(wire.Health)
+_upstream_reply = msgspec.msgpack.Decoder(UpstreamReply)
 _hub_error = msgspec.msgpack.Decoder(wire.HubError)
 _json_error = msgspec.json.Decoder(wire.HubError)
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:
     yield body
+
+
+async def _bounded(response: httpx.Response) -> bytes:
+    """A refusal's body, at most 64 KiB of it."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > 65536:
+            break
+    return b"".join(chunks)
 
 
 class HubClient:
@@ -85,6 +98,52 @@ class HubClient:
             # A long poll may take its whole wait before the first byte comes back.
             timeout=httpx.Timeout(wait + 15.0))
         return self._decode(reply, _pull_reply)
+
+    async def upstream(self, project: str, after: int, wait: float = 0.0) -> UpstreamReply:
+        """The project's upstream state as the hub polls it for the team, changed after the
+        version `after`; waits up to `wait` s for a change when there is none."""
+        reply = await self._send("GET", UPSTREAM, params={"project": project, "after": after,
+                                                          "wait": wait},
+                                 timeout=httpx.Timeout(wait + 15.0))
+        return self._decode(reply, _upstream_reply)
+
+    async def upstream_stream(self, project: str, after: int) -> AsyncIterator[UpstreamReply]:
+        """The project's upstream state as the hub streams it: each change after the
+        version `after` as it comes, until the hub ends the stream (then open another). A
+        fault or a refusal is raised as an UpstreamError, like every other call's."""
+        headers = {"authorization": f"Bearer {await self._token.get()}", "accept": FRAMES,
+                   wire.CLIENT_VERSION_HEADER: __version__}
+        try:
+            async with self._client.stream(
+                    "GET", self.url + STREAM, params={"project": project, "after": after},
+                    headers=headers, timeout=httpx.Timeout(15.0, read=KEEPALIVE * 2 + 5)
+            ) as response:
+                self._note(response.headers)
+                if response.status_code >= 400:
+                    raise self._refusal(response, await _bounded(response))
+                buffer = b""
+                async for chunk in response.aiter_bytes():
+                    buffer += chunk
+                    while len(buffer) >= 4:
+                        size = int.from_bytes(buffer[:4], "big")
+                        if size > MAX_REPLY:
+                            raise UpstreamError(
+                                f"the hub at {self.url} sent a frame of {size} bytes",
+                                code="malformed", retryable=True)
+                        if len(buffer) < 4 + size:
+                            break
+                        frame, buffer = buffer[4:4 + size], buffer[4 + size:]
+                        if frame:  # an empty one keeps the stream alive
+                            yield self._decode(frame, _upstream_reply)
+        except httpx.TimeoutException:
+            raise UpstreamError(f"the hub at {self.url} went silent", code="timeout",
+                                retryable=True) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"cannot reach the hub at {self.url}: {exc or type(exc).__name__}",
+                code="unreachable", retryable=True,
+                suggestions=[f"check [sync] hub in your config if {self.url} is wrong"],
+            ) from None
 
     async def health(self) -> wire.Health:
         """The hub's version, the oldest client it accepts and its storage; needs no token."""

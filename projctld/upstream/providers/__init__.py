@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
 
@@ -83,10 +83,14 @@ def hints(instance: Instance) -> Hints:
 
 def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache,
                      clock: Callable[[], float] = time.time,
-                     hosts: list[UpstreamHttp] | None = None) -> dict[str, Provider]:
+                     hosts: list[UpstreamHttp] | None = None, *,
+                     token_files: Mapping[str, str] | None = None,
+                     scope: str = "mine") -> dict[str, Provider]:
     """The providers of the instances some project uses, keyed by instance name; each one's
     HTTP side is appended to `hosts` (for `projctl metrics`); `clock` is for benchmarks that
-    compress time. Instances on one host share its rate-limit governor."""
+    compress time. Instances on one host share its rate-limit governor. The hub passes
+    `token_files` (by instance) and `scope="team"`: every open change request of the
+    repositories, not the token owner's."""
     used = {upstream for project in config.projects.values() for upstream in project.upstreams()}
     governors: dict[str, Governor] = {}
 
@@ -103,7 +107,8 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
         http = UpstreamHttp(
             client, name=instance.title, governor=governor(instance.url, instance.kind),
             cache=cache, clock=clock,
-            token=TokenSource(instance.title, instance.table, instance.section),
+            token=TokenSource(instance.title, instance.table, instance.section,
+                              file=(token_files or {}).get(name, "")),
             auth_headers=auth_headers(instance), headers=HEADERS[instance.kind],
             hints=hints(instance),
         )
@@ -112,7 +117,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
             repos = [repo for project in config.projects.values()
                      for repo in project.parts(name)]
             providers[name] = GitHub(http, section, repos, name=name, clock=clock,
-                                     stuck_after=config.polling.stuck_after)
+                                     stuck_after=config.polling.stuck_after, scope=scope)
         elif isinstance(section, GitLabConfig):
             providers[name] = GitLab(http, section, name=name, clock=clock)
         else:

@@ -64,6 +64,9 @@ RECHECK_AFTER = 300.0
 # The searches, by role; a pull request found by several has every role.
 SEARCHES = {"mine": "author:@me", "review": "review-requested:@me",
             "assigned": "assignee:@me", "reviewed": "reviewed-by:@me"}
+# The hub's team scope: every open pull request of the repositories, in one search; whose
+# each is, each device works out from its author (the hub's user identities).
+TEAM_SEARCHES = {"open": ""}
 RATE_LIMIT_TYPES = ("RATE_LIMITED", "RATE_LIMIT")
 
 _CONTEXT_FRAGMENT = """\
@@ -274,8 +277,12 @@ class _Checked(msgspec.Struct):
 
 class GitHub:
     def __init__(self, http: UpstreamHttp, config: GitHubConfig, all_repos: list[str], *,
-                 name: str = "github", clock=time.time, stuck_after: float = 43200.0) -> None:
+                 name: str = "github", clock=time.time, stuck_after: float = 43200.0,
+                 scope: str = "mine") -> None:
         self.upstream = name
+        # "team" (the hub): every open pull request and every recent run, not the viewer's.
+        self._team = scope == "team"
+        self._searches = TEAM_SEARCHES if self._team else SEARCHES
         self._http = http
         self.http = http  # the inbox (upstream/notify/inbox.py) reads through it too
         self._api = config.api_url.rstrip("/")
@@ -473,8 +480,9 @@ class GitHub:
         queries = {}
         for i, chunk in enumerate(chunks):
             scope = " ".join(f"repo:{repo}" for repo in chunk)
-            for role, qualifier in SEARCHES.items():
-                queries[f"{role}{i}"] = f"is:pr is:open archived:false {qualifier} {scope}"
+            for role, qualifier in self._searches.items():
+                queries[f"{role}{i}"] = " ".join(
+                    filter(None, ("is:pr is:open archived:false", qualifier, scope)))
         aliases = list(queries)
         variables = {f"q{i}": queries[a] for i, a in enumerate(aliases)}
         while True:  # at most once per optional field: each round leaves out more
@@ -516,8 +524,8 @@ class GitHub:
                 truncated["*"] = SourceProblem(
                     part="*", code="truncated",
                     message=f"more than {MAX_SEARCH_PAGES * PAGE_SIZE} open pull requests match "
-                            f"`{SEARCHES[role]}`: only the {MAX_SEARCH_PAGES * PAGE_SIZE} newest "
-                            "are shown",
+                            f"`{self._searches[role] or 'is:open'}`: only the "
+                            f"{MAX_SEARCH_PAGES * PAGE_SIZE} newest are shown",
                     suggestions=["close or merge some, or split the repositories between "
                                  "projects"])
             # A hidden pull request is a null node in every search that finds it: count the
@@ -628,7 +636,9 @@ class GitHub:
         return reply, fetched
 
     async def _runs(self, repo: str, login: str) -> list[PipelineView]:
-        query = urlencode({"actor": login, "per_page": RUNS_PER_PAGE})
+        # The team's runs (the hub): every actor's; a device picks its branches from them.
+        query = urlencode({"per_page": RUNS_PER_PAGE} if self._team else
+                          {"actor": login, "per_page": RUNS_PER_PAGE})
         url: str | None = f"{self._api}/repos/{repo}/actions/runs?{query}"
         views: list[PipelineView] = []
         for _ in range(MAX_RUN_PAGES):

@@ -1,0 +1,421 @@
+"""The hub as the team's intermediary, end to end with real processes: fake GitHub, GitLab and
+Jira, a real `projctld hub serve` polling them with hub.toml, devices with no upstream token
+reading their state from it, and webhooks as each service documents them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from conftest import HubProcess, Sandbox
+from test_upstream_status import git_checkout, my_pull
+
+from projctl_client import paths
+from projctl_client.connection import request
+from projctld.sandbox import deliveries
+from projctld.sandbox.dataset import Check, generate
+from projctld.sandbox.demo import TOKEN, Upstreams, start_fakes
+
+SECRETS = {"GITHUB_WEBHOOK_SECRET": "It's a Secret to Everybody",
+           "GITLAB_WEBHOOK_SECRET": "gl-hook-secret", "JIRA_WEBHOOK_SECRET": "jira-secret"}
+UPSTREAM_TOKENS = ("GITHUB_TOKEN", "GITLAB_TOKEN", "JIRA_API_TOKEN", "GH_TOKEN")
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[Upstreams]:
+    with contextlib.ExitStack() as stack:
+        yield start_fakes(stack, generate(github_repos=2, gitlab_projects=1, changes_per_repo=4,
+                                          tickets=6, jira_projects=1))
+
+
+def hub_toml(up: Upstreams, *, interval: float = 3600) -> str:
+    """The hub's config: the fakes with inline tokens, secrets from the environment, and
+    project web. A long interval: only a webhook (or the first poll) moves the state."""
+    return f"""
+[github]
+api_url = "{up.github_url}"
+token_env = ""
+token = "{TOKEN}"
+interval = {interval}
+webhook_secret_env = "GITHUB_WEBHOOK_SECRET"
+
+[gitlab]
+url = "{up.gitlab_url}"
+token_env = ""
+token = "{TOKEN}"
+interval = {interval}
+webhook_secret_env = "GITLAB_WEBHOOK_SECRET"
+
+[jira]
+url = "{up.jira_url}"
+email = "{up.data.jira_email}"
+token_env = ""
+token = "{TOKEN}"
+interval = {interval}
+webhook_secret_env = "JIRA_WEBHOOK_SECRET"
+
+[projects.web]
+github = {json.dumps(up.data.github_repos)}
+gitlab = {json.dumps(up.data.gitlab_projects)}
+jira = "project = {up.data.jira_projects[0]} ORDER BY updated DESC"
+"""
+
+
+def start_hub(hub_server: Callable[..., HubProcess], up: Upstreams, root: str) -> HubProcess:
+    path = os.path.join(root, "hub.toml")
+    with open(path, "w") as handle:
+        handle.write(hub_toml(up))
+    os.chmod(path, 0o600)
+    return hub_server(None, "--config", path, env={**os.environ, **SECRETS})
+
+
+def hub_cli(hub: HubProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "projctld", "hub", *args, "--database",
+                           hub.database], capture_output=True, text=True, timeout=30)
+
+
+def device(box: Sandbox, hub: HubProcess, user: str, checkout: str) -> Sandbox:
+    """A device that reads upstream state from the hub and holds no upstream token at all."""
+    box.write_config(f"""
+[sync]
+hub = "{hub.url}"
+
+[upstreams]
+via = "hub"
+
+[projects.web]
+paths = ["{checkout}"]
+""")
+    for name in UPSTREAM_TOKENS:
+        box.env.pop(name, None)
+    box.env["PROJCTL_HUB_TOKEN"] = hub.token(user, "web", write=False)
+    box.start_daemon()
+    return box
+
+
+def status(box: Sandbox, checkout: str) -> dict:
+    with box.connect() as conn:
+        from projctl_client import git
+        return conn.call(request("status", checkout=git.find_checkout(checkout)))
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(KeyError, IndexError, TypeError, StopIteration):
+            if result := condition():
+                return result
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def first_line(path: str) -> str:
+    """The plain text of a prompt file (its first line)."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.readline()
+
+
+def send(hub: HubProcess, delivery: deliveries.Delivery) -> httpx.Response:
+    return httpx.post(hub.url + delivery.path, content=delivery.body, headers=delivery.headers,
+                      timeout=10)
+
+
+def source(view: dict, upstream: str) -> dict:
+    """The view of one source of project web ({} until the device holds one)."""
+    return next((s for s in view["projects"][0]["sources"] if s["upstream"] == upstream), {})
+
+
+def test_two_devices_without_tokens_see_each_services_webhook_in_status_and_prompt(
+        sandbox, more_sandboxes, hub_server, upstreams) -> None:
+    up = upstreams
+    hub = start_hub(hub_server, up, sandbox.root)
+    assert hub_cli(hub, "user", "set", "ann", "--github", up.data.github_login).returncode == 0
+    listed = hub_cli(hub, "user", "list").stdout
+    assert "ann" in listed and up.data.github_login in listed
+
+    pull = my_pull(up)
+    ann_checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    ann = device(sandbox, hub, "ann", ann_checkout)
+    bob_box = more_sandboxes()
+    bob_checkout = git_checkout(os.path.join(bob_box.root, "web"), pull.head_ref)
+    bob = device(bob_box, hub, "bob", bob_checkout)
+
+    # The hub's first poll reaches both devices: every source fetched, with the hub's times.
+    for box, checkout in ((ann, ann_checkout), (bob, bob_checkout)):
+        wait_for(lambda box=box, checkout=checkout: all(
+            source(status(box, checkout), u).get("fetched_at")
+            for u in ("github", "gitlab", "jira")), "the hub's state on a device")
+    ann_view, bob_view = status(ann, ann_checkout), status(bob, bob_checkout)
+    ours = ann_view["branch"]["change_request"]
+    assert ours["url"].endswith(f"/{pull.number}") and ours["mine"] is True
+    # The same pull request is the branch's for bob too, but not his (no identity mapped).
+    assert bob_view["branch"]["change_request"]["url"] == ours["url"]
+    assert bob_view["branch"]["change_request"]["mine"] is False
+    # Team scope: every open pull request of the repositories, not only the hub token's.
+    open_pulls = {pr.number for prs in up.data.pulls.values() for pr in prs
+                  if pr.state == "open"}
+    assert {cr["number"] for cr in ann_view["projects"][0]["change_requests"]
+            if cr["upstream"] == "github"} == open_pulls
+    assert ann_view["projects"][0]["known"]["change_requests"] == "complete"
+    hub_fetched = source(ann_view, "github")["fetched_at"]
+    assert source(bob_view, "github")["fetched_at"] == hub_fetched
+
+    # GitHub: a check of the pull request's head fails; GitHub sends check_run (completed).
+    pull.checks = [Check("integration", "check_run", "completed", "failure")]
+    pull.updated_at = time.time()
+    reply = send(hub, deliveries.github("check_run", deliveries.github_check_run(
+        pull, "integration", "failure"), SECRETS["GITHUB_WEBHOOK_SECRET"].encode()))
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    for box, checkout in ((ann, ann_checkout), (bob, bob_checkout)):
+        wait_for(lambda box=box, checkout=checkout: status(box, checkout)["branch"][
+            "change_request"]["ci"]["state"] == "failure", "the failed check on a device")
+    prompt_file = os.path.join(paths.prompt_dir(ann.socket_path), ann_checkout.lstrip("/"),
+                               ".branch", pull.head_ref)
+    wait_for(lambda: "✗" in first_line(prompt_file), "the failed check in ann's prompt file")
+    shown = ann.client("prompt", cwd=ann_checkout, timeout=20)
+    assert "✗" in shown.stdout, shown.stdout + shown.stderr
+
+    # GitLab: a merge request is renamed; GitLab sends a Merge Request Hook.
+    mr = next(mr for mrs in up.data.merge_requests.values() for mr in mrs
+              if mr.author == up.data.gitlab_username and mr.state == "opened")
+    mr.title, mr.updated_at = "Renamed by a webhook", time.time()
+    reply = send(hub, deliveries.gitlab("Merge Request Hook", deliveries.gitlab_merge_request(
+        mr), SECRETS["GITLAB_WEBHOOK_SECRET"]))
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    wait_for(lambda: any(cr["title"] == "Renamed by a webhook" for cr in status(
+        bob, bob_checkout)["projects"][0]["change_requests"]), "the renamed merge request")
+
+    # Jira: an issue moves; Jira sends jira:issue_updated, signed with the secret.
+    ticket = next(t for t in up.data.tickets if t.project_key == up.data.jira_projects[0])
+    ticket.summary, ticket.updated_at = "Moved by a webhook", time.time()
+    reply = send(hub, deliveries.jira(deliveries.jira_issue_updated(ticket, up.jira_url),
+                                      SECRETS["JIRA_WEBHOOK_SECRET"].encode()))
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    wait_for(lambda: any(t["summary"] == "Moved by a webhook" for t in status(
+        ann, ann_checkout)["projects"][0]["tickets"]), "the moved ticket")
+
+    # A device's refresh asks the hub, never an upstream (it has no token for one anyway).
+    asked = sum(len(fake.requests) for fake in (up.github, up.gitlab, up.jira))
+    refreshed = ann.client("refresh", "web")
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    assert sum(len(fake.requests) for fake in (up.github, up.gitlab, up.jira)) == asked
+
+
+def test_a_device_keeps_the_last_state_with_its_age_and_reason_when_the_hub_is_gone(
+        sandbox, hub_server, upstreams) -> None:
+    hub = start_hub(hub_server, upstreams, sandbox.root)
+    pull = my_pull(upstreams)
+    checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    ann = device(sandbox, hub, "ann", checkout)
+    wait_for(lambda: source(status(ann, checkout), "github").get("fetched_at"), "the hub's state")
+    before = source(status(ann, checkout), "github")
+
+    hub.stop()
+    gone = wait_for(lambda: (s := source(status(ann, checkout), "github"))["error"] and s,
+                    "the hub's absence on the device")
+    assert gone["error"]["code"] == "hub_unreachable"
+    assert "cannot reach the hub" in gone["error"]["message"]
+    assert gone["fetched_at"] == before["fetched_at"] and gone["stale"] is True
+    view = status(ann, checkout)
+    assert view["branch"]["change_request"]["number"] == pull.number  # still shown
+    text = ann.client("status", cwd=checkout)
+    assert text.returncode == 0 and "hub" in text.stdout
+
+    # Restarted without the hub: the last state comes back from the state database at once.
+    ann.client("daemon", "stop")
+    ann.start_daemon()
+    again = source(status(ann, checkout), "github")
+    assert again["fetched_at"] == before["fetched_at"]
+    hub.start()
+    wait_for(lambda: source(status(ann, checkout), "github")["error"] is None,
+             "the hub's return")
+
+
+def test_a_device_sees_only_the_projects_its_token_reads(sandbox, hub_server,
+                                                         upstreams) -> None:
+    hub = start_hub(hub_server, upstreams, sandbox.root)
+    token = hub.token("eve", "other", write=False)
+    reply = httpx.get(hub.url + "/v1/upstream", params={"project": "web"},
+                      headers={"authorization": f"Bearer {token}", "accept": "application/json"})
+    assert reply.status_code == 403 and reply.json()["code"] == "forbidden"
+    reader = hub.token("ann", "web", write=False)
+    ok = wait_for(lambda: (r := httpx.get(
+        hub.url + "/v1/upstream", params={"project": "web"},
+        headers={"authorization": f"Bearer {reader}", "accept": "application/json"})
+    ).json()["sources"] and r, "the hub's first poll")
+    assert {s["upstream"] for s in ok.json()["sources"]} == {"github", "gitlab", "jira"}
+
+
+def hub_state(hub: HubProcess, token: str) -> dict:
+    reply = httpx.get(hub.url + "/v1/upstream", params={"project": "web"},
+                      headers={"authorization": f"Bearer {token}", "accept": "application/json"})
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def upstream_requests(up: Upstreams) -> int:
+    return sum(len(fake.requests) for fake in (up.github, up.gitlab, up.jira))
+
+
+def test_refused_replayed_and_unknown_deliveries_change_nothing(sandbox, hub_server,
+                                                               upstreams) -> None:
+    up = upstreams
+    hub = start_hub(hub_server, up, sandbox.root)
+    reader = hub.token("ann", "web", write=False)
+    wait_for(lambda: len(hub_state(hub, reader)["sources"]) == 3, "the hub's first poll")
+    pull = my_pull(up)
+    secret = SECRETS["GITHUB_WEBHOOK_SECRET"].encode()
+    good = deliveries.github("pull_request", deliveries.github_pull_request(pull), secret)
+    other_body = deliveries.github("pull_request", deliveries.github_pull_request(
+        pull, "closed"), secret)
+    unknown = dict(deliveries.github_pull_request(pull))
+    unknown["repository"] = {**unknown["repository"], "full_name": "evil/not-followed"}
+    huge = dict(deliveries.github_pull_request(pull), padding="x" * (5 << 20))
+
+    def without(delivery: deliveries.Delivery, header: str) -> deliveries.Delivery:
+        return deliveries.Delivery(delivery.path, {k: v for k, v in delivery.headers.items()
+                                                   if k != header}, delivery.body)
+
+    cases = [
+        # GitHub documents X-Hub-Signature-256 = sha256 HMAC of the raw body with the secret.
+        ("no signature", without(good, "X-Hub-Signature-256"), 401, "unsigned"),
+        ("another secret", deliveries.github("pull_request", deliveries.github_pull_request(
+            pull), b"not the secret"), 401, "bad_signature"),
+        ("a signature over another body", deliveries.Delivery(
+            good.path, {**good.headers,
+                        "X-Hub-Signature-256": other_body.headers["X-Hub-Signature-256"]},
+            good.body), 401, "bad_signature"),
+        ("a garbled signature", deliveries.github("pull_request", deliveries.github_pull_request(
+            pull), secret, signature="sha256=zz"), 401, "bad_signature"),
+        ("too large", deliveries.github("pull_request", huge, secret), 413, "too_large"),
+        ("a named instance without a secret", deliveries.Delivery(
+            "/v1/webhooks/github/ghe", good.headers, good.body), 401, "unknown_source"),
+        ("a service the hub does not know", deliveries.Delivery(
+            "/v1/webhooks/bitbucket", good.headers, good.body), 404, "not_found"),
+        # GitLab sends the secret token itself in X-Gitlab-Token.
+        ("GitLab's wrong token", deliveries.gitlab("Merge Request Hook", {
+            "object_kind": "merge_request", "project": {"path_with_namespace":
+                                                        up.data.gitlab_projects[0]}},
+            "wrong"), 401, "bad_signature"),
+        ("GitLab without a token", deliveries.gitlab("Merge Request Hook", {}, ""), 401,
+         "unsigned"),
+        # Jira Cloud signs admin webhooks with a secret as X-Hub-Signature: sha256=<hex>.
+        ("Jira's wrong signature", deliveries.jira(deliveries.jira_issue_updated(
+            up.data.tickets[0], up.jira_url), b"wrong"), 401, "bad_signature"),
+    ]
+    before, requests = hub_state(hub, reader), upstream_requests(up)
+    for what, delivery, status_code, code in cases:
+        reply = send(hub, delivery)
+        assert (reply.status_code, reply.json().get("code")) == (status_code, code), what
+    # A well-signed delivery for a repository no project follows: taken, and ignored.
+    reply = send(hub, deliveries.github("pull_request", unknown, secret))
+    assert reply.status_code == 202 and reply.json()["status"] == "ignored"
+    time.sleep(1.0)  # what a refresh would have asked of the fakes has arrived by now
+    assert upstream_requests(up) == requests
+    assert hub_state(hub, reader) == before
+    metrics = httpx.get(hub.url + "/metrics").text
+    assert 'projctl_hub_webhooks_total{status="refused"} 8' in metrics  # the 401s and 400s
+    assert 'projctl_hub_webhooks_total{status="ignored"} 1' in metrics
+
+    # The good delivery moves the state once; the same delivery again (a replay, or GitHub's
+    # redelivery: the same X-GitHub-Delivery) is acknowledged and does nothing.
+    reply = send(hub, good)
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    wait_for(lambda: hub_state(hub, reader)["next_after"] > before["next_after"],
+             "the refresh the good delivery asked for")
+    time.sleep(1.0)  # let that refresh end
+    settled, requests = hub_state(hub, reader), upstream_requests(up)
+    replayed = send(hub, good)
+    assert replayed.status_code == 200 and replayed.json()["status"] == "duplicate"
+    time.sleep(1.0)
+    assert upstream_requests(up) == requests
+    assert hub_state(hub, reader) == settled
+
+
+def test_two_hub_processes_on_one_postgres_take_turns_polling_and_both_serve(
+        sandbox, hub_server, upstreams) -> None:
+    import psycopg
+    from test_hub_storage import DSN
+
+    schema = f"t_{os.urandom(8).hex()}"
+    path = os.path.join(sandbox.root, "hub.toml")
+    with open(path, "w") as handle:
+        handle.write(hub_toml(upstreams))
+    os.chmod(path, 0o600)
+    url = f"{DSN}?schema={schema}"
+    env = {**os.environ, **SECRETS}
+
+    def holder() -> int | None:
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            row = conn.execute(f"SELECT holder, expires_at FROM {schema}.leases").fetchone()
+        return int(row[0].split(":")[1]) if row and row[1] > time.time() else None
+
+    hubs: list[HubProcess] = []
+    try:
+        first = hub_server(url, "--config", path, env=env)
+        second = hub_server(url, "--config", path, env=env)
+        hubs += [first, second]
+        pids = {first.process.pid: first, second.process.pid: second}
+        leader = pids[wait_for(lambda: holder(), "a lease holder")]  # type: ignore[index]
+        follower = second if leader is first else first
+        reader = first.token("ann", "web", write=False)
+        wait_for(lambda: len(hub_state(follower, reader)["sources"]) == 3,
+                 "the leader's poll, served by the follower")
+        assert hub_state(leader, reader) == hub_state(follower, reader)
+
+        # A delivery to the process that does not poll is still acted on, and seen by both.
+        before = hub_state(leader, reader)["next_after"]
+        reply = send(follower, deliveries.github("pull_request", deliveries.github_pull_request(
+            my_pull(upstreams)), SECRETS["GITHUB_WEBHOOK_SECRET"].encode()))
+        assert reply.json()["status"] == "accepted"
+        wait_for(lambda: hub_state(leader, reader)["next_after"] > before,
+                 "the follower's refresh, seen by the leader")
+
+        # The leader stops: the follower takes the polling over.
+        leader.stop()
+        assert wait_for(lambda: holder() == follower.process.pid, "the follower polling")
+    finally:
+        for hub in hubs:
+            hub.stop()
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_device_with_tokens_falls_back_to_polling_directly(sandbox, upstreams) -> None:
+    from conftest import free_port
+    from test_upstream_status import config_text
+
+    pull = my_pull(upstreams)
+    checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    nowhere = f"http://127.0.0.1:{free_port()}"  # the hub is down, and stays so
+    sandbox.write_config(config_text(upstreams, paths=[checkout]) + f"""
+[sync]
+hub = "{nowhere}"
+token = "pjh_unused"
+
+[upstreams]
+via = "hub"
+fallback = true
+fallback_after = 5
+""")
+    os.chmod(sandbox.config_path, 0o600)
+    sandbox.start_daemon()
+    first = wait_for(lambda: (s := source(status(sandbox, checkout), "github")).get("error")
+                     and s, "the hub's absence")
+    assert first["error"]["code"] == "hub_unreachable" and first["fetched_at"] is None
+    # After `fallback_after`, the next poll (a refresh here) reads GitHub with this token.
+    def refreshed() -> dict:
+        sandbox.client("refresh", "web", "--wait", "10")
+        found = source(status(sandbox, checkout), "github")
+        return found if found.get("fetched_at") and found["error"] is None else {}
+
+    direct = wait_for(refreshed, "the direct poll")
+    assert direct["fetched_at"] > 0
+    assert status(sandbox, checkout)["branch"]["change_request"]["number"] == pull.number
