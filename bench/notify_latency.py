@@ -213,7 +213,7 @@ def main() -> None:
                                            "--json"], env=env, cwd=checkout,
                                           stdout=subprocess.DEVNULL)
             elif mode == "waiting":
-                pull.review_decision = "REVIEW_REQUIRED"
+                pull.review_decision, pull.reviews = "REVIEW_REQUIRED", []
                 _client(env, "refresh", "--wait", "30")
                 opened = subprocess.Popen([sys.executable, "-m", "projctl_client", "wait",
                                            "review", "--timeout", str(args.window + 30)],
@@ -225,6 +225,8 @@ def main() -> None:
             time.sleep(args.window)
             rates[mode] = {name: count * 60 / args.window
                            for name, count in _requests(up).items()}
+            if opened is not None and opened.poll() is not None:
+                print(f"  ({mode} ended early, exit {opened.returncode}: not measured)")
             if opened is not None:
                 opened.terminate()
                 opened.wait(10)
