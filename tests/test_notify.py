@@ -186,7 +186,7 @@ def test_a_finished_workflow_run_and_a_teammates_failed_deployment_are_told(
 
 def test_no_session_bus_is_harmless_and_says_why(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
-    monkeypatch.setattr("projctld.upstream.notify.desktop.os.path.exists", lambda path: False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no `bus` in it
     notifier, table = _notifier(str(tmp_path))
     _told(notifier, [_transition(1)])
     note = table.recent(1)[0]
