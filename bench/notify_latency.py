@@ -122,6 +122,9 @@ def main() -> None:
                         ["commit", "-q", "--allow-empty", "-m", "x"]):
             subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@e", *command],
                            cwd=checkout, check=True)
+        # Pushed: the pull request's head is the checkout's (wait ci waits for that commit's CI).
+        pull.head_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True,
+                                       capture_output=True, text=True).stdout.strip()
         os.makedirs(f"{root}/config/projctl")
         with open(f"{root}/config/projctl/config.toml", "w") as handle:
             handle.write(_config(up, checkout, args.interval))
