@@ -225,7 +225,12 @@ def main() -> None:
             time.sleep(1.0)
             for fake in (up.github, up.gitlab, up.jira):
                 fake.reset_log()
-            time.sleep(args.window)
+            # The user is as active in every mode (a status every 30 s, as a prompt would):
+            # the daemon polls an active user's sources at half the interval.
+            ends = time.monotonic() + args.window
+            while time.monotonic() < ends:
+                _client(env, "status", cwd=checkout)
+                time.sleep(min(30.0, max(0.0, ends - time.monotonic())))
             rates[mode] = {name: count * 60 / args.window
                            for name, count in _requests(up).items()}
             if opened is not None and opened.poll() is not None:
@@ -233,7 +238,6 @@ def main() -> None:
             if opened is not None:
                 opened.terminate()
                 opened.wait(10)
-            _client(env, "ping")  # the user stays active in every mode alike
         base = sum(rates["nothing open"].values())
         for mode, rate in rates.items():
             each = ", ".join(f"{name} {count:.1f}" for name, count in rate.items())
