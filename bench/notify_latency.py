@@ -258,8 +258,9 @@ def main() -> None:
         base = sum(rates["nothing open"].values())
         for mode, rate in rates.items():
             each = ", ".join(f"{name} {count:.1f}" for name, count in rate.items())
+            ratio = f"{sum(rate.values()) / base:.2f}x" if base else "n/a,"
             print(f"upstream requests per minute, {mode:>12}: {sum(rate.values()):.1f} "
-                  f"({sum(rate.values()) / base:.2f}x nothing open; {each})")
+                  f"({ratio} nothing open; {each})")
 
 
 def _ci_state(line: str, pull) -> str | None:
