@@ -16,7 +16,7 @@ poll is the daemon's own.
    t0 to the notification being shown, to the watch line that shows it, and to wait's exit, in
    seconds and in CI-running intervals (goal: within one interval plus 0.2 s).
 2. Upstream requests per minute over `--window` seconds each (180: a 20 s poll cycle puts one
-   poll more or less in a minute), CI not running: with nothing open,
+   poll more or less in a minute), no CI running anywhere: with nothing open,
    with `projctl watch` open, with `projctl wait review` waiting (goal: watching costs nothing;
    waiting only the faster polling of the sources it waits on).
 """
@@ -58,6 +58,23 @@ def _ci(pull, state: str) -> None:
         else:
             check.status, check.conclusion = "completed", state
     pull.updated_at = time.time()
+
+
+def _settle(data) -> None:
+    """Every CI in the dataset finished: no source is polled faster for running CI."""
+    for pulls in data.pulls.values():
+        for pull in pulls:
+            _ci(pull, "success")
+    for runs in data.runs.values():
+        for run in runs:
+            run.status, run.conclusion = "completed", "success"
+    for pipelines in data.pipelines.values():
+        for pipeline in pipelines:
+            pipeline.status = "success"
+    for requests in data.merge_requests.values():
+        for mr in requests:
+            if mr.head_pipeline is not None:
+                mr.head_pipeline.status = "success"
 
 
 def _config(up, checkout: str, interval: float) -> str:
@@ -122,6 +139,9 @@ def main() -> None:
                         ["commit", "-q", "--allow-empty", "-m", "x"]):
             subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@e", *command],
                            cwd=checkout, check=True)
+        # Pushed: the pull request's head is the checkout's (wait ci waits for that commit's CI).
+        pull.head_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, check=True,
+                                       capture_output=True, text=True).stdout.strip()
         os.makedirs(f"{root}/config/projctl")
         with open(f"{root}/config/projctl/config.toml", "w") as handle:
             handle.write(_config(up, checkout, args.interval))
@@ -203,7 +223,7 @@ def main() -> None:
                 print(f"{what:>13} after the poll that read it: median "
                       f"{statistics.median(values):.3f} s, max {max(values):.3f} s")
 
-        _ci(pull, "success")
+        _settle(up.data)
         _client(env, "refresh", "--wait", "30")
         rates = {}
         for mode in ("nothing open", "watching", "waiting"):
@@ -213,7 +233,7 @@ def main() -> None:
                                            "--json"], env=env, cwd=checkout,
                                           stdout=subprocess.DEVNULL)
             elif mode == "waiting":
-                pull.review_decision = "REVIEW_REQUIRED"
+                pull.review_decision, pull.reviews = "REVIEW_REQUIRED", []
                 _client(env, "refresh", "--wait", "30")
                 opened = subprocess.Popen([sys.executable, "-m", "projctl_client", "wait",
                                            "review", "--timeout", str(args.window + 30)],
@@ -222,18 +242,25 @@ def main() -> None:
             time.sleep(1.0)
             for fake in (up.github, up.gitlab, up.jira):
                 fake.reset_log()
-            time.sleep(args.window)
+            # The user is as active in every mode (a status every 30 s, as a prompt would):
+            # the daemon polls an active user's sources at half the interval.
+            ends = time.monotonic() + args.window
+            while time.monotonic() < ends:
+                _client(env, "status", cwd=checkout)
+                time.sleep(min(30.0, max(0.0, ends - time.monotonic())))
             rates[mode] = {name: count * 60 / args.window
                            for name, count in _requests(up).items()}
+            if opened is not None and opened.poll() is not None:
+                print(f"  ({mode} ended early, exit {opened.returncode}: not measured)")
             if opened is not None:
                 opened.terminate()
                 opened.wait(10)
-            _client(env, "ping")  # the user stays active in every mode alike
         base = sum(rates["nothing open"].values())
         for mode, rate in rates.items():
             each = ", ".join(f"{name} {count:.1f}" for name, count in rate.items())
+            ratio = f"{sum(rate.values()) / base:.2f}x" if base else "n/a,"
             print(f"upstream requests per minute, {mode:>12}: {sum(rate.values()):.1f} "
-                  f"({sum(rate.values()) / base:.2f}x nothing open; {each})")
+                  f"({ratio} nothing open; {each})")
 
 
 def _ci_state(line: str, pull) -> str | None:

@@ -487,6 +487,7 @@ class ChangeRequestView(msgspec.Struct, kw_only=True):
     merge_status: str | None = None
     approvals_left: int | None = None  # GitLab, where approval rules exist
     approved_by: list[str] = []
+    head: str | None = None  # the commit its source branch is at, as the upstream last said
 
 
 class PipelineView(msgspec.Struct, kw_only=True):

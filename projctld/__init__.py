@@ -5,9 +5,11 @@ Its rooms, each named by what it serves (dependencies point down this list, neve
     __main__.py   `projctld run | hub serve | hub token | hub share | hub copy | db |
                   config check | doctor | install-systemd`
     daemon/       the frame: lifecycle, shared context, socket listener, systemd, log file,
-                  what the daemon knows between requests, the status view, reloading
+                  what the daemon knows between requests, the status view, reloading, the
+                  watch and wait streams
     rpc/          the Unix-socket server and the one `match` over the request union
-    upstream/     upstream state: providers/ (GitHub, GitLab, Jira), polling, scheduling, tokens
+    upstream/     upstream state: providers/ (GitHub, GitLab, Jira), polling, scheduling, tokens;
+                  notify/ (transitions, desktop notifications, the inbox)
     team/         team events: sync/ (model, clock, fold, hub client), workflows/ (the engine),
                   the note, branch, deploy, log and workflow-run requests, the delivery
                   metrics (delivery.py) and the report request

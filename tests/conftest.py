@@ -93,7 +93,10 @@ def _variables(root: str) -> dict[str, str]:
     }
 
 
-_CLEARED = ("PROJCTL_CONFIG", "PROJCTL_SOCKET", "PROJCTL_NO_AUTOSTART", "NO_COLOR")
+# DBUS_SESSION_BUS_ADDRESS: a test's daemon never shows notifications on the desktop of whoever
+# runs the tests (tests/test_notify.py gives its daemons a bus of their own).
+_CLEARED = ("PROJCTL_CONFIG", "PROJCTL_SOCKET", "PROJCTL_NO_AUTOSTART", "NO_COLOR",
+            "DBUS_SESSION_BUS_ADDRESS")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -72,6 +73,7 @@ class _Server(ServiceInterface):
 class SessionBus:
     address: str
     process: subprocess.Popen[str]
+    directory: str
     shown: list[Shown] = field(default_factory=list)
     shown_at: list[float] = field(default_factory=list)  # time.monotonic() of each
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -118,6 +120,7 @@ class SessionBus:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(5)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def start_session_bus() -> SessionBus:
@@ -129,4 +132,4 @@ def start_session_bus() -> SessionBus:
         stdout=subprocess.PIPE, text=True)
     address = process.stdout.readline().strip()  # type: ignore[union-attr]
     assert address.startswith("unix:"), f"dbus-daemon did not start: {address!r}"
-    return SessionBus(address, process)
+    return SessionBus(address, process, directory)

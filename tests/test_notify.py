@@ -186,7 +186,7 @@ def test_a_finished_workflow_run_and_a_teammates_failed_deployment_are_told(
 
 def test_no_session_bus_is_harmless_and_says_why(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
-    monkeypatch.setattr("projctld.upstream.notify.desktop.os.path.exists", lambda path: False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no `bus` in it
     notifier, table = _notifier(str(tmp_path))
     _told(notifier, [_transition(1)])
     note = table.recent(1)[0]
@@ -250,6 +250,9 @@ def test_wait_exits_0_passed_1_failed_124_timeout_2_bad_usage_across_a_restart(
     pull = my_pull(upstreams)
     _ci(pull, "running")
     checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    before_push = pull.head_sha  # the upstream shows the CI of a commit before ours
     configure(sandbox, config_text(upstreams, paths=[checkout]))
     sandbox.start_daemon()
     _refresh(sandbox)
@@ -263,11 +266,16 @@ def test_wait_exits_0_passed_1_failed_124_timeout_2_bad_usage_across_a_restart(
     waiting = _wait(sandbox, checkout, "ci", "--timeout", "60")
     time.sleep(1)
     assert waiting.poll() is None
-    _ci(pull, "failure")
+    _ci(pull, "failure")  # of the commit before ours: not our outcome
+    _refresh(sandbox)
+    time.sleep(1)
+    assert waiting.poll() is None, waiting.stdout.read()
+    pull.head_sha = head  # pushed: the upstream's head is ours, and its CI failed
     _refresh(sandbox)
     assert waiting.wait(20) == 1
-    out = waiting.stdout.read()
+    out, progress = waiting.stdout.read(), waiting.stderr.read()
     assert "CI failed" in out and f"{pull.repo}#{pull.number}" in out
+    assert f"that is the CI of {before_push[:8]}; waiting for your HEAD {head[:8]}" in progress
 
     _ci(pull, "running")
     _refresh(sandbox)

@@ -73,6 +73,24 @@ def test_watch_json_writes_one_line_per_change(sandbox, upstreams) -> None:
         second = json.loads(watching.stdout.readline())
         titles = [cr["title"] for cr in second["projects"][0]["change_requests"]]
         assert "Renamed for the JSON watcher" in titles
+
+        # A restart ends the stream ("stopping"); the watcher connects again and goes on.
+        before = second["daemon"]["pid"]
+        assert sandbox.client("daemon", "restart").returncode == 0
+        third = json.loads(watching.stdout.readline())
+        assert third["daemon"]["pid"] != before and watching.poll() is None
+
+        # A watcher that vanishes mid-stream costs the daemon nothing.
+        watching.kill()
+        watching.wait(10)
+        assert sandbox.client("ping").returncode == 0
+        again = subprocess.Popen([sys.executable, "-m", "projctl_client", "watch", "--json"],
+                                 env=sandbox.env, stdout=subprocess.PIPE, text=True)
+        try:
+            assert json.loads(again.stdout.readline())["daemon"]["pid"] == third["daemon"]["pid"]
+        finally:
+            again.terminate()
+            again.wait(10)
     finally:
         watching.terminate()
         watching.wait(10)

@@ -45,14 +45,13 @@ from projctl_client.protocol import (
     Wait,
     Watch,
 )
-from projctld.daemon import status_output, watch
+from projctld.daemon import status_output, wait, watch
 from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.ops import doctor
 from projctld.prompt.format import Style, parse
 from projctld.rpc.server import Stream
 from projctld.team import records, reports, run_requests
-from projctld.upstream.notify import wait
 from projctld.upstream.notify.inbox import Inbox as InboxKeeper
 
 

@@ -269,6 +269,7 @@ _MERGE_REQUEST: dict[str, Callable[..., Any]] = {
     "reference": lambda mr, _i, full=False: f"{mr.project}!{mr.iid}" if full else f"!{mr.iid}",
     "reviewers": lambda mr, _i, **_a: _people([Review(mr, u) for u in mr.reviewers]),
     "sourceBranch": lambda mr, _i: mr.source_branch,
+    "diffHeadSha": lambda mr, _i: mr.sha,
     "state": lambda mr, _i: mr.state,
     "targetBranch": lambda mr, _i: mr.target_branch,
     "title": lambda mr, _i: mr.title,

@@ -1,1 +1,1 @@
-"""Telling the user what changed: transitions, desktop notifications, the inbox, and waits."""
+"""Telling the user what changed: transitions, desktop notifications, and the inbox."""

@@ -24,10 +24,14 @@ def session_bus() -> str | None:
     """Why no notification can be shown here, or None when a desktop may show it."""
     if platform.system() == "Darwin":
         return None
-    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
-    if address:
+    if os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
         return None
-    if os.path.exists(f"/run/user/{os.getuid()}/bus"):  # where systemd puts the user's bus
+    # Where systemd and dbus-broker put the user's bus. D-Bus clients look for it there only
+    # through the variable (dbus-fast does not), so it is set for this process.
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    path = os.path.join(runtime, "bus")
+    if os.path.exists(path):
+        os.environ["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={path}"
         return None
     return "no desktop session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
 

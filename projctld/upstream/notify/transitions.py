@@ -64,7 +64,9 @@ def _change_request(project: str, was: ChangeRequestView | None,
     about, url = ref(cr), cr.url
     found = []
     if cr.review_requested and not cr.mine and (was is None or not was.review_requested):
-        found.append(Transition("review_requested", f"review_requested:{url}", project, about,
+        # Asked again after a review is told again: the request moved its last update.
+        found.append(Transition("review_requested",
+                                f"review_requested:{url}:{cr.updated_at:.0f}", project, about,
                                 f"review requested by {cr.author}: {cr.title}", url))
     if was is None or not cr.mine:
         return found

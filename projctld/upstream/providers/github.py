@@ -101,7 +101,7 @@ def _pr_fragment(omit: frozenset[str] = frozenset()) -> str:
         rollup = f"commits(last: 1) {{ nodes {{ commit {{ {rollup} }} }} }}"
     return f"""\
 fragment pr on PullRequest {{
-  number title url isDraft updatedAt headRefName baseRefName reviewDecision
+  number title url isDraft updatedAt headRefName headRefOid baseRefName reviewDecision
   {field("mergeable", "mergeable")} {field("mergeStateStatus", "mergeStateStatus")}
   author {{ login }}
   repository {{ nameWithOwner }}
@@ -223,6 +223,7 @@ class _PullRequest(msgspec.Struct):
     mergeStateStatus: str | None = None
     statusCheckRollup: _Rollup | None = None
     commits: _Commits | None = None  # where the pull request's own rollup is missing
+    headRefOid: str | None = None
 
     @property
     def rollup(self) -> _Rollup | None:
@@ -726,6 +727,7 @@ def _change_request(pr: _PullRequest, login: str, upstream: str = "github"
         mine=author == login, updated_at=pr.updatedAt.timestamp(),
         conflicts=_CONFLICTS.get(pr.mergeable or ""),
         merge_status=pr.mergeStateStatus.lower() if pr.mergeStateStatus else None,
+        head=pr.headRefOid,
     )
 
 

@@ -142,6 +142,7 @@ class _MergeRequest(msgspec.Struct):
     has_conflicts: bool = False
     references: _References | None = None
     head_pipeline: _HeadPipeline | None = None
+    sha: str | None = None  # the source branch's head commit
 
 
 class _Approval(msgspec.Struct):
@@ -561,7 +562,7 @@ def _change_request(upstream: str, path: str, mr: _MergeRequest, username: str, 
         conflicts=_conflicts(mr),
         merge_status=mr.detailed_merge_status.lower() if mr.detailed_merge_status else None,
         approvals_left=approvals.approvals_left if approvals else None,
-        approved_by=approved_by,
+        approved_by=approved_by, head=mr.sha,
     )
 
 
@@ -595,7 +596,7 @@ def _from_graphql(upstream: str, path: str, listed: Listed, username: str) -> Ch
         reviewers=[_User(name) for name in names], draft=node.draft,
         detailed_merge_status=_lower(node.detailed_merge_status),
         merge_status=_lower(node.merge_status_enum), has_conflicts=node.conflicts,
-        references=_References(full=node.reference),
+        references=_References(full=node.reference), sha=node.diff_head_sha,
         head_pipeline=None if head is None else _HeadPipeline(
             status=head.status.lower(), web_url=_web_url(node.web_url, head.path),
             created_at=head.created_at, started_at=head.started_at))

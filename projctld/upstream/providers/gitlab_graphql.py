@@ -9,7 +9,7 @@ paging arguments), each merge request with:
 
     iid: String!, title: String!, webUrl: String, sourceBranch / targetBranch: String!,
     draft: Boolean!, conflicts: Boolean! (`cannot_be_merged?`), updatedAt: Time!,
-    projectId: Int! (the REST id), reference(full: true): String!,
+    projectId: Int! (the REST id), reference(full: true): String!, diffHeadSha: String,
     detailedMergeStatus: DetailedMergeStatus (GitLab 15: an alpha field in 2022, before REST
     had detailed_merge_status in 15.6), mergeStatusEnum: MergeStatus (14.0),
     approvalsLeft: Int (Enterprise Edition: null where no rule applies, absent on Community
@@ -31,15 +31,15 @@ most 250 with a token; app/graphql/types/base_field.rb and resolvers/base_resolv
 field 1, +1 if it calls Gitaly, a definition's own constant instead (reviewers: 5); a list with
 a resolver adds its own 1, +1 for `sort`, then 1% of itself per node it may return):
 
-    merge request: 10 plain fields 10, detailedMergeStatus 2, mergeStatusEnum 1,
-      approvalsLeft 2, author 2, approvedBy 3, reviewers 5 + 4, headPipeline 5     = 34
-    one list of 50: (34 + nodes 1 + pageInfo 3 + resolver 2) * (1 + 50 * 1%)        = 60
-    currentUser 1 + username 1 + three lists                                       = 182
+    merge request: 11 plain fields 11, detailedMergeStatus 2, mergeStatusEnum 1,
+      approvalsLeft 2, author 2, approvedBy 3, reviewers 5 + 4, headPipeline 5     = 35
+    one list of 50: (35 + nodes 1 + pageInfo 3 + resolver 2) * (1 + 50 * 1%)        = 61
+    currentUser 1 + username 1 + three lists                                       = 185
 
-182 of 250. A server that scores the query higher (a later GitLab) refuses it before running
+185 of 250. A server that scores the query higher (a later GitLab) refuses it before running
 it ("Query has complexity of N, which exceeds max complexity of 250"); the page is then halved
 and the query asked again, down to MIN_PAGE_SIZE. The next page of one list (keyset cursors)
-is asked alone: 62.
+is asked alone: 63.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _fragment(omit: frozenset[str]) -> str:
         " mergeRequestInteraction { reviewState }"
     return f"""\
 fragment mr on MergeRequest {{
-  iid title webUrl sourceBranch targetBranch draft conflicts updatedAt projectId
+  iid title webUrl sourceBranch targetBranch draft conflicts updatedAt projectId diffHeadSha
   reference(full: true)
   {optional("detailedMergeStatus")} {optional("mergeStatusEnum")} {optional("approvalsLeft")}
   author {{ username }}
@@ -169,6 +169,7 @@ class Node(msgspec.Struct, rename="camel"):
     detailed_merge_status: str | None = None
     merge_status_enum: str | None = None
     approvals_left: int | None = None
+    diff_head_sha: str | None = None
 
 
 class _PageInfo(msgspec.Struct, rename="camel"):

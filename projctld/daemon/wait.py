@@ -25,6 +25,7 @@ class _Target(NamedTuple):
     keys: list[Key]
     url: str | None  # the change request's, when named
     branch: str | None
+    head: str | None = None  # the checkout's HEAD: CI of another commit is not its outcome
 
 
 def wait(ctx: DaemonContext, request: Wait) -> Stream:
@@ -82,7 +83,8 @@ def _target(ctx: DaemonContext, request: Wait) -> _Target:
         raise ProjctlError(f"project {project!r} has no github or gitlab configured",
                            code="bad_usage", suggestions=[f"add github = [\"OWNER/NAME\"] to "
                                                           f"[projects.{project}]"])
-    return _Target(project, [(s.project, s.upstream) for s in sources], None, checkout.branch)
+    return _Target(project, [(s.project, s.upstream) for s in sources], None, checkout.branch,
+                   checkout.head)
 
 
 def _known(sources: list[Source]) -> str:
@@ -138,6 +140,14 @@ def _progress(ctx: DaemonContext, what: str, target: _Target) -> WaitProgress:
         state, failing, ci_url = pipeline.state, [], pipeline.url
     else:
         return msgspec.structs.replace(base, note="no CI has reported yet")
+    theirs = cr.head if cr is not None else pipeline.sha if pipeline is not None else None
+    if target.head and theirs and not (theirs.startswith(target.head)
+                                       or target.head.startswith(theirs)):
+        # Right after a push the upstream still shows the CI of the commit before.
+        return msgspec.structs.replace(
+            base, state=state, ci_url=ci_url,
+            note=f"that is the CI of {theirs[:8]}; waiting for your HEAD {target.head[:8]} "
+                 "to reach it (pushed?)")
     outcome = "passed" if state in PASSED else "failed" if state in FAILED else None
     return msgspec.structs.replace(base, state=state, outcome=outcome, failing=failing,
                                    ci_url=ci_url)
