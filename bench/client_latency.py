@@ -254,12 +254,13 @@ def stop_daemon(process: subprocess.Popen[bytes]) -> None:
     print(f"projctld stopped with exit code {process.returncode}")
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory in MiB from /proc: VmRSS now, or VmHWM, its peak."""
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise SystemExit(f"error: no VmRSS in /proc/{pid}/status")
+    raise SystemExit(f"error: no {field} in /proc/{pid}/status")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -268,8 +269,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def time_process(argv: list[str], box: Sandbox, env: dict[str, str]) -> float:
-    """Wall-clock milliseconds of one whole process run, which must exit 0."""
+def time_process(argv: list[str], box: Sandbox, env: dict[str, str] | None = None) -> float:
+    """Wall-clock milliseconds of one whole process run, which must exit 0 (in the sandbox's
+    environment unless `env` is given)."""
     started = time.perf_counter()
     result = run_in_demo(argv, box, env)
     elapsed = time.perf_counter() - started

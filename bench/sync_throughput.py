@@ -27,10 +27,8 @@ import functools
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 
@@ -42,10 +40,12 @@ from client_latency import (
     connect,
     make_sandbox,
     request,
+    rss_mib,
     start_daemon,
     stop_daemon,
     time_process,
 )
+from hub_process import Hub
 
 from projctld.config import SyncConfig
 from projctld.store.database import Database
@@ -61,35 +61,6 @@ PROJECT = "demo"
 GOALS = {"sqlite": 20_000, "postgresql": 20_000}
 RSS_GOAL_MIB = 100.0
 LARGE_PAYLOAD = 60 << 10
-
-
-class Hub:
-    """A `projctld hub serve` child process."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "projctld", "hub", "serve", "--database", database,
-             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = [""]
-        reader = threading.Thread(target=lambda: line.__setitem__(
-            0, self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(30)
-        if "listening on " not in line[0]:
-            self.process.kill()
-            raise SystemExit(f"error: the hub did not start: {line[0]!r}")
-        self.url = line[0].split("listening on ")[1].split()[0]
-
-    def token(self, user: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "projctld", "hub", "token", "create", "--user", user,
-             "--project", PROJECT, "--write", "--database", self.database],
-            capture_output=True, text=True, check=True).stdout.strip()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 def fill(path: str | Database, count: int, payload_bytes: int = 0) -> EventStore:
@@ -151,7 +122,7 @@ def bench_hub(kind: str, database: Callable[[], str], events: int, root: str,
     for run in range(repeats):
         if hub is not None:
             hub.stop()
-        hub = Hub(database())
+        hub = Hub(database(), PROJECT)
         try:
             runs.append(_run_once(hub, templates, os.path.join(root, kind, f"run{run}"),
                                   events))
@@ -176,7 +147,7 @@ def bench_hub(kind: str, database: Callable[[], str], events: int, root: str,
 
 def _run_once(hub: Hub, templates: list[str], root: str, events: int) -> tuple[float, float]:
     """One push then pull through `hub`, from copies of the filled devices: (push s, pull s)."""
-    tokens = [hub.token(f"dev{i}") for i in range(DEVICES)]
+    tokens = [hub.token(f"dev{i}", write=True) for i in range(DEVICES)]
     stores = []
     for i, template in enumerate(templates):
         path = os.path.join(root, f"dev{i}", "state.db")
@@ -193,17 +164,17 @@ def _run_once(hub: Hub, templates: list[str], root: str, events: int) -> tuple[f
 
 
 def print_rss(what: str, pid: int) -> None:
-    hwm = _status_kib(pid, "VmHWM") / 1024
+    hwm = rss_mib(pid, "VmHWM")
     print(f"{what + ' RSS peak':<18}{hwm:>10.1f} MiB (VmHWM); goal < {RSS_GOAL_MIB:g} MiB: "
           f"{'met' if hwm < RSS_GOAL_MIB else 'NOT met'}")
 
 
 def bench_large(events: int, root: str) -> None:
     print(f"\n== {events:,} events of {LARGE_PAYLOAD >> 10} KiB through a SQLite hub ==")
-    hub = Hub(f"sqlite:///{root}/large-hub.db")
+    hub = Hub(f"sqlite:///{root}/large-hub.db", PROJECT)
     try:
         store = fill(os.path.join(root, "large", "dev", "state.db"), events, LARGE_PAYLOAD)
-        token = hub.token("large")
+        token = hub.token("large", write=True)
 
         async def push() -> None:
             async with httpx.AsyncClient(timeout=60) as http:
@@ -227,7 +198,7 @@ def bench_daemon_rss(hub: Hub, events: int) -> None:
         config = os.path.join(box.root, "config", "projctl", "config.toml")
         with open(config, "a") as handle:
             handle.write(f'\n[sync]\nhub = "{hub.url}"\ninterval = 2.0\n')
-        box.env["PROJCTL_HUB_TOKEN"] = hub.token("rss")
+        box.env["PROJCTL_HUB_TOKEN"] = hub.token("rss", write=True)
         started = time.perf_counter()
         process = start_daemon(sys.executable, box)
         peak_rss = 0.0
@@ -235,15 +206,15 @@ def bench_daemon_rss(hub: Hub, events: int) -> None:
             while True:
                 with connect(box.socket_path, timeout=10) as conn:
                     view = conn.call(request("sync"))["sync"]
-                peak_rss = max(peak_rss, _status_kib(process.pid, "VmRSS") / 1024)
+                peak_rss = max(peak_rss, rss_mib(process.pid, "VmRSS"))
                 if view["pulled"] >= events:
                     break
                 if time.perf_counter() - started > 300:
                     raise SystemExit(f"error: only {view['pulled']} pulled after 300 s")
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
-            hwm = _status_kib(process.pid, "VmHWM") / 1024
-            now = _status_kib(process.pid, "VmRSS") / 1024
+            hwm = rss_mib(process.pid, "VmHWM")
+            now = rss_mib(process.pid, "VmRSS")
         finally:
             stop_daemon(process)
         print(f"pulled {events:,} in {elapsed:.2f} s ({events / elapsed:,.0f} events/s, "
@@ -254,14 +225,6 @@ def bench_daemon_rss(hub: Hub, events: int) -> None:
         print_rss("hub", hub.process.pid)
     finally:
         shutil.rmtree(box.root, ignore_errors=True)
-
-
-def _status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise SystemExit(f"error: no {field} for pid {pid}")
 
 
 def bench_note_latency(rounds: int) -> None:

@@ -20,15 +20,14 @@ import os
 import random
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 
 import anyio
 import httpx
 import psycopg
+from client_latency import rss_mib
+from hub_process import Hub
 
 from projctld.hub.backends import open_storage
 from projctld.team.sync.events import Event, uuid7
@@ -113,42 +112,6 @@ async def store(database: str, events: dict[str, list[Event]]) -> None:
         await storage.close()
 
 
-class Hub:
-    """A `projctld hub serve` child process."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "projctld", "hub", "serve", "--database", database,
-             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = [""]
-        reader = threading.Thread(target=lambda: line.__setitem__(
-            0, self.process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(60)
-        if "listening on " not in line[0]:
-            self.process.kill()
-            raise SystemExit(f"error: the hub did not start: {line[0]!r}")
-        self.url = line[0].split("listening on ")[1].split()[0]
-
-    def token(self, user: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "projctld", "hub", "token", "create", "--user", user,
-             "--project", PROJECT, "--database", self.database],
-            capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
-
-    def peak_rss_mib(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-
-
 def measure(hub: Hub, rounds: int) -> bool:
     token = hub.token("viewer")
     met = True
@@ -174,7 +137,7 @@ def measure(hub: Hub, rounds: int) -> bool:
             met &= p95 < GOAL_MS
             print(f"  {name:<42} {p50:>6.1f}ms {p95:>6.1f}ms {times[-1]:>6.1f}ms"
                   + ("" if p95 < GOAL_MS else "  over the goal"))
-    print(f"  hub peak RSS {hub.peak_rss_mib():.1f} MiB")
+    print(f"  hub peak RSS {rss_mib(hub.process.pid, 'VmHWM'):.1f} MiB")
     return met
 
 
@@ -184,7 +147,7 @@ def bench(kind: str, database: str, events: dict[str, list[Event]], count: int,
     started = time.perf_counter()
     anyio.run(store, database, events)
     print(f"  stored in {time.perf_counter() - started:.1f} s")
-    hub = Hub(database)
+    hub = Hub(database, PROJECT)
     try:
         return measure(hub, rounds)
     finally:

@@ -11,7 +11,7 @@ import sys
 BUILT_IN = frozenset({
     "branch", "call", "config", "daemon", "demo", "deploy", "doctor", "log", "mark-failed",
     "metrics", "note", "open", "ping", "plugins", "prompt", "refresh", "report", "run", "runs",
-    "shell-init", "status", "sync",
+    "shell-init", "status", "sync", "watch", "wait", "inbox", "notifications",
 })
 
 

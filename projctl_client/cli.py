@@ -1100,3 +1100,92 @@ def _stop(*, quiet_if_stopped: bool, socket: str | None = None) -> None:
         )
         sys.exit(1)
     click.echo(f"stopped projctld (pid {info['pid']})")
+
+
+@cli.command(short_help="The status view, redrawn whenever the daemon's view changes.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per change, for scripts.")
+@click.option("--short", is_flag=True, help="One line per project.")
+@click.option("--project", "-p", metavar="NAME", help="Only this project.")
+def watch(as_json: bool, short: bool, project: str | None) -> None:
+    """Show the status and redraw it in place whenever what it shows changes: the daemon
+    pushes each change over the socket (the client never polls, and nothing more is asked of
+    the upstreams). `q` or Ctrl-C quits and restores the screen. With --json, one line of
+    JSON (the view as `projctl status --json` has it) per change."""
+    if as_json and short:
+        raise click.UsageError("--short lays out the text; --json has the whole view")
+    from projctl_client import live
+
+    sys.exit(live.watch(as_json, short, project))
+
+
+@cli.group(short_help="Block until CI or a review of a change request is decided.")
+def wait() -> None:
+    """Block until the CI or the review of the current branch's change request (or REF's)
+    is decided. Exit codes: 0 passed (approved) · 1 failed (changes requested, or it was
+    closed) · 124 timed out · 2 bad usage. It asks nothing of the upstream itself: the daemon
+    polls that change request as often as running CI while someone waits, and answers from
+    that. A daemon restart in the middle is waited through."""
+
+
+def _wait_command(what: str, summary: str) -> None:
+    @wait.command(what, short_help=summary)
+    @click.argument("ref", required=False)
+    @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=3600.0,
+                  show_default=True, metavar="S", help="Give up (exit 124) after S seconds.")
+    def command(ref: str | None, timeout: float) -> None:
+        from projctl_client import live
+
+        sys.exit(live.wait(what, ref, timeout))
+
+    command.__doc__ = f"""{summary} REF is as for `projctl open`: `42`, `'#42'`, `'!17'`,
+    `'acme/web#42'`; without it, the current branch's change request (or, for CI, the
+    branch's own CI when it has none)."""
+
+
+_wait_command("ci", "Wait until the CI has finished: prints the outcome, the failing checks "
+                    "and the links.")
+_wait_command("review", "Wait until the change request is approved or changes are "
+                        "requested.")
+
+
+@cli.group(invoke_without_command=True,
+           short_help="What needs you: GitHub notifications and GitLab to-dos.")
+@click.option("--json", "as_json", is_flag=True, help="Print the inbox as JSON.")
+@click.pass_context
+def inbox(ctx: click.Context, as_json: bool) -> None:
+    """List what needs you upstream: GitHub notifications (review requests, mentions,
+    assignments, CI activity) and GitLab to-dos, newest first, as the daemon last read them.
+    `projctl inbox done ID` marks one read (GitHub) or done (GitLab) upstream."""
+    if ctx.invoked_subcommand is not None:
+        return
+    report = _ask("inbox")
+    if as_json:
+        click.echo(jsonout.dumps({k: v for k, v in report.items() if k != "type"}))
+        return
+    click.echo(render.inbox(report))
+
+
+@inbox.command("done")
+@click.argument("item", metavar="ID")
+def inbox_done(item: str) -> None:
+    """Mark inbox item ID read (GitHub) or done (GitLab) upstream. ID is as `projctl inbox`
+    shows it (`github:123`), or its number alone when that is unique. The token needs the
+    scope to write it: GitHub `notifications` (or `repo`), GitLab `api`."""
+    report = _ask("inbox_done", id=item)
+    done = report.get("done") or {}
+    click.echo(f"marked {done.get('id', item)} done: {done.get('title', '')}")
+
+
+@cli.command(short_help="What was notified on the desktop, when, and why.")
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+@click.option("--limit", "-n", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many, newest first.")
+def notifications(as_json: bool, limit: int) -> None:
+    """List the desktop notifications the daemon sent (or would have), newest first: when,
+    what changed, and whether it was shown, or why not (no desktop session bus, quiet hours,
+    the rate bound, a kind switched off)."""
+    report = _ask("notifications", limit=limit)
+    if as_json:
+        click.echo(jsonout.dumps({k: v for k, v in report.items() if k != "type"}))
+        return
+    click.echo(render.notifications(report))

@@ -105,7 +105,9 @@ class Connection:
 
     def call(self, message: dict[str, object]) -> dict[str, object]:
         """Send one request; return the reply, or raise DaemonError for an Error reply."""
-        reply = minipack.decode(self.exchange(minipack.encode(message)))
+        return self._checked(minipack.decode(self.exchange(minipack.encode(message))))
+
+    def _checked(self, reply: object) -> dict[str, object]:
         if not isinstance(reply, dict) or not isinstance(reply.get("type"), str):
             raise DaemonUnavailable(
                 "projctld sent a reply this client does not understand",
@@ -122,11 +124,28 @@ class Connection:
             )
         return reply
 
-    def exchange(self, body: bytes) -> bytes:
-        """Send one frame and read one frame back."""
+    def send(self, message: dict[str, object]) -> None:
+        """Send one request whose answer is a stream: read it with `receive`, which waits as
+        long as the stream has nothing to say."""
+        self.exchange(minipack.encode(message), reply=False)
+        if self._deadline is None:
+            self._sock.settimeout(None)
+
+    def receive(self) -> dict[str, object]:
+        """The next frame of a stream, decoded; an Error frame raises DaemonError."""
+        return self._checked(minipack.decode(self.exchange(None)))
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def exchange(self, body: bytes | None, *, reply: bool = True) -> bytes:
+        """Send one frame (unless None) and read one frame back (unless not `reply`)."""
         try:
             self._keep_deadline()
-            self._sock.sendall(frame(body))
+            if body is not None:
+                self._sock.sendall(frame(body))
+            if not reply:
+                return b""
             length = body_length(self._recv_exactly(HEADER_SIZE))
             return self._recv_exactly(length)
         except TimeoutError:

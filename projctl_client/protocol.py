@@ -43,12 +43,20 @@ __all__ = [
     "Envelope",
     "Error",
     "EventView",
+    "Inbox",
+    "InboxDone",
+    "InboxItemView",
+    "InboxReport",
+    "InboxSourceView",
     "LatencyView",
     "Log",
     "LogView",
     "Metrics",
     "MetricsReport",
     "Note",
+    "NotificationView",
+    "Notifications",
+    "NotificationsReport",
     "Ping",
     "PipelineView",
     "PluginReply",
@@ -89,12 +97,16 @@ __all__ = [
     "Status",
     "StatusOutput",
     "StatusView",
+    "StreamEnd",
     "Sync",
     "SyncProblem",
     "SyncReport",
     "SyncView",
     "TicketView",
     "UpstreamMetric",
+    "Wait",
+    "WaitProgress",
+    "Watch",
 ]
 
 
@@ -343,9 +355,53 @@ class Reload(_Request, tag="reload"):
     Reloaded, or an Error (code `config`) that leaves the running config as it was."""
 
 
+class Watch(_Request, tag="watch", kw_only=True):
+    """Stream the status view as Status would write it (`output` json, text or short), one
+    StatusOutput each time what it shows changes, ended by StreamEnd. The client never polls:
+    the daemon pushes."""
+
+    checkout: Checkout | None = None
+    tickets_per_status: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    project: _Project | None = None
+    output: Literal["json", "text", "short"] = "text"
+    width: Annotated[int, msgspec.Meta(ge=20, le=1000)] = 80
+    colours: bool = False
+    links: bool = False
+    home: Annotated[str, msgspec.Meta(max_length=4096)] = ""
+
+
+class Wait(_Request, tag="wait", kw_only=True):
+    """Stream WaitProgress until the CI (`what` ci) or the review (`what` review) of a change
+    request (`url`), or of the checkout's branch, has an outcome, or `timeout` seconds pass;
+    ended by StreamEnd. The daemon polls that source faster meanwhile."""
+
+    what: Literal["ci", "review"]
+    checkout: Checkout | None = None
+    url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)] = 3600.0
+
+
+class Inbox(_Request, tag="inbox", kw_only=True):
+    """What needs me upstream: GitHub notifications and GitLab to-dos; answered InboxReport."""
+
+
+class InboxDone(_Request, tag="inbox_done", kw_only=True):
+    """Mark inbox item `id` (as InboxReport shows it, `UPSTREAM:ID`, or its ID alone when that
+    is unique) read or done upstream; answered InboxReport."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class Notifications(_Request, tag="notifications", kw_only=True):
+    """What the daemon notified (or would have), newest first; answered NotificationsReport."""
+
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+
+
 Request = (Ping | Status | Shutdown | Refresh | Note | BranchCreated | DeployStart
            | DeployFinish | Log | Sync | Prompt | Plugins | RunStart | RunFollow | Runs
-           | Metrics | Doctor | Reload | RecordEvent | PluginRequest | DeployMark | Report)
+           | Metrics | Doctor | Reload | RecordEvent | PluginRequest | DeployMark | Report
+           | Watch | Wait | Inbox | InboxDone | Notifications)
 
 
 class ConfigProblem(msgspec.Struct, kw_only=True):
@@ -648,6 +704,10 @@ class StatusView(_Reply, tag="status"):
     sync: SyncView | None = None
     # Lines that plugins add (their projctl_status_view hook), shown under the checkout.
     notices: list[str] = []
+    # What needs me upstream (GitHub notifications, GitLab to-dos), newest first; `inbox_known`
+    # as ProjectView.known, "" when no inbox is kept.
+    inbox: list[InboxItemView] = []
+    inbox_known: str = ""
 
 
 class PollResult(msgspec.Struct, kw_only=True):
@@ -951,7 +1011,92 @@ class Reloaded(_Reply, tag="reloaded"):
     restart_needed: list[str] = []
 
 
+class InboxItemView(msgspec.Struct, kw_only=True):
+    """One GitHub notification thread or GitLab to-do. `id` is `UPSTREAM:ID`; `reason` the
+    upstream's own word (GitHub: review_requested, mention, assign, ci_activity, ...; GitLab:
+    review_requested, mentioned, assigned, build_failed, ...)."""
+
+    id: str
+    upstream: str
+    kind: str  # github or gitlab
+    reason: str
+    title: str
+    subject: str  # PullRequest, Issue, MergeRequest, CheckSuite, ...
+    repo: str
+    url: str | None = None
+    author: str | None = None
+    updated_at: float
+
+
+class InboxSourceView(msgspec.Struct, kw_only=True):
+    """How fresh one upstream's inbox is. Never fetched: `fetched_at` is None and its items
+    are not known; with `error`, the items are the last that were read."""
+
+    upstream: str
+    fetched_at: float | None = None
+    attempted_at: float | None = None
+    next_poll_at: float | None = None
+    poll_interval: float | None = None  # GitHub's X-Poll-Interval, when it said one
+    error: SourceError | None = None
+
+
+class InboxReport(_Reply, tag="inbox", kw_only=True):
+    """`known`: "complete", "partial" (an upstream could not be read) or "unknown" (none was
+    ever read: no items means nothing, not "none"); `done` names the item just marked."""
+
+    items: list[InboxItemView]
+    sources: list[InboxSourceView]
+    known: str
+    done: InboxItemView | None = None
+
+
+class NotificationView(msgspec.Struct, kw_only=True):
+    """One desktop notification: `kinds` of the transitions it tells (one, or several grouped),
+    `shown` whether the desktop took it, else `why_not` (no session bus, quiet hours, the rate
+    bound, switched off, ...)."""
+
+    id: int
+    at: float
+    project: str
+    kinds: list[str]
+    title: str
+    body: str
+    url: str | None = None
+    shown: bool
+    why_not: str | None = None
+
+
+class NotificationsReport(_Reply, tag="notifications", kw_only=True):
+    notifications: list[NotificationView]
+    desktop: str  # what delivery is possible: "dbus", "none (no session bus)", "disabled", ...
+
+
+class WaitProgress(_Reply, tag="wait_progress", kw_only=True):
+    """Where a wait stands. `outcome` is None until it is decided, then passed, failed,
+    approved, changes_requested, closed or timeout. `state` is the CI state or the review
+    decision now; `known` is "complete", "partial" or "unknown" (never fetched) as in views."""
+
+    what: str
+    target: str  # acme/web#42, or the branch
+    url: str | None = None
+    state: str
+    known: str = "complete"
+    outcome: str | None = None
+    failing: list[str] = []
+    ci_url: str | None = None
+    note: str | None = None
+    fetched_at: float | None = None
+
+
+class StreamEnd(_Reply, tag="stream_end", kw_only=True):
+    """The last frame of a stream: `reason` is "done", or "stopping" when the daemon stops
+    (a client that waits connects again)."""
+
+    reason: str = "done"
+
+
 Reply = (StatusView | StatusOutput | Pong | Ack | RefreshReport | Recorded | DeployPlan
          | LogView | SyncReport | PromptText | PluginsReport | RunStarted | RunPlanView
          | RunProgress | RunsView | MetricsReport | DoctorReport | Reloaded | PluginReply
-         | DeliveryReport | Error)
+         | DeliveryReport | Error | InboxReport | NotificationsReport | WaitProgress
+         | StreamEnd)

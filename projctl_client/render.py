@@ -549,3 +549,42 @@ def demo_guide(socket: str, checkout: str | None, shell: str) -> str:
     lines += ["Stop it:  projctl demo --stop    (its state goes: nothing of it reappears)",
               "Afresh:   projctl demo --reset"]
     return "\n".join(lines)
+
+
+def inbox(report: dict) -> str:
+    """`projctl inbox`: one line per item, then how fresh each upstream's inbox is."""
+    now = time.time()
+    lines = []
+    for item in report["items"]:
+        lines.append(f"{item['id']:<16} {item['reason']:<18} {item['repo']}  {item['title']}"
+                     f"  ({age(now - item['updated_at'])})")
+    known = report["known"]
+    if not report["sources"]:
+        return "no inbox: no project uses GitHub or GitLab, or [desktop] inbox = false"
+    if not lines:
+        lines.append("not fetched yet" if known == "unknown" else
+                     "nothing needs you in what could be read" if known == "partial"
+                     else "nothing needs you")
+    for source in report["sources"]:
+        fetched = source.get("fetched_at")
+        state = f"read {age(now - fetched)}" if fetched else "not fetched yet"
+        error = source.get("error")
+        if error:
+            state += f"; last attempt failed: {error['message']}"
+            state += "".join(f"\n    try: {s}" for s in error.get("suggestions") or [])
+        lines.append(f"{source['upstream']}: {state}")
+    return "\n".join(lines)
+
+
+def notifications(report: dict) -> str:
+    """`projctl notifications`: newest first, when, what, shown or why not."""
+    now = time.time()
+    lines = [f"desktop: {report['desktop']}"]
+    if not report["notifications"]:
+        lines.append("nothing notified yet")
+    for note in report["notifications"]:
+        shown = "shown" if note["shown"] else f"not shown: {note.get('why_not')}"
+        lines.append(f"{age(now - note['at']):>10}  {note['title']}  [{', '.join(note['kinds'])}"
+                     f"; {shown}]")
+        lines += [f"            {line}" for line in (note.get("body") or "").splitlines()]
+    return "\n".join(lines)

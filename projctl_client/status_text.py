@@ -75,6 +75,10 @@ class _Page(Canvas):
         return render.home(path, self.options.home)
 
 
+# Inbox items listed under its line; the rest are counted in it.
+INBOX_SHOWN = 3
+
+
 def screen(view: dict, options: Options, now: float | None = None) -> str:
     """The text of `projctl status` (or, with options.short, `projctl status --short`)."""
     page = _Page(options, time.time() if now is None else now)
@@ -88,6 +92,7 @@ def screen(view: dict, options: Options, now: float | None = None) -> str:
     lines += _here(view, page)
     for notice in view.get("notices") or []:
         lines += page.wrap(page.paint("yellow", f"Notice    {notice}"), LABEL)
+    lines += _inbox(view, page)
     lines.append("")
     daemon = view["daemon"]
     projects = view.get("projects") or []
@@ -472,6 +477,27 @@ def _ticket_lines(tickets: list[dict], counts: dict[str, int], page: _Page,
         lines += laid[start:end]
         if more:
             lines += page.wrap(more, 8)
+    return lines
+
+
+def _inbox(view: dict, page: _Page) -> list[str]:
+    """What needs me upstream, when something does: a count by reason, then the newest few
+    (`projctl inbox` has them all). Nothing when none is known to."""
+    items = view.get("inbox") or []
+    if not items:
+        return []
+    reasons: dict[str, int] = {}
+    for item in items:
+        reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
+    partly = ", partly fetched" if view.get("inbox_known") == "partial" else ""
+    summary = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in reasons.items())
+    lines = page.wrap(page.paint("yellow", f"Inbox     {_count(len(items), 'item')} need you: "
+                                 f"{summary}{partly}") + page.paint("dim", "  projctl inbox"),
+                      LABEL)
+    if page.options.short:
+        return lines
+    for item in items[:INBOX_SHOWN]:
+        lines += page.wrap(f"          {item['repo']}  {item['title']}", LABEL)
     return lines
 
 

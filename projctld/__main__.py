@@ -468,10 +468,7 @@ def hub_token_list(database: str) -> None:
          "yes" if r.revoked else "no")
         for r in records
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
-                                                                       strict=True)).rstrip())
+    _echo_table(rows)
 
 
 @hub_token.command("revoke")
@@ -518,6 +515,14 @@ def hub_share_create(project: str, days: int, base_url: str | None, database: st
                                           "front of the path (or pass --url)."), err=True)
 
 
+def _echo_table(rows: list[tuple[str, ...]]) -> None:
+    """Print rows (the first one the heading) in columns as wide as their widest cell."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                       strict=True)).rstrip())
+
+
 def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
 
@@ -537,10 +542,7 @@ def hub_share_list(database: str) -> None:
          "revoked" if r.revoked else "live" if r.live(now) else "expired")
         for r in records
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
-                                                                       strict=True)).rstrip())
+    _echo_table(rows)
 
 
 @hub_share.command("revoke")

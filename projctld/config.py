@@ -240,6 +240,31 @@ class NotifyConfig(_Section):
     queue: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 100
 
 
+# Local wall-clock hours without desktop notifications, "22:00-07:00"; "" for none.
+_QUIET_HOURS = r"^(([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9])?$"
+
+
+class DesktopConfig(_Section):
+    """Desktop notifications of transitions that concern me (upstream/notify/), and the inbox
+    (GitHub notifications, GitLab to-dos) that `projctl inbox` and status show."""
+
+    enabled: bool = True
+    ci: bool = True  # CI on my change request or branch finished
+    review_requested: bool = True
+    approved: bool = True
+    changes_requested: bool = True
+    closed: bool = True  # my change request merged or closed
+    deployment_failed: bool = True  # a teammate's deployment failed
+    workflow_finished: bool = True  # a workflow run I started finished
+    # Any deployment to these environments, whoever ran it and however it ended.
+    deployments_to: list[EnvironmentName] = []
+    quiet_hours: Annotated[str, msgspec.Meta(pattern=_QUIET_HOURS)] = ""
+    per_minute: Annotated[int, msgspec.Meta(ge=1, le=60)] = 6
+    # Transitions on one change request or branch within this many seconds are one notification.
+    burst: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.1
+    inbox: bool = True
+
+
 Days = Annotated[float, msgspec.Meta(gt=0, le=36500)]
 
 
@@ -262,6 +287,7 @@ class Config(_Section):
     prompt: PromptConfig = PromptConfig()
     plugins: PluginsConfig = PluginsConfig()
     notify: NotifyConfig = NotifyConfig()
+    desktop: DesktopConfig = DesktopConfig()
     retention: RetentionConfig = RetentionConfig()
     upstreams: UpstreamsConfig = UpstreamsConfig()
     projects: dict[str, ProjectConfig] = {}

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 
 import msgspec
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from projctl_client import protocol as p
@@ -168,6 +169,9 @@ def _request_strategies(root: str) -> dict[type, st.SearchStrategy[typing.Any]]:
         p.PluginRequest: st.builds(p.PluginRequest, checkout=_maybe(checkout), project=project,
                                    plugin=st.sampled_from(["example", "notify"]) | _short
                                    .filter(bool), name=_short.filter(bool), args=_values),
+        p.Inbox: st.builds(p.Inbox),
+        p.InboxDone: st.builds(p.InboxDone, id=st.text(min_size=1, max_size=128)),
+        p.Notifications: st.builds(p.Notifications, limit=st.integers(1, 1000)),
     }
 
 
@@ -175,6 +179,10 @@ def _request_strategies(root: str) -> dict[type, st.SearchStrategy[typing.Any]]:
 EXCLUDED = {
     p.Shutdown: "stops the daemon",
     p.Doctor: "runs every check of `projctl doctor`, processes and network included",
+    # Streams: frames go on until the client hangs up, which a one-reply-per-frame judge cannot
+    # read; tests/test_notify.py and tests/test_watch.py drive them.
+    p.Watch: "a stream: pushed frames until the client hangs up",
+    p.Wait: "a stream: progress frames until an outcome, a timeout or a hang-up",
 }
 
 
@@ -319,8 +327,12 @@ def mutated_frames(root: str) -> st.SearchStrategy[bytes]:
     @st.composite
     def build(draw: st.DrawFn) -> bytes:
         request = draw(requests(root))
-        # Through msgpack rather than to_builtins: arguments may hold extension types.
-        fields = msgspec.msgpack.decode(_encode(request))
+        # Through msgpack rather than to_builtins: arguments may hold extension types. A drawn
+        # datetime that msgpack's timestamp cannot carry back is no request to mutate.
+        try:
+            fields = msgspec.msgpack.decode(_encode(request))
+        except msgspec.ValidationError:
+            reject()
         pairs = [(_encode(k), _encode(v)) for k, v in fields.items()]
         for _ in range(draw(st.integers(0, 3))):
             pairs = _structural(draw, pairs)
@@ -371,7 +383,7 @@ REFUSALS = frozenset({
     "plugin_refused", "plugin_timeout", "store", "too_large", "unknown_deployment",
     "unknown_environment", "unknown_note", "unknown_param", "unknown_plugin", "unknown_project",
     "unknown_run", "unknown_workflow",
-    "workflow", "yaml_missing",
+    "workflow", "yaml_missing", "no_inbox", "not_found", "ambiguous",
 })
 # What the server itself answers to a frame that is not a valid request of this version.
 MALFORMED = frozenset({"bad_request", "unsupported_protocol"})
@@ -386,6 +398,8 @@ ANSWERS: dict[type, tuple[type, ...]] = {
     p.Runs: (p.RunsView,), p.Metrics: (p.MetricsReport,), p.Reload: (p.Reloaded,),
     p.RecordEvent: (p.Recorded,), p.PluginRequest: (p.PluginReply,),
     p.DeployMark: (p.Recorded,), p.Report: (p.DeliveryReport,),
+    p.Inbox: (p.InboxReport,), p.InboxDone: (p.InboxReport,),
+    p.Notifications: (p.NotificationsReport,),
 }
 
 

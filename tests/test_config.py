@@ -46,7 +46,7 @@ def test_project_paths_expand_home_and_resolve_relative_to_the_file(tmp_path, mo
         ("[daemon]\nverbose = true\n", "daemon.verbose", "unknown key; known here: log_level"),
         ("colour = true\n", "colour",
          "unknown key; known here: daemon, polling, github, gitlab, jira, sync, prompt, "
-         "plugins, notify, retention, upstreams, projects"),
+         "plugins, notify, desktop, retention, upstreams, projects"),
         ("daemon = 3\n", "daemon", "expected a table, got an integer"),
         ("projects = 3\n", "projects", "expected a table, got an integer"),
         ("[projects.web]\npaths = 'src/web'\n", "projects.web.paths",

@@ -169,6 +169,8 @@ def test_scopes_as_each_api_tells_them(sandbox, upstreams) -> None:
         "&scopes=read_api" in gitlab["fix"]
     assert checks["github"]["status"] == "ok"
     assert "fine-grained" in checks["github"]["detail"]
+    assert "the inbox (GitHub notifications, `projctl inbox done`) needs a classic token" in \
+        checks["github"]["detail"]
 
     upstreams.gitlab.scopes = ["read_api"]
     upstreams.gitlab.expires_at = str(datetime.date.today() + datetime.timedelta(days=2))
@@ -179,6 +181,16 @@ def test_scopes_as_each_api_tells_them(sandbox, upstreams) -> None:
     assert checks["github"]["status"] == "warn"
     assert "without `repo` the pull requests and CI of private repositories" in \
         checks["github"]["detail"]
+    # The inbox: GitHub's notifications API takes classic tokens with `notifications` or
+    # `repo` (docs.github.com/rest/activity/notifications); GitLab's mark_as_done writes, so
+    # it needs `api` (docs.gitlab.com/api/todos).
+    assert "nor can it read the inbox or mark it done (`notifications` or `repo`)" in \
+        checks["github"]["detail"]
+    assert "`projctl inbox done` needs the api scope" in checks["gitlab"]["detail"]
+    upstreams.gitlab.scopes = ["api"]
+    upstreams.github.scopes = ["notifications"]
+    _, checks = doctor(sandbox)
+    assert "inbox" not in checks["gitlab"]["detail"] + checks["github"]["detail"]
 
 
 def test_a_damaged_state_database_fails_with_the_way_out(sandbox, upstreams) -> None:

@@ -50,7 +50,8 @@ def test_status_json_is_the_documented_view(sandbox, demo) -> None:
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
     assert list(view) == ["generated_at", "daemon", "checkout", "projects", "state", "branch",
-                          "sandbox", "sync", "notices", "config_error"]
+                          "sandbox", "sync", "notices", "inbox", "inbox_known", "config_error"]
+    assert view["inbox"] == [] and view["inbox_known"] == ""  # no GitHub or GitLab: no inbox
     assert view["config_error"] is None
     assert list(view["daemon"]) == ["version", "protocol", "pid", "started_at", "config_path",
                                     "config_loaded_at", "socket_path", "state_path"]

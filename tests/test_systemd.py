@@ -184,6 +184,29 @@ def wait_for_socket(path: str, process: subprocess.Popen[str]) -> os.stat_result
     raise AssertionError(f"{path} did not appear")
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, read from /proc (a child may end while we read)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    # pid (comm) state ppid ...: comm may hold spaces and parentheses
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry))
+    return found
+
+
+def wait_for_no_children(process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + GUARD
+    while children_of(process.pid):
+        assert time.monotonic() < deadline, f"what {process.args[0]} started did not exit"
+        time.sleep(0.01)
+
+
 def test_socket_activation_serves_systemds_socket_and_leaves_it_in_place(sandbox) -> None:
     path = sandbox.socket_path
     os.makedirs(os.path.dirname(path), mode=0o700)
@@ -242,6 +265,10 @@ def test_a_passed_socket_that_cannot_serve_stops_the_daemon_clearly(sandbox, mod
             else:  # the daemon that was given this connection ends, and so does the connection
                 assert trigger.recv(1) == b""
         if mode == "--accept":
+            # systemd-socket-activate kills its children when it dies (PR_SET_PDEATHSIG), and
+            # the daemon closes the connection before it writes why it stops: end the
+            # activator only once the daemon it started has exited.
+            wait_for_no_children(activator)
             activator.send_signal(signal.SIGTERM)
         _, stderr = activator.communicate(timeout=GUARD)
     finally:

@@ -44,6 +44,7 @@ from projctld.store.compaction import Compaction
 from projctld.store.database import Database
 from projctld.store.events import EventStore
 from projctld.store.http_cache import HttpCache
+from projctld.store.notifications import NotificationTable
 from projctld.store.runs import RunTable
 from projctld.store.snapshots import SnapshotTable
 from projctld.team.runs import Runs
@@ -52,6 +53,9 @@ from projctld.team.sync.hubclient import HubClient
 from projctld.team.sync.journal import Journal
 from projctld.team.sync.runner import SyncRunner
 from projctld.upstream import viahub
+from projctld.upstream.notify.desktop import Desktop
+from projctld.upstream.notify.inbox import Inbox
+from projctld.upstream.notify.notifier import Notifier
 from projctld.upstream.polling import Poller
 from projctld.upstream.providers import create_providers
 from projctld.upstream.providers.http import UpstreamHttp
@@ -139,6 +143,14 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
             config_error=problem,
         )
         poller.on_polled = runner.on_change = ctx.changed
+        notices = NotificationTable(db)
+        ctx.notifier = Notifier(config.desktop, notices, Desktop())
+        # With a broken config nothing is polled, the inbox neither, until a reload mends it.
+        ctx.inbox = Inbox(config, providers if problem is None else {}, notices)
+        poller.on_read = ctx.notifier.polled
+        runs.on_finished = ctx.notifier.run_finished
+        ctx.inbox.on_change = ctx.changed
+        ctx.changed()  # the first look at deployments, to compare later ones with
         handlers = Handlers(ctx)
         server = RpcServer(
             handlers, handle_now=handlers.now,
@@ -161,6 +173,8 @@ async def serve(config_path: str, socket_path: str, on_ready: Callable[[], None]
                 tasks.start_soon(feed.run)
             tasks.start_soon(plugins.run)
             tasks.start_soon(prompt_files.run)
+            tasks.start_soon(ctx.notifier.run)
+            tasks.start_soon(ctx.inbox.run)
             tasks.start_soon(_watch_database, db)
             if config.daemon.metrics_listen:
                 await tasks.start(serve_metrics, config.daemon.metrics_listen,

@@ -100,6 +100,9 @@ def listen(socket_path: str) -> Iterator[tuple[socket.socket, str]]:
             stack.enter_context(instance_lock(activated_path))
             yield inherited, activated_path
             return
+        # Said before the directory is judged: the fix for both is the same path elsewhere,
+        # and a path that cannot be bound makes the directory's state beside the point.
+        check_length(socket_path)
         stack.enter_context(instance_lock(socket_path))
         sock = stack.enter_context(bind(socket_path))
         stack.callback(remove, socket_path)
@@ -107,12 +110,8 @@ def listen(socket_path: str) -> Iterator[tuple[socket.socket, str]]:
 
 
 def bind(socket_path: str, backlog: int = BACKLOG) -> socket.socket:
-    """A listening socket at `socket_path`, mode 0600. Call only while holding instance_lock."""
-    if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
-        raise StartupError(
-            f"the socket path {socket_path} is {len(os.fsencode(socket_path))} bytes; "
-            f"Unix sockets allow {MAX_SOCKET_PATH}", suggestions=[_ELSEWHERE],
-        )
+    """A listening socket at `socket_path` (its length checked), mode 0600. Call only while
+    holding instance_lock."""
     remove_stale(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # The umask makes the socket 0600 from the moment it exists, not just after the chmod.
@@ -127,6 +126,15 @@ def bind(socket_path: str, backlog: int = BACKLOG) -> socket.socket:
     os.chmod(socket_path, 0o600)
     sock.listen(backlog)
     return sock
+
+
+def check_length(socket_path: str) -> None:
+    """Refuse a path longer than a Unix socket's address can hold."""
+    if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
+        raise StartupError(
+            f"the socket path {socket_path} is {len(os.fsencode(socket_path))} bytes; "
+            f"Unix sockets allow {MAX_SOCKET_PATH}", suggestions=[_ELSEWHERE],
+        )
 
 
 def remove_stale(socket_path: str) -> None:

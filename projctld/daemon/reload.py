@@ -123,4 +123,10 @@ class Reloader:
             ctx.hosts[:] = hosts
             ctx.poller.reconfigure(config, providers)
             self.scheduler.sync_jobs()
+            if ctx.inbox is not None:
+                ctx.inbox.reconfigure(config, providers)
+        elif ctx.inbox is not None and config.desktop.inbox != old.desktop.inbox:
+            ctx.inbox.reconfigure(config)
+        if ctx.notifier is not None:
+            ctx.notifier.configure(config.desktop)
         ctx.changed()

@@ -38,6 +38,8 @@ _CATEGORY_ORDER = {"in_progress": 0, "todo": 1, "done": 2}
 # How long a built view may be served again. What it derives from the clock (stale marks) and
 # what changes without a signal (a poll or a sync starting, last_seen_at) lags by at most this.
 MAX_REUSE = 1.0
+# Inbox items a view carries at most (`projctl inbox` lists them all).
+INBOX_ITEMS = 20
 # Distinct (checkout, ticket limit) views kept; more than this and all are built afresh.
 MAX_VIEWS = 64
 # Outputs kept per view (text for each width and option, JSON); more and they are written
@@ -149,6 +151,7 @@ def build_status(ctx: ViewSources, here: Checkout | None, *,
         sync=ctx.runner.view(),
         branch=_branch(current, sources, now, ctx.config.polling.stuck_after),
         sandbox=ctx.sandbox,
+        **_inbox(ctx),
         state=StateInfo(
             path=ctx.db.path,
             schema_version=ctx.db.schema_version,
@@ -157,6 +160,14 @@ def build_status(ctx: ViewSources, here: Checkout | None, *,
             last_error=ctx.db.problem or knowledge.last_error,
         ),
     )
+
+
+def _inbox(ctx: ViewSources) -> dict:
+    inbox = getattr(ctx, "inbox", None)  # a daemon context keeps one
+    if inbox is None:
+        return {}
+    report = inbox.report()
+    return {"inbox": report.items[:INBOX_ITEMS], "inbox_known": report.known}
 
 
 def _view(row: CheckoutRow, project: str | None) -> CheckoutView:

@@ -39,7 +39,7 @@ from projctld.hub.storage import (
     next_hub_seq,
     pulled_events,
     stored_size,
-    type_clause,
+    timeline_where,
     upstream_key,
 )
 from projctld.logging import get_logger
@@ -451,23 +451,9 @@ class PostgresStorage:
                                   " WHERE project = %s", (project,)))[0][0]
 
     async def timeline(self, project: str, query: Timeline) -> list[PulledEvent]:
-        clauses, params = ["project = %s", "hlc >= %s"], [project, query.since_hlc]
-        if query.before is not None:
-            clauses.append("(hlc, device, seq) < (%s, %s, %s)")
-            params += query.before
-        if query.types:
-            clause, values = type_clause(query.types, "%s")
-            clauses.append(clause)
-            params += values
-        if query.user is not None:
-            clauses.append("pushed_by = %s")
-            params.append(query.user)
-        if query.environment is not None:
-            clauses.append("hub_seq IN (SELECT hub_seq FROM deploy_events WHERE project = %s"
-                           " AND environment = %s)")
-            params += [project, query.environment]
+        where, params = timeline_where(project, query, "%s")
         rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)}"
+            f"SELECT {_COLUMNS} FROM events WHERE {where}"
             " ORDER BY hlc DESC, device DESC, seq DESC LIMIT %s", (*params, query.limit),
             binary=True)
         return pulled_events(rows)

@@ -37,7 +37,7 @@ from projctld.hub.storage import (
     next_hub_seq,
     pulled_events,
     stored_size,
-    type_clause,
+    timeline_where,
     upstream_key,
 )
 from projctld.store.database import private_files
@@ -290,23 +290,9 @@ class SqliteStorage:
         return rows[0][0]
 
     async def timeline(self, project: str, query: Timeline) -> list[PulledEvent]:
-        clauses, params = ["project = ?", "hlc >= ?"], [project, query.since_hlc]
-        if query.before is not None:
-            clauses.append("(hlc, device, seq) < (?, ?, ?)")
-            params += query.before
-        if query.types:
-            clause, values = type_clause(query.types, "?")
-            clauses.append(clause)
-            params += values
-        if query.user is not None:
-            clauses.append("pushed_by = ?")
-            params.append(query.user)
-        if query.environment is not None:
-            clauses.append("hub_seq IN (SELECT hub_seq FROM deploy_events WHERE project = ?"
-                           " AND environment = ?)")
-            params += [project, query.environment]
+        where, params = timeline_where(project, query, "?")
         rows = await self._run(self._read, f"SELECT {_COLUMNS} FROM events INDEXED BY"
-                               f" events_project_hlc WHERE {' AND '.join(clauses)}"
+                               f" events_project_hlc WHERE {where}"
                                " ORDER BY hlc DESC, device DESC, seq DESC LIMIT ?",
                                (*params, query.limit))
         return pulled_events(rows)

@@ -452,13 +452,28 @@ def deploy_rows(events: list[tuple[int, str, str, int, bytes]]) -> list[tuple]:
     return found
 
 
-def type_clause(types: tuple[str, ...], placeholder: str) -> tuple[str, list[str]]:
-    """A condition on `type` matching each of `types` whole or as a family (`deployment`
-    matches `deployment.*`), in a form an index serves, with its parameters."""
-    clause = " OR ".join(f"type = {placeholder} OR (type > {placeholder} AND type < "
-                         f"{placeholder})" for _ in types)
-    params = [value for kind in types for value in (kind, kind + ".", kind + "/")]
-    return f"({clause})", params
+def timeline_where(project: str, query: Timeline, placeholder: str) -> tuple[str, list]:
+    """The WHERE condition of a timeline query on `events`, with its parameters, written with
+    the backend's `placeholder`; both backends order and limit it the same way."""
+    p = placeholder
+    clauses, params = [f"project = {p}", f"hlc >= {p}"], [project, query.since_hlc]
+    if query.before is not None:
+        clauses.append(f"(hlc, device, seq) < ({p}, {p}, {p})")
+        params += query.before
+    if query.types:
+        # each type whole or as a family (`deployment` matches `deployment.*`), in a form an
+        # index serves
+        clauses.append("(" + " OR ".join(f"type = {p} OR (type > {p} AND type < {p})"
+                                         for _ in query.types) + ")")
+        params += [value for kind in query.types for value in (kind, kind + ".", kind + "/")]
+    if query.user is not None:
+        clauses.append(f"pushed_by = {p}")
+        params.append(query.user)
+    if query.environment is not None:
+        clauses.append(f"hub_seq IN (SELECT hub_seq FROM deploy_events WHERE project = {p}"
+                       f" AND environment = {p})")
+        params += [project, query.environment]
+    return " AND ".join(clauses), params
 
 
 def next_hub_seq(last: int, now: float) -> int:

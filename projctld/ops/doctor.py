@@ -318,15 +318,19 @@ async def _github(instance: Instance, http: httpx.AsyncClient, config_path: str)
         # Fine-grained tokens and app tokens carry permissions, which no endpoint lists.
         return Outcome("ok", f"{who}; it is fine-grained, so GitHub does not list what it may "
                              "do: projctl needs read access to pull requests, actions, commit "
-                             "statuses and metadata")
+                             "statuses and metadata; the inbox (GitHub notifications, "
+                             "`projctl inbox done`) needs a classic token, which GitHub's "
+                             "notifications API requires")
     scopes = sorted(scope.strip() for scope in header.split(",") if scope.strip())
     has = f"classic token with scopes {', '.join(scopes)}" if scopes else \
         "classic token with no scope"
     # `repo` is what reads private repositories' pull requests, checks and Actions runs;
     # public ones need no scope, and none of projctl's queries needs read:org.
     if "repo" not in scopes:
+        inbox = "" if "notifications" in scopes else \
+            "; nor can it read the inbox or mark it done (`notifications` or `repo`)"
         return Outcome("warn", f"{who}; {has}: without `repo` the pull requests and CI of "
-                               "private repositories stay invisible", new_token)
+                               f"private repositories stay invisible{inbox}", new_token)
     return Outcome("ok", f"{who}; {has}")
 
 
@@ -357,6 +361,8 @@ async def _gitlab(instance: Instance, http: httpx.AsyncClient, config_path: str)
     if not GITLAB_SCOPES & set(scopes):
         return Outcome("fail", f"{has}: projctl needs read_api (or api) to read merge requests "
                                "and pipelines", new_token)
+    if "api" not in scopes:  # reading needs read_api; `projctl inbox done` writes
+        has += "; `projctl inbox done` needs the api scope, which it lacks"
     expires = _date(described.get("expires_at"))
     if expires is None:
         return Outcome("ok", has)

@@ -13,9 +13,13 @@ from projctl_client.protocol import (
     DeployMark,
     DeployStart,
     Doctor,
+    Inbox,
+    InboxDone,
     Log,
     Metrics,
     Note,
+    Notifications,
+    NotificationsReport,
     Ping,
     PluginReply,
     PluginRequest,
@@ -38,13 +42,18 @@ from projctl_client.protocol import (
     Status,
     Sync,
     SyncReport,
+    Wait,
+    Watch,
 )
-from projctld.daemon import status_output
+from projctld.daemon import status_output, watch
 from projctld.daemon.context import DaemonContext
 from projctld.errors import ProjctlError
 from projctld.ops import doctor
 from projctld.prompt.format import Style, parse
+from projctld.rpc.server import Stream
 from projctld.team import records, reports, run_requests
+from projctld.upstream.notify import wait
+from projctld.upstream.notify.inbox import Inbox as InboxKeeper
 
 
 class Handlers:
@@ -59,8 +68,13 @@ class Handlers:
         _check_checkout(getattr(request, "checkout", None))
         return self._answer_now(request)
 
-    async def __call__(self, request: Request) -> Reply:
+    async def __call__(self, request: Request) -> Reply | Stream:
         _check_checkout(getattr(request, "checkout", None))
+        # Streams pass no plugin hooks: an after-hook sees one reply, and a stream has many.
+        if isinstance(request, Watch):
+            return watch.watch(self._ctx, request)
+        if isinstance(request, Wait):
+            return wait.wait(self._ctx, request)
         return await self._ctx.plugins.around_request(request, self._handle)
 
     async def _handle(self, request: Request) -> Reply:
@@ -79,6 +93,8 @@ class Handlers:
                 return status_output.write(view, request, self._ctx.config_error)
             case Refresh(project=project, wait=wait):
                 self._ctx.poller.touch()
+                if self._ctx.inbox is not None and project is None:
+                    self._ctx.inbox.poll_now()
                 return await self._refresh(project, wait)
             case DeployStart():
                 return await records.deploy_start(self._ctx, request)
@@ -91,6 +107,8 @@ class Handlers:
                 return await run_requests.follow(self._ctx, request)
             case Doctor():
                 return await doctor.report(self._ctx)
+            case InboxDone(id=id):
+                return await self._inbox().done(id)
             case Reload():
                 if self._ctx.reload is None:
                     raise ProjctlError("the sandbox daemon runs built-in demo data: it has no "
@@ -135,7 +153,23 @@ class Handlers:
             case Shutdown():
                 self._ctx.shutdown.set()
                 return Ack(message="projctld is stopping")
+            case Inbox():
+                return self._inbox().report()
+            case Notifications(limit=limit):
+                return self._notifications(limit)
         return None
+
+    def _inbox(self) -> InboxKeeper:
+        if self._ctx.inbox is None:
+            raise ProjctlError("this projctld keeps no inbox", code="no_inbox")
+        return self._ctx.inbox
+
+    def _notifications(self, limit: int) -> NotificationsReport:
+        notifier = self._ctx.notifier
+        if notifier is None:
+            raise ProjctlError("this projctld sends no notifications", code="no_notifications")
+        return NotificationsReport(notifications=notifier.recent(limit),
+                                   desktop=notifier.available())
 
     def _sync_report(self) -> SyncReport:
         """`projctl sync`: the notices are shown here once, then let go."""

@@ -8,7 +8,9 @@ answered with what was wrong, a silent or stalled client is dropped after a time
 Each connection is an asyncio Protocol (the daemon runs anyio on asyncio): the event loop hands
 over bytes as they arrive, and a request that can be answered without waiting, as status and
 most others can, is answered in that same callback. Only the requests that wait (a refresh,
-`sync --now`, a deployment, a followed run) get a task. A task per connection reading through
+`sync --now`, a deployment, a followed run) get a task. A stream (watch, wait) is such a task
+whose handler answers a Stream: its frames are sent as they come and an end frame closes it;
+it ends when the client hangs up or the daemon stops. A task per connection reading through
 anyio's streams cost two to three times the CPU per lone request: each read registered the socket
 with epoll and removed it again, and each request passed through the loop several times
 (bench/status_load.py).
@@ -22,7 +24,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import msgspec
@@ -39,6 +41,7 @@ from projctl_client.protocol import (
     Request,
     StatusOutput,
     StatusView,
+    StreamEnd,
 )
 from projctld import __version__
 from projctld.daemon.listener import BACKLOG
@@ -48,7 +51,15 @@ from projctld.ops.metrics import RequestMetrics, RequestTiming
 
 log = get_logger(__name__)
 
-Handler = Callable[[Request], Awaitable[Reply]]
+
+class Stream:
+    """A reply of many frames: the handler's async iterator of replies; StreamEnd follows."""
+
+    def __init__(self, frames: AsyncIterator[Reply]) -> None:
+        self.frames = frames
+
+
+Handler = Callable[[Request], Awaitable[Reply | Stream]]
 # The reply to a request when it needs no waiting, else None (it then goes to the Handler).
 ImmediateHandler = Callable[[Request], Reply | None]
 _PEERCRED = struct.Struct("3i")
@@ -109,7 +120,9 @@ class RpcServer:
             server.close()
             self.draining = True
             for conn in list(self._connections):
-                if not conn.busy:
+                if conn.streaming is not None:
+                    conn.streaming.cancel()  # it sends its end frame, then closes
+                elif not conn.busy:
                     conn.close()
             with anyio.move_on_after(grace):
                 while any(conn.busy for conn in self._connections):
@@ -181,7 +194,7 @@ class RpcServer:
         except Exception as exc:
             return self._failed(request, exc)
 
-    async def answer(self, request: Request) -> Reply:
+    async def answer(self, request: Request) -> Reply | Stream:
         try:
             return await self._handle(request)
         except Exception as exc:
@@ -192,6 +205,12 @@ class RpcServer:
         if isinstance(exc, ProjctlError):
             return error_reply(exc)
         log.exception("request_failed", request=type(request).__name__)
+        return self.failed(exc)
+
+    def failed(self, exc: Exception) -> Error:
+        """The reply that tells of a fault (a ProjctlError says its own)."""
+        if isinstance(exc, ProjctlError):
+            return error_reply(exc)
         return Error(
             code="internal",
             message="projctld failed while handling this request; its log has the details",
@@ -251,6 +270,8 @@ class _Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._timing: RequestTiming | None = None  # of the frame being read
         self.busy = False  # a task is answering a request
+        # While a stream is sent: cancelled when the client hangs up or the daemon stops.
+        self.streaming: anyio.CancelScope | None = None
         self._writable = True  # the client reads its replies
         # When the wait in progress times out (time.monotonic()); the server's sweep ends it.
         self.expires = math.inf
@@ -269,10 +290,14 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
+        if self.streaming is not None and len(self._buffer) > MAX_FRAME:
+            self._pause_reading()  # what it sends meanwhile waits for the stream's end
         self._process()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.closed(self)
+        if self.streaming is not None:
+            self.streaming.cancel()
 
     def pause_writing(self) -> None:
         """The client does not read its replies: read no more requests until it does, and
@@ -360,11 +385,20 @@ class _Connection(asyncio.Protocol):
 
         async def answer() -> None:
             reply = await self._server.answer(request)
+            if isinstance(reply, Stream):
+                sent = await self._stream(reply, timing)
+                reply = StreamEnd(reason="stopping" if self._server.draining else "done")
+            else:
+                sent = False
             self.busy = False
             if self._transport.is_closing():  # type: ignore[union-attr]
-                return  # cut at shutdown
+                return  # cut at shutdown, or the client hung up on a stream
             try:
-                self._send(self._server.encode(reply, timing), timing)
+                if sent:  # a stream's request was recorded at its first frame
+                    self._transport.write(  # type: ignore[union-attr]
+                        self._server.encode(reply, RequestTiming()))
+                else:
+                    self._send(self._server.encode(reply, timing), timing)
             except Exception:
                 log.exception("connection_failed")
                 self._transport.abort()
@@ -372,6 +406,43 @@ class _Connection(asyncio.Protocol):
             self._process()
 
         self._server.spawn(answer)
+
+    async def _stream(self, stream: Stream, timing: RequestTiming) -> bool:
+        """Send each frame of `stream` as it comes, until it ends, the client hangs up or the
+        daemon stops; whether any was sent. Reading goes on meanwhile, only so that a hang-up
+        is seen."""
+        transport = self._transport
+        assert transport is not None
+        self._resume_reading()
+        sent = False
+
+        def emit(reply: Reply) -> None:
+            nonlocal sent
+            # The request's latency is to its first frame; the rest are not requests.
+            if sent:
+                transport.write(self._server.encode(reply, RequestTiming()))
+            else:
+                self._send(self._server.encode(reply, timing), timing)
+                sent = True
+
+        with anyio.CancelScope() as scope:
+            self.streaming = scope
+            try:
+                async for reply in stream.frames:
+                    if transport.is_closing():
+                        break
+                    emit(reply)
+            except Exception as exc:
+                if not isinstance(exc, ProjctlError):
+                    log.exception("stream_failed")
+                if not transport.is_closing():
+                    emit(self._server.failed(exc))
+            finally:
+                self.streaming = None
+                with anyio.CancelScope(shield=True):
+                    await stream.frames.aclose()  # type: ignore[attr-defined]
+        self._pause_reading()
+        return sent
 
     def _send(self, data: bytes, timing: RequestTiming) -> None:
         self._transport.write(data)  # type: ignore[union-attr]

@@ -196,6 +196,35 @@ class Ticket:
 
 
 @dataclass
+class Thread:
+    """A GitHub notification thread (GET /notifications); `number` 0: not a pull or issue."""
+
+    id: str
+    reason: str  # review_requested, mention, assign, ci_activity, ...
+    repo: str
+    title: str
+    type: str = "PullRequest"  # PullRequest, Issue, CheckSuite, ...
+    number: int = 0
+    updated_at: float = 0.0
+    unread: bool = True
+
+
+@dataclass
+class Todo:
+    """A GitLab to-do (GET /todos)."""
+
+    id: int
+    action: str  # assigned, mentioned, build_failed, review_requested, ...
+    project: str
+    title: str
+    target_type: str = "MergeRequest"
+    iid: int = 0
+    author: str = ""
+    created_at: float = 0.0
+    state: str = "pending"
+
+
+@dataclass
 class Dataset:
     """Everything the fakes serve. Mutate it freely: every request reads the current state."""
 
@@ -220,6 +249,8 @@ class Dataset:
     saml_orgs: set[str] = field(default_factory=set)
     renamed: dict[str, str] = field(default_factory=dict)  # old "owner/name" -> current one
     archived: set[str] = field(default_factory=set)  # GitHub repositories that are archived
+    notifications: list[Thread] = field(default_factory=list)  # GitHub's, of the token's user
+    todos: list[Todo] = field(default_factory=list)  # GitLab's, of the token's user
 
     def name_of(self, login: str) -> str:
         if login in (self.github_login, self.gitlab_username):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from typing import Any, Literal
 
 from projctld.sandbox import github_graphql, github_resolvers
-from projctld.sandbox.dataset import Dataset, WorkflowRun, stable_id
+from projctld.sandbox.dataset import Dataset, Thread, WorkflowRun, stable_id
 from projctld.sandbox.fakehttp import (
     FakeServer,
     RateLimit,
     Reply,
     Request,
+    http_date,
     int_param,
     link_header,
 )
@@ -24,6 +26,7 @@ RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 SAML_DOCS = ("https://docs.github.com/articles/authenticating-to-a-github-organization-with-"
              "saml-single-sign-on/")
 USER_ID = 1
+WEB = "https://github.com"  # where html_url points (the fake serves only the API)
 
 
 class FakeGitHub(FakeServer):
@@ -45,6 +48,9 @@ class FakeGitHub(FakeServer):
         # What X-OAuth-Scopes says of the token (a classic one); None: a fine-grained token,
         # for which GitHub sends no such header.
         self.scopes: list[str] | None = ["repo", "read:org"]
+        # GET /notifications: X-Poll-Interval, and when the list last changed (Last-Modified).
+        self.poll_interval = 60
+        self.notifications_changed = time.time()
 
     @property
     def graphql_url(self) -> str:
@@ -93,7 +99,17 @@ class FakeGitHub(FakeServer):
         return Reply(403, {"message": f"API rate limit exceeded for user ID {USER_ID}.",
                            "documentation_url": f"{RATE_DOCS}#about-primary-rate-limits"})
 
+    def notifications_touched(self) -> None:
+        """The notifications changed: Last-Modified moves on (a test mutated `data`)."""
+        self.notifications_changed = time.time()
+
     def route(self, request: Request) -> Reply:
+        rest = request.path.removeprefix(self.prefix)
+        if rest == "/notifications" and request.method == "GET":
+            return self._notifications(request)
+        thread = re.fullmatch(r"/notifications/threads/([^/]+)", rest)
+        if thread and request.method == "PATCH":
+            return self._mark_read(thread[1])
         if request.path == self.graphql_path and request.method == "POST":
             reply = github_graphql.answer(request.body, self.data, self.rate["graphql"])
             return reply if reply is not None else self._graphql_limited()
@@ -118,7 +134,8 @@ class FakeGitHub(FakeServer):
 
     def charge(self, request: Request, reply: Reply) -> None:
         # A GraphQL request was charged its cost before it ran (see github_graphql.answer).
-        if self._resource(request) == "core":
+        # A 304 from /notifications leaves the rate limit untouched, as GitHub documents.
+        if self._resource(request) == "core" and reply.status != 304:
             self.rate["core"].take(1)
 
     def rate_headers(self, request: Request) -> dict[str, str]:
@@ -133,6 +150,34 @@ class FakeGitHub(FakeServer):
         }
 
     # -- endpoints
+
+    def _notifications(self, request: Request) -> Reply:
+        """GET /notifications as docs.github.com/rest/activity/notifications documents it: the
+        unread threads (all with all=true), newest first; Last-Modified and X-Poll-Interval
+        on every answer; If-Modified-Since equal to Last-Modified answers 304, no body."""
+        with self._lock:
+            modified = http_date(self.notifications_changed)
+            headers = {"Last-Modified": modified, "X-Poll-Interval": str(self.poll_interval)}
+            if request.headers.get("if-modified-since") == modified:
+                return Reply(304, None, headers, b"")
+            every = request.query.get("all") == "true"
+            threads = sorted((t for t in self.data.notifications if every or t.unread),
+                             key=lambda t: t.updated_at, reverse=True)
+        per_page = int_param(request, "per_page", 50, 50)
+        api = request.url(self.prefix, {})
+        body = [_thread_json(t, api) for t in threads[:per_page]]
+        return Reply(200, None, {**headers, "Content-Type": "application/json"},
+                     json.dumps(body).encode())
+
+    def _mark_read(self, thread_id: str) -> Reply:
+        """PATCH /notifications/threads/{id}: 205 Reset Content, the thread read."""
+        with self._lock:
+            thread = next((t for t in self.data.notifications if t.id == thread_id), None)
+            if thread is None:
+                return Reply(404, {"message": "Not Found", "documentation_url": DOCS})
+            thread.unread = False
+            self.notifications_changed = time.time()
+        return Reply(205, None, {}, b"")
 
     def _resource(self, request: Request) -> str:
         return "graphql" if request.path == self.graphql_path else "core"
@@ -193,6 +238,23 @@ class FakeGitHub(FakeServer):
         if page > 1:
             links.append(("first", at(1)))
         return Reply(200, body, {"Link": link_header(links)} if links else {})
+
+
+def _thread_json(thread: Thread, api: str) -> dict[str, Any]:
+    """A thread as GitHub lists it: subject.url is the API's address of the pull or issue."""
+    kind = {"PullRequest": "pulls", "Issue": "issues"}.get(thread.type)
+    subject_url = f"{api}/repos/{thread.repo}/{kind}/{thread.number}" \
+        if kind and thread.number else None
+    return {
+        "id": thread.id, "unread": thread.unread, "reason": thread.reason,
+        "updated_at": _iso(thread.updated_at), "last_read_at": None,
+        "subject": {"title": thread.title, "url": subject_url,
+                    "latest_comment_url": subject_url, "type": thread.type},
+        "repository": {"full_name": thread.repo, "html_url": f"{WEB}/{thread.repo}",
+                       "private": False},
+        "url": f"{api}/notifications/threads/{thread.id}",
+        "subscription_url": f"{api}/notifications/threads/{thread.id}/subscription",
+    }
 
 
 def _moved(request: Request, prefix: str, repo: str, endpoint: str) -> Reply:

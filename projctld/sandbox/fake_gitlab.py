@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from projctld.sandbox import gitlab_graphql, gitlab_resolvers
-from projctld.sandbox.dataset import Dataset, MergeRequest, Pipeline
+from projctld.sandbox.dataset import Dataset, MergeRequest, Pipeline, Todo, stable_id
 from projctld.sandbox.fakehttp import (
     FakeServer,
     RateLimit,
@@ -116,10 +116,38 @@ class FakeGitLab(FakeServer):
         return Reply(429, {"message": "Retry later"},
                      {"Retry-After": str(self.rate.seconds_to_reset())})
 
+    def _todos(self, request: Request) -> Reply:
+        """GET /todos: the user's pending to-dos (state=done: the done ones), newest first."""
+        state = request.query.get("state", "pending")
+        todos = sorted((t for t in self.data.todos if t.state == state),
+                       key=lambda t: t.created_at, reverse=True)
+        per_page = int_param(request, "per_page", 20, 100)
+        return Reply(200, [_todo_json(t) for t in todos[:per_page]])
+
+    def _mark_done(self, todo_id: int) -> Reply:
+        """POST /todos/:id/mark_as_done: 200 with the to-do, now done. Writing needs the
+        `api` scope; `read_api` is refused as GitLab refuses it (403 insufficient_scope)."""
+        if "api" not in self.scopes:
+            return Reply(403, {"error": "insufficient_scope", "scope": "api",
+                               "error_description": "The request requires higher privileges "
+                               "than provided by the access token."})
+        with self._lock:
+            todo = next((t for t in self.data.todos if t.id == todo_id and
+                         t.state == "pending"), None)
+            if todo is None:
+                return Reply(404, {"message": "404 Not found"})
+            todo.state = "done"
+        return Reply(200, _todo_json(todo))
+
     def route(self, request: Request) -> Reply:
         if self._graphql(request):
             return self._graphql_answer(request)
         api = self.prefix + "/api/v4"
+        if request.path == api + "/todos" and request.method == "GET":
+            return self._todos(request)
+        done = re.fullmatch(re.escape(api) + r"/todos/(\d+)/mark_as_done", request.path)
+        if done and request.method == "POST":
+            return self._mark_done(int(done[1]))
         if request.method != "GET" or not request.path.startswith(api + "/"):
             return _no_route()
         parts = request.path[len(api) + 1:].split("/")
@@ -443,6 +471,21 @@ def _pipeline_detail_json(pipeline: Pipeline) -> dict[str, Any]:
     return {**_pipeline_json(pipeline),
             "started_at": _iso(pipeline.started_at) if pipeline.started_at else None,
             "finished_at": _iso(pipeline.updated_at) if finished else None}
+
+
+def _todo_json(todo: Todo) -> dict[str, Any]:
+    """A to-do as docs.gitlab.com/api/todos documents it (the fields projctl reads, and a few)."""
+    kind = "merge_requests" if todo.target_type == "MergeRequest" else "issues"
+    url = f"{WEB}/{todo.project}/-/{kind}/{todo.iid}"
+    return {
+        "id": todo.id, "project": {"id": stable_id(todo.project), "path_with_namespace":
+                                   todo.project, "name": todo.project.rsplit("/", 1)[-1]},
+        "author": {"id": stable_id(todo.author), "username": todo.author, "name": todo.author},
+        "action_name": todo.action, "target_type": todo.target_type,
+        "target": {"iid": todo.iid, "title": todo.title, "web_url": url},
+        "target_url": url, "body": todo.title, "state": todo.state,
+        "created_at": _iso(todo.created_at), "updated_at": _iso(todo.created_at),
+    }
 
 
 def _iso(epoch: float) -> str:

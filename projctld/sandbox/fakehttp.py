@@ -413,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.fake._serve(self)
 
-    do_POST = do_GET
+    do_POST = do_PATCH = do_GET
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         """The Date header, on the fake's clock (skewed when a test says so)."""

@@ -69,6 +69,8 @@ class Runs:
         self._config_workflows = config_workflows
         self._live: dict[str, LiveRun] = {}
         self._tasks: TaskGroup | None = None
+        # Told of every run that ends (desktop notifications).
+        self.on_finished: Callable[[RunRow], None] = lambda row: None
 
     def configure(self, config_workflows: dict[str, Workflow]) -> None:
         """The config's workflows changed (a reload); runs under way go on as they started."""
@@ -142,6 +144,7 @@ class Runs:
             self._save(live)
             del self._live[live.row.id]
             live.changed.set()
+            self.on_finished(live.row)
             if finished is not None:
                 try:
                     finished(live.row)

@@ -5,7 +5,9 @@ calls `refresh`. When to poll next:
 
 - the upstream's `interval`, halved while the user is active (a client request within
   `polling.active_window`), and at most 15 s while CI of mine runs (but not CI that has run
-  for longer than `polling.stuck_after`: that is stuck, and waiting faster will not help);
+  for longer than `polling.stuck_after`: that is stuck, and waiting faster will not help),
+  and as often while someone waits on it (`projctl wait`); such polls read afresh rather than
+  take a search another project shared (which may be most of an interval old);
 - four times the interval once no client has asked for `polling.idle_after` seconds;
 - after failures, doubling per failure up to `polling.max_backoff` (offline, 5xx, bad token),
   and never before a rate-limit hold ends;
@@ -18,9 +20,10 @@ its problem. Only a fault of the upstream itself fails the source, and keeps all
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -68,6 +71,8 @@ class Source:
     polling: bool = False
     next_poll_at: float | None = None
     hold_until: float = 0.0  # a rate limit said: nothing before then
+    # Read since start-up: before that, what its data says was already so (nothing to tell).
+    read_since_start: bool = False
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     def view(self, now: float) -> SourceView:
@@ -95,6 +100,11 @@ class Poller:
         self.on_sooner: Callable[[Key, float], None] = lambda key, when: None
         # Called after every poll, whatever its outcome: what a prompt shows may have changed.
         self.on_polled: Callable[[], None] = lambda: None
+        # Called with (project, before, after) after a successful poll of a source that was
+        # read before since start-up: notifications compare the two.
+        self.on_read: Callable[[str, Snapshot, Snapshot], None] = lambda *args: None
+        # Clients waiting on each source (`projctl wait`): it is polled as often as running CI.
+        self.waiters: dict[Key, int] = {}
         self.sources: dict[Key, Source] = {}
         self._plugin_sources = plugin_sources or {}
         # Sources whose data another fills (the team's hub: upstream/viahub.py), by key, with
@@ -185,11 +195,37 @@ class Poller:
                 source.next_poll_at = soon
                 self.on_sooner(key, soon)
 
+    @contextlib.contextmanager
+    def waiting(self, keys: list[Key]) -> Iterator[None]:
+        """While a client waits on these sources, poll them as often as running CI; the next
+        poll of each moves that close now."""
+        now = self._clock()
+        for key in keys:
+            self.waiters[key] = self.waiters.get(key, 0) + 1
+            source = self.sources.get(key)
+            if source is None:
+                continue
+            soon = now + self.delay(source)
+            if source.next_poll_at is not None and source.next_poll_at > soon:
+                source.next_poll_at = soon
+                self.on_sooner(key, soon)
+        try:
+            yield
+        finally:
+            for key in keys:
+                self.waiters[key] -= 1
+                if not self.waiters[key]:
+                    del self.waiters[key]
+
     async def poll(self, key: Key, *, fresh: bool = False) -> float:
         """Poll one source; return the seconds until it should be polled again."""
         source = self.sources[key]
         if source.lock.locked() and not fresh:
             return self.delay(source)  # a refresh is polling it right now
+        # A read shared between projects may be most of an interval old: polled faster
+        # because CI of mine runs or someone waits on it, it needs what this poll reads.
+        fresh = fresh or key in self.waiters or source.snapshot.ci_running(
+            self._clock(), self._config.polling.stuck_after)
         async with source.lock:
             if not (key in self._mirrored and self.mirror_poll is not None
                     and await self.mirror_poll(key, fresh)):
@@ -252,7 +288,8 @@ class Poller:
             delay = source.interval / 2
         else:
             delay = source.interval
-        if source.snapshot.ci_running(now, polling.stuck_after):
+        if source.snapshot.ci_running(now, polling.stuck_after) or \
+                (source.project, source.upstream) in self.waiters:
             delay = min(delay, RUNNING_CI_INTERVAL)
         return delay * random.uniform(1 - JITTER, 1 + JITTER)
 
@@ -281,7 +318,14 @@ class Poller:
             changed = source.fetched_at is None or msgspec.structs.replace(
                 snapshot, as_of=None) != msgspec.structs.replace(source.snapshot, as_of=None)
             fetched_at = min(started, snapshot.as_of or started)
+            before, read_before = source.snapshot, source.read_since_start
             source.snapshot, source.fetched_at, source.error = snapshot, fetched_at, None
+            source.read_since_start = True
+            if read_before and changed:
+                try:
+                    self.on_read(source.project, before, snapshot)
+                except Exception:  # telling must never cost the poll
+                    log.exception("transitions_failed", project=source.project)
             source.failures = 0
             self._save(source, started, with_data=changed)
             # A poll that found nothing new is routine: at info, a month of them would fill

@@ -284,6 +284,7 @@ class GitHub:
         self._team = scope == "team"
         self._searches = TEAM_SEARCHES if self._team else SEARCHES
         self._http = http
+        self.http = http  # the inbox (upstream/notify/inbox.py) reads through it too
         self._api = config.api_url.rstrip("/")
         self._graphql = _graphql_url(self._api)
         self._web = _web_url(self._api)

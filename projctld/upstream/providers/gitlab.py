@@ -173,6 +173,7 @@ class GitLab:
                  clock: Callable[[], float] = time.time) -> None:
         self.upstream = name
         self._http = http
+        self.http = http  # the inbox (upstream/notify/inbox.py) reads through it too
         self._api = config.url.rstrip("/") + "/api/v4"
         self._clock = clock
         # Jobs of different projects drift apart with jitter; sharing for most of an interval

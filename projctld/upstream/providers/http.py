@@ -134,6 +134,13 @@ class UpstreamHttp:
                                 content=msgspec.json.encode(payload),
                                 headers={"Content-Type": "application/json"})
 
+    async def patch(self, url: str, *, what: str, resource: str = "core") -> Fetched:
+        return await self._send("PATCH", url, what=what, resource=resource, headers={})
+
+    def forget(self, url: str) -> None:
+        """Drop what is cached for `url`: a write made it out of date."""
+        self._cache.forget(url)
+
     def decode(self, fetched: Fetched, shape: type[T], *, what: str) -> T:
         """The body as `shape`; anything else is this upstream's `malformed` error."""
         try:

@@ -1,0 +1,1 @@
+"""Telling the user what changed: transitions, desktop notifications, the inbox, and waits."""
