@@ -167,12 +167,30 @@ def test_two_devices_without_tokens_see_each_services_webhook_in_status_and_prom
     hub_fetched = source(ann_view, "github")["fetched_at"]
     assert source(bob_view, "github")["fetched_at"] == hub_fetched
 
-    # GitHub: a check of the pull request's head fails; GitHub sends check_run (completed).
+    # GitHub: a check of the pull request's head starts (check_run created), and ann waits
+    # for her CI with `projctl wait ci`, as with direct polling...
+    secret = SECRETS["GITHUB_WEBHOOK_SECRET"].encode()
+    # She pushed her HEAD: wait ci waits for the CI of that commit, not of the one before.
+    pull.head_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ann_checkout,
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    pull.checks = [Check("integration", "check_run", "in_progress", None)]
+    pull.updated_at = time.time()
+    reply = send(hub, deliveries.github("check_run", deliveries.github_check_run(
+        pull, "integration", None), secret))
+    assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    wait_for(lambda: status(ann, ann_checkout)["branch"]["change_request"]["ci"]["state"]
+             == "running", "the running check on ann's device")
+    waiting = subprocess.Popen([sys.executable, "-m", "projctl_client", "wait", "ci",
+                                "--timeout", "60"], cwd=ann_checkout, env=ann.env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # ...then it fails; GitHub sends check_run (completed).
     pull.checks = [Check("integration", "check_run", "completed", "failure")]
     pull.updated_at = time.time()
     reply = send(hub, deliveries.github("check_run", deliveries.github_check_run(
-        pull, "integration", "failure"), SECRETS["GITHUB_WEBHOOK_SECRET"].encode()))
+        pull, "integration", "failure"), secret))
     assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+    assert waiting.wait(30) == 1, waiting.stderr.read()  # wait's exit status for failed CI
+    assert "CI failed" in waiting.stdout.read()
     for box, checkout in ((ann, ann_checkout), (bob, bob_checkout)):
         wait_for(lambda box=box, checkout=checkout: status(box, checkout)["branch"][
             "change_request"]["ci"]["state"] == "failure", "the failed check on a device")
@@ -419,3 +437,39 @@ fallback_after = 5
     direct = wait_for(refreshed, "the direct poll")
     assert direct["fetched_at"] > 0
     assert status(sandbox, checkout)["branch"]["change_request"]["number"] == pull.number
+
+
+def test_the_hubs_state_is_told_as_a_polls_is_never_its_first_read(tmp_path) -> None:
+    """What notifications and `watch` hear of (Poller.on_read, on_polled) comes from the hub's
+    state as from a poll: each change, but not the first read after a start."""
+    from projctl_client.protocol import ChangeRequestView
+    from projctld.config import Config, ProjectConfig
+    from projctld.store.database import Database
+    from projctld.store.snapshots import SnapshotTable
+    from projctld.upstream.polling import Poller
+    from projctld.upstream.providers.model import Snapshot
+
+    db = Database(os.path.join(tmp_path, "state.db"))
+    config = Config(projects={"web": ProjectConfig(paths=[])})
+    key = ("web", "github")
+    poller = Poller(config, {}, SnapshotTable(db), mirrored={key: (60.0, "github", None)})
+    told: list[tuple[Snapshot, Snapshot]] = []
+    polled: list[int] = []
+    poller.on_read = lambda project, before, after: told.append((before, after))
+    poller.on_polled = lambda: polled.append(1)
+
+    def snapshot(title: str) -> Snapshot:
+        return Snapshot(change_requests=[ChangeRequestView(
+            upstream="github", repo="acme/web", number=1, ref="acme/web#1", title=title,
+            url="https://github.com/acme/web/pull/1", author="ann", source_branch="b",
+            target_branch="main", updated_at=1.0)])
+
+    for title in ("first", "first", "second"):
+        poller.mirror_update(key, snapshot=snapshot(title), fetched_at=time.time(),
+                             attempted_at=time.time(), error=None)
+    assert [(b.change_requests[0].title, a.change_requests[0].title) for b, a in told] == [
+        ("first", "second")]
+    assert len(polled) == 3
+    (row,) = SnapshotTable(db).all()  # kept for the next start
+    assert row.data is not None and row.data.change_requests[0].title == "second"
+    db.close()

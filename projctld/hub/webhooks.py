@@ -106,11 +106,6 @@ def jira(headers: Mapping[str, str], body: bytes, secret: bytes) -> Delivery:
                     event.startswith(("jira:issue_", "comment_", "sprint_", "issuelink_")))
 
 
-def sign(body: bytes, secret: bytes) -> str:
-    """The signature header's value GitHub (and Jira) send for `body`: for tests and fakes."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
 def _check_signature(sent: str, body: bytes, secret: bytes, header: str, service: str) -> None:
     if not sent:
         raise _unsigned(header, service)

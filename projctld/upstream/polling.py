@@ -163,7 +163,18 @@ class Poller:
         in `snapshots` and announced (on_polled) as a poll's is."""
         source = self.sources[key]
         if snapshot is not None:
+            # As a poll's read (_poll_locked): what changed is told (on_read), but never the
+            # first read after a start.
+            changed = source.fetched_at is None or msgspec.structs.replace(
+                snapshot, as_of=None) != msgspec.structs.replace(source.snapshot, as_of=None)
+            before, read_before = source.snapshot, source.read_since_start
             source.snapshot, source.fetched_at = snapshot, fetched_at
+            source.read_since_start = True
+            if read_before and changed:
+                try:
+                    self.on_read(source.project, before, snapshot)
+                except Exception:  # telling must never cost the update
+                    log.exception("transitions_failed", project=source.project)
             source.failures = 0
         source.error = error
         self._save(source, attempted_at if attempted_at is not None else self._clock(),
