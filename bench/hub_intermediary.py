@@ -50,6 +50,8 @@ from multiprocessing.connection import Connection
 import httpx
 import msgspec
 import psycopg
+from client_latency import rss_mib
+from hub_process import Hub
 
 from projctl_client import git, paths
 from projctl_client.connection import connect, request
@@ -62,6 +64,7 @@ from projctld.upstream.providers.model import Snapshot
 from projctld.upstream.wire import UpstreamReply
 
 SECRET = "bench-webhook-secret"
+HUB_ENV = {"BENCH_WEBHOOK_SECRET": SECRET}
 PROJECTS = 10
 _reply = msgspec.msgpack.Decoder(UpstreamReply)
 
@@ -100,56 +103,6 @@ interval = {interval}
             lines.append(f"gitlab = {json.dumps(up.data.gitlab_projects)}\n"
                          f'jira = "project = {up.data.jira_projects[0]}"\n')
     return "\n".join(lines)
-
-
-class Hub:
-    """A real `projctld hub serve`, its log in a file."""
-
-    def __init__(self, root: str, database: str, config: str, name: str = "hub") -> None:
-        self.root, self.database, self.config = root, database, config
-        self.log = os.path.join(root, f"{name}.log")
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self) -> Hub:
-        env = {**os.environ, "BENCH_WEBHOOK_SECRET": SECRET}
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "projctld", "hub", "serve", "--database", self.database,
-                 "--port", "0", "--config", self.config], stdout=subprocess.PIPE, stderr=log,
-                text=True, env=env)
-        line = self.process.stdout.readline()  # type: ignore[union-attr]
-        if "listening on" not in line:
-            raise SystemExit(f"error: the hub did not start: {line!r}; see {self.log}")
-        self.url = line.split("listening on ")[1].split()[0]
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "projctld", "hub", *args, "--database",
-                               self.database], capture_output=True, text=True, check=True,
-                              timeout=60).stdout.strip()
-
-    def token(self) -> str:
-        return self.cli("token", "create", "--user", "bench", "--project", "*")
-
-    def memory(self) -> tuple[float, float]:
-        """(VmRSS, VmHWM) in MiB."""
-        found = {}
-        with open(f"/proc/{self.process.pid}/status") as handle:  # type: ignore[union-attr]
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    found[key] = int(value.split()[0]) / 1024
-        return found["VmRSS"], found["VmHWM"]
 
 
 class StreamDevice:
@@ -222,9 +175,10 @@ def section_requests(up: Upstreams, root: str, window: float) -> None:
     os.chmod(config, 0o600)
     rates = {}
     for devices in (1, 10, 100):
-        hub = Hub(root, f"sqlite:///{root}/requests-{devices}.db", config).start()
+        hub = Hub(f"sqlite:///{root}/requests-{devices}.db", "*", config=config, env=HUB_ENV,
+                  log=os.path.join(root, "hub.log"))
         try:
-            token = hub.token()
+            token = hub.token("bench")
             time.sleep(2.0)  # the first poll at start, so that the window holds steady polls
             before = upstream_requests(up)
             asyncio.run(hold_devices(hub.url, token, devices, ["p0"], window))
@@ -292,9 +246,10 @@ def section_webhook(up: Upstreams, root: str, count: int) -> None:
     with open(config, "w") as handle:
         handle.write(hub_toml(up, interval=3600))
     os.chmod(config, 0o600)
-    hub = Hub(root, f"sqlite:///{root}/webhook.db", config).start()
+    hub = Hub(f"sqlite:///{root}/webhook.db", "*", config=config, env=HUB_ENV,
+              log=os.path.join(root, "hub.log"))
     pull = next(pr for pr in up.data.pulls[up.data.github_repos[0]] if pr.state == "open")
-    device = Device(root, hub, hub.token(), pull.head_ref)
+    device = Device(root, hub, hub.token("bench"), pull.head_ref)
     prompt = os.path.join(paths.prompt_dir(device.socket), device.checkout.lstrip("/"),
                           ".branch", pull.head_ref)
     symbol = {"success": "✓", "failure": "✗"}
@@ -369,7 +324,8 @@ def _fanout(up: Upstreams, root: str, devices: int, seconds: float) -> None:
     with open(config, "w") as handle:
         handle.write(hub_toml(up, interval=3600, projects=PROJECTS))
     os.chmod(config, 0o600)
-    hub = Hub(root, f"sqlite:///{root}/fanout.db", config).start()
+    hub = Hub(f"sqlite:///{root}/fanout.db", "*", config=config, env=HUB_ENV,
+              log=os.path.join(root, "hub.log"))
     projects = [f"p{i}" for i in range(PROJECTS)]
     sent_at: dict[str, list[float]] = {p: [] for p in projects}
     latencies: list[float] = []
@@ -381,7 +337,7 @@ def _fanout(up: Upstreams, root: str, devices: int, seconds: float) -> None:
             latencies.append(now - times[-1])
 
     async def run() -> tuple[float, float]:
-        token = hub.token()
+        token = hub.token("bench")
         await asyncio.sleep(3.0)  # the first polls
         holding = asyncio.create_task(hold_devices(hub.url, token, devices, projects,
                                                    seconds + 8, on_reply))
@@ -403,7 +359,7 @@ def _fanout(up: Upstreams, root: str, devices: int, seconds: float) -> None:
                                   headers=delivery.headers)
                 tick += 1
                 await asyncio.sleep(max(0.0, started + tick / 10 - time.perf_counter()))
-            memory = hub.memory()
+            memory = rss_mib(hub.process.pid), rss_mib(hub.process.pid, "VmHWM")
         await holding
         return memory
 
@@ -426,7 +382,8 @@ def section_fanout_only(up: Upstreams, root: str, devices: int, seconds: float,
     config = os.path.join(root, "hub-3b.toml")
     with open(config, "w") as handle:
         handle.write("[projects.p0]\npaths = []\n")  # polls nothing: changes come from here
-    hub = Hub(root, f"{dsn}?schema={schema}", config, "fanout-pg").start()
+    hub = Hub(f"{dsn}?schema={schema}", "*", config=config, env=HUB_ENV,
+              log=os.path.join(root, "fanout-pg.log"))
     projects = [f"p{i}" for i in range(PROJECTS)]
     stored_at: dict[str, float] = {}
     latencies: list[float] = []
@@ -440,7 +397,7 @@ def section_fanout_only(up: Upstreams, root: str, devices: int, seconds: float,
         storage = PostgresStorage(dsn, schema=schema)
         await storage.open()
         try:
-            token = hub.token()
+            token = hub.token("bench")
             holding = asyncio.create_task(hold_devices(hub.url, token, devices, projects,
                                                        seconds + 8, on_reply))
             await asyncio.sleep(5.0)
@@ -455,7 +412,7 @@ def section_fanout_only(up: Upstreams, root: str, devices: int, seconds: float,
                     fetched_at=time.time(), attempted_at=time.time()))
                 tick += 1
                 await asyncio.sleep(max(0.0, started + tick / 10 - time.perf_counter()))
-            memory = hub.memory()
+            memory = rss_mib(hub.process.pid), rss_mib(hub.process.pid, "VmHWM")
             await holding
             return memory
         finally:
@@ -480,7 +437,9 @@ def section_postgres(up: Upstreams, root: str, dsn: str, window: float) -> None:
         handle.write(hub_toml(up, interval=10))
     os.chmod(config, 0o600)
     url = f"{dsn}?schema={schema}"
-    hubs = [Hub(root, url, config, "pg-a").start(), Hub(root, url, config, "pg-b").start()]
+    hubs = [Hub(url, "*", config=config, env=HUB_ENV,
+                log=os.path.join(root, "pg-a.log")), Hub(url, "*", config=config, env=HUB_ENV,
+                                                         log=os.path.join(root, "pg-b.log"))]
 
     def holder() -> int | None:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -488,7 +447,7 @@ def section_postgres(up: Upstreams, root: str, dsn: str, window: float) -> None:
         return int(row[0].split(":")[1]) if row and row[1] > time.time() else None
 
     try:
-        token = hubs[0].token()
+        token = hubs[0].token("bench")
         time.sleep(2.0)
         leader = next(h for h in hubs if h.process.pid == holder())  # type: ignore[union-attr]
         follower = hubs[1] if leader is hubs[0] else hubs[0]
