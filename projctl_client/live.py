@@ -229,12 +229,17 @@ def _follow(conn: Connection, said: str | None) -> tuple[int | None, str | None]
             said = line
 
 
+# CI's states as a sentence says them ("is still failing", not "is still failure").
+_STATE_WORDS = {"success": "passing", "failure": "failing", "canceled": "cancelled"}
+
+
 def progress_line(frame: dict) -> str:
     what = "CI" if frame["what"] == "ci" else "review"
-    target, state, outcome = frame["target"], frame["state"], frame.get("outcome")
+    target, outcome = frame["target"], frame.get("outcome")
+    state = _STATE_WORDS.get(frame["state"], frame["state"].replace("_", " "))
     note = f" ({frame['note']})" if frame.get("note") else ""
     if outcome == "timeout":
         return f"timed out: {what} of {target} is still {state}{note}"
     if outcome is not None:
         return f"{what} {str(outcome).replace('_', ' ')}: {target}{note}"
-    return f"waiting: {what} of {target} is {state.replace('_', ' ')}{note}"
+    return f"waiting: {what} of {target} is {state}{note}"

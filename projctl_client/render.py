@@ -540,7 +540,10 @@ def demo_guide(socket: str, checkout: str | None, shell: str) -> str:
                  ('projctl note "trying projctl"', "recorded, shown by log"),
                  ("projctl deploy staging", "runs the demo's deploy command"),
                  ("projctl run hello", "a workflow, followed as it runs"),
-                 ("projctl log", "the project's history")]
+                 ("projctl log", "the project's history"),
+                 ("projctl inbox", "what asks for you, GitHub and GitLab"),
+                 ("projctl watch", "status, redrawn as it changes (q)"),
+                 ("projctl wait review --timeout 30", "blocks until it is decided")]
         lines += ["  # the demo's git checkout, on a branch with a pull request:",
                   f"  cd {home(checkout)}"]
         lines += [f"  {command:<34}# {what}" for command, what in tries]

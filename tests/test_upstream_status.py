@@ -219,6 +219,13 @@ def test_demo_shows_everything_in_a_checkout_of_its_own_and_stops_without_a_trac
     log = demo("log").stdout
     assert "trying projctl" in log and "the hello workflow ran" in log and "staging" in log
     assert "The demo has no hub" in demo("sync").stdout
+    # The inbox holds what asks for me on both upstreams, and the checkout's HEAD is its pull
+    # request's head, so `wait` answers from the demo's CI and review as they stand.
+    inbox = demo("inbox").stdout
+    assert "review_requested" in inbox and "mention" in inbox and "build_failed" in inbox, inbox
+    waited = demo("wait", "ci", "--timeout", "30", code=1)  # the demo's pull request fails CI
+    assert "CI failed" in waited.stdout and "waiting for your HEAD" not in waited.stderr
+    assert "review approved" in demo("wait", "review", "--timeout", "30").stdout
     wrong = demo("deploy", "prod", code=1)
     assert "projctl deploy production" in wrong.stderr
     assert "the demo's projects are built in" in wrong.stderr

@@ -6,13 +6,14 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import msgspec
 
 from projctl_client import paths
 from projctld.config import Config, GitHubConfig, GitLabConfig, JiraConfig, ProjectConfig
-from projctld.sandbox.dataset import Dataset, generate
+from projctld.sandbox.dataset import Dataset, Thread, Todo, generate
 from projctld.sandbox.fake_github import FakeGitHub
 from projctld.sandbox.fake_gitlab import FakeGitLab
 from projctld.sandbox.fake_jira import FakeJira
@@ -101,11 +102,33 @@ def start_sandbox(stack: contextlib.ExitStack) -> Config:
     mine = next(pr for pr in data.pulls[data.github_repos[0]]
                 if pr.author == data.github_login and pr.state == "open")
     checkout = demo_checkout(mine.head_ref)
+    if checkout:  # the pull request's head is the checkout's HEAD: `wait ci` waits for its CI
+        mine.head_sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, text=True,
+                                       capture_output=True).stdout.strip() or mine.head_sha
+    demo_inbox(data)
     web = msgspec.structs.replace(config.projects["web"], paths=[checkout] if checkout else [],
                                   environments=["staging", "production"], deploy=DEMO_DEPLOY)
     return msgspec.structs.replace(
         config, projects={**config.projects, "web": web},
         workflows=load_table(DEMO_WORKFLOWS, path="(sandbox: built-in demo data)", text=""))
+
+
+def demo_inbox(data: Dataset) -> None:
+    """What asks for me in the demo's inbox: a review and a mention on GitHub, a failed
+    pipeline on GitLab, each on a change request of the dataset."""
+    now = time.time()
+    theirs = [pr for pr in data.pulls[data.github_repos[0]]
+              if pr.author != data.github_login and pr.state == "open"]
+    reasons = ("review_requested", "mention")
+    for index, (reason, pr) in enumerate(zip(reasons, theirs[:2], strict=False)):
+        data.notifications.append(Thread(
+            id=str(9001 + index), reason=reason, repo=pr.repo, title=pr.title,
+            number=pr.number, updated_at=now - 600 * (index + 1)))
+    mrs = data.merge_requests[data.gitlab_projects[0]]
+    if mrs:
+        data.todos.append(Todo(id=501, action="build_failed", project=mrs[0].project,
+                               title=mrs[0].title, iid=mrs[0].iid, author=mrs[0].author,
+                               created_at=now - 1800))
 
 
 def demo_checkout(branch: str) -> str | None:
