@@ -102,7 +102,9 @@ def test_a_change_is_told_once_grouped_never_at_start_or_after_a_restart(
 
     bus.click(shown[0].id)
     deadline = time.monotonic() + 10
-    while not os.path.exists(opened) and time.monotonic() < deadline:
+    # The shell creates the file for its `>>` before echo writes the line: wait for the line.
+    while not (os.path.exists(opened) and os.path.getsize(opened)) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     with open(opened) as handle:
         assert handle.read().strip().startswith("http")
