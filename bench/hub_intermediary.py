@@ -55,8 +55,8 @@ from hub_process import Hub
 
 from projctl_client import git, paths
 from projctl_client.connection import connect, request
-from projctld.hub.postgres import PostgresStorage
-from projctld.hub.storage import UpstreamState
+from projctld.hub.storage.interface import UpstreamState
+from projctld.hub.storage.postgres import PostgresStorage
 from projctld.sandbox import deliveries
 from projctld.sandbox.dataset import Check, Dataset, generate
 from projctld.sandbox.demo import TOKEN, Upstreams, start_fakes

@@ -29,7 +29,7 @@ import psycopg
 from client_latency import rss_mib
 from hub_process import Hub
 
-from projctld.hub.backends import open_storage
+from projctld.hub.storage.backends import open_storage
 from projctld.team.sync.events import Event, uuid7
 from projctld.team.sync.hlc import pack
 

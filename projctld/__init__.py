@@ -16,8 +16,9 @@ Its rooms, each named by what it serves (dependencies point down this list, neve
     ops/          the operator's tools: doctor, metrics, Prometheus text and endpoint, units
     prompt/       what a shell prompt shows, and the files shells read
     plugins/      pluggy hook specs, the host, the built-in notifier; what plugin authors import
-    hub/          the team hub: HTTP app, the service behind it, auth, clocks, storage
-                  (SQLite, PostgreSQL), copying a hub's database; its team pages (web/)
+    hub/          the team hub: HTTP app, the service behind it, auth, clocks; storage/
+                  (SQLite, PostgreSQL, copying a hub's database); upstream/ (the team's
+                  intermediary: hub.toml, shared polling, webhooks); its team pages (web/)
     store/        SQLite: connection, migrations, one repository per kind of record, backup
                   and recovery
     sandbox/      fake GitHub, GitLab and Jira servers and demo data

@@ -20,8 +20,14 @@ from projctld import __version__
 from projctld.daemon.logfile import DEFAULT_MAX_BYTES, RotatingLog
 from projctld.errors import ProjctlError
 from projctld.hub.auth import DEFAULT_MIN_CLIENT_VERSION, parse_version
-from projctld.hub.backends import open_storage
-from projctld.hub.storage import HubStorage, ShareRecord, TokenRecord, new_share, new_token
+from projctld.hub.storage.backends import open_storage
+from projctld.hub.storage.interface import (
+    HubStorage,
+    ShareRecord,
+    TokenRecord,
+    new_share,
+    new_token,
+)
 from projctld.team.sync.events import ProjectName
 
 T = TypeVar("T")
@@ -328,8 +334,8 @@ def hub_serve(database: str, host: str, port: int, min_client_version: str,
     import anyio
 
     from projctld import logging as logs
-    from projctld.hub.hubconfig import default_path, load_hub_config
     from projctld.hub.serve import serve_hub
+    from projctld.hub.upstream.config import default_path, load_hub_config
 
     logs.configure("info")
     try:
@@ -360,7 +366,7 @@ def hub_copy(source: str, target: str) -> None:
     """
     import anyio
 
-    from projctld.hub.copy import copy_hub
+    from projctld.hub.storage.copy import copy_hub
 
     async def run_copy() -> None:
         stores = [open_storage(source), open_storage(target)]

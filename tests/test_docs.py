@@ -221,7 +221,7 @@ TOML = blocks(("toml",))
 def test_each_config_in_the_docs_loads(tmp_path: Path, page: str, line: int, text: str) -> None:
     raw = tomllib.loads(text)  # a TOML mistake fails here
     if text.startswith("# hub.toml"):  # the hub's config (docs/hub.md), its own loader
-        from projctld.hub.hubconfig import load_hub_config
+        from projctld.hub.upstream.config import load_hub_config
 
         path = tmp_path / "hub.toml"
         path.write_text(text)

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from projctld.errors import ConfigError, UpstreamError
-from projctld.hub.hubconfig import default_path, load_hub_config
+from projctld.hub.upstream.config import default_path, load_hub_config
 from projctld.upstream.tokens import TokenSource
 
 

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from projctld import __version__
 from projctld.errors import StoreError
 from projctld.hub.app import create_app
-from projctld.hub.sqlite import SqliteStorage
-from projctld.hub.storage import PullPage, TokenRecord, hash_token, new_token
+from projctld.hub.storage.interface import PullPage, TokenRecord, hash_token, new_token
+from projctld.hub.storage.sqlite import SqliteStorage
 from projctld.team.sync.events import Event, PulledEvent, new_device_id, uuid7
 from projctld.team.sync.hlc import pack
 from projctld.team.sync.wire import (

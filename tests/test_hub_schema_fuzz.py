@@ -29,8 +29,8 @@ from schemathesis.core.failures import Failure
 from test_hub_http import Hub, serving
 from test_hub_storage import DSN, require_postgres
 
-from projctld.hub.postgres import PostgresStorage
-from projctld.hub.sqlite import SqliteStorage
+from projctld.hub.storage.postgres import PostgresStorage
+from projctld.hub.storage.sqlite import SqliteStorage
 from projctld.team.sync.wire import JSON, MAX_WAIT, MSGPACK
 
 # No 5xx, and the status, content type, headers and body each as the description says.

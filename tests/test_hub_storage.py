@@ -18,12 +18,10 @@ import pytest
 from psycopg import sql
 
 from projctld.errors import ConfigError, StoreError
-from projctld.hub import postgres
-from projctld.hub import sqlite as sqlite_hub
-from projctld.hub.backends import open_storage
-from projctld.hub.postgres import PostgresStorage
-from projctld.hub.sqlite import SqliteStorage
-from projctld.hub.storage import (
+from projctld.hub.storage import postgres
+from projctld.hub.storage import sqlite as sqlite_hub
+from projctld.hub.storage.backends import open_storage
+from projctld.hub.storage.interface import (
     DeviceMark,
     DeviceTaken,
     HubStorage,
@@ -37,6 +35,8 @@ from projctld.hub.storage import (
     new_share,
     new_token,
 )
+from projctld.hub.storage.postgres import PostgresStorage
+from projctld.hub.storage.sqlite import SqliteStorage
 from projctld.team.sync.events import Event, PulledEvent, uuid7
 
 DSN_VARIABLE = "PROJCTL_TEST_POSTGRES_DSN"
@@ -904,7 +904,7 @@ async def test_sessions_are_kept_found_ended_and_dropped_once_expired(
 # The hub as the team's intermediary for upstream state (schema version 4).
 
 def upstream_state(project: str = "web", upstream: str = "github", **changes: object):
-    from projctld.hub.storage import UpstreamState
+    from projctld.hub.storage.interface import UpstreamState
     fields: dict[str, object] = {"project": project, "upstream": upstream, "kind": "github",
                                  "host": "api.github.com", "data": b"\x80",
                                  "fetched_at": 1_700_000_000.5, "attempted_at": 1_700_000_001.0}
@@ -976,7 +976,7 @@ async def test_one_holder_at_a_time_takes_the_pollers_lease(storage: HubStorage)
 
 
 async def test_concurrent_callers_share_one_call_but_never_an_earlier_one() -> None:
-    from projctld.hub.storage import SingleFlight
+    from projctld.hub.storage.interface import SingleFlight
 
     flight = SingleFlight()
     calls: list[int] = []
@@ -1008,7 +1008,7 @@ async def test_concurrent_callers_share_one_call_but_never_an_earlier_one() -> N
 
 async def test_a_copy_keeps_the_users_upstream_names(storage: HubStorage,
                                                      tmp_path: os.PathLike) -> None:
-    from projctld.hub.copy import copy_hub
+    from projctld.hub.storage.copy import copy_hub
 
     await storage.set_identity("ann", "github", "ann-octo")
     await storage.save_upstream(upstream_state())

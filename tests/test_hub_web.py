@@ -13,8 +13,8 @@ import msgspec
 import pytest
 from test_hub_http import GUARD, Hub, event, projctld, serving
 
-from projctld.hub.sqlite import SqliteStorage
-from projctld.hub.storage import SessionRecord, ShareRecord, hash_token, new_share
+from projctld.hub.storage.interface import SessionRecord, ShareRecord, hash_token, new_share
+from projctld.hub.storage.sqlite import SqliteStorage
 from projctld.hub.web.access import SESSION_COOKIE, SIGNIN_COOKIE
 from projctld.team.sync.events import uuid7
 from projctld.team.sync.wire import JSON

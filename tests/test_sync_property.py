@@ -35,8 +35,8 @@ from projctld.errors import UpstreamError
 from projctld.hub.auth import Refusal
 from projctld.hub.inprocess import InProcessHub
 from projctld.hub.service import HubService
-from projctld.hub.sqlite import SqliteStorage
-from projctld.hub.storage import TokenRecord
+from projctld.hub.storage.interface import TokenRecord
+from projctld.hub.storage.sqlite import SqliteStorage
 from projctld.store.database import Database
 from projctld.store.events import EventStore
 from projctld.team.sync import events as ev

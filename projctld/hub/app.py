@@ -38,14 +38,14 @@ from projctld.hub.auth import (
     check_client_version,
     parse_version,
 )
-from projctld.hub.intermediary import Intermediary, WebhookReply
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST, HubMetrics
 from projctld.hub.service import HubService, token_hint
-from projctld.hub.storage import HubStorage
+from projctld.hub.storage.interface import HubStorage
+from projctld.hub.upstream.intermediary import Intermediary, WebhookReply
+from projctld.hub.upstream.webhooks import MAX_DELIVERY, Rejected
 from projctld.hub.web import views
 from projctld.hub.web.access import PageError, SignInNeeded
 from projctld.hub.web.pages import SECURITY_HEADERS, Pages, static_router, template_config
-from projctld.hub.webhooks import MAX_DELIVERY, Rejected
 from projctld.logging import get_logger
 from projctld.ops.prometheus import MEDIA_TYPE
 from projctld.team.sync.events import DeviceId, Event, EventId, ProjectName

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from projctld.hub.storage import HubStorage, TokenRecord, hash_token
+from projctld.hub.storage.interface import HubStorage, TokenRecord, hash_token
 from projctld.team.sync.wire import CLIENT_VERSION_HEADER
 
 # The oldest client that speaks this protocol; raised when the protocol changes incompatibly.

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from projctld.errors import UpstreamError
 from projctld.hub.auth import Refusal
 from projctld.hub.service import HubService
-from projctld.hub.storage import TokenRecord
+from projctld.hub.storage.interface import TokenRecord
 from projctld.team.sync import wire
 from projctld.team.sync.clockcheck import ClockReading
 from projctld.team.sync.events import Event

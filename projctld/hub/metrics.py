@@ -16,8 +16,8 @@ from projctld.ops.metrics import LATENCY_BOUNDS, Histogram, memory
 from projctld.ops.prometheus import Family, one, render
 
 if TYPE_CHECKING:
-    from projctld.hub.intermediary import Intermediary
     from projctld.hub.service import HubService
+    from projctld.hub.upstream.intermediary import Intermediary
 
 log = get_logger(__name__)
 # Every label takes its values from a fixed set, so that no client can grow /metrics: a method
@@ -136,7 +136,7 @@ class HubMetrics:
         ])
 
     def _upstream_families(self) -> list[Family]:
-        """The hub as the team's intermediary: webhooks, streams, polls (hub/intermediary.py)."""
+        """The hub as the team's intermediary: webhooks, streams, polls (upstream/)."""
         upstream = self.upstream
         if upstream is None:
             return []

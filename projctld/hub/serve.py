@@ -15,12 +15,12 @@ from litestar import Litestar
 from projctld import logging as logs
 from projctld.errors import StartupError
 from projctld.hub.app import create_app
-from projctld.hub.backends import open_storage
-from projctld.hub.hubconfig import HubConfig
-from projctld.hub.intermediary import Intermediary
 from projctld.hub.metrics import DEFAULT_SLOW_REQUEST
-from projctld.hub.polling import hub_polling
-from projctld.hub.storage import HubStorage
+from projctld.hub.storage.backends import open_storage
+from projctld.hub.storage.interface import HubStorage
+from projctld.hub.upstream.config import HubConfig
+from projctld.hub.upstream.intermediary import Intermediary
+from projctld.hub.upstream.polling import hub_polling
 
 log = logs.get_logger(__name__)
 

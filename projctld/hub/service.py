@@ -14,7 +14,7 @@ import msgspec
 
 from projctld.hub.auth import Refusal
 from projctld.hub.clocks import DeviceClocks
-from projctld.hub.storage import DeviceTaken, HubStorage, SeqConflict, TokenRecord
+from projctld.hub.storage.interface import DeviceTaken, HubStorage, SeqConflict, TokenRecord
 from projctld.logging import get_logger
 from projctld.team.sync.events import (
     Event,

@@ -25,8 +25,8 @@ from projctld.config import (
 )
 from projctld.hub.inprocess import InProcessHub
 from projctld.hub.service import HubService
-from projctld.hub.sqlite import SqliteStorage
-from projctld.hub.storage import TokenRecord
+from projctld.hub.storage.interface import TokenRecord
+from projctld.hub.storage.sqlite import SqliteStorage
 from projctld.store.compaction import Compaction
 from projctld.store.database import Database
 from projctld.store.events import EventStore

@@ -7,7 +7,7 @@ import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from projctld.errors import ConfigError
-from projctld.hub.storage import HubStorage
+from projctld.hub.storage.interface import HubStorage
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -20,7 +20,7 @@ def open_storage(url: str) -> HubStorage:
     if scheme and scheme.group(1).lower() in ("postgresql", "postgres"):
         # Each backend is imported only when chosen: psycopg costs a SQLite hub (and every
         # `projctld` command that can open a hub) tens of milliseconds for nothing.
-        from projctld.hub.postgres import PostgresStorage
+        from projctld.hub.storage.postgres import PostgresStorage
 
         # `?schema=NAME` keeps this hub's tables in a schema of that name (default
         # projctl_hub): several hubs in one database, or a throwaway one for a benchmark.
@@ -50,6 +50,6 @@ def open_storage(url: str) -> HubStorage:
             suggestions=["sqlite:///var/lib/projctl-hub/hub.db",
                          "postgresql://projctl:PASSWORD@db.example.com:5432/projctl"],
         )
-    from projctld.hub.sqlite import SqliteStorage
+    from projctld.hub.storage.sqlite import SqliteStorage
 
     return SqliteStorage(path)

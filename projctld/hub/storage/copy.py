@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from projctld.errors import ProjctlError
-from projctld.hub.storage import HubStorage
+from projctld.hub.storage.interface import HubStorage
 
 # Events per read and write: memory stays bounded whatever the hub holds (each <= 64 KiB,
 # older ones larger, but a batch is written before the next is read).

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from projctld.errors import ConfigError, StoreError
-from projctld.hub.storage import (
+from projctld.hub.storage.interface import (
     DELIVERY_MEMORY,
     DEPLOY_TYPES,
     DeviceMark,

@@ -15,7 +15,7 @@ import msgspec
 
 from projctl_client.paths import InsecureDirectory, ensure_private_dir, own_directories
 from projctld.errors import StoreError
-from projctld.hub.storage import (
+from projctld.hub.storage.interface import (
     DELIVERY_MEMORY,
     DEPLOY_TYPES,
     DeviceMark,

@@ -15,12 +15,12 @@ import anyio
 import msgspec
 
 from projctl_client.protocol import SourceError
-from projctld.hub import webhooks
 from projctld.hub.auth import Refusal
-from projctld.hub.hubconfig import HubConfig
-from projctld.hub.polling import HubPoller
 from projctld.hub.service import token_hint
-from projctld.hub.storage import HubStorage, SingleFlight, TokenRecord, UpstreamState
+from projctld.hub.storage.interface import HubStorage, SingleFlight, TokenRecord, UpstreamState
+from projctld.hub.upstream import webhooks
+from projctld.hub.upstream.config import HubConfig
+from projctld.hub.upstream.polling import HubPoller
 from projctld.logging import get_logger
 from projctld.upstream.providers.model import Snapshot
 from projctld.upstream.wire import KEEPALIVE, STREAM_FOR, HubSource, UpstreamReply

@@ -23,8 +23,8 @@ import anyio.abc
 import httpx
 import msgspec
 
-from projctld.hub.hubconfig import HubConfig
-from projctld.hub.storage import HubStorage, UpstreamState
+from projctld.hub.storage.interface import HubStorage, UpstreamState
+from projctld.hub.upstream.config import HubConfig
 from projctld.logging import get_logger
 from projctld.store.database import Database
 from projctld.store.http_cache import HttpCache

@@ -12,7 +12,7 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import Cookie, State
 
-from projctld.hub.storage import (
+from projctld.hub.storage.interface import (
     HubStorage,
     SessionRecord,
     ShareRecord,

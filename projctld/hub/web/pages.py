@@ -22,7 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from projctl_client.protocol import DeliveryPeriod
-from projctld.hub.storage import HubStorage, Timeline, hash_token
+from projctld.hub.storage.interface import HubStorage, Timeline, hash_token
 from projctld.hub.web import access, charts, views
 from projctld.hub.web.access import PageError, SignInNeeded, Viewer
 from projctld.team.delivery import DAY

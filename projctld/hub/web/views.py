@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from projctl_client.protocol import DeliveryReport
-from projctld.hub.storage import HubStorage, Timeline
+from projctld.hub.storage.interface import HubStorage, Timeline
 from projctld.team import delivery
 from projctld.team.delivery import Deployment
 from projctld.team.sync.events import PulledEvent
