@@ -17,6 +17,13 @@ What is asked (docs.gitlab.com/api/graphql/, api/projects, api/pipelines, api/us
   project GitLab does not know, or that the token may not read, costs only itself: it is named
   as a problem.
 
+The hub's team scope (`scope="team"`, hub/polling.py) asks per configured project instead, on
+its own: every open merge request of it (GraphQL `project(fullPath:) { mergeRequests(state:
+opened) }`, or over REST `/projects/:id/merge_requests?state=opened` and each one read in full),
+MAX_LISTED (REST: MAX_PAGES * PER_PAGE) at most, more said `truncated`; and its newest
+pipelines, whoever ran them. Nobody is "me" there: each device picks out its own by the hub's
+user identities (upstream/viahub.py), from the author and `review_requested_from`.
+
 A cold poll has two round trips on its critical path: the GraphQL request, /user (remembered
 for the daemon's life) and each project's id together; then each project's pipelines, which
 need my username. A steady poll has one.
