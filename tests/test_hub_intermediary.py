@@ -536,3 +536,36 @@ def test_gitlab_team_scope_each_device_picks_out_its_own_and_polls_do_not_grow_w
     # ann's own: hers on her device, not on bob's.
     assert ann_views[ann_own.iid]["mine"] is True and bob_views[ann_own.iid]["mine"] is False
     assert all(not cr["mine"] for cr in bob_views.values() if cr["author"] != teammate)
+
+
+def test_a_device_works_out_its_users_flags_from_the_hubs_team_state() -> None:
+    """The hub's flags are its token user's; a device sets mine, review_requested and reviewed
+    for its own user (names compared as GitLab does, in any case), and none without an
+    identity for that kind of upstream."""
+    from projctl_client.protocol import ChangeRequestView
+    from projctld.upstream.providers.model import Snapshot
+    from projctld.upstream.viahub import _mine
+    from projctld.upstream.wire import HubSource
+
+    def cr(number: int, author: str, **fields: object) -> ChangeRequestView:
+        return ChangeRequestView(
+            upstream="gitlab", repo="acme/web", number=number, ref=f"acme/web!{number}",
+            title="t", url="u", author=author, source_branch="b", target_branch="main",
+            updated_at=1.0, **fields)
+
+    source = HubSource(upstream="gitlab", kind="gitlab", version=1, snapshot=Snapshot(
+        change_requests=[
+            cr(1, "Ann"),
+            cr(2, "bob", review_requested_from=["ann", "chen"], review_requested=True),
+            cr(3, "bob", approved_by=["ann"]),
+            cr(4, "ann", approved_by=["ann"]),  # her own: approved, but not "reviewed"
+        ]))
+    ann = {c.number: c for c in _mine(source, {"gitlab": "ann"}).change_requests}
+    assert [ann[n].mine for n in (1, 2, 3, 4)] == [True, False, False, True]
+    assert [ann[n].review_requested for n in (1, 2, 3, 4)] == [False, True, False, False]
+    assert [ann[n].reviewed for n in (1, 2, 3, 4)] == [False, False, True, False]
+    bob = {c.number: c for c in _mine(source, {"gitlab": "bob"}).change_requests}
+    assert [bob[n].mine for n in (1, 2, 3, 4)] == [False, True, True, False]
+    assert not any(c.review_requested or c.reviewed for c in bob.values())
+    nobody = _mine(source, {"github": "ann"}).change_requests
+    assert not any(c.mine or c.review_requested or c.reviewed for c in nobody)

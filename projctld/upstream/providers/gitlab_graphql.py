@@ -1,5 +1,6 @@
 """GitLab's GraphQL API as the GitLab provider asks it: every open merge request that concerns me,
-with all its review and CI, in one request per poll.
+with all its review and CI, in one request per poll; or, in the hub's team scope, every open
+merge request of one project (`project_query`, one request per project and page).
 
 What is asked (docs.gitlab.com/api/graphql/reference/, gitlab-org/gitlab's
 doc/api/graphql/reference/_index.md): `currentUser` (type CurrentUser) and its
@@ -227,7 +228,7 @@ class ProjectFound:
 
 
 class _Project(msgspec.Struct):
-    open: msgspec.Raw = _NULL
+    open: msgspec.Raw = _NULL  # the list, under its alias TEAM_ROLE
 
 
 @dataclass
