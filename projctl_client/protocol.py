@@ -488,6 +488,9 @@ class ChangeRequestView(msgspec.Struct, kw_only=True):
     approvals_left: int | None = None  # GitLab, where approval rules exist
     approved_by: list[str] = []
     head: str | None = None  # the commit its source branch is at, as the upstream last said
+    # The hub's team scope (GitLab): who is asked to review it and has not yet; each device
+    # sets review_requested from it by its user's name (upstream/viahub.py).
+    review_requested_from: list[str] = []
 
 
 class PipelineView(msgspec.Struct, kw_only=True):

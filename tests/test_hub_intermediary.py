@@ -473,3 +473,99 @@ def test_the_hubs_state_is_told_as_a_polls_is_never_its_first_read(tmp_path) -> 
     (row,) = SnapshotTable(db).all()  # kept for the next start
     assert row.data is not None and row.data.change_requests[0].title == "second"
     db.close()
+
+
+def gitlab_views(box: Sandbox, checkout: str) -> dict[int, dict]:
+    return {cr["number"]: cr for cr in status(box, checkout)["projects"][0]["change_requests"]
+            if cr["upstream"] == "gitlab"}
+
+
+def test_gitlab_team_scope_each_device_picks_out_its_own_and_polls_do_not_grow_with_devices(
+        sandbox, more_sandboxes, hub_server, upstreams) -> None:
+    up = upstreams
+    me = up.data.gitlab_username  # ann on GitLab
+    path = up.data.gitlab_projects[0]
+    opened = [mr for mr in up.data.merge_requests[path] if mr.state == "opened"]
+    theirs = next(mr for mr in opened if mr.author != me)
+    teammate = theirs.author  # bob on GitLab
+    ann_own = next(mr for mr in opened if mr.author == me)
+    # bob asks ann for a review of his merge request, which she has not given yet.
+    theirs.reviewers = [me]
+    theirs.reviewer_states.pop(me, None)
+    theirs.approved_by = [u for u in theirs.approved_by if u != me]
+    theirs.updated_at = time.time()
+
+    hub = start_hub(hub_server, up, sandbox.root)
+    for user, name in (("ann", me), ("bob", teammate)):
+        assert hub_cli(hub, "user", "set", user, "--gitlab", name).returncode == 0
+    pull = my_pull(up)
+    ann_checkout = git_checkout(os.path.join(sandbox.root, "web"), pull.head_ref)
+    ann = device(sandbox, hub, "ann", ann_checkout)
+    wait_for(lambda: theirs.iid in gitlab_views(ann, ann_checkout), "the hub's GitLab state")
+
+    def gitlab_requests_per_refresh(title: str, boxes: list[tuple[Sandbox, str]]) -> int:
+        """GitLab's requests for one hub poll of it, moved by a Merge Request Hook (the
+        GitLab webhook, its X-Gitlab-Token) and seen on every device."""
+        up.gitlab.reset_log()
+        theirs.title, theirs.updated_at = title, time.time()
+        reply = send(hub, deliveries.gitlab("Merge Request Hook", deliveries.gitlab_merge_request(
+            theirs), SECRETS["GITLAB_WEBHOOK_SECRET"]))
+        assert reply.status_code == 200 and reply.json()["status"] == "accepted"
+        for box, checkout in boxes:
+            wait_for(lambda box=box, checkout=checkout: gitlab_views(box, checkout)[
+                theirs.iid]["title"] == title, "the hub's refresh on a device")
+        return len(up.gitlab.requests)
+
+    one_device = gitlab_requests_per_refresh("Seen by one device", [(ann, ann_checkout)])
+    bob_box = more_sandboxes()
+    bob_checkout = git_checkout(os.path.join(bob_box.root, "web"), pull.head_ref)
+    bob = device(bob_box, hub, "bob", bob_checkout)
+    wait_for(lambda: theirs.iid in gitlab_views(bob, bob_checkout), "the hub's state on bob's")
+    two_devices = gitlab_requests_per_refresh(
+        "Seen by two devices", [(ann, ann_checkout), (bob, bob_checkout)])
+    # One poll for the team: what GitLab is asked does not grow with the devices.
+    assert one_device == two_devices > 0
+
+    ann_views, bob_views = gitlab_views(ann, ann_checkout), gitlab_views(bob, bob_checkout)
+    # Team scope: every open merge request of the project, on both devices.
+    assert set(ann_views) == set(bob_views) == {mr.iid for mr in opened}
+    # bob's merge request: his on his device only; the review he asked of ann flagged on hers.
+    assert bob_views[theirs.iid]["mine"] is True and ann_views[theirs.iid]["mine"] is False
+    assert ann_views[theirs.iid]["review_requested"] is True
+    assert bob_views[theirs.iid]["review_requested"] is False
+    # ann's own: hers on her device, not on bob's.
+    assert ann_views[ann_own.iid]["mine"] is True and bob_views[ann_own.iid]["mine"] is False
+    assert all(not cr["mine"] for cr in bob_views.values() if cr["author"] != teammate)
+
+
+def test_a_device_works_out_its_users_flags_from_the_hubs_team_state() -> None:
+    """The hub's flags are its token user's; a device sets mine, review_requested and reviewed
+    for its own user (names compared as GitLab does, in any case), and none without an
+    identity for that kind of upstream."""
+    from projctl_client.protocol import ChangeRequestView
+    from projctld.upstream.providers.model import Snapshot
+    from projctld.upstream.viahub import _mine
+    from projctld.upstream.wire import HubSource
+
+    def cr(number: int, author: str, **fields: object) -> ChangeRequestView:
+        return ChangeRequestView(
+            upstream="gitlab", repo="acme/web", number=number, ref=f"acme/web!{number}",
+            title="t", url="u", author=author, source_branch="b", target_branch="main",
+            updated_at=1.0, **fields)
+
+    source = HubSource(upstream="gitlab", kind="gitlab", version=1, snapshot=Snapshot(
+        change_requests=[
+            cr(1, "Ann"),
+            cr(2, "bob", review_requested_from=["ann", "chen"], review_requested=True),
+            cr(3, "bob", approved_by=["ann"]),
+            cr(4, "ann", approved_by=["ann"]),  # her own: approved, but not "reviewed"
+        ]))
+    ann = {c.number: c for c in _mine(source, {"gitlab": "ann"}).change_requests}
+    assert [ann[n].mine for n in (1, 2, 3, 4)] == [True, False, False, True]
+    assert [ann[n].review_requested for n in (1, 2, 3, 4)] == [False, True, False, False]
+    assert [ann[n].reviewed for n in (1, 2, 3, 4)] == [False, False, True, False]
+    bob = {c.number: c for c in _mine(source, {"gitlab": "bob"}).change_requests}
+    assert [bob[n].mine for n in (1, 2, 3, 4)] == [False, True, True, False]
+    assert not any(c.review_requested or c.reviewed for c in bob.values())
+    nobody = _mine(source, {"github": "ann"}).change_requests
+    assert not any(c.mine or c.review_requested or c.reviewed for c in nobody)

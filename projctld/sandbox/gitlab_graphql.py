@@ -63,9 +63,10 @@ CONSTANT = {"MergeRequest.assignees": 5, "MergeRequest.reviewers": 5}
 # Fields defined with `calls_gitaly: true` (merge_request_type.rb and its EE extension).
 CALLS_GITALY = {"MergeRequest.approved", "MergeRequest.approvalsLeft",
                 "MergeRequest.approvalsRequired", "MergeRequest.detailedMergeStatus"}
-# Lists with a resolver (MergeRequestsResolver, a BaseResolver), scored as resolvers are.
+# Lists with a resolver (MergeRequestsResolver, a BaseResolver; Project.mergeRequests:
+# ProjectMergeRequestsResolver, one of them), scored as resolvers are.
 RESOLVED = {"CurrentUser.authoredMergeRequests", "CurrentUser.assignedMergeRequests",
-            "CurrentUser.reviewRequestedMergeRequests"}
+            "CurrentUser.reviewRequestedMergeRequests", "Project.mergeRequests"}
 
 SDL = importlib.resources.files("projctld.sandbox").joinpath("gitlab_schema.graphql").read_text()
 

@@ -137,17 +137,17 @@ def _position(cursor: str, column: str) -> tuple[str, int]:
         raise GitLabFieldError(BAD_CURSOR) from None
 
 
-def merge_request_list(wanted: Callable[[MergeRequest, str], bool]) -> Callable[..., Any]:
-    """A CurrentUser merge request list: those `wanted` for the user, in the order asked,
-    one keyset page of it."""
+def merge_request_list(wanted: Callable[[MergeRequest, Any], bool]) -> Callable[..., Any]:
+    """A merge request list: those `wanted` for the parent (CurrentUser's lists: the user's;
+    Project.mergeRequests: the project's), in the order asked, one keyset page of it."""
 
-    def resolve(me: Me, info: GraphQLResolveInfo, state: str | None = None,
+    def resolve(parent: Any, info: GraphQLResolveInfo, state: str | None = None,
                 sort: str = "created_desc", draft: bool | None = None,
                 first: int | None = None, last: int | None = None,
                 after: str | None = None, before: str | None = None) -> dict[str, Any]:
         data = _state(info).data
         found = [mr for path in data.gitlab_projects for mr in data.merge_requests.get(path, [])
-                 if wanted(mr, me.username)
+                 if wanted(mr, parent)
                  and (state in (None, "all") or mr.state == state)
                  and (draft is None or mr.draft == draft)]
         column, descending = _SORTS[sort]
@@ -287,6 +287,16 @@ def _person(kind: Callable[[Any], str]) -> dict[str, Callable[..., Any]]:
     }
 
 
+def _project(_root: Any, info: GraphQLResolveInfo, fullPath: str) -> str | None:
+    """Query.project: the project at that full path (any case), or null, with no error, for a
+    path GitLab does not know or the user may not read (ProjectsFinder finds nothing)."""
+    state = _state(info)
+    if state.user is None:
+        return None
+    return next((path for path in state.data.gitlab_projects
+                 if path.lower() == fullPath.lower()), None)
+
+
 def _review_state(review: Review) -> str:
     return review.mr.reviewer_states.get(review.username, "unreviewed")
 
@@ -296,12 +306,15 @@ def _finished(pipeline: Pipeline) -> bool:
 
 
 _RESOLVERS: dict[str, dict[str, Callable[..., Any]]] = {
-    "Query": {"currentUser": lambda _r, i: Me(_state(i).user) if _state(i).user else None},
+    "Query": {"currentUser": lambda _r, i: Me(_state(i).user) if _state(i).user else None,
+              "project": _project},
     "CurrentUser": {
         **{name: resolve for name, resolve in _person(lambda me: me.username).items()},
-        "authoredMergeRequests": merge_request_list(lambda mr, me: mr.author == me),
-        "assignedMergeRequests": merge_request_list(lambda mr, me: me in mr.assignees),
-        "reviewRequestedMergeRequests": merge_request_list(lambda mr, me: me in mr.reviewers),
+        "authoredMergeRequests": merge_request_list(lambda mr, me: mr.author == me.username),
+        "assignedMergeRequests": merge_request_list(
+            lambda mr, me: me.username in mr.assignees),
+        "reviewRequestedMergeRequests": merge_request_list(
+            lambda mr, me: me.username in mr.reviewers),
     },
     "MergeRequest": {name: _checked(name, resolve) for name, resolve in _MERGE_REQUEST.items()},
     "MergeRequestAuthor": _person(lambda p: p.username),
@@ -329,6 +342,7 @@ _RESOLVERS: dict[str, dict[str, Callable[..., Any]]] = {
     "Project": {
         "fullPath": lambda path, _i: path,
         "id": lambda path, _i: _gid("Project", project_id(path)),
+        "mergeRequests": merge_request_list(lambda mr, path: mr.project == path),
         "name": lambda path, _i: path.rsplit("/", 1)[-1],
     },
 }

@@ -164,15 +164,22 @@ class HubFeed:
 
 def _mine(source: HubSource, identities: Mapping[str, str]) -> Snapshot | None:
     """The hub's snapshot with `mine` set on this user's change requests (by their author
-    and this user's name on that kind of upstream)."""
+    and this user's name on that kind of upstream), and `review_requested` and `reviewed` on
+    those whose review is asked of this user (review_requested_from) or given (approved_by):
+    the hub's own flags are its token user's, not this user's."""
     snapshot = source.snapshot
     if snapshot is None:
         return None
-    me = identities.get(source.kind)
+    me = (identities.get(source.kind) or "").lower()
 
     def marked(cr: ChangeRequestView) -> ChangeRequestView:
-        mine = me is not None and cr.author.lower() == me.lower()
-        return cr if cr.mine == mine else msgspec.structs.replace(cr, mine=mine)
+        mine = bool(me) and cr.author.lower() == me
+        requested = bool(me) and me in (name.lower() for name in cr.review_requested_from)
+        reviewed = bool(me) and not mine and me in (name.lower() for name in cr.approved_by)
+        if (cr.mine, cr.review_requested, cr.reviewed) == (mine, requested, reviewed):
+            return cr
+        return msgspec.structs.replace(cr, mine=mine, review_requested=requested,
+                                       reviewed=reviewed)
 
     return msgspec.structs.replace(snapshot, change_requests=[
         marked(cr) for cr in snapshot.change_requests])

@@ -119,7 +119,7 @@ def create_providers(config: Config, client: httpx.AsyncClient, cache: HttpCache
             providers[name] = GitHub(http, section, repos, name=name, clock=clock,
                                      stuck_after=config.polling.stuck_after, scope=scope)
         elif isinstance(section, GitLabConfig):
-            providers[name] = GitLab(http, section, name=name, clock=clock)
+            providers[name] = GitLab(http, section, name=name, clock=clock, scope=scope)
         else:
             assert isinstance(section, JiraConfig)
             providers[name] = Jira(http, section, name=name)

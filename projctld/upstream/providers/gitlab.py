@@ -17,6 +17,13 @@ What is asked (docs.gitlab.com/api/graphql/, api/projects, api/pipelines, api/us
   project GitLab does not know, or that the token may not read, costs only itself: it is named
   as a problem.
 
+The hub's team scope (`scope="team"`, hub/polling.py) asks per configured project instead, on
+its own: every open merge request of it (GraphQL `project(fullPath:) { mergeRequests(state:
+opened) }`, or over REST `/projects/:id/merge_requests?state=opened` and each one read in full),
+MAX_LISTED (REST: MAX_PAGES * PER_PAGE) at most, more said `truncated`; and its newest
+pipelines, whoever ran them. Nobody is "me" there: each device picks out its own by the hub's
+user identities (upstream/viahub.py), from the author and `review_requested_from`.
+
 A cold poll has two round trips on its critical path: the GraphQL request, /user (remembered
 for the daemon's life) and each project's id together; then each project's pipelines, which
 need my username. A steady poll has one.
@@ -171,8 +178,11 @@ class _Listed(msgspec.Struct):
 
 class GitLab:
     def __init__(self, http: UpstreamHttp, config: GitLabConfig, *, name: str = "gitlab",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, scope: str = "mine") -> None:
         self.upstream = name
+        # "team" (the hub): every open merge request and every pipeline of each project,
+        # not the token user's; each device picks out its own (upstream/viahub.py).
+        self._team = scope == "team"
         self._http = http
         self.http = http  # the inbox (upstream/notify/inbox.py) reads through it too
         self._api = config.url.rstrip("/") + "/api/v4"
@@ -194,6 +204,8 @@ class GitLab:
         self._missing: dict[str, float] = {}
 
     async def poll(self, project: str, config: ProjectConfig, *, fresh: bool) -> Snapshot:
+        if self._team:
+            return await self._poll_team(config)
         max_age = 0.0 if fresh else self._share_for
         if not self._lacks("graphql"):
             try:
@@ -297,6 +309,97 @@ class GitLab:
         _, (views, problems) = await gather([my_pipelines, merge_requests])  # type: ignore[misc]
         return views, pipelines, problems
 
+    # -- the hub's team scope: per project, every open merge request and every pipeline
+
+    async def _poll_team(self, config: ProjectConfig) -> Snapshot:
+        """Each configured project on its own: one that fails costs only itself."""
+        asked_at = self._clock()
+        results, problems = await gather_parts({
+            path: functools.partial(self._team_project, path)
+            for path in config.parts(self.upstream)})
+        return Snapshot(
+            change_requests=sorted((cr for crs, _, _ in results.values() for cr in crs),
+                                   key=lambda cr: (cr.updated_at, cr.repo, cr.number),
+                                   reverse=True),
+            pipelines=latest_per_branch(p for _, ps, _ in results.values() for p in ps),
+            as_of=asked_at,
+            problems=problems + [problem for _, _, extra in results.values() for problem in extra])
+
+    async def _team_project(self, path: str) -> tuple[list[ChangeRequestView],
+                                                      list[PipelineView], list[SourceProblem]]:
+        """Every open merge request of the project (GraphQL, or REST where it is unusable),
+        beside its newest pipelines, whoever ran them."""
+        pipelines: list[PipelineView] = []
+
+        async def every_pipeline() -> None:
+            pipelines.extend(await self._pipelines(path, None))
+
+        async def merge_requests() -> tuple[list[ChangeRequestView], list[SourceProblem]]:
+            if not self._lacks("graphql"):
+                try:
+                    return await self._team_graphql(path)
+                except Unusable as exc:
+                    log.info("gitlab_graphql_unusable", upstream=self.upstream, reason=str(exc))
+                    self._missing["graphql"] = self._clock()
+            return await self._team_rest(path)
+
+        _, (views, problems) = await gather([every_pipeline, merge_requests])  # type: ignore[misc]
+        return views, pipelines, problems
+
+    async def _team_graphql(self, path: str
+                            ) -> tuple[list[ChangeRequestView], list[SourceProblem]]:
+        found = await self._graphql.read_project(path)
+        views = [_from_graphql(self.upstream, path, listed, "", team=True)
+                 for listed in found.merge_requests]
+        problems = []
+        broken = [listed for listed in found.merge_requests if listed.broken]
+        if broken:
+            fields = sorted({name for listed in broken for name in listed.broken})
+            refs = ", ".join(f"!{listed.node.iid}" for listed in broken[:5])
+            problems.append(SourceProblem(
+                part="*", code="rejected",
+                message=f"{self._http.name} could not tell the {', '.join(fields)} of {refs}: "
+                        f"{broken[0].messages[0][:200]}",
+                suggestions=[IF_IT_PASSES, *self._http.hints.forbidden]))
+        if found.left_out:
+            count = len(found.left_out)
+            problems.append(SourceProblem(
+                part="*", code="rejected",
+                message=f"{self._http.name} left out {'a' if count == 1 else count} open merge "
+                        f"request{'s' if count > 1 else ''} of {path}: "
+                        f"{found.left_out[0][:200]}",
+                suggestions=[IF_IT_PASSES, *self._http.hints.forbidden]))
+        if not found.complete:
+            problems.append(self._team_truncated(path, gitlab_graphql.MAX_LISTED))
+        return views, problems
+
+    async def _team_rest(self, path: str
+                         ) -> tuple[list[ChangeRequestView], list[SourceProblem]]:
+        """GET /projects/:id/merge_requests?state=opened, newest first, MAX_PAGES pages at most
+        (conditional, as every GET), then each one read in full as for mine."""
+        params = {"state": "opened", "order_by": "updated_at", "sort": "desc",
+                  "per_page": PER_PAGE}
+        next_url: str | None = (f"{self._api}/projects/{quote(path, safe='')}/merge_requests?"
+                                f"{urlencode(params)}")
+        listed: list[_MergeRequest] = []
+        for _ in range(MAX_PAGES):
+            if next_url is None:
+                break
+            fetched = await self._http.get(next_url, what=f"the open merge requests of {path}")
+            listed += self._http.decode(fetched, list[_MergeRequest], what="merge requests")
+            next_url = _next_page(fetched, next_url)
+        views = await gather([functools.partial(self._read, path, mr, "") for mr in listed])
+        problems = [] if next_url is None else [self._team_truncated(path, MAX_PAGES * PER_PAGE)]
+        return [view for view in views if view is not None], problems
+
+    def _team_truncated(self, path: str, count: int) -> SourceProblem:
+        shown = f"{count:,}"
+        return SourceProblem(
+            part="*", code="truncated",
+            message=f"{self._http.name} lists more than {shown} open merge requests in {path}: "
+                    f"only the {shown} updated last are shown",
+            suggestions=["close or merge the merge requests nobody works on any more"])
+
     # -- REST: three instance-wide lists, and each merge request read (instances without
     # GraphQL, or whose GraphQL lacks what is asked)
 
@@ -356,7 +459,9 @@ class GitLab:
                 new = [mr for mr in found[role].merge_requests
                        if mr.project_id == known.id and mr.iid not in seen]
                 seen.update(mr.iid for mr in new)
-                views = await gather([functools.partial(self._read, path, mr) for mr in new])
+                me = await self._me()
+                views = await gather([functools.partial(self._read, path, mr, me)
+                                      for mr in new])
                 read.extend(view for view in views if view is not None)
 
             await gather([functools.partial(of, role) for role in LISTS])
@@ -418,17 +523,20 @@ class GitLab:
                     f"{WORDS[role]}: only the {shown} updated last are shown",
             suggestions=["close or merge the merge requests you no longer need"])
 
-    async def _pipelines(self, path: str, username: str) -> list[PipelineView]:
-        query = urlencode({"username": username, "per_page": PIPELINES_PER_PAGE,
-                           "order_by": "id", "sort": "desc"})
+    async def _pipelines(self, path: str, username: str | None) -> list[PipelineView]:
+        """The project's newest pipelines: `username`'s, or everyone's (None: team scope)."""
+        query = urlencode({**({"username": username} if username is not None else {}),
+                           "per_page": PIPELINES_PER_PAGE, "order_by": "id", "sort": "desc"})
         url = f"{self._api}/projects/{quote(path, safe='')}/pipelines?{query}"
         fetched = await self._http.get(url, what=f"project {path}")
         return [_pipeline(self.upstream, path, p) for p in
                 self._http.decode(fetched, list[_Pipeline], what="pipelines")]
 
-    async def _read(self, path: str, listed: _MergeRequest) -> ChangeRequestView | None:
+    async def _read(self, path: str, listed: _MergeRequest,
+                    username: str) -> ChangeRequestView | None:
         """A merge request with its head pipeline, approvals and reviewers' states, read at
-        once; None when it is gone since it was listed."""
+        once, as `username` sees it ("": the team's); None when it is gone since it was
+        listed."""
         base = f"{self._api}/projects/{quote(path, safe='')}/merge_requests/{listed.iid}"
         what = f"merge request {path}!{listed.iid}"
         outcome: list[Any] = [None, None, None]
@@ -458,8 +566,8 @@ class GitLab:
                 # The merge request is there and the endpoint is not: an older instance.
                 self._missing[endpoint] = self._clock()
                 outcome[index] = None
-        return _change_request(self.upstream, path, mr, await self._me(),
-                               approvals=outcome[1], reviewers=outcome[2])
+        return _change_request(self.upstream, path, mr, username,
+                               approvals=outcome[1], reviewers=outcome[2], team=self._team)
 
     async def _optional(self, url: str, shape: Any, *, what: str,
                         endpoint: str | None = None) -> Any:
@@ -537,7 +645,8 @@ def _ts(moment: datetime | None) -> float | None:
 
 def _change_request(upstream: str, path: str, mr: _MergeRequest, username: str, *,
                     approvals: _Approvals | None = None,
-                    reviewers: list[_Reviewer] | None = None) -> ChangeRequestView:
+                    reviewers: list[_Reviewer] | None = None,
+                    team: bool = False) -> ChangeRequestView:
     pipeline = mr.head_pipeline
     ci = CiView(state="none")
     if pipeline is not None:
@@ -563,6 +672,13 @@ def _change_request(upstream: str, path: str, mr: _MergeRequest, username: str, 
         merge_status=mr.detailed_merge_status.lower() if mr.detailed_merge_status else None,
         approvals_left=approvals.approvals_left if approvals else None,
         approved_by=approved_by, head=mr.sha,
+        # The team scope: whom a review is asked of and not given yet, for each device to
+        # pick itself out (as review_requested is worked out for me above).
+        review_requested_from=[] if not team else [
+            user.username for user in mr.reviewers
+            if user.username not in approved_by and next(
+                (r.state for r in reviewers or [] if r.user.username == user.username),
+                None) not in REVIEWED],
     )
 
 
@@ -576,7 +692,8 @@ def _pipeline(upstream: str, path: str, pipeline: _Pipeline) -> PipelineView:
     )
 
 
-def _from_graphql(upstream: str, path: str, listed: Listed, username: str) -> ChangeRequestView:
+def _from_graphql(upstream: str, path: str, listed: Listed, username: str, *,
+                  team: bool = False) -> ChangeRequestView:
     """A merge request as GraphQL told it, in the shapes REST gives (lower-case statuses,
     approvals, reviewers' states), so that one mapping serves both."""
     node = listed.node
@@ -610,7 +727,8 @@ def _from_graphql(upstream: str, path: str, listed: Listed, username: str) -> Ch
         states = [_Reviewer(_User(r.username), _lower(
             r.merge_request_interaction.review_state if r.merge_request_interaction else None))
             for r in reviewers]
-    view = _change_request(upstream, path, mr, username, approvals=approvals, reviewers=states)
+    view = _change_request(upstream, path, mr, username, approvals=approvals, reviewers=states,
+                           team=team)
     if "headPipeline" in listed.broken:  # not "no pipeline": GitLab did not say
         view = msgspec.structs.replace(view, ci=None)
     return view

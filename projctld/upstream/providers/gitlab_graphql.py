@@ -1,5 +1,6 @@
 """GitLab's GraphQL API as the GitLab provider asks it: every open merge request that concerns me,
-with all its review and CI, in one request per poll.
+with all its review and CI, in one request per poll; or, in the hub's team scope, every open
+merge request of one project (`project_query`, one request per project and page).
 
 What is asked (docs.gitlab.com/api/graphql/reference/, gitlab-org/gitlab's
 doc/api/graphql/reference/_index.md): `currentUser` (type CurrentUser) and its
@@ -45,7 +46,7 @@ is asked alone: 63.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -70,6 +71,8 @@ ROLES = {"created": "authoredMergeRequests", "assigned": "assignedMergeRequests"
 # How each list is named in what is shown.
 WORDS = {"created": "that you created", "assigned": "assigned to you",
          "review": "that you review"}
+# The hub's team scope reads each project's open merge requests under this alias.
+TEAM_ROLE = "open"
 PAGE_SIZE = 50
 MIN_PAGE_SIZE = 10
 # Merge requests read per list: 1,000 open ones of mine in each role. More is said, not dropped.
@@ -112,6 +115,18 @@ def query(roles: Iterable[str], *, first: int, after: bool = False,
         for role in roles)
     return (f"query({', '.join(variables)}) {{\n  currentUser {{\n    username\n{lists}\n"
             f"  }}\n}}\n{_fragment(omit)}")
+
+
+def project_query(*, first: int, after: bool = False, omit: frozenset[str] = frozenset()) -> str:
+    """The hub's team scope: every open merge request of one project (Query.project(fullPath:),
+    Project.mergeRequests), newest first; with `after`, from a cursor. Scored as above:
+    project 1 + one list of 50 (61) = 62."""
+    cursor = ", $after: String" if after else ""
+    return (f"query($path: ID!, $first: Int!{cursor}) {{\n  project(fullPath: $path) {{\n"
+            f"    {TEAM_ROLE}: mergeRequests(state: opened, sort: UPDATED_DESC, first: $first"
+            f"{', after: $after' if after else ''}) "
+            "{ pageInfo { hasNextPage endCursor } nodes { ...mr } }\n  }\n}\n"
+            + _fragment(omit))
 
 
 class Unusable(Exception):
@@ -204,6 +219,19 @@ class Listed:
 
 
 @dataclass
+class ProjectFound:
+    """Every open merge request of one project (the hub's team scope), at most MAX_LISTED."""
+
+    merge_requests: list[Listed]
+    complete: bool  # read to its end, not cut at MAX_LISTED
+    left_out: list[str]  # the message of each merge request GitLab answered null
+
+
+class _Project(msgspec.Struct):
+    open: msgspec.Raw = _NULL  # the list, under its alias TEAM_ROLE
+
+
+@dataclass
 class Found:
     username: str
     merge_requests: list[Listed]
@@ -244,12 +272,49 @@ class MergeRequestReader:
         await gather([functools.partial(one, role) for role in ROLES])
         return Found(me.username, list(found.values()), complete, left_out)
 
-    async def _ask(self, roles: list[str], cursors: dict[str, str | None]) -> GraphQLReply:
-        """The query, asked again without the optional fields the instance refuses and with
-        smaller pages while it scores the query too high."""
+    async def read_project(self, path: str) -> ProjectFound:
+        """Every open merge request of the project at `path`, newest first, MAX_LISTED at most
+        (the hub's team scope). A project GitLab does not know, or the token may not read, is
+        null without an error: that is not_found."""
+        found: dict[tuple[int, str], Listed] = {}
+        left_out: list[str] = []
+        cursor: str | None = None
+        listed = 0
+        what = f"the open merge requests of {path}"
         while True:
-            text = query(roles, first=self._first, after=bool(cursors), omit=self._optional.omit)
-            reply = await self._post(text, {"first": self._first, **cursors})
+            reply = await self._ask_text(
+                lambda first, omit, after=cursor is not None: project_query(
+                    first=first, after=after, omit=omit),
+                {"path": path, **({"after": cursor} if cursor is not None else {})}, what)
+            raw = (reply.data or {}).get("project")
+            if raw is None or bytes(raw).strip() == b"null":
+                if reply.errors:
+                    raise self._refused(reply.errors, what)
+                raise UpstreamError(
+                    f"{self._http.name} has no project {path}, or the token may not read it",
+                    code="not_found", suggestions=self._http.hints.not_found)
+            holder = self._http.decode_part(raw, _Project, what=f"project {path}")
+            if bytes(holder.open).strip() == b"null":
+                raise self._refused(reply.errors, what)
+            page = self._http.decode_part(holder.open, _List, what="merge requests")
+            listed += self._take(page, TEAM_ROLE, reply, found, left_out)
+            more = page.page_info.has_next_page
+            if not more or listed >= MAX_LISTED:
+                return ProjectFound(list(found.values()), not more, left_out)
+            cursor = page.page_info.end_cursor
+
+    async def _ask(self, roles: list[str], cursors: dict[str, str | None]) -> GraphQLReply:
+        return await self._ask_text(
+            lambda first, omit: query(roles, first=first, after=bool(cursors), omit=omit),
+            cursors, "the merge requests that concern you")
+
+    async def _ask_text(self, make: Callable[[int, frozenset[str]], str],
+                        variables: dict[str, str | None], what: str) -> GraphQLReply:
+        """The query `make` writes, asked again without the optional fields the instance
+        refuses and with smaller pages while it scores the query too high."""
+        while True:
+            text = make(self._first, self._optional.omit)
+            reply = await self._post(text, {"first": self._first, **variables}, what)
             missing = self._optional.learn(reply.errors)
             if missing:
                 log.info("gitlab_fields_missing", upstream=self._http.name,
@@ -268,10 +333,10 @@ class MergeRequestReader:
                 raise Unusable(f"GraphQL refused {', '.join(names)}")
             raise self._refused(reply.errors)
 
-    async def _post(self, text: str, variables: dict[str, object]) -> GraphQLReply:
+    async def _post(self, text: str, variables: dict[str, object], what: str) -> GraphQLReply:
         try:
             fetched = await self._http.post(self.url, {"query": text, "variables": variables},
-                                            what="the merge requests that concern you")
+                                            what=what)
         except UpstreamError as exc:
             if exc.code == "not_found":
                 raise Unusable(f"no GraphQL API at {self.url} (404)") from None
