@@ -609,10 +609,7 @@ def hub_user_list(database: str) -> None:
     rows = [("USER", "GITHUB", "GITLAB", "JIRA")] + [
         (user, names.get("github", "-"), names.get("gitlab", "-"), names.get("jira", "-"))
         for user, names in sorted(found.items())]
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
-                                                                       strict=True)).rstrip())
+    _echo_table(rows)
 
 
 @hub_user.command("remove")
